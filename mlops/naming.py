@@ -1,0 +1,116 @@
+"""Every physical resource name, derived from project + stack (+ account and region where AWS
+requires global uniqueness). Components, the CLI and the pipeline take names from here only.
+
+Each name respects its service's length and character rules; when project + stack + suffix would
+not fit, the name is shortened deterministically and an 8-character hash of the full name keeps it
+unique and stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from mlops.settings import PROJECT, StackSettings
+
+BUCKET_KINDS = ("data", "artifacts", "capture", "logs")
+# S3 server access logs cannot be delivered into an SSE-KMS bucket: "logs" uses SSE-S3.
+ENCRYPTED_BUCKET_KINDS = ("data", "artifacts", "capture")
+
+# service: (max length, allowed characters)
+LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
+    "s3": (63, re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")),
+    "iam-role": (64, re.compile(r"^[\w+=,.@-]+$")),
+    "ecr": (256, re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")),
+    "kms-alias": (256, re.compile(r"^alias/[a-zA-Z0-9/_-]+$")),
+    # SageMaker names: [a-zA-Z0-9](-*[a-zA-Z0-9])*; endpoints and model package groups stop at 63.
+    "sagemaker": (63, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
+    "sagemaker-pipeline": (256, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
+    "mlflow": (256, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
+    "sns": (256, re.compile(r"^[A-Za-z0-9_-]+$")),
+    "cloudwatch": (255, re.compile(r"^[^\x00-\x1f]+$")),
+    "events": (64, re.compile(r"^[.\-_A-Za-z0-9]+$")),
+}
+
+
+def fit(name: str, service: str) -> str:
+    """`name`, shortened with a stable hash suffix if it exceeds the service's limit; validated."""
+    limit, allowed = LIMITS[service]
+    if len(name) > limit:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: limit - 9].rstrip('-._/')}-{digest}"
+    if not allowed.match(name):
+        raise ValueError(f"{name!r} is not a valid {service} name")
+    return name
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names of one stack's resources."""
+
+    stack: str
+    account_id: str
+    region: str
+
+    @classmethod
+    def of(cls, settings: StackSettings) -> Names:
+        return cls(settings.stack, settings.account_id, settings.region)
+
+    @property
+    def prefix(self) -> str:
+        return f"{PROJECT}-{self.stack}"
+
+    def bucket(self, kind: str) -> str:
+        """Globally unique: account and region in the name, so every stack and account has its own."""
+        if kind not in BUCKET_KINDS:
+            raise ValueError(f"unknown bucket kind {kind!r}; expected one of {', '.join(BUCKET_KINDS)}")
+        return fit(f"{self.prefix}-{kind}-{self.account_id}-{self.region}", "s3")
+
+    @property
+    def kms_alias(self) -> str:
+        return fit(f"alias/{self.prefix}", "kms-alias")
+
+    @property
+    def ecr_repository(self) -> str:
+        return fit(f"{PROJECT}/{self.stack}/model", "ecr")
+
+    def role(self, purpose: str) -> str:
+        return fit(f"{self.prefix}-{purpose}", "iam-role")
+
+    @property
+    def execution_role(self) -> str:
+        return self.role("sagemaker-execution")
+
+    @property
+    def deploy_role(self) -> str:
+        return self.role("ci-deploy")
+
+    @property
+    def mlflow_role(self) -> str:
+        return self.role("mlflow")
+
+    @property
+    def mlflow_server(self) -> str:
+        return fit(self.prefix, "mlflow")
+
+    @property
+    def model_package_group(self) -> str:
+        return fit(self.prefix, "sagemaker")
+
+    @property
+    def pipeline(self) -> str:
+        return fit(f"{self.prefix}-training", "sagemaker-pipeline")
+
+    @property
+    def endpoint(self) -> str:
+        return fit(self.prefix, "sagemaker")
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the stack's own metrics (drift, pipeline)."""
+        return fit(f"{PROJECT}/{self.stack}", "cloudwatch")
+
+    @property
+    def alarm_topic(self) -> str:
+        return fit(f"{self.prefix}-alarms", "sns")

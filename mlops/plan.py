@@ -1,0 +1,205 @@
+"""The offline plan: run the real Pulumi program (infra/__main__.py) under Pulumi mocks with one
+stack file's settings, and record every resource it declares with its inputs.
+
+No engine, no provider plugins, no credentials, no network. The mocks echo inputs and fill in the
+few computed outputs the program reads (ARNs, ids, URLs) with deterministic values derived from the
+stack's account and region, so two plans of the same stack file are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from mlops.settings import PROJECT, REPO_ROOT, StackSettings, load_stack_file
+
+PROGRAM = REPO_ROOT / "infra" / "__main__.py"
+
+
+@dataclass
+class PlannedResource:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "urn": self.urn, "inputs": self.inputs}
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    components: list[str] = field(default_factory=list)
+
+    def of_type(self, type_token: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> PlannedResource:
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        raise KeyError(f"no resource named {name!r} in the plan of stack {self.stack}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "resources": [r.as_json() for r in self.resources], "outputs": self.outputs}
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class _PlanMocks(pulumi.runtime.Mocks):
+    """Echo inputs; compute the outputs AWS would, from the stack's account and region."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}  # (type, logical name) -> inputs
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
+        inputs = dict(args.inputs)
+        self.inputs[(args.typ, args.name)] = inputs
+        region, account = self.settings.region, self.settings.account_id
+        physical = inputs.get("name") or inputs.get("bucket") or inputs.get("trackingServerName") or args.name
+        token = args.typ
+        state: dict[str, Any] = dict(inputs)
+        if token == "aws:kms/key:Key":
+            key_id = f"{_short_hash(args.name)[:8]}-mock-{_short_hash(args.name + 'k')[:12]}"
+            state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account}:key/{key_id}")
+            physical = key_id
+        elif token == "aws:s3/bucket:Bucket":
+            state.update(arn=f"arn:aws:s3:::{physical}", bucketDomainName=f"{physical}.s3.amazonaws.com")
+        elif token == "aws:iam/role:Role":
+            state.update(arn=f"arn:aws:iam::{account}:role/{physical}")
+        elif token == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            physical = str(inputs["url"]).removeprefix("https://")
+            state.update(arn=f"arn:aws:iam::{account}:oidc-provider/{physical}")
+        elif token == "aws:ecr/repository:Repository":
+            state.update(arn=f"arn:aws:ecr:{region}:{account}:repository/{physical}",
+                         repositoryUrl=f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}")
+        elif token == "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer":
+            state.update(arn=f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{physical}",
+                         trackingServerUrl=f"https://{_short_hash(physical)}.{region}.experiments.sagemaker.aws")
+        else:
+            service = token.split(":")[1].split("/")[0]
+            kind = token.rsplit(":", 1)[1].lower()
+            state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
+        return str(physical), state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            account = self.settings.account_id
+            return {"accountId": account, "arn": f"arn:aws:iam::{account}:root", "userId": account}, None
+        raise NotImplementedError(f"the offline plan has no mock for provider function {args.token}")
+
+
+def _engine_config(config: dict[str, Any]) -> dict[str, str]:
+    """Config as the engine hands it to a program: every value a string, structured values as JSON."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+def plan_stack_file(path: Path) -> Plan:
+    """Validate the stack file, then run the program under mocks and return what it declares.
+
+    Validation happens first and raises `SettingsError` before the runtime is touched.
+    """
+    import yaml
+
+    settings = load_stack_file(path)
+    config = yaml.safe_load(path.read_text())["config"]
+    return run_program(settings, config)
+
+
+def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
+    mocks = _PlanMocks(settings)
+    monitor = pulumi_mocks.MockMonitor(mocks)
+    pulumi_settings.reset_options(project=PROJECT, stack=settings.stack)
+    set_all_config(_engine_config(config))
+    pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=monitor)
+
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+
+    root = pulumi_settings.get_root_resource()
+    raw_outputs = getattr(root, "outputs", {}) or {}
+    outputs = _sync_await(pulumi.Output.from_input(raw_outputs).future()) or {}
+
+    resources: list[PlannedResource] = []
+    components: list[str] = []
+    # Registration order depends on how outputs resolve; sort so plans of one stack file are identical.
+    for urn in sorted(monitor.resources):
+        type_token = urn.split("::")[2].split("$")[-1]
+        name = urn.split("::")[3]
+        if type_token.startswith("mlops-stack:"):
+            components.append(name)
+            continue
+        resources.append(PlannedResource(type_token, name, urn, _plain(mocks.inputs[(type_token, name)])))
+    return Plan(settings.stack, resources, _plain(outputs), sorted(components))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy (mocks may hand back tuples and other sequences)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# The inputs a reviewer looks at first, per resource type (the full inputs are in --json).
+_KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "aws:kms/key:Key": ("enableKeyRotation", "deletionWindowInDays"),
+    "aws:kms/alias:Alias": ("name",),
+    "aws:s3/bucket:Bucket": ("bucket", "forceDestroy"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
+        ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "rules.0.bucketKeyEnabled"),
+    "aws:s3/bucketVersioning:BucketVersioning": ("versioningConfiguration.status",),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
+        ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
+    "aws:s3/bucketLogging:BucketLogging": ("targetBucket", "targetPrefix"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration":
+        ("rules.0.expiration.days", "rules.0.noncurrentVersionExpiration.noncurrentDays"),
+    "aws:ecr/repository:Repository":
+        ("name", "imageTagMutability", "imageScanningConfiguration.scanOnPush", "encryptionConfigurations.0.encryptionType"),
+    "aws:iam/role:Role": ("name",),
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": ("url", "clientIdLists"),
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": ("trackingServerName", "trackingServerSize", "mlflowVersion"),
+}
+
+
+def _lookup(inputs: Any, dotted: str) -> Any:
+    value = inputs
+    for part in dotted.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def key_settings(resource: PlannedResource) -> str:
+    """A one-line summary of the inputs that matter for `resource` (for the plan table)."""
+    paths = _KEY_INPUTS.get(resource.type, ("name",) if "name" in resource.inputs else ("bucket",))
+    shown = []
+    for path in paths:
+        value = _lookup(resource.inputs, path)
+        if value is not None:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            shown.append(f"{path.split('.')[-1]}={json.dumps(value) if not isinstance(value, str) else value}")
+    return " ".join(shown)

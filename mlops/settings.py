@@ -1,0 +1,397 @@
+"""StackSettings: the one typed, validated model of a stack's configuration.
+
+A stack's settings come from two places that must agree:
+- inside the Pulumi program, from the engine's config (`from_pulumi_config`; the only place
+  `pulumi.Config` is read);
+- in the CLI and tests, from a `Pulumi.<stack>.yaml` file (`load_stack_file`).
+
+Both go through `from_config_map`, so a bad value fails the same way before any resource is
+declared: `SettingsError`, one line per problem, each naming the file and the key.
+
+The fields below are the source of truth; `Pulumi.yaml` declares the same keys (a test keeps them
+in sync) so the Pulumi CLI shows descriptions and applies the same defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = "mlops-stack"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_REQUIRED = dataclasses.MISSING
+
+
+class SettingsError(ValueError):
+    """A stack's configuration is invalid. `problems` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+# --- value checks: each returns an error text or None --------------------------------------------
+
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge)$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]{12}|):(?P<resource>.+)$")
+_PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
+_BRANCH = re.compile(r"^[A-Za-z0-9._/-]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,256}$")
+_MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
+_STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"{value} is outside {low}..{high}"
+
+    return check
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if pattern.match(value) else f"{value!r} is not {what}"
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"{value!r} is not one of {', '.join(choices)}"
+
+    return check
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda value: None if value == "" else check(value)
+
+
+def _arn_of(service: str, resource_prefix: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        match = _ARN.match(value)
+        if not match:
+            return f"{value!r} is not an ARN (arn:aws:{service}:...:{resource_prefix}...)"
+        if match["service"] != service or not match["resource"].startswith(resource_prefix):
+            return f"{value!r} is not an ARN of a {service} {resource_prefix.rstrip('/:')}"
+        return None
+
+    return check
+
+
+_CRON_FIELDS = (
+    ("minutes", r"[0-5]?[0-9]"),
+    ("hours", r"(1?[0-9]|2[0-3])"),
+    ("day-of-month", r"([1-9]|[12][0-9]|3[01])W?|L|LW"),
+    ("month", r"(0?[1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)"),
+    ("day-of-week", r"([1-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(L|#[1-5])?"),
+    ("year", r"(19[7-9][0-9]|2[01][0-9][0-9])"),
+)
+
+
+def check_cron(value: Any) -> str | None:
+    """An AWS cron expression, as EventBridge and SageMaker schedules take it: cron(m h dom mon dow y)."""
+    match = re.fullmatch(r"cron\((.+)\)", value.strip())
+    if not match:
+        return f"{value!r} is not an AWS cron expression: expected cron(minutes hours day-of-month month day-of-week year)"
+    parts = match[1].split()
+    if len(parts) != 6:
+        return f"{value!r} has {len(parts)} fields; AWS cron expressions have 6"
+    for part, (name, atom) in zip(parts, _CRON_FIELDS, strict=True):
+        if part in ("*", "?") or re.fullmatch(rf"({atom})(-({atom}))?(/[0-9]+)?(,({atom})(-({atom}))?(/[0-9]+)?)*", part) or re.fullmatch(r"\*/[0-9]+", part):
+            continue
+        return f"{value!r}: {name} field {part!r} is malformed"
+    if (parts[2] == "?") == (parts[4] == "?"):
+        return f"{value!r}: exactly one of day-of-month and day-of-week must be '?'"
+    return None
+
+
+def _setting(default: Any = _REQUIRED, *, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+# --- the model -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """One stack's settings. Attribute `foo_bar` is config key `mlops-stack:fooBar`."""
+
+    # Identity: from the stack name and the AWS provider's config, not from our namespace.
+    stack: str = field(metadata={"source": "stack"})
+    region: str = field(metadata={"source": "aws:region"})
+    account_id: str = field(metadata={"source": "aws:allowedAccountIds"})
+
+    owner: str = _setting(doc="Team that owns this stack; tagged on every resource as `owner`.",
+                          check=_matches(_TAG_VALUE, "a valid tag value"))
+    gitlab_project_path: str = _setting(doc="GitLab project allowed to deploy this stack, e.g. `acme/ml/mlops-stack`.",
+                                        check=_matches(_PROJECT_PATH, "a GitLab project path (group/project)"))
+    gitlab_url: str = _setting("https://gitlab.com", doc="GitLab instance that issues CI ID tokens (OIDC issuer).",
+                               check=_matches(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL without a path"))
+    ci_protected_branch: str = _setting("main", doc="Protected branch whose CI jobs may assume the deploy role (pinned in the OIDC `sub` claim).",
+                                        check=_matches(_BRANCH, "a branch name"))
+    gitlab_oidc_provider_arn: str = _setting("", doc="Existing GitLab OIDC provider to reuse (one per account and URL); empty creates one.",
+                                             check=_optional(_arn_of("iam", "oidc-provider/")))
+
+    pulumi_state_bucket: str = _setting("", doc="S3 bucket of the Pulumi state backend (bootstrapped once, outside any stack); the deploy role may use it.",
+                                        check=_optional(_matches(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name")))
+    pulumi_secrets_key_arn: str = _setting("", doc="KMS key of the Pulumi secrets provider (awskms://); the deploy role may use it.",
+                                           check=_optional(_arn_of("kms", "key/")))
+
+    protect_resources: bool = _setting(False, doc="Pulumi `protect` on stateful resources (KMS key, buckets, ECR): `pulumi destroy` refuses them.")
+    force_destroy: bool = _setting(False, doc="Allow deleting non-empty buckets and repositories on destroy (dev convenience; never prod).")
+    kms_deletion_window_days: int = _setting(30, doc="Waiting period before a scheduled KMS key deletion takes effect.", check=_between(7, 30))
+    noncurrent_version_expiry_days: int = _setting(30, doc="Days a noncurrent S3 object version is kept before expiry.", check=_between(1, 3650))
+    capture_retention_days: int = _setting(30, doc="Days endpoint data-capture records are kept.", check=_between(1, 3650))
+    access_log_retention_days: int = _setting(90, doc="Days S3 server access logs are kept.", check=_between(1, 3650))
+
+    ecr_keep_tagged_images: int = _setting(20, doc="ECR keeps this many most recent tagged images.", check=_between(1, 1000))
+    ecr_untagged_expiry_days: int = _setting(7, doc="ECR expires untagged images after this many days.", check=_between(1, 365))
+
+    mlflow_enabled: bool = _setting(True, doc="Create a SageMaker managed MLflow tracking server for this stack.")
+    mlflow_server_size: str = _setting("Small", doc="Managed MLflow tracking server size.", check=_one_of("Small", "Medium", "Large"))
+    mlflow_version: str = _setting("3.0", doc="Managed MLflow version.", check=_matches(re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), "a version like 3.0"))
+    mlflow_maintenance_window: str = _setting("Sun:03:00", doc="Weekly maintenance window start of the MLflow server (Ddd:HH:MM, UTC).",
+                                              check=_matches(_MAINTENANCE_WINDOW, "a window start like Sun:03:00"))
+
+    processing_instance_type: str = _setting("ml.m5.large", doc="Instance type of processing steps (validate, preprocess, evaluate, drift).",
+                                             check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
+    training_instance_type: str = _setting("ml.m5.xlarge", doc="Instance type of the training step.",
+                                           check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
+    evaluation_min_auc: float = _setting(0.75, doc="The pipeline registers a model only if its test AUC is at least this.", check=_between(0.5, 1.0))
+
+    endpoint_instance_type: str = _setting("ml.m5.large", doc="Instance type of the real-time endpoint.",
+                                           check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
+    endpoint_min_capacity: int = _setting(1, doc="Autoscaling lower bound of endpoint instances.", check=_between(1, 100))
+    endpoint_max_capacity: int = _setting(2, doc="Autoscaling upper bound of endpoint instances (>= endpointMinCapacity).", check=_between(1, 100))
+    endpoint_target_invocations: int = _setting(100, doc="Target invocations per instance per minute for target-tracking scaling.", check=_between(1, 100000))
+    data_capture_percent: int = _setting(100, doc="Share of endpoint requests captured for drift monitoring.", check=_between(1, 100))
+    approved_model_package_arn: str = _setting("", doc="Model package pinned on this stack's endpoint; empty follows the latest approved package.",
+                                               check=_optional(_arn_of("sagemaker", "model-package/")))
+
+    drift_schedule: str = _setting("cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron)
+    alarm_email: str = _setting("", doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",
+                                check=_optional(_matches(_EMAIL, "an email address")))
+
+    def __post_init__(self) -> None:
+        problems = [f"{config_key(f.name)}: {error}" for f in dataclasses.fields(self)
+                    if (check := f.metadata.get("check")) and (error := check(getattr(self, f.name)))]
+        if self.endpoint_max_capacity < self.endpoint_min_capacity:
+            problems.append(f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
+                            f"{config_key('endpoint_min_capacity')} ({self.endpoint_min_capacity})")
+        if problems:
+            raise SettingsError(f"stack {self.stack}", problems)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags on every taggable resource (the policy pack requires project, environment, owner)."""
+        return {"project": PROJECT, "environment": self.stack, "owner": self.owner, "managed-by": "pulumi"}
+
+    @property
+    def gitlab_host(self) -> str:
+        return self.gitlab_url.removeprefix("https://")
+
+
+# --- config keys -----------------------------------------------------------------------------------
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def config_key(attribute: str) -> str:
+    """`endpoint_min_capacity` -> `mlops-stack:endpointMinCapacity`."""
+    return f"{PROJECT}:{_camel(attribute)}"
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    attribute: str
+    key: str  # namespaced, as in a stack file
+    kind: type
+    default: Any  # dataclasses.MISSING when required
+    doc: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+def declared_keys() -> list[ConfigKey]:
+    """The project's own config keys (namespace mlops-stack), in declaration order."""
+    kinds = {"str": str, "int": int, "bool": bool, "float": float}
+    return [ConfigKey(f.name, config_key(f.name), kinds[str(f.type)], f.default, f.metadata["doc"])
+            for f in dataclasses.fields(StackSettings) if "source" not in f.metadata]
+
+
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    f.name: f.metadata["check"] for f in dataclasses.fields(StackSettings) if f.metadata.get("check")}
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def _coerce(kind: type, value: Any) -> Any:
+    """Stack files hold YAML scalars; the engine hands the program strings. Accept both, strictly."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"{value!r} is not a boolean (true or false)")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+            return int(value)
+        raise ValueError(f"{value!r} is not an integer")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{value!r} is not a string")
+
+
+def _account_id(value: Any) -> str:
+    ids = value
+    if isinstance(value, str):
+        try:
+            ids = json.loads(value)
+        except json.JSONDecodeError:
+            ids = [value]
+    if not isinstance(ids, list) or len(ids) != 1:
+        raise ValueError(f"{value!r} must list exactly one account id, the stack's account")
+    account = str(ids[0])
+    if not _ACCOUNT.match(account):
+        raise ValueError(f"{account!r} is not a 12-digit AWS account id")
+    return account
+
+
+def from_config_map(stack: str, config: Mapping[str, Any], source: str) -> StackSettings:
+    """Build settings from namespaced config (`mlops-stack:key`, `aws:region`, ...).
+
+    Every problem is collected and raised together, one line each, so a reviewer fixes a stack file
+    in one pass. Keys of other providers' namespaces are the providers' business and pass through.
+    """
+    problems: list[str] = []
+    keys = {k.key: k for k in declared_keys()}
+    values: dict[str, Any] = {}
+
+    if not _STACK_NAME.match(stack):
+        problems.append(f"stack name {stack!r} must be 1-16 lowercase letters, digits or '-', starting with a letter")
+    for key in config:
+        if key.startswith(f"{PROJECT}:") and key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{key}: unknown key{hint}")
+    for key in keys.values():
+        if key.key not in config:
+            if key.required:
+                problems.append(f"{key.key}: required key is missing")
+            continue
+        try:
+            values[key.attribute] = _coerce(key.kind, config[key.key])
+        except ValueError as error:
+            problems.append(f"{key.key}: {error}")
+            continue
+        if (check := _CHECKS.get(key.attribute)) and (error := check(values[key.attribute])):
+            problems.append(f"{key.key}: {error}")
+
+    region = config.get("aws:region")
+    if region is None:
+        problems.append("aws:region: required key is missing")
+    elif not isinstance(region, str) or not _REGION.match(region):
+        problems.append(f"aws:region: {region!r} is not an AWS region like eu-west-1")
+    try:
+        account = _account_id(config["aws:allowedAccountIds"]) if "aws:allowedAccountIds" in config else None
+        if account is None:
+            problems.append("aws:allowedAccountIds: required key is missing (the stack's one AWS account id)")
+    except ValueError as error:
+        account = None
+        problems.append(f"aws:allowedAccountIds: {error}")
+
+    if problems:
+        raise SettingsError(source, problems)
+    try:
+        return StackSettings(stack=stack, region=str(region), account_id=str(account), **values)
+    except SettingsError as error:
+        raise SettingsError(source, error.problems) from None
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def stack_names(root: Path = REPO_ROOT) -> list[str]:
+    """Every stack with a `Pulumi.<stack>.yaml` in the project: tests and `--all` cover each."""
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+def load_stack_file(path: Path) -> StackSettings:
+    """Settings of the stack whose file is `path` (Pulumi.<stack>.yaml)."""
+    name = path.name
+    if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or name == "Pulumi.yaml":
+        raise SettingsError(str(path), ["a stack file is named Pulumi.<stack>.yaml"])
+    if not path.is_file():
+        raise SettingsError(str(path), ["stack file not found"])
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError(str(path), [f"not valid YAML{where}"]) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise SettingsError(str(path), ["no `config:` mapping"])
+    return from_config_map(name[len("Pulumi."):-len(".yaml")], config, path.name)
+
+
+def load_stack(stack: str, root: Path = REPO_ROOT) -> StackSettings:
+    return load_stack_file(stack_file(stack, root))
+
+
+def from_pulumi_config() -> StackSettings:
+    """Settings inside a running Pulumi program: the one place that reads the engine's config."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    # pulumi.Config only answers for keys it is asked about; unknown-key detection needs them all.
+    all_config = dict(runtime_config.CONFIG.get()) or dict(runtime_config.get_config_env())
+    aws = pulumi.Config("aws")
+    for key in ("region", "allowedAccountIds"):
+        if (value := aws.get(key)) is not None:
+            all_config[f"aws:{key}"] = value
+    return from_config_map(pulumi.get_stack(), all_config, f"Pulumi.{pulumi.get_stack()}.yaml")
+
+
+def pulumi_yaml_config() -> dict[str, dict[str, Any]]:
+    """The `config:` block Pulumi.yaml must declare for these settings (keys without namespace)."""
+    types = {str: "string", int: "integer", bool: "boolean", float: "string"}
+    block: dict[str, dict[str, Any]] = {}
+    for key in declared_keys():
+        entry: dict[str, Any] = {"type": types[key.kind], "description": key.doc}
+        if not key.required:
+            # Pulumi project config has no number type: decimals are declared as strings.
+            entry["default"] = str(key.default) if key.kind is float else key.default
+        block[key.key.split(":", 1)[1]] = entry
+    return block

@@ -1,0 +1,31 @@
+"""Shared fixtures: the offline plan of every stack file in the repo, computed once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops.plan import Plan, plan_stack_file
+from mlops.settings import StackSettings, load_stack, stack_file, stack_names
+
+STACKS = stack_names()
+
+
+@pytest.fixture(scope="session")
+def plans() -> dict[str, Plan]:
+    return {name: plan_stack_file(stack_file(name)) for name in STACKS}
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over every Pulumi.<stack>.yaml: a new stack file is tested at once."""
+    return request.param
+
+
+@pytest.fixture
+def plan(plans: dict[str, Plan], stack: str) -> Plan:
+    return plans[stack]
+
+
+@pytest.fixture
+def settings(stack: str) -> StackSettings:
+    return load_stack(stack)

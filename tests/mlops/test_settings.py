@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi.runtime.config import set_all_config
+
+from mlops.settings import (
+    REPO_ROOT,
+    SettingsError,
+    StackSettings,
+    check_cron,
+    declared_keys,
+    from_pulumi_config,
+    load_stack,
+    load_stack_file,
+    pulumi_yaml_config,
+    stack_names,
+)
+
+
+def test_repo_has_dev_and_prod_stacks() -> None:
+    assert {"dev", "prod"} <= set(stack_names())
+
+
+def test_every_stack_file_loads(stack: str) -> None:
+    settings = load_stack(stack)
+    assert settings.stack == stack
+    assert settings.tags == {"project": "mlops-stack", "environment": stack, "owner": settings.owner,
+                             "managed-by": "pulumi"}
+
+
+def test_pulumi_yaml_declares_exactly_the_settings_keys() -> None:
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "mlops-stack"
+    assert project["main"] == "infra/"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert project["config"] == pulumi_yaml_config()
+    for key, declaration in project["config"].items():
+        assert declaration["description"], key
+
+
+def test_stacks_differ_by_data() -> None:
+    dev, prod = load_stack("dev"), load_stack("prod")
+    assert prod.protect_resources and not prod.force_destroy
+    assert not dev.protect_resources and dev.force_destroy
+    assert prod.region != dev.region and prod.account_id != dev.account_id
+    assert prod.endpoint_min_capacity >= 2
+    assert prod.capture_retention_days > dev.capture_retention_days
+
+
+def _write_stack(tmp_path: Path, changes: dict, name: str = "dev") -> Path:
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}))
+    return path
+
+
+BAD_VALUES = [
+    ({"mlops-stack:endpointMaxCapacity": 1, "mlops-stack:endpointMinCapacity": 3},
+     "mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (3)"),
+    ({"mlops-stack:endpointMaxCapacty": 3},
+     "mlops-stack:endpointMaxCapacty: unknown key (did you mean mlops-stack:endpointMaxCapacity?)"),
+    ({"mlops-stack:driftSchedule": "cron(0 * * * *)"},
+     "mlops-stack:driftSchedule: 'cron(0 * * * *)' has 5 fields; AWS cron expressions have 6"),
+    ({"mlops-stack:driftSchedule": "0 * * * *"},
+     "mlops-stack:driftSchedule: '0 * * * *' is not an AWS cron expression"),
+    ({"mlops-stack:driftSchedule": "cron(0 25 ? * * *)"},
+     "mlops-stack:driftSchedule: 'cron(0 25 ? * * *)': hours field '25' is malformed"),
+    ({"mlops-stack:driftSchedule": "cron(0 1 * * * *)"},
+     "exactly one of day-of-month and day-of-week must be '?'"),
+    ({"mlops-stack:trainingInstanceType": "m5.xlarge"},
+     "mlops-stack:trainingInstanceType: 'm5.xlarge' is not a SageMaker instance type like ml.m5.large"),
+    ({"mlops-stack:approvedModelPackageArn": "arn:aws:s3:::bucket"},
+     "mlops-stack:approvedModelPackageArn: 'arn:aws:s3:::bucket' is not an ARN of a sagemaker model-package"),
+    ({"mlops-stack:approvedModelPackageArn": "not-an-arn"},
+     "mlops-stack:approvedModelPackageArn: 'not-an-arn' is not an ARN"),
+    ({"mlops-stack:forceDestroy": "yes"}, "mlops-stack:forceDestroy: 'yes' is not a boolean (true or false)"),
+    ({"mlops-stack:endpointMinCapacity": "two"}, "mlops-stack:endpointMinCapacity: 'two' is not an integer"),
+    ({"mlops-stack:kmsDeletionWindowDays": 3}, "mlops-stack:kmsDeletionWindowDays: 3 is outside 7..30"),
+    ({"mlops-stack:evaluationMinAuc": "high"}, "mlops-stack:evaluationMinAuc: 'high' is not a number"),
+    ({"mlops-stack:owner": None}, "mlops-stack:owner: required key is missing"),
+    ({"mlops-stack:gitlabProjectPath": "just-a-name"},
+     "mlops-stack:gitlabProjectPath: 'just-a-name' is not a GitLab project path"),
+    ({"mlops-stack:mlflowServerSize": "Huge"}, "mlops-stack:mlflowServerSize: 'Huge' is not one of Small, Medium, Large"),
+    ({"mlops-stack:alarmEmail": "oncall"}, "mlops-stack:alarmEmail: 'oncall' is not an email address"),
+    ({"aws:region": "europe"}, "aws:region: 'europe' is not an AWS region like eu-west-1"),
+    ({"aws:region": None}, "aws:region: required key is missing"),
+    ({"aws:allowedAccountIds": ["1234"]}, "aws:allowedAccountIds: '1234' is not a 12-digit AWS account id"),
+    ({"aws:allowedAccountIds": ["111111111111", "222222222222"]}, "must list exactly one account id"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_VALUES, ids=[m[:40] for _, m in BAD_VALUES])
+def test_bad_value_fails_with_one_line_naming_the_key(tmp_path: Path, changes: dict, message: str) -> None:
+    path = _write_stack(tmp_path, changes)
+    with pytest.raises(SettingsError) as caught:
+        load_stack_file(path)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    line = str(caught.value)
+    assert line.startswith("Pulumi.dev.yaml: ")
+    assert message in line
+
+
+def test_all_problems_reported_together(tmp_path: Path) -> None:
+    path = _write_stack(tmp_path, {"mlops-stack:owner": None, "mlops-stack:driftSchedule": "hourly",
+                                   "mlops-stack:dataCapturePercent": 0})
+    with pytest.raises(SettingsError) as caught:
+        load_stack_file(path)
+    assert len(caught.value.problems) == 3
+
+
+def test_bad_stack_file_shapes(tmp_path: Path) -> None:
+    broken = tmp_path / "Pulumi.dev.yaml"
+    broken.write_text("config: [unclosed\n")
+    with pytest.raises(SettingsError, match="not valid YAML at line"):
+        load_stack_file(broken)
+    with pytest.raises(SettingsError, match="stack file not found"):
+        load_stack_file(tmp_path / "Pulumi.qa.yaml")
+    empty = tmp_path / "Pulumi.qa.yaml"
+    empty.write_text("encryptionsalt: x\n")
+    with pytest.raises(SettingsError, match="no `config:` mapping"):
+        load_stack_file(empty)
+    bad_name = _write_stack(tmp_path, {}, name="Prod_EU")
+    with pytest.raises(SettingsError, match="stack name 'Prod_EU'"):
+        load_stack_file(bad_name)
+
+
+@pytest.mark.parametrize("expression", [
+    "cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(15 10 ? * MON-FRI *)", "cron(0 12 1 * ? *)",
+    "cron(0/15 8-17 ? * 2-6 *)", "cron(0 0 L * ? 2027)", "cron(30 2 ? JAN,JUL SUN#1 *)",
+])
+def test_valid_cron_expressions(expression: str) -> None:
+    assert check_cron(expression) is None
+
+
+@pytest.mark.parametrize("expression", [
+    "cron(60 * ? * * *)", "cron(0 * 32 * ? *)", "cron(0 * ? 13 * *)", "cron(0 * ? * 8 *)", "rate(1 hour)",
+    "cron(* * ? * * * *)", "cron(0 * ? * MOON *)",
+])
+def test_invalid_cron_expressions(expression: str) -> None:
+    assert check_cron(expression) is not None
+
+
+def test_engine_config_and_stack_file_give_the_same_settings(stack: str) -> None:
+    """Inside `pulumi up` the engine hands strings (JSON for lists); the result must be identical."""
+    import json
+
+    import pulumi
+
+    config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    pulumi.runtime.settings.reset_options(project="mlops-stack", stack=stack)
+    try:
+        assert from_pulumi_config() == load_stack(stack)
+    finally:
+        set_all_config({})
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_stack("dev")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.owner = "someone"  # type: ignore[misc]
+
+
+def test_every_key_has_a_doc_and_a_camel_case_name() -> None:
+    for key in declared_keys():
+        assert key.doc.endswith((".", ")")), key.key
+        assert key.key.startswith("mlops-stack:") and "_" not in key.key
+
+
+def test_direct_construction_validates() -> None:
+    base = load_stack("dev")
+    with pytest.raises(SettingsError, match="endpointMaxCapacity: 1 is below"):
+        dataclasses.replace(base, endpoint_min_capacity=2, endpoint_max_capacity=1)
+    assert isinstance(dataclasses.replace(base, endpoint_max_capacity=5), StackSettings)
