@@ -33,9 +33,11 @@ class PlannedResource:
     name: str
     urn: str
     inputs: dict[str, Any]
+    protect: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "urn": self.urn, "inputs": self.inputs}
+        return {"type": self.type, "name": self.name, "urn": self.urn, "inputs": self.inputs,
+                "protect": self.protect}
 
 
 @dataclass
@@ -60,6 +62,19 @@ class Plan:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also recording the `protect` option (resource options are not inputs)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.protected: set[tuple[str, str]] = set()
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        if request.protect:
+            self.protected.add((request.type, request.name))
+        return super().RegisterResource(request)
 
 
 class _PlanMocks(pulumi.runtime.Mocks):
@@ -125,7 +140,7 @@ def plan_stack_file(path: Path) -> Plan:
 
 def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
     mocks = _PlanMocks(settings)
-    monitor = pulumi_mocks.MockMonitor(mocks)
+    monitor = _RecordingMonitor(mocks)
     pulumi_settings.reset_options(project=PROJECT, stack=settings.stack)
     set_all_config(_engine_config(config))
     pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=monitor)
@@ -145,7 +160,8 @@ def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
         if type_token.startswith("mlops-stack:"):
             components.append(name)
             continue
-        resources.append(PlannedResource(type_token, name, urn, _plain(mocks.inputs[(type_token, name)])))
+        resources.append(PlannedResource(type_token, name, urn, _plain(mocks.inputs[(type_token, name)]),
+                                         protect=(type_token, name) in monitor.protected))
     return Plan(settings.stack, resources, _plain(outputs), sorted(components))
 
 

@@ -1,0 +1,233 @@
+"""The feature schema of the Adult income problem: the one contract shared by every step.
+
+Validation checks data against it, the model artifact embeds it (``Schema.to_dict``) so a server
+can check requests, and the synthetic generator produces data of exactly this shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_FORMAT = "mlops-stack/schema"
+SCHEMA_FORMAT_VERSION = 1
+
+
+class DataError(ValueError):
+    """Data does not fit the schema. The message names the file, column and rows."""
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    name: str
+    dtype: Literal["int", "float"]
+    minimum: float
+    maximum: float
+    max_missing_share: float = 0.0
+    description: str = ""
+    kind: Literal["numeric"] = field(default="numeric", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "dtype": self.dtype, "minimum": self.minimum,
+            "maximum": self.maximum, "max_missing_share": self.max_missing_share,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    name: str
+    categories: tuple[str, ...]
+    max_missing_share: float = 0.0
+    description: str = ""
+    kind: Literal["categorical"] = field(default="categorical", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "categories": list(self.categories),
+            "max_missing_share": self.max_missing_share, "description": self.description,
+        }
+
+
+Feature = NumericFeature | CategoricalFeature
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Columns, types, ranges and dataset-level rules.
+
+    ``label`` holds 0/1; ``positive_label`` is the class the model scores. Dataset-level rules:
+    at least ``min_rows`` rows, at most ``max_duplicate_share`` fully duplicated rows, and the
+    rarer class at least ``min_minority_share`` of the rows.
+    """
+
+    name: str
+    features: tuple[Feature, ...]
+    label: str
+    label_values: tuple[int, int] = (0, 1)
+    positive_label: int = 1
+    min_rows: int = 1000
+    max_duplicate_share: float = 0.01
+    min_minority_share: float = 0.10
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.feature_names, self.label]
+
+    @property
+    def numeric(self) -> list[NumericFeature]:
+        return [f for f in self.features if isinstance(f, NumericFeature)]
+
+    @property
+    def categorical(self) -> list[CategoricalFeature]:
+        return [f for f in self.features if isinstance(f, CategoricalFeature)]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"schema {self.name!r} has no feature {name!r}; features: {self.feature_names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SCHEMA_FORMAT,
+            "format_version": SCHEMA_FORMAT_VERSION,
+            "name": self.name,
+            "features": [f.to_dict() for f in self.features],
+            "label": self.label,
+            "label_values": list(self.label_values),
+            "positive_label": self.positive_label,
+            "min_rows": self.min_rows,
+            "max_duplicate_share": self.max_duplicate_share,
+            "min_minority_share": self.min_minority_share,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        if data.get("format") != SCHEMA_FORMAT or data.get("format_version") != SCHEMA_FORMAT_VERSION:
+            raise ValueError(
+                f"not a {SCHEMA_FORMAT} v{SCHEMA_FORMAT_VERSION} document: "
+                f"format={data.get('format')!r} format_version={data.get('format_version')!r}"
+            )
+        features: list[Feature] = []
+        for f in data["features"]:
+            if f["kind"] == "numeric":
+                features.append(NumericFeature(
+                    f["name"], f["dtype"], f["minimum"], f["maximum"], f["max_missing_share"],
+                    f.get("description", ""),
+                ))
+            elif f["kind"] == "categorical":
+                features.append(CategoricalFeature(
+                    f["name"], tuple(f["categories"]), f["max_missing_share"], f.get("description", ""),
+                ))
+            else:
+                raise ValueError(f"feature {f.get('name')!r}: unknown kind {f['kind']!r}")
+        return cls(
+            name=data["name"], features=tuple(features), label=data["label"],
+            label_values=tuple(data["label_values"]),  # type: ignore[arg-type]
+            positive_label=data["positive_label"], min_rows=data["min_rows"],
+            max_duplicate_share=data["max_duplicate_share"],
+            min_minority_share=data["min_minority_share"],
+        )
+
+
+def _rows(mask: pd.Series, limit: int = 20) -> str:
+    idx = np.flatnonzero(mask.to_numpy())
+    shown = ", ".join(str(i) for i in idx[:limit])
+    more = f" (+{len(idx) - limit} more)" if len(idx) > limit else ""
+    return f"{shown}{more}"
+
+
+def coerce(frame: pd.DataFrame, schema: Schema, *, source: str = "<frame>",
+           require_label: bool = True) -> pd.DataFrame:
+    """Return the schema's columns in canonical dtypes: numeric float64, categorical object.
+
+    Missing values become NaN. Raises DataError naming source, column and (0-based) rows when a
+    column is absent or a numeric column holds text. Ranges and categories are checked by
+    ``validate``, not here: coercion only guarantees the dtypes the model code relies on.
+    """
+    wanted = schema.columns if require_label else schema.feature_names
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        raise DataError(f"{source}: missing column(s) {absent}; expected {wanted}")
+    out: dict[str, pd.Series] = {}
+    for f in schema.features:
+        s = frame[f.name]
+        if isinstance(f, NumericFeature):
+            num = pd.to_numeric(s, errors="coerce")
+            bad = s.notna() & num.isna()
+            if bad.any():
+                raise DataError(
+                    f"{source}: column {f.name!r} must be numeric; non-numeric values at rows "
+                    f"{_rows(bad)} (e.g. {s[bad].iloc[0]!r})"
+                )
+            out[f.name] = num.astype("float64")
+        else:
+            obj = s.astype(object)
+            out[f.name] = obj.where(s.notna(), np.nan)
+    if require_label:
+        lab = pd.to_numeric(frame[schema.label], errors="coerce")
+        bad = ~lab.isin(list(schema.label_values))
+        if bad.any():
+            raise DataError(
+                f"{source}: label {schema.label!r} must be one of {list(schema.label_values)}; "
+                f"bad values at rows {_rows(bad)}"
+            )
+        out[schema.label] = lab.astype("int64")
+    return pd.DataFrame(out, index=frame.index)
+
+
+# --- The Adult census income schema -----------------------------------------------------------
+WORKCLASS = ("Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov", "State-gov",
+             "Without-pay", "Never-worked")
+MARITAL_STATUS = ("Married-civ-spouse", "Divorced", "Never-married", "Separated", "Widowed",
+                  "Married-spouse-absent", "Married-AF-spouse")
+OCCUPATION = ("Tech-support", "Craft-repair", "Other-service", "Sales", "Exec-managerial",
+              "Prof-specialty", "Handlers-cleaners", "Machine-op-inspct", "Adm-clerical",
+              "Farming-fishing", "Transport-moving", "Priv-house-serv", "Protective-serv",
+              "Armed-Forces")
+RELATIONSHIP = ("Wife", "Own-child", "Husband", "Not-in-family", "Other-relative", "Unmarried")
+RACE = ("White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black")
+SEX = ("Female", "Male")
+NATIVE_COUNTRY = (
+    "United-States", "Cambodia", "England", "Puerto-Rico", "Canada", "Germany",
+    "Outlying-US(Guam-USVI-etc)", "India", "Japan", "Greece", "South", "China", "Cuba", "Iran",
+    "Honduras", "Philippines", "Italy", "Poland", "Jamaica", "Vietnam", "Mexico", "Portugal",
+    "Ireland", "France", "Dominican-Republic", "Laos", "Ecuador", "Taiwan", "Haiti", "Columbia",
+    "Hungary", "Guatemala", "Nicaragua", "Scotland", "Thailand", "Yugoslavia", "El-Salvador",
+    "Trinadad&Tobago", "Peru", "Hong", "Holand-Netherlands",
+)
+
+ADULT = Schema(
+    name="adult-income",
+    features=(
+        NumericFeature("age", "int", 16, 100, description="age in years"),
+        CategoricalFeature("workclass", WORKCLASS, max_missing_share=0.10,
+                           description="employer type; missing in ~5.7% of the census rows"),
+        NumericFeature("fnlwgt", "int", 1, 2_000_000,
+                       description="census sampling weight (people a row stands for)"),
+        NumericFeature("education_num", "int", 1, 16, description="education level, 1=preschool .. 16=doctorate"),
+        CategoricalFeature("marital_status", MARITAL_STATUS),
+        CategoricalFeature("occupation", OCCUPATION, max_missing_share=0.10,
+                           description="missing in ~5.8% of rows (with workclass, and for Never-worked)"),
+        CategoricalFeature("relationship", RELATIONSHIP),
+        CategoricalFeature("race", RACE),
+        CategoricalFeature("sex", SEX),
+        NumericFeature("capital_gain", "int", 0, 99_999, description="US$; 99999 is a top code"),
+        NumericFeature("capital_loss", "int", 0, 10_000, description="US$"),
+        NumericFeature("hours_per_week", "int", 1, 99, description="hours worked per week; 99 is a top code"),
+        CategoricalFeature("native_country", NATIVE_COUNTRY, max_missing_share=0.05),
+    ),
+    label="income_gt_50k",
+    min_rows=1000,
+    max_duplicate_share=0.01,
+    min_minority_share=0.10,
+)
