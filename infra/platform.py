@@ -20,39 +20,48 @@ def build_platform(settings: StackSettings) -> None:
     names = Names.of(settings)
     tags = settings.tags
 
-    storage = Storage("storage", StorageArgs(
-        names=names,
-        tags=tags,
-        force_destroy=settings.force_destroy,
-        protect=settings.protect_resources,
-        kms_deletion_window_days=settings.kms_deletion_window_days,
-        noncurrent_version_expiry_days=settings.noncurrent_version_expiry_days,
-        capture_retention_days=settings.capture_retention_days,
-        access_log_retention_days=settings.access_log_retention_days,
-    ))
-    images = Images("images", ImagesArgs(
-        repository_name=names.ecr_repository,
-        kms_key_arn=storage.key_arn,
-        keep_tagged_images=settings.ecr_keep_tagged_images,
-        untagged_expiry_days=settings.ecr_untagged_expiry_days,
-        force_delete=settings.force_destroy,
-        protect=settings.protect_resources,
-        tags=tags,
-    ))
-    access = Access("access", AccessArgs(
-        names=names,
-        tags=tags,
-        key_arn=storage.key_arn,
-        gitlab_url=settings.gitlab_url,
-        gitlab_host=settings.gitlab_host,
-        gitlab_project_path=settings.gitlab_project_path,
-        ci_protected_branch=settings.ci_protected_branch,
-        existing_oidc_provider_arn=settings.gitlab_oidc_provider_arn,
-        mlflow_enabled=settings.mlflow_enabled,
-        metrics_namespace=names.metrics_namespace,
-        state_bucket=settings.pulumi_state_bucket,
-        secrets_key_arn=settings.pulumi_secrets_key_arn,
-    ))
+    storage = Storage(
+        "storage",
+        StorageArgs(
+            names=names,
+            tags=tags,
+            force_destroy=settings.force_destroy,
+            protect=settings.protect_resources,
+            kms_deletion_window_days=settings.kms_deletion_window_days,
+            noncurrent_version_expiry_days=settings.noncurrent_version_expiry_days,
+            capture_retention_days=settings.capture_retention_days,
+            access_log_retention_days=settings.access_log_retention_days,
+        ),
+    )
+    images = Images(
+        "images",
+        ImagesArgs(
+            repository_name=names.ecr_repository,
+            kms_key_arn=storage.key_arn,
+            keep_tagged_images=settings.ecr_keep_tagged_images,
+            untagged_expiry_days=settings.ecr_untagged_expiry_days,
+            force_delete=settings.force_destroy,
+            protect=settings.protect_resources,
+            tags=tags,
+        ),
+    )
+    access = Access(
+        "access",
+        AccessArgs(
+            names=names,
+            tags=tags,
+            key_arn=storage.key_arn,
+            gitlab_url=settings.gitlab_url,
+            gitlab_host=settings.gitlab_host,
+            gitlab_project_path=settings.gitlab_project_path,
+            ci_protected_branch=settings.ci_protected_branch,
+            existing_oidc_provider_arn=settings.gitlab_oidc_provider_arn,
+            mlflow_enabled=settings.mlflow_enabled,
+            metrics_namespace=names.metrics_namespace,
+            state_bucket=settings.pulumi_state_bucket,
+            secrets_key_arn=settings.pulumi_secrets_key_arn,
+        ),
+    )
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)
@@ -66,14 +75,17 @@ def build_platform(settings: StackSettings) -> None:
     pulumi.export("metricsNamespace", names.metrics_namespace)
 
     if settings.mlflow_enabled and access.mlflow_role_arn is not None:
-        tracking = Tracking("tracking", TrackingArgs(
-            server_name=names.mlflow_server,
-            artifact_store_uri=f"s3://{names.bucket('artifacts')}/mlflow",
-            role_arn=access.mlflow_role_arn,
-            size=settings.mlflow_server_size,
-            mlflow_version=settings.mlflow_version,
-            maintenance_window=settings.mlflow_maintenance_window,
-            tags=tags,
-        ))
+        tracking = Tracking(
+            "tracking",
+            TrackingArgs(
+                server_name=names.mlflow_server,
+                artifact_store_uri=f"s3://{names.bucket('artifacts')}/mlflow",
+                role_arn=access.mlflow_role_arn,
+                size=settings.mlflow_server_size,
+                mlflow_version=settings.mlflow_version,
+                maintenance_window=settings.mlflow_maintenance_window,
+                tags=tags,
+            ),
+        )
         pulumi.export("mlflowTrackingServerArn", tracking.tracking_server_arn)
         pulumi.export("mlflowTrackingServerUrl", tracking.tracking_server_url)

@@ -54,26 +54,38 @@ def cmd_infra_plan(args: argparse.Namespace) -> int:
         results.append((plan, violations))
 
     if args.json:
-        documents = [{**plan.as_json(), "violations": [
-            {"policy": v.policy, "resource": v.resource, "message": v.message, "level": v.level} for v in violations
-        ]} for plan, violations in results]
+        documents = [
+            {
+                **plan.as_json(),
+                "violations": [
+                    {"policy": v.policy, "resource": v.resource, "message": v.message, "level": v.level}
+                    for v in violations
+                ],
+            }
+            for plan, violations in results
+        ]
         json.dump(documents if args.all else documents[0], sys.stdout, indent=2, sort_keys=True)
         print()
         return exit_code
 
     for plan, violations in results:
-        print(f"Stack {plan.stack}: {len(plan.resources)} resources in {len(plan.components)} components "
-              f"({', '.join(plan.components)})")
+        print(
+            f"Stack {plan.stack}: {len(plan.resources)} resources in {len(plan.components)} components "
+            f"({', '.join(plan.components)})"
+        )
         _print_table([(r.type, r.name, key_settings(r)) for r in plan.resources], ("TYPE", "NAME", "KEY SETTINGS"))
         print()
         print("Outputs:")
-        _print_table([(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in plan.outputs.items()],
-                     ("OUTPUT", "VALUE"))
+        _print_table(
+            [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in plan.outputs.items()], ("OUTPUT", "VALUE")
+        )
         print()
         if violations:
             print(f"Policy violations ({len(violations)}):")
-            _print_table([(v.level, v.policy, v.resource, v.message) for v in violations],
-                         ("LEVEL", "POLICY", "RESOURCE", "MESSAGE"))
+            _print_table(
+                [(v.level, v.policy, v.resource, v.message) for v in violations],
+                ("LEVEL", "POLICY", "RESOURCE", "MESSAGE"),
+            )
         else:
             print("Policies: no violations.")
         print()
@@ -84,20 +96,26 @@ def cmd_policy_list(args: argparse.Namespace) -> int:
     from policies.offline import describe
 
     rules = describe()
-    _print_table([(name, level, description) for name, level, description in rules],
-                 ("POLICY", "LEVEL", "DESCRIPTION"))
+    _print_table([(name, level, description) for name, level, description in rules], ("POLICY", "LEVEL", "DESCRIPTION"))
     print(f"\n{len(rules)} policies")
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description="Control plane of mlops-stack: plan, run, release, monitor.")
+    parser = argparse.ArgumentParser(
+        prog="mlops", description="Control plane of mlops-stack: plan, run, release, monitor."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    infra = commands.add_parser("infra", help="the Pulumi platform, offline").add_subparsers(dest="action", required=True)
-    plan = infra.add_parser("plan", help="offline plan of a stack under Pulumi mocks, checked by the policy pack",
-                            description="Run the Pulumi program under mocks with a stack file's settings: no engine, "
-                                        "no credentials. Exit 0 clean, 1 mandatory policy violations, 2 bad settings.")
+    infra = commands.add_parser("infra", help="the Pulumi platform, offline").add_subparsers(
+        dest="action", required=True
+    )
+    plan = infra.add_parser(
+        "plan",
+        help="offline plan of a stack under Pulumi mocks, checked by the policy pack",
+        description="Run the Pulumi program under mocks with a stack file's settings: no engine, "
+        "no credentials. Exit 0 clean, 1 mandatory policy violations, 2 bad settings.",
+    )
     target = plan.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="stack name: plans Pulumi.<stack>.yaml")
     target.add_argument("--all", action="store_true", help="plan every Pulumi.<stack>.yaml in the project")
@@ -106,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_infra_plan)
 
     policy = commands.add_parser("policy", help="the policy pack").add_subparsers(dest="action", required=True)
-    policy.add_parser("list", help="print every policy with its level and description").set_defaults(func=cmd_policy_list)
+    policy.add_parser("list", help="print every policy with its level and description").set_defaults(
+        func=cmd_policy_list
+    )
     return parser
 
 

@@ -36,8 +36,7 @@ class PlannedResource:
     protect: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "urn": self.urn, "inputs": self.inputs,
-                "protect": self.protect}
+        return {"type": self.type, "name": self.name, "urn": self.urn, "inputs": self.inputs, "protect": self.protect}
 
 
 @dataclass
@@ -103,11 +102,15 @@ class _PlanMocks(pulumi.runtime.Mocks):
             physical = str(inputs["url"]).removeprefix("https://")
             state.update(arn=f"arn:aws:iam::{account}:oidc-provider/{physical}")
         elif token == "aws:ecr/repository:Repository":
-            state.update(arn=f"arn:aws:ecr:{region}:{account}:repository/{physical}",
-                         repositoryUrl=f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}")
+            state.update(
+                arn=f"arn:aws:ecr:{region}:{account}:repository/{physical}",
+                repositoryUrl=f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}",
+            )
         elif token == "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer":
-            state.update(arn=f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{physical}",
-                         trackingServerUrl=f"https://{_short_hash(physical)}.{region}.experiments.sagemaker.aws")
+            state.update(
+                arn=f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{physical}",
+                trackingServerUrl=f"https://{_short_hash(physical)}.{region}.experiments.sagemaker.aws",
+            )
         else:
             service = token.split(":")[1].split("/")[0]
             kind = token.rsplit(":", 1)[1].lower()
@@ -145,7 +148,10 @@ def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
     set_all_config(_engine_config(config))
     pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=monitor)
 
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    def program() -> None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
 
     root = pulumi_settings.get_root_resource()
     raw_outputs = getattr(root, "outputs", {}) or {}
@@ -160,8 +166,15 @@ def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
         if type_token.startswith("mlops-stack:"):
             components.append(name)
             continue
-        resources.append(PlannedResource(type_token, name, urn, _plain(mocks.inputs[(type_token, name)]),
-                                         protect=(type_token, name) in monitor.protected))
+        resources.append(
+            PlannedResource(
+                type_token,
+                name,
+                urn,
+                _plain(mocks.inputs[(type_token, name)]),
+                protect=(type_token, name) in monitor.protected,
+            )
+        )
     return Plan(settings.stack, resources, _plain(outputs), sorted(components))
 
 
@@ -179,20 +192,36 @@ _KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:kms/key:Key": ("enableKeyRotation", "deletionWindowInDays"),
     "aws:kms/alias:Alias": ("name",),
     "aws:s3/bucket:Bucket": ("bucket", "forceDestroy"),
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
-        ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "rules.0.bucketKeyEnabled"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "rules.0.applyServerSideEncryptionByDefault.sseAlgorithm",
+        "rules.0.bucketKeyEnabled",
+    ),
     "aws:s3/bucketVersioning:BucketVersioning": ("versioningConfiguration.status",),
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
-        ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+        "blockPublicAcls",
+        "blockPublicPolicy",
+        "ignorePublicAcls",
+        "restrictPublicBuckets",
+    ),
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
     "aws:s3/bucketLogging:BucketLogging": ("targetBucket", "targetPrefix"),
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration":
-        ("rules.0.expiration.days", "rules.0.noncurrentVersionExpiration.noncurrentDays"),
-    "aws:ecr/repository:Repository":
-        ("name", "imageTagMutability", "imageScanningConfiguration.scanOnPush", "encryptionConfigurations.0.encryptionType"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
+        "rules.0.expiration.days",
+        "rules.0.noncurrentVersionExpiration.noncurrentDays",
+    ),
+    "aws:ecr/repository:Repository": (
+        "name",
+        "imageTagMutability",
+        "imageScanningConfiguration.scanOnPush",
+        "encryptionConfigurations.0.encryptionType",
+    ),
     "aws:iam/role:Role": ("name",),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": ("url", "clientIdLists"),
-    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": ("trackingServerName", "trackingServerSize", "mlflowVersion"),
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
+        "trackingServerName",
+        "trackingServerSize",
+        "mlflowVersion",
+    ),
 }
 
 

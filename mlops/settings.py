@@ -45,7 +45,9 @@ class SettingsError(ValueError):
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge)$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
-_ARN = re.compile(r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]{12}|):(?P<resource>.+)$")
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]{12}|):(?P<resource>.+)$"
+)
 _PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -105,12 +107,18 @@ def check_cron(value: Any) -> str | None:
     """An AWS cron expression, as EventBridge and SageMaker schedules take it: cron(m h dom mon dow y)."""
     match = re.fullmatch(r"cron\((.+)\)", value.strip())
     if not match:
-        return f"{value!r} is not an AWS cron expression: expected cron(minutes hours day-of-month month day-of-week year)"
+        return (
+            f"{value!r} is not an AWS cron expression: expected cron(minutes hours day-of-month month day-of-week year)"
+        )
     parts = match[1].split()
     if len(parts) != 6:
         return f"{value!r} has {len(parts)} fields; AWS cron expressions have 6"
     for part, (name, atom) in zip(parts, _CRON_FIELDS, strict=True):
-        if part in ("*", "?") or re.fullmatch(rf"({atom})(-({atom}))?(/[0-9]+)?(,({atom})(-({atom}))?(/[0-9]+)?)*", part) or re.fullmatch(r"\*/[0-9]+", part):
+        if (
+            part in ("*", "?")
+            or re.fullmatch(rf"({atom})(-({atom}))?(/[0-9]+)?(,({atom})(-({atom}))?(/[0-9]+)?)*", part)
+            or re.fullmatch(r"\*/[0-9]+", part)
+        ):
             continue
         return f"{value!r}: {name} field {part!r} is malformed"
     if (parts[2] == "?") == (parts[4] == "?"):
@@ -134,63 +142,137 @@ class StackSettings:
     region: str = field(metadata={"source": "aws:region"})
     account_id: str = field(metadata={"source": "aws:allowedAccountIds"})
 
-    owner: str = _setting(doc="Team that owns this stack; tagged on every resource as `owner`.",
-                          check=_matches(_TAG_VALUE, "a valid tag value"))
-    gitlab_project_path: str = _setting(doc="GitLab project allowed to deploy this stack, e.g. `acme/ml/mlops-stack`.",
-                                        check=_matches(_PROJECT_PATH, "a GitLab project path (group/project)"))
-    gitlab_url: str = _setting("https://gitlab.com", doc="GitLab instance that issues CI ID tokens (OIDC issuer).",
-                               check=_matches(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL without a path"))
-    ci_protected_branch: str = _setting("main", doc="Protected branch whose CI jobs may assume the deploy role (pinned in the OIDC `sub` claim).",
-                                        check=_matches(_BRANCH, "a branch name"))
-    gitlab_oidc_provider_arn: str = _setting("", doc="Existing GitLab OIDC provider to reuse (one per account and URL); empty creates one.",
-                                             check=_optional(_arn_of("iam", "oidc-provider/")))
+    owner: str = _setting(
+        doc="Team that owns this stack; tagged on every resource as `owner`.",
+        check=_matches(_TAG_VALUE, "a valid tag value"),
+    )
+    gitlab_project_path: str = _setting(
+        doc="GitLab project allowed to deploy this stack, e.g. `acme/ml/mlops-stack`.",
+        check=_matches(_PROJECT_PATH, "a GitLab project path (group/project)"),
+    )
+    gitlab_url: str = _setting(
+        "https://gitlab.com",
+        doc="GitLab instance that issues CI ID tokens (OIDC issuer).",
+        check=_matches(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL without a path"),
+    )
+    ci_protected_branch: str = _setting(
+        "main",
+        doc="Protected branch whose CI jobs may assume the deploy role (pinned in the OIDC `sub` claim).",
+        check=_matches(_BRANCH, "a branch name"),
+    )
+    gitlab_oidc_provider_arn: str = _setting(
+        "",
+        doc="Existing GitLab OIDC provider to reuse (one per account and URL); empty creates one.",
+        check=_optional(_arn_of("iam", "oidc-provider/")),
+    )
 
-    pulumi_state_bucket: str = _setting("", doc="S3 bucket of the Pulumi state backend (bootstrapped once, outside any stack); the deploy role may use it.",
-                                        check=_optional(_matches(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name")))
-    pulumi_secrets_key_arn: str = _setting("", doc="KMS key of the Pulumi secrets provider (awskms://); the deploy role may use it.",
-                                           check=_optional(_arn_of("kms", "key/")))
+    pulumi_state_bucket: str = _setting(
+        "",
+        doc="S3 bucket of the Pulumi state backend (bootstrapped once, outside any stack); the deploy role may use it.",
+        check=_optional(_matches(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name")),
+    )
+    pulumi_secrets_key_arn: str = _setting(
+        "",
+        doc="KMS key of the Pulumi secrets provider (awskms://); the deploy role may use it.",
+        check=_optional(_arn_of("kms", "key/")),
+    )
 
-    protect_resources: bool = _setting(False, doc="Pulumi `protect` on stateful resources (KMS key, buckets, ECR): `pulumi destroy` refuses them.")
-    force_destroy: bool = _setting(False, doc="Allow deleting non-empty buckets and repositories on destroy (dev convenience; never prod).")
-    kms_deletion_window_days: int = _setting(30, doc="Waiting period before a scheduled KMS key deletion takes effect.", check=_between(7, 30))
-    noncurrent_version_expiry_days: int = _setting(30, doc="Days a noncurrent S3 object version is kept before expiry.", check=_between(1, 3650))
-    capture_retention_days: int = _setting(30, doc="Days endpoint data-capture records are kept.", check=_between(1, 3650))
+    protect_resources: bool = _setting(
+        False, doc="Pulumi `protect` on stateful resources (KMS key, buckets, ECR): `pulumi destroy` refuses them."
+    )
+    force_destroy: bool = _setting(
+        False, doc="Allow deleting non-empty buckets and repositories on destroy (dev convenience; never prod)."
+    )
+    kms_deletion_window_days: int = _setting(
+        30, doc="Waiting period before a scheduled KMS key deletion takes effect.", check=_between(7, 30)
+    )
+    noncurrent_version_expiry_days: int = _setting(
+        30, doc="Days a noncurrent S3 object version is kept before expiry.", check=_between(1, 3650)
+    )
+    capture_retention_days: int = _setting(
+        30, doc="Days endpoint data-capture records are kept.", check=_between(1, 3650)
+    )
     access_log_retention_days: int = _setting(90, doc="Days S3 server access logs are kept.", check=_between(1, 3650))
 
-    ecr_keep_tagged_images: int = _setting(20, doc="ECR keeps this many most recent tagged images.", check=_between(1, 1000))
-    ecr_untagged_expiry_days: int = _setting(7, doc="ECR expires untagged images after this many days.", check=_between(1, 365))
+    ecr_keep_tagged_images: int = _setting(
+        20, doc="ECR keeps this many most recent tagged images.", check=_between(1, 1000)
+    )
+    ecr_untagged_expiry_days: int = _setting(
+        7, doc="ECR expires untagged images after this many days.", check=_between(1, 365)
+    )
 
     mlflow_enabled: bool = _setting(True, doc="Create a SageMaker managed MLflow tracking server for this stack.")
-    mlflow_server_size: str = _setting("Small", doc="Managed MLflow tracking server size.", check=_one_of("Small", "Medium", "Large"))
-    mlflow_version: str = _setting("3.0", doc="Managed MLflow version.", check=_matches(re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), "a version like 3.0"))
-    mlflow_maintenance_window: str = _setting("Sun:03:00", doc="Weekly maintenance window start of the MLflow server (Ddd:HH:MM, UTC).",
-                                              check=_matches(_MAINTENANCE_WINDOW, "a window start like Sun:03:00"))
+    mlflow_server_size: str = _setting(
+        "Small", doc="Managed MLflow tracking server size.", check=_one_of("Small", "Medium", "Large")
+    )
+    mlflow_version: str = _setting(
+        "3.0",
+        doc="Managed MLflow version.",
+        check=_matches(re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), "a version like 3.0"),
+    )
+    mlflow_maintenance_window: str = _setting(
+        "Sun:03:00",
+        doc="Weekly maintenance window start of the MLflow server (Ddd:HH:MM, UTC).",
+        check=_matches(_MAINTENANCE_WINDOW, "a window start like Sun:03:00"),
+    )
 
-    processing_instance_type: str = _setting("ml.m5.large", doc="Instance type of processing steps (validate, preprocess, evaluate, drift).",
-                                             check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
-    training_instance_type: str = _setting("ml.m5.xlarge", doc="Instance type of the training step.",
-                                           check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
-    evaluation_min_auc: float = _setting(0.75, doc="The pipeline registers a model only if its test AUC is at least this.", check=_between(0.5, 1.0))
+    processing_instance_type: str = _setting(
+        "ml.m5.large",
+        doc="Instance type of processing steps (validate, preprocess, evaluate, drift).",
+        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+    )
+    training_instance_type: str = _setting(
+        "ml.m5.xlarge",
+        doc="Instance type of the training step.",
+        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+    )
+    evaluation_min_auc: float = _setting(
+        0.75, doc="The pipeline registers a model only if its test AUC is at least this.", check=_between(0.5, 1.0)
+    )
 
-    endpoint_instance_type: str = _setting("ml.m5.large", doc="Instance type of the real-time endpoint.",
-                                           check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"))
-    endpoint_min_capacity: int = _setting(1, doc="Autoscaling lower bound of endpoint instances.", check=_between(1, 100))
-    endpoint_max_capacity: int = _setting(2, doc="Autoscaling upper bound of endpoint instances (>= endpointMinCapacity).", check=_between(1, 100))
-    endpoint_target_invocations: int = _setting(100, doc="Target invocations per instance per minute for target-tracking scaling.", check=_between(1, 100000))
-    data_capture_percent: int = _setting(100, doc="Share of endpoint requests captured for drift monitoring.", check=_between(1, 100))
-    approved_model_package_arn: str = _setting("", doc="Model package pinned on this stack's endpoint; empty follows the latest approved package.",
-                                               check=_optional(_arn_of("sagemaker", "model-package/")))
+    endpoint_instance_type: str = _setting(
+        "ml.m5.large",
+        doc="Instance type of the real-time endpoint.",
+        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+    )
+    endpoint_min_capacity: int = _setting(
+        1, doc="Autoscaling lower bound of endpoint instances.", check=_between(1, 100)
+    )
+    endpoint_max_capacity: int = _setting(
+        2, doc="Autoscaling upper bound of endpoint instances (>= endpointMinCapacity).", check=_between(1, 100)
+    )
+    endpoint_target_invocations: int = _setting(
+        100, doc="Target invocations per instance per minute for target-tracking scaling.", check=_between(1, 100000)
+    )
+    data_capture_percent: int = _setting(
+        100, doc="Share of endpoint requests captured for drift monitoring.", check=_between(1, 100)
+    )
+    approved_model_package_arn: str = _setting(
+        "",
+        doc="Model package pinned on this stack's endpoint; empty follows the latest approved package.",
+        check=_optional(_arn_of("sagemaker", "model-package/")),
+    )
 
-    drift_schedule: str = _setting("cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron)
-    alarm_email: str = _setting("", doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",
-                                check=_optional(_matches(_EMAIL, "an email address")))
+    drift_schedule: str = _setting(
+        "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
+    )
+    alarm_email: str = _setting(
+        "",
+        doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",
+        check=_optional(_matches(_EMAIL, "an email address")),
+    )
 
     def __post_init__(self) -> None:
-        problems = [f"{config_key(f.name)}: {error}" for f in dataclasses.fields(self)
-                    if (check := f.metadata.get("check")) and (error := check(getattr(self, f.name)))]
+        problems = [
+            f"{config_key(f.name)}: {error}"
+            for f in dataclasses.fields(self)
+            if (check := f.metadata.get("check")) and (error := check(getattr(self, f.name)))
+        ]
         if self.endpoint_max_capacity < self.endpoint_min_capacity:
-            problems.append(f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
-                            f"{config_key('endpoint_min_capacity')} ({self.endpoint_min_capacity})")
+            problems.append(
+                f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
+                f"{config_key('endpoint_min_capacity')} ({self.endpoint_min_capacity})"
+            )
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
 
@@ -233,12 +315,16 @@ class ConfigKey:
 def declared_keys() -> list[ConfigKey]:
     """The project's own config keys (namespace mlops-stack), in declaration order."""
     kinds = {"str": str, "int": int, "bool": bool, "float": float}
-    return [ConfigKey(f.name, config_key(f.name), kinds[str(f.type)], f.default, f.metadata["doc"])
-            for f in dataclasses.fields(StackSettings) if "source" not in f.metadata]
+    return [
+        ConfigKey(f.name, config_key(f.name), kinds[str(f.type)], f.default, f.metadata["doc"])
+        for f in dataclasses.fields(StackSettings)
+        if "source" not in f.metadata
+    ]
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
-    f.name: f.metadata["check"] for f in dataclasses.fields(StackSettings) if f.metadata.get("check")}
+    f.name: f.metadata["check"] for f in dataclasses.fields(StackSettings) if f.metadata.get("check")
+}
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -344,7 +430,7 @@ def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
 
 def stack_names(root: Path = REPO_ROOT) -> list[str]:
     """Every stack with a `Pulumi.<stack>.yaml` in the project: tests and `--all` cover each."""
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
 def load_stack_file(path: Path) -> StackSettings:
@@ -363,7 +449,7 @@ def load_stack_file(path: Path) -> StackSettings:
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise SettingsError(str(path), ["no `config:` mapping"])
-    return from_config_map(name[len("Pulumi."):-len(".yaml")], config, path.name)
+    return from_config_map(name[len("Pulumi.") : -len(".yaml")], config, path.name)
 
 
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackSettings:

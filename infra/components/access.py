@@ -22,8 +22,9 @@ from mlops.naming import ENCRYPTED_BUCKET_KINDS, Names
 STS_AUDIENCE = "sts.amazonaws.com"
 
 
-def _statement(sid: str, actions: list[str], resources: list | str, condition: dict | None = None,
-               effect: str = "Allow") -> dict:
+def _statement(
+    sid: str, actions: list[str], resources: list | str, condition: dict | None = None, effect: str = "Allow"
+) -> dict:
     statement = {"Sid": sid, "Effect": effect, "Action": sorted(actions), "Resource": resources}
     if condition:
         statement["Condition"] = condition
@@ -36,12 +37,14 @@ def _document(*statements: dict) -> dict:
 
 def service_trust_policy(service: str, account_id: str) -> dict:
     """Trust for an AWS service, limited to calls made on behalf of this account (confused deputy)."""
-    return _document({
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-    })
+    return _document(
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        }
+    )
 
 
 def gitlab_subject(project_path: str, branch: str) -> str:
@@ -50,15 +53,19 @@ def gitlab_subject(project_path: str, branch: str) -> str:
 
 
 def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, branch: str) -> dict:
-    return _document({
-        "Effect": "Allow",
-        "Principal": {"Federated": provider_arn},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {
-            f"{gitlab_host}:aud": STS_AUDIENCE,
-            f"{gitlab_host}:sub": gitlab_subject(project_path, branch),
-        }},
-    })
+    return _document(
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    f"{gitlab_host}:aud": STS_AUDIENCE,
+                    f"{gitlab_host}:sub": gitlab_subject(project_path, branch),
+                }
+            },
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -79,16 +86,22 @@ class Arns:
 
     def sagemaker(self, *kinds: str) -> list[str]:
         prefix = self.names.prefix
-        return [arn for kind in kinds for arn in (
-            f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}",
-            f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}-*",
-            f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}/*",
-        )]
+        return [
+            arn
+            for kind in kinds
+            for arn in (
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}",
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}-*",
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}/*",
+            )
+        ]
 
     def jobs(self) -> list[str]:
         # Pipeline steps name their jobs `pipelines-<execution>-<step>`; SageMaker chooses the names.
-        return [f"arn:aws:sagemaker:{self._region_account}:{kind}/*"
-                for kind in ("training-job", "processing-job", "transform-job")]
+        return [
+            f"arn:aws:sagemaker:{self._region_account}:{kind}/*"
+            for kind in ("training-job", "processing-job", "transform-job")
+        ]
 
     @property
     def log_groups(self) -> str:
@@ -122,40 +135,90 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str) -> dict:
     kinds = ENCRYPTED_BUCKET_KINDS
     return _document(
         _statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
-        _statement("ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                   arns.objects(kinds)),
-        _statement("UseStackKey", ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
-                                   "kms:GenerateDataKey"], [key_arn]),
+        _statement(
+            "ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], arns.objects(kinds)
+        ),
+        _statement(
+            "UseStackKey",
+            ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+            [key_arn],
+        ),
         # GetAuthorizationToken is account-wide by design: it has no resource to scope to.
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-        _statement("PullModelImage", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                                      "ecr:GetDownloadUrlForLayer"], [arns.repository]),
-        _statement("WriteJobLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
-                                    "logs:PutLogEvents"], [arns.log_groups, f"{arns.log_groups}:log-stream:*"]),
+        _statement(
+            "PullModelImage",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [arns.repository],
+        ),
+        _statement(
+            "WriteJobLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            [arns.log_groups, f"{arns.log_groups}:log-stream:*"],
+        ),
         # PutMetricData has no resource; the namespace condition confines it to this stack's metrics.
-        _statement("PutStackMetrics", ["cloudwatch:PutMetricData"], "*",
-                   {"StringEquals": {"cloudwatch:namespace": [metrics_namespace, "/aws/sagemaker/Endpoints"]}}),
-        _statement("RunPipelineJobs", [
-            "sagemaker:AddTags", "sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob",
-            "sagemaker:DescribeProcessingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopProcessingJob",
-            "sagemaker:StopTrainingJob",
-        ], arns.jobs()),
-        _statement("RegisterModels", [
-            "sagemaker:AddTags", "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-            "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages",
-            "sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutions",
-        ], arns.sagemaker("model-package-group", "model-package", "pipeline", "pipeline-execution")),
-        _statement("TrackExperiments", [
-            "sagemaker-mlflow:AccessUI", "sagemaker-mlflow:CreateExperiment", "sagemaker-mlflow:CreateModelVersion",
-            "sagemaker-mlflow:CreateRegisteredModel", "sagemaker-mlflow:CreateRun", "sagemaker-mlflow:GetExperiment",
-            "sagemaker-mlflow:GetExperimentByName", "sagemaker-mlflow:GetModelVersion",
-            "sagemaker-mlflow:GetRegisteredModel", "sagemaker-mlflow:GetRun", "sagemaker-mlflow:LogBatch",
-            "sagemaker-mlflow:LogInputs", "sagemaker-mlflow:LogMetric", "sagemaker-mlflow:LogModel",
-            "sagemaker-mlflow:LogParam", "sagemaker-mlflow:SearchExperiments", "sagemaker-mlflow:SearchRuns",
-            "sagemaker-mlflow:SetTag", "sagemaker-mlflow:UpdateRun",
-        ], arns.sagemaker("mlflow-tracking-server")),
-        _statement("PassOwnRoleToSageMakerJobs", ["iam:PassRole"], [arns.role(names.execution_role)],
-                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        _statement(
+            "PutStackMetrics",
+            ["cloudwatch:PutMetricData"],
+            "*",
+            {"StringEquals": {"cloudwatch:namespace": [metrics_namespace, "/aws/sagemaker/Endpoints"]}},
+        ),
+        _statement(
+            "RunPipelineJobs",
+            [
+                "sagemaker:AddTags",
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:StopTrainingJob",
+            ],
+            arns.jobs(),
+        ),
+        _statement(
+            "RegisterModels",
+            [
+                "sagemaker:AddTags",
+                "sagemaker:CreateModelPackage",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:ListModelPackages",
+                "sagemaker:DescribePipelineExecution",
+                "sagemaker:ListPipelineExecutions",
+            ],
+            arns.sagemaker("model-package-group", "model-package", "pipeline", "pipeline-execution"),
+        ),
+        _statement(
+            "TrackExperiments",
+            [
+                "sagemaker-mlflow:AccessUI",
+                "sagemaker-mlflow:CreateExperiment",
+                "sagemaker-mlflow:CreateModelVersion",
+                "sagemaker-mlflow:CreateRegisteredModel",
+                "sagemaker-mlflow:CreateRun",
+                "sagemaker-mlflow:GetExperiment",
+                "sagemaker-mlflow:GetExperimentByName",
+                "sagemaker-mlflow:GetModelVersion",
+                "sagemaker-mlflow:GetRegisteredModel",
+                "sagemaker-mlflow:GetRun",
+                "sagemaker-mlflow:LogBatch",
+                "sagemaker-mlflow:LogInputs",
+                "sagemaker-mlflow:LogMetric",
+                "sagemaker-mlflow:LogModel",
+                "sagemaker-mlflow:LogParam",
+                "sagemaker-mlflow:SearchExperiments",
+                "sagemaker-mlflow:SearchRuns",
+                "sagemaker-mlflow:SetTag",
+                "sagemaker-mlflow:UpdateRun",
+            ],
+            arns.sagemaker("mlflow-tracking-server"),
+        ),
+        _statement(
+            "PassOwnRoleToSageMakerJobs",
+            ["iam:PassRole"],
+            [arns.role(names.execution_role)],
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
     )
 
 
@@ -163,126 +226,286 @@ def mlflow_policy(arns: Arns, key_arn: str) -> dict:
     artifacts = arns.names.bucket("artifacts")
     return _document(
         _statement("ListArtifacts", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{artifacts}"]),
-        _statement("ReadWriteMlflowArtifacts", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                   [f"arn:aws:s3:::{artifacts}/mlflow/*"]),
+        _statement(
+            "ReadWriteMlflowArtifacts",
+            ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            [f"arn:aws:s3:::{artifacts}/mlflow/*"],
+        ),
         _statement("UseStackKey", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [key_arn]),
-        _statement("RegisterMlflowModels", [
-            "sagemaker:AddTags", "sagemaker:CreateModelPackage", "sagemaker:CreateModelPackageGroup",
-            "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:UpdateModelPackage",
-        ], arns.sagemaker("model-package-group", "model-package")),
+        _statement(
+            "RegisterMlflowModels",
+            [
+                "sagemaker:AddTags",
+                "sagemaker:CreateModelPackage",
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:UpdateModelPackage",
+            ],
+            arns.sagemaker("model-package-group", "model-package"),
+        ),
     )
 
 
 # What `pulumi up` of this stack needs, per service. Reads are the provider's refresh calls.
 _DEPLOY_S3 = [
-    "s3:CreateBucket", "s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:GetAccelerateConfiguration",
-    "s3:GetBucketAcl", "s3:GetBucketCORS", "s3:GetBucketLocation", "s3:GetBucketLogging",
-    "s3:GetBucketObjectLockConfiguration", "s3:GetBucketOwnershipControls", "s3:GetBucketPolicy",
-    "s3:GetBucketPublicAccessBlock", "s3:GetBucketRequestPayment", "s3:GetBucketTagging",
-    "s3:GetBucketVersioning", "s3:GetBucketWebsite", "s3:GetEncryptionConfiguration",
-    "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration", "s3:ListBucket", "s3:ListBucketVersions",
-    "s3:PutBucketLogging", "s3:PutBucketOwnershipControls", "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock",
-    "s3:PutBucketTagging", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration",
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:GetAccelerateConfiguration",
+    "s3:GetBucketAcl",
+    "s3:GetBucketCORS",
+    "s3:GetBucketLocation",
+    "s3:GetBucketLogging",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketOwnershipControls",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketRequestPayment",
+    "s3:GetBucketTagging",
+    "s3:GetBucketVersioning",
+    "s3:GetBucketWebsite",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetReplicationConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:PutBucketLogging",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketTagging",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
     "s3:PutLifecycleConfiguration",
 ]
 _DEPLOY_OBJECTS = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:PutObject"]
 _DEPLOY_KMS_KEY = [
-    "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:EnableKeyRotation", "kms:Encrypt",
-    "kms:GenerateDataKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
-    "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
     "kms:UpdateKeyDescription",
 ]
 _DEPLOY_ECR = [
-    "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:CreateRepository",
-    "ecr:DeleteLifecyclePolicy", "ecr:DeleteRepository", "ecr:DescribeImages", "ecr:DescribeRepositories",
-    "ecr:GetDownloadUrlForLayer", "ecr:GetLifecyclePolicy", "ecr:InitiateLayerUpload", "ecr:ListTagsForResource",
-    "ecr:PutImage", "ecr:PutImageScanningConfiguration", "ecr:PutImageTagMutability", "ecr:PutLifecyclePolicy",
-    "ecr:TagResource", "ecr:UntagResource", "ecr:UploadLayerPart",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:CreateRepository",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:DeleteRepository",
+    "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetLifecyclePolicy",
+    "ecr:InitiateLayerUpload",
+    "ecr:ListTagsForResource",
+    "ecr:PutImage",
+    "ecr:PutImageScanningConfiguration",
+    "ecr:PutImageTagMutability",
+    "ecr:PutLifecyclePolicy",
+    "ecr:TagResource",
+    "ecr:UntagResource",
+    "ecr:UploadLayerPart",
 ]
 _DEPLOY_ROLES = [
-    "iam:CreateRole", "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:GetRole", "iam:GetRolePolicy",
-    "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole", "iam:ListRolePolicies", "iam:PassRole",
-    "iam:PutRolePolicy", "iam:TagRole", "iam:UntagRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole",
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRolePolicies",
+    "iam:PassRole",
+    "iam:PutRolePolicy",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
 ]
 _DEPLOY_OIDC = [
-    "iam:AddClientIDToOpenIDConnectProvider", "iam:CreateOpenIDConnectProvider",
-    "iam:DeleteOpenIDConnectProvider", "iam:GetOpenIDConnectProvider", "iam:TagOpenIDConnectProvider",
-    "iam:UntagOpenIDConnectProvider", "iam:UpdateOpenIDConnectProviderThumbprint",
+    "iam:AddClientIDToOpenIDConnectProvider",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:DeleteOpenIDConnectProvider",
+    "iam:GetOpenIDConnectProvider",
+    "iam:TagOpenIDConnectProvider",
+    "iam:UntagOpenIDConnectProvider",
+    "iam:UpdateOpenIDConnectProviderThumbprint",
 ]
 _DEPLOY_SAGEMAKER = [
-    "sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:CreateEndpointConfig",
-    "sagemaker:CreateMlflowTrackingServer", "sagemaker:CreateModel", "sagemaker:CreateModelPackageGroup",
-    "sagemaker:CreateMonitoringSchedule", "sagemaker:CreatePipeline", "sagemaker:DeleteEndpoint",
-    "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteMlflowTrackingServer", "sagemaker:DeleteModel",
-    "sagemaker:DeleteModelPackageGroup", "sagemaker:DeleteMonitoringSchedule", "sagemaker:DeletePipeline",
-    "sagemaker:DeleteTags", "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-    "sagemaker:DescribeMlflowTrackingServer", "sagemaker:DescribeModel", "sagemaker:DescribeModelPackage",
-    "sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeMonitoringSchedule", "sagemaker:DescribePipeline",
-    "sagemaker:DescribePipelineExecution", "sagemaker:InvokeEndpoint", "sagemaker:ListModelPackages",
-    "sagemaker:ListPipelineExecutions", "sagemaker:ListTags", "sagemaker:StartPipelineExecution",
-    "sagemaker:UpdateEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities",
-    "sagemaker:UpdateMlflowTrackingServer", "sagemaker:UpdateModelPackage", "sagemaker:UpdateMonitoringSchedule",
+    "sagemaker:AddTags",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:CreateMlflowTrackingServer",
+    "sagemaker:CreateModel",
+    "sagemaker:CreateModelPackageGroup",
+    "sagemaker:CreateMonitoringSchedule",
+    "sagemaker:CreatePipeline",
+    "sagemaker:DeleteEndpoint",
+    "sagemaker:DeleteEndpointConfig",
+    "sagemaker:DeleteMlflowTrackingServer",
+    "sagemaker:DeleteModel",
+    "sagemaker:DeleteModelPackageGroup",
+    "sagemaker:DeleteMonitoringSchedule",
+    "sagemaker:DeletePipeline",
+    "sagemaker:DeleteTags",
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeMlflowTrackingServer",
+    "sagemaker:DescribeModel",
+    "sagemaker:DescribeModelPackage",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:DescribeMonitoringSchedule",
+    "sagemaker:DescribePipeline",
+    "sagemaker:DescribePipelineExecution",
+    "sagemaker:InvokeEndpoint",
+    "sagemaker:ListModelPackages",
+    "sagemaker:ListPipelineExecutions",
+    "sagemaker:ListTags",
+    "sagemaker:StartPipelineExecution",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "sagemaker:UpdateMlflowTrackingServer",
+    "sagemaker:UpdateModelPackage",
+    "sagemaker:UpdateMonitoringSchedule",
     "sagemaker:UpdatePipeline",
 ]
 _DEPLOY_OPERATIONS = [
-    "cloudwatch:DeleteAlarms", "cloudwatch:DeleteDashboards", "cloudwatch:DescribeAlarms",
-    "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource", "cloudwatch:PutDashboard",
-    "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:UntagResource",
-    "events:DeleteRule", "events:DescribeRule", "events:ListTagsForResource", "events:ListTargetsByRule",
-    "events:PutRule", "events:PutTargets", "events:RemoveTargets", "events:TagResource", "events:UntagResource",
-    "sns:CreateTopic", "sns:DeleteTopic", "sns:GetSubscriptionAttributes", "sns:GetTopicAttributes",
-    "sns:ListTagsForResource", "sns:SetTopicAttributes", "sns:Subscribe", "sns:TagResource", "sns:Unsubscribe",
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:DeleteDashboards",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:GetDashboard",
+    "cloudwatch:ListTagsForResource",
+    "cloudwatch:PutDashboard",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+    "events:DeleteRule",
+    "events:DescribeRule",
+    "events:ListTagsForResource",
+    "events:ListTargetsByRule",
+    "events:PutRule",
+    "events:PutTargets",
+    "events:RemoveTargets",
+    "events:TagResource",
+    "events:UntagResource",
+    "sns:CreateTopic",
+    "sns:DeleteTopic",
+    "sns:GetSubscriptionAttributes",
+    "sns:GetTopicAttributes",
+    "sns:ListTagsForResource",
+    "sns:SetTopicAttributes",
+    "sns:Subscribe",
+    "sns:TagResource",
+    "sns:Unsubscribe",
     "sns:UntagResource",
 ]
 # Application Auto Scaling's Describe calls and KMS CreateKey have no resource-level scoping.
 _DEPLOY_UNSCOPED = [
-    "application-autoscaling:DeleteScalingPolicy", "application-autoscaling:DeregisterScalableTarget",
-    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
-    "application-autoscaling:PutScalingPolicy", "application-autoscaling:RegisterScalableTarget",
-    "ecr:GetAuthorizationToken", "kms:ListAliases",
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:RegisterScalableTarget",
+    "ecr:GetAuthorizationToken",
+    "kms:ListAliases",
 ]
 # The deploy role must not widen its own rights: changes to it need a platform engineer's credentials.
-_SELF_MODIFICATION = ["iam:DeleteRolePolicy", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy",
-                      "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary", "iam:DeleteRole"]
+_SELF_MODIFICATION = [
+    "iam:DeleteRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRole",
+]
 
 
-def deploy_policy(arns: Arns, *, stack: str, oidc_provider_arn: str, state_bucket: str,
-                  secrets_key_arn: str) -> dict:
+def deploy_policy(arns: Arns, *, stack: str, oidc_provider_arn: str, state_bucket: str, secrets_key_arn: str) -> dict:
     names = arns.names
     region_account = f"{names.region}:{names.account_id}"
     statements = [
         _statement("ManageStackBuckets", _DEPLOY_S3, arns.buckets(("data", "artifacts", "capture", "logs"))),
-        _statement("ManageStackObjects", _DEPLOY_OBJECTS,
-                   arns.objects(("data", "artifacts", "capture", "logs"))),
-        _statement("CreateTaggedKeys", ["kms:CreateKey", "kms:TagResource"], "*",
-                   {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": "mlops-stack"}}),
-        _statement("ManageStackKeys", _DEPLOY_KMS_KEY, [arns.keys],
-                   {"StringEquals": {"aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}}),
-        _statement("ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-                   [arns.alias, arns.keys]),
+        _statement("ManageStackObjects", _DEPLOY_OBJECTS, arns.objects(("data", "artifacts", "capture", "logs"))),
+        _statement(
+            "CreateTaggedKeys",
+            ["kms:CreateKey", "kms:TagResource"],
+            "*",
+            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": "mlops-stack"}},
+        ),
+        _statement(
+            "ManageStackKeys",
+            _DEPLOY_KMS_KEY,
+            [arns.keys],
+            {"StringEquals": {"aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}},
+        ),
+        _statement(
+            "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
+        ),
         _statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
         _statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
         _statement("ManageGitlabOidcProvider", _DEPLOY_OIDC, [oidc_provider_arn]),
-        _statement("ManageStackSageMaker", _DEPLOY_SAGEMAKER, arns.sagemaker(
-            "endpoint", "endpoint-config", "model", "model-package-group", "model-package", "pipeline",
-            "mlflow-tracking-server", "monitoring-schedule")),
-        _statement("ManageStackOperations", _DEPLOY_OPERATIONS, [
-            arns.scoped("cloudwatch", "alarm"), f"arn:aws:cloudwatch::{names.account_id}:dashboard/{names.prefix}*",
-            arns.scoped("events", "rule", "/"), f"arn:aws:sns:{region_account}:{names.prefix}-*",
-        ]),
+        _statement(
+            "ManageStackSageMaker",
+            _DEPLOY_SAGEMAKER,
+            arns.sagemaker(
+                "endpoint",
+                "endpoint-config",
+                "model",
+                "model-package-group",
+                "model-package",
+                "pipeline",
+                "mlflow-tracking-server",
+                "monitoring-schedule",
+            ),
+        ),
+        _statement(
+            "ManageStackOperations",
+            _DEPLOY_OPERATIONS,
+            [
+                arns.scoped("cloudwatch", "alarm"),
+                f"arn:aws:cloudwatch::{names.account_id}:dashboard/{names.prefix}*",
+                arns.scoped("events", "rule", "/"),
+                f"arn:aws:sns:{region_account}:{names.prefix}-*",
+            ],
+        ),
         _statement("ManageScalingAndLogin", _DEPLOY_UNSCOPED, "*"),
-        _statement("CreateAutoScalingServiceRole", ["iam:CreateServiceLinkedRole"], "*",
-                   {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),
+        _statement(
+            "CreateAutoScalingServiceRole",
+            ["iam:CreateServiceLinkedRole"],
+            "*",
+            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
         _statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
     ]
     if state_bucket:
-        statements.append(_statement("PulumiStateBucket", ["s3:GetBucketLocation", "s3:ListBucket"],
-                                     [f"arn:aws:s3:::{state_bucket}"]))
-        statements.append(_statement("PulumiStateObjects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                                     [f"arn:aws:s3:::{state_bucket}/*"]))
+        statements.append(
+            _statement("PulumiStateBucket", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{state_bucket}"])
+        )
+        statements.append(
+            _statement(
+                "PulumiStateObjects",
+                ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                [f"arn:aws:s3:::{state_bucket}/*"],
+            )
+        )
     if secrets_key_arn:
-        statements.append(_statement("PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                                     [secrets_key_arn]))
+        statements.append(
+            _statement(
+                "PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [secrets_key_arn]
+            )
+        )
     return _document(*statements)
 
 
@@ -328,7 +551,8 @@ class Access(pulumi.ComponentResource):
             f"{name}-execution-policy",
             role=execution.name,
             policy=pulumi.Output.from_input(args.key_arn).apply(
-                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace))),
+                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace))
+            ),
             opts=child,
         )
         self.execution_role_arn = execution.arn
@@ -347,7 +571,8 @@ class Access(pulumi.ComponentResource):
                 f"{name}-mlflow-policy",
                 role=mlflow.name,
                 policy=pulumi.Output.from_input(args.key_arn).apply(
-                    lambda key: pulumi.Output.json_dumps(mlflow_policy(arns, key))),
+                    lambda key: pulumi.Output.json_dumps(mlflow_policy(arns, key))
+                ),
                 opts=child,
             )
             self.mlflow_role_arn = mlflow.arn
@@ -364,14 +589,18 @@ class Access(pulumi.ComponentResource):
             )
             provider_arn = provider.arn
         # The provider ARN is derivable, so the deploy policy does not wait on the provider's creation.
-        known_provider_arn = (args.existing_oidc_provider_arn
-                              or f"arn:aws:iam::{account}:oidc-provider/{args.gitlab_host}")
+        known_provider_arn = (
+            args.existing_oidc_provider_arn or f"arn:aws:iam::{account}:oidc-provider/{args.gitlab_host}"
+        )
         deploy = aws.iam.Role(
             f"{name}-deploy-role",
             name=names.deploy_role,
             description=f"GitLab CI of {args.gitlab_project_path} ({args.ci_protected_branch}) deploys this stack",
-            assume_role_policy=provider_arn.apply(lambda arn: pulumi.Output.json_dumps(oidc_trust_policy(
-                arn, args.gitlab_host, args.gitlab_project_path, args.ci_protected_branch))),
+            assume_role_policy=provider_arn.apply(
+                lambda arn: pulumi.Output.json_dumps(
+                    oidc_trust_policy(arn, args.gitlab_host, args.gitlab_project_path, args.ci_protected_branch)
+                )
+            ),
             max_session_duration=3600,
             tags=args.tags,
             opts=child,
@@ -379,16 +608,24 @@ class Access(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-deploy-policy",
             role=deploy.name,
-            policy=pulumi.Output.json_dumps(deploy_policy(
-                arns, stack=names.stack, oidc_provider_arn=known_provider_arn,
-                state_bucket=args.state_bucket, secrets_key_arn=args.secrets_key_arn)),
+            policy=pulumi.Output.json_dumps(
+                deploy_policy(
+                    arns,
+                    stack=names.stack,
+                    oidc_provider_arn=known_provider_arn,
+                    state_bucket=args.state_bucket,
+                    secrets_key_arn=args.secrets_key_arn,
+                )
+            ),
             opts=child,
         )
         self.deploy_role_arn = deploy.arn
         self.oidc_provider_arn = provider_arn
-        self.register_outputs({
-            "executionRoleArn": self.execution_role_arn,
-            "mlflowRoleArn": self.mlflow_role_arn,
-            "deployRoleArn": self.deploy_role_arn,
-            "oidcProviderArn": self.oidc_provider_arn,
-        })
+        self.register_outputs(
+            {
+                "executionRoleArn": self.execution_role_arn,
+                "mlflowRoleArn": self.mlflow_role_arn,
+                "deployRoleArn": self.deploy_role_arn,
+                "oidcProviderArn": self.oidc_provider_arn,
+            }
+        )

@@ -14,23 +14,30 @@ import pulumi_aws as aws
 
 
 def lifecycle_policy(keep_tagged: int, untagged_expiry_days: int) -> str:
-    return json.dumps({
-        "rules": [
-            {
-                "rulePriority": 1,
-                "description": f"expire untagged images after {untagged_expiry_days} days",
-                "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                              "countUnit": "days", "countNumber": untagged_expiry_days},
-                "action": {"type": "expire"},
-            },
-            {
-                "rulePriority": 2,
-                "description": f"keep the last {keep_tagged} tagged images",
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_tagged},
-                "action": {"type": "expire"},
-            },
-        ]
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"expire untagged images after {untagged_expiry_days} days",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": untagged_expiry_days,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"keep the last {keep_tagged} tagged images",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_tagged},
+                    "action": {"type": "expire"},
+                },
+            ]
+        },
+        sort_keys=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,9 @@ class Images(pulumi.ComponentResource):
             name=args.repository_name,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(
-                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=args.kms_key_arn)
+            ],
             force_delete=args.force_delete,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),

@@ -20,13 +20,35 @@ from mlops.naming import BUCKET_KINDS, ENCRYPTED_BUCKET_KINDS, Names
 
 # Key administration for the account root (which delegates to IAM policies); listed, not `kms:*`.
 _KEY_ACCOUNT_ACTIONS = [
-    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:CreateGrant", "kms:Decrypt", "kms:DeleteAlias",
-    "kms:DescribeKey", "kms:DisableKey", "kms:DisableKeyRotation", "kms:EnableKey", "kms:EnableKeyRotation",
-    "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:GetKeyPolicy",
-    "kms:GetKeyRotationStatus", "kms:ListAliases", "kms:ListGrants", "kms:ListKeyPolicies",
-    "kms:ListResourceTags", "kms:PutKeyPolicy", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:RetireGrant",
-    "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
-    "kms:UpdateAlias", "kms:UpdateKeyDescription",
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
 ]
 # Services that write into KMS-encrypted SNS topics on the stack's behalf (alarms, events).
 _KEY_SERVICE_PRINCIPALS = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
@@ -70,17 +92,19 @@ def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str]) -> di
     """TLS-only for every bucket; the logs bucket also lets S3's log delivery write (ACLs are off)."""
     statements = [tls_only_statement(bucket)]
     if log_sources:
-        statements.append({
-            "Sid": "S3ServerAccessLogDelivery",
-            "Effect": "Allow",
-            "Principal": {"Service": "logging.s3.amazonaws.com"},
-            "Action": "s3:PutObject",
-            "Resource": f"arn:aws:s3:::{bucket}/*",
-            "Condition": {
-                "StringEquals": {"aws:SourceAccount": account_id},
-                "ArnLike": {"aws:SourceArn": [f"arn:aws:s3:::{source}" for source in log_sources]},
-            },
-        })
+        statements.append(
+            {
+                "Sid": "S3ServerAccessLogDelivery",
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": [f"arn:aws:s3:::{source}" for source in log_sources]},
+                },
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -157,18 +181,22 @@ class Storage(pulumi.ComponentResource):
             )
             encryption_by_default = (
                 aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256")
-                if kind == "logs" else
-                aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn)
+                    sse_algorithm="AES256"
+                )
+                if kind == "logs"
+                else aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                )
             )
             aws.s3.BucketServerSideEncryptionConfiguration(
                 f"{name}-{kind}-encryption",
                 bucket=bucket.bucket,
-                rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=encryption_by_default,
-                    bucket_key_enabled=kind != "logs",
-                )],
+                rules=[
+                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                        apply_server_side_encryption_by_default=encryption_by_default,
+                        bucket_key_enabled=kind != "logs",
+                    )
+                ],
                 opts=on_bucket,
             )
             log_sources = [self.bucket_names[k] for k in ENCRYPTED_BUCKET_KINDS] if kind == "logs" else []
@@ -176,7 +204,8 @@ class Storage(pulumi.ComponentResource):
                 f"{name}-{kind}-policy",
                 bucket=bucket.bucket,
                 policy=pulumi.Output.json_dumps(
-                    bucket_policy(bucket_name, account_id=names.account_id, log_sources=log_sources)),
+                    bucket_policy(bucket_name, account_id=names.account_id, log_sources=log_sources)
+                ),
                 opts=on_bucket,
             )
             aws.s3.BucketLifecycleConfiguration(
@@ -197,22 +226,28 @@ class Storage(pulumi.ComponentResource):
         self.key_arn = key.arn
         self.key_id = key.key_id
         self.bucket_arns = {kind: bucket.arn for kind, bucket in buckets.items()}
-        self.register_outputs({
-            "keyArn": self.key_arn,
-            "bucketNames": self.bucket_names,
-            "bucketArns": self.bucket_arns,
-        })
+        self.register_outputs(
+            {
+                "keyArn": self.key_arn,
+                "bucketNames": self.bucket_names,
+                "bucketArns": self.bucket_arns,
+            }
+        )
 
     @staticmethod
     def _lifecycle_rules(kind: str, args: StorageArgs) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
         retention = {"capture": args.capture_retention_days, "logs": args.access_log_retention_days}.get(kind)
-        return [aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="retention",
-            status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention) if retention else None,
-            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=args.noncurrent_version_expiry_days),
-            abort_incomplete_multipart_upload=(
-                aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7)),
-        )]
+        return [
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="retention",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention) if retention else None,
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=args.noncurrent_version_expiry_days
+                ),
+                abort_incomplete_multipart_upload=(
+                    aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7)
+                ),
+            )
+        ]

@@ -40,5 +40,6 @@ class Tracking(pulumi.ComponentResource):
         )
         self.tracking_server_arn = server.arn
         self.tracking_server_url = server.tracking_server_url
-        self.register_outputs({"trackingServerArn": self.tracking_server_arn,
-                               "trackingServerUrl": self.tracking_server_url})
+        self.register_outputs(
+            {"trackingServerArn": self.tracking_server_arn, "trackingServerUrl": self.tracking_server_url}
+        )

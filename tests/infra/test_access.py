@@ -34,8 +34,13 @@ def test_no_wildcard_actions_in_any_allow(plan: Plan) -> None:
 
 
 def test_unscoped_resources_only_where_aws_has_no_resource(plan: Plan) -> None:
-    allowed_unscoped = {"EcrLogin", "PutStackMetrics", "CreateTaggedKeys", "ManageScalingAndLogin",
-                        "CreateAutoScalingServiceRole"}
+    allowed_unscoped = {
+        "EcrLogin",
+        "PutStackMetrics",
+        "CreateTaggedKeys",
+        "ManageScalingAndLogin",
+        "CreateAutoScalingServiceRole",
+    }
     for role, policy in _role_policies(plan).items():
         for statement in statements(policy["policy"]):
             if statement["Resource"] == "*":
@@ -50,12 +55,15 @@ def test_execution_role_is_scoped_to_this_stack(plan: Plan, settings: StackSetti
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": settings.account_id}}
     policy = {s["Sid"]: s for s in statements(_role_policies(plan)[names.execution_role]["policy"])}
     assert policy["ReadWriteStackObjects"]["Resource"] == [
-        f"arn:aws:s3:::{names.bucket(k)}/*" for k in ("data", "artifacts", "capture")]
+        f"arn:aws:s3:::{names.bucket(k)}/*" for k in ("data", "artifacts", "capture")
+    ]
     assert policy["UseStackKey"]["Resource"] == [plan.outputs["kmsKeyArn"]]
     assert policy["PullModelImage"]["Resource"] == [
-        f"arn:aws:ecr:{settings.region}:{settings.account_id}:repository/{names.ecr_repository}"]
+        f"arn:aws:ecr:{settings.region}:{settings.account_id}:repository/{names.ecr_repository}"
+    ]
     assert policy["PassOwnRoleToSageMakerJobs"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
     assert policy["PutStackMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"][0] == names.metrics_namespace
 
 
@@ -75,10 +83,14 @@ def test_deploy_role_trust_pins_audience_and_subject(plan: Plan, settings: Stack
     host = settings.gitlab_host
     assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert trust["Principal"] == {"Federated": plan.outputs["oidcProviderArn"]}
-    assert trust["Condition"] == {"StringEquals": {
-        f"{host}:aud": "sts.amazonaws.com",
-        f"{host}:sub": f"project_path:{settings.gitlab_project_path}:ref_type:branch:ref:{settings.ci_protected_branch}",
-    }}
+    assert trust["Condition"] == {
+        "StringEquals": {
+            f"{host}:aud": "sts.amazonaws.com",
+            f"{host}:sub": (
+                f"project_path:{settings.gitlab_project_path}:ref_type:branch:ref:{settings.ci_protected_branch}"
+            ),
+        }
+    }
 
 
 def test_deploy_role_cannot_escalate_itself(plan: Plan, settings: StackSettings) -> None:
@@ -89,6 +101,7 @@ def test_deploy_role_cannot_escalate_itself(plan: Plan, settings: StackSettings)
     assert deny["Resource"] == [f"arn:aws:iam::{settings.account_id}:role/{names.deploy_role}"]
     assert {"iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy"} <= set(deny["Action"])
     assert policy["ManageStackRoles"]["Resource"] == [
-        f"arn:aws:iam::{settings.account_id}:role/mlops-stack-{settings.stack}-*"]
+        f"arn:aws:iam::{settings.account_id}:role/mlops-stack-{settings.stack}-*"
+    ]
     if settings.pulumi_state_bucket:
         assert policy["PulumiStateObjects"]["Resource"] == [f"arn:aws:s3:::{settings.pulumi_state_bucket}/*"]

@@ -12,7 +12,8 @@ def test_repository_is_immutable_scanned_and_kms_encrypted(plan: Plan, settings:
     assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
     assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repository.inputs["encryptionConfigurations"] == [
-        {"encryptionType": "KMS", "kmsKey": plan.outputs["kmsKeyArn"]}]
+        {"encryptionType": "KMS", "kmsKey": plan.outputs["kmsKeyArn"]}
+    ]
     assert repository.inputs["forceDelete"] is settings.force_destroy
 
 

@@ -68,8 +68,10 @@ def test_versioning_public_access_block_and_ownership(plan: Plan, settings: Stac
     for bucket in buckets:
         assert versioning[bucket].inputs["versioningConfiguration"]["status"] == "Enabled"
         flags = blocks[bucket].inputs
-        assert all(flags[f] is True for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                                              "restrictPublicBuckets"))
+        assert all(
+            flags[f] is True
+            for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        )
         assert ownership[bucket].inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced"
 
 
@@ -78,11 +80,16 @@ def test_tls_only_bucket_policies(plan: Plan, settings: StackSettings) -> None:
     assert set(policies) == set(_bucket_names(settings).values())
     for bucket, policy in policies.items():
         denies = [s for s in statements(policy.inputs["policy"]) if s["Effect"] == "Deny"]
-        assert denies == [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }]
+        assert denies == [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
         for allow in (s for s in statements(policy.inputs["policy"]) if s["Effect"] == "Allow"):
             assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"}
             assert allow["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
@@ -98,7 +105,8 @@ def test_access_logging_into_the_logs_bucket(plan: Plan, settings: StackSettings
     log_policy = by_bucket(plan, f"{S3}bucketPolicy:BucketPolicy")[names["logs"]]
     [delivery] = [s for s in statements(log_policy.inputs["policy"]) if s["Effect"] == "Allow"]
     assert sorted(document(delivery)["Condition"]["ArnLike"]["aws:SourceArn"]) == sorted(
-        f"arn:aws:s3:::{b}" for b in logging)
+        f"arn:aws:s3:::{b}" for b in logging
+    )
 
 
 def test_lifecycle_rules_follow_settings(plan: Plan, settings: StackSettings) -> None:

@@ -13,19 +13,21 @@ LONG = Names(stack="integration-eu2", account_id="123456789012", region="ap-sout
 def _all_names(names: Names) -> dict[str, tuple[str, str]]:
     """name -> (value, service) for every physical name a stack uses."""
     found = {f"bucket-{kind}": (names.bucket(kind), "s3") for kind in BUCKET_KINDS}
-    found.update({
-        "kms_alias": (names.kms_alias, "kms-alias"),
-        "ecr_repository": (names.ecr_repository, "ecr"),
-        "execution_role": (names.execution_role, "iam-role"),
-        "deploy_role": (names.deploy_role, "iam-role"),
-        "mlflow_role": (names.mlflow_role, "iam-role"),
-        "mlflow_server": (names.mlflow_server, "mlflow"),
-        "model_package_group": (names.model_package_group, "sagemaker"),
-        "pipeline": (names.pipeline, "sagemaker-pipeline"),
-        "endpoint": (names.endpoint, "sagemaker"),
-        "alarm_topic": (names.alarm_topic, "sns"),
-        "metrics_namespace": (names.metrics_namespace, "cloudwatch"),
-    })
+    found.update(
+        {
+            "kms_alias": (names.kms_alias, "kms-alias"),
+            "ecr_repository": (names.ecr_repository, "ecr"),
+            "execution_role": (names.execution_role, "iam-role"),
+            "deploy_role": (names.deploy_role, "iam-role"),
+            "mlflow_role": (names.mlflow_role, "iam-role"),
+            "mlflow_server": (names.mlflow_server, "mlflow"),
+            "model_package_group": (names.model_package_group, "sagemaker"),
+            "pipeline": (names.pipeline, "sagemaker-pipeline"),
+            "endpoint": (names.endpoint, "sagemaker"),
+            "alarm_topic": (names.alarm_topic, "sns"),
+            "metrics_namespace": (names.metrics_namespace, "cloudwatch"),
+        }
+    )
     return found
 
 

@@ -28,8 +28,12 @@ def test_repo_has_dev_and_prod_stacks() -> None:
 def test_every_stack_file_loads(stack: str) -> None:
     settings = load_stack(stack)
     assert settings.stack == stack
-    assert settings.tags == {"project": "mlops-stack", "environment": stack, "owner": settings.owner,
-                             "managed-by": "pulumi"}
+    assert settings.tags == {
+        "project": "mlops-stack",
+        "environment": stack,
+        "owner": settings.owner,
+        "managed-by": "pulumi",
+    }
 
 
 def test_pulumi_yaml_declares_exactly_the_settings_keys() -> None:
@@ -64,32 +68,52 @@ def _write_stack(tmp_path: Path, changes: dict, name: str = "dev") -> Path:
 
 
 BAD_VALUES = [
-    ({"mlops-stack:endpointMaxCapacity": 1, "mlops-stack:endpointMinCapacity": 3},
-     "mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (3)"),
-    ({"mlops-stack:endpointMaxCapacty": 3},
-     "mlops-stack:endpointMaxCapacty: unknown key (did you mean mlops-stack:endpointMaxCapacity?)"),
-    ({"mlops-stack:driftSchedule": "cron(0 * * * *)"},
-     "mlops-stack:driftSchedule: 'cron(0 * * * *)' has 5 fields; AWS cron expressions have 6"),
-    ({"mlops-stack:driftSchedule": "0 * * * *"},
-     "mlops-stack:driftSchedule: '0 * * * *' is not an AWS cron expression"),
-    ({"mlops-stack:driftSchedule": "cron(0 25 ? * * *)"},
-     "mlops-stack:driftSchedule: 'cron(0 25 ? * * *)': hours field '25' is malformed"),
-    ({"mlops-stack:driftSchedule": "cron(0 1 * * * *)"},
-     "exactly one of day-of-month and day-of-week must be '?'"),
-    ({"mlops-stack:trainingInstanceType": "m5.xlarge"},
-     "mlops-stack:trainingInstanceType: 'm5.xlarge' is not a SageMaker instance type like ml.m5.large"),
-    ({"mlops-stack:approvedModelPackageArn": "arn:aws:s3:::bucket"},
-     "mlops-stack:approvedModelPackageArn: 'arn:aws:s3:::bucket' is not an ARN of a sagemaker model-package"),
-    ({"mlops-stack:approvedModelPackageArn": "not-an-arn"},
-     "mlops-stack:approvedModelPackageArn: 'not-an-arn' is not an ARN"),
+    (
+        {"mlops-stack:endpointMaxCapacity": 1, "mlops-stack:endpointMinCapacity": 3},
+        "mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (3)",
+    ),
+    (
+        {"mlops-stack:endpointMaxCapacty": 3},
+        "mlops-stack:endpointMaxCapacty: unknown key (did you mean mlops-stack:endpointMaxCapacity?)",
+    ),
+    (
+        {"mlops-stack:driftSchedule": "cron(0 * * * *)"},
+        "mlops-stack:driftSchedule: 'cron(0 * * * *)' has 5 fields; AWS cron expressions have 6",
+    ),
+    (
+        {"mlops-stack:driftSchedule": "0 * * * *"},
+        "mlops-stack:driftSchedule: '0 * * * *' is not an AWS cron expression",
+    ),
+    (
+        {"mlops-stack:driftSchedule": "cron(0 25 ? * * *)"},
+        "mlops-stack:driftSchedule: 'cron(0 25 ? * * *)': hours field '25' is malformed",
+    ),
+    ({"mlops-stack:driftSchedule": "cron(0 1 * * * *)"}, "exactly one of day-of-month and day-of-week must be '?'"),
+    (
+        {"mlops-stack:trainingInstanceType": "m5.xlarge"},
+        "mlops-stack:trainingInstanceType: 'm5.xlarge' is not a SageMaker instance type like ml.m5.large",
+    ),
+    (
+        {"mlops-stack:approvedModelPackageArn": "arn:aws:s3:::bucket"},
+        "mlops-stack:approvedModelPackageArn: 'arn:aws:s3:::bucket' is not an ARN of a sagemaker model-package",
+    ),
+    (
+        {"mlops-stack:approvedModelPackageArn": "not-an-arn"},
+        "mlops-stack:approvedModelPackageArn: 'not-an-arn' is not an ARN",
+    ),
     ({"mlops-stack:forceDestroy": "yes"}, "mlops-stack:forceDestroy: 'yes' is not a boolean (true or false)"),
     ({"mlops-stack:endpointMinCapacity": "two"}, "mlops-stack:endpointMinCapacity: 'two' is not an integer"),
     ({"mlops-stack:kmsDeletionWindowDays": 3}, "mlops-stack:kmsDeletionWindowDays: 3 is outside 7..30"),
     ({"mlops-stack:evaluationMinAuc": "high"}, "mlops-stack:evaluationMinAuc: 'high' is not a number"),
     ({"mlops-stack:owner": None}, "mlops-stack:owner: required key is missing"),
-    ({"mlops-stack:gitlabProjectPath": "just-a-name"},
-     "mlops-stack:gitlabProjectPath: 'just-a-name' is not a GitLab project path"),
-    ({"mlops-stack:mlflowServerSize": "Huge"}, "mlops-stack:mlflowServerSize: 'Huge' is not one of Small, Medium, Large"),
+    (
+        {"mlops-stack:gitlabProjectPath": "just-a-name"},
+        "mlops-stack:gitlabProjectPath: 'just-a-name' is not a GitLab project path",
+    ),
+    (
+        {"mlops-stack:mlflowServerSize": "Huge"},
+        "mlops-stack:mlflowServerSize: 'Huge' is not one of Small, Medium, Large",
+    ),
     ({"mlops-stack:alarmEmail": "oncall"}, "mlops-stack:alarmEmail: 'oncall' is not an email address"),
     ({"aws:region": "europe"}, "aws:region: 'europe' is not an AWS region like eu-west-1"),
     ({"aws:region": None}, "aws:region: required key is missing"),
@@ -110,8 +134,10 @@ def test_bad_value_fails_with_one_line_naming_the_key(tmp_path: Path, changes: d
 
 
 def test_all_problems_reported_together(tmp_path: Path) -> None:
-    path = _write_stack(tmp_path, {"mlops-stack:owner": None, "mlops-stack:driftSchedule": "hourly",
-                                   "mlops-stack:dataCapturePercent": 0})
+    path = _write_stack(
+        tmp_path,
+        {"mlops-stack:owner": None, "mlops-stack:driftSchedule": "hourly", "mlops-stack:dataCapturePercent": 0},
+    )
     with pytest.raises(SettingsError) as caught:
         load_stack_file(path)
     assert len(caught.value.problems) == 3
@@ -133,18 +159,34 @@ def test_bad_stack_file_shapes(tmp_path: Path) -> None:
         load_stack_file(bad_name)
 
 
-@pytest.mark.parametrize("expression", [
-    "cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(15 10 ? * MON-FRI *)", "cron(0 12 1 * ? *)",
-    "cron(0/15 8-17 ? * 2-6 *)", "cron(0 0 L * ? 2027)", "cron(30 2 ? JAN,JUL SUN#1 *)",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 * ? * * *)",
+        "cron(0 */6 ? * * *)",
+        "cron(15 10 ? * MON-FRI *)",
+        "cron(0 12 1 * ? *)",
+        "cron(0/15 8-17 ? * 2-6 *)",
+        "cron(0 0 L * ? 2027)",
+        "cron(30 2 ? JAN,JUL SUN#1 *)",
+    ],
+)
 def test_valid_cron_expressions(expression: str) -> None:
     assert check_cron(expression) is None
 
 
-@pytest.mark.parametrize("expression", [
-    "cron(60 * ? * * *)", "cron(0 * 32 * ? *)", "cron(0 * ? 13 * *)", "cron(0 * ? * 8 *)", "rate(1 hour)",
-    "cron(* * ? * * * *)", "cron(0 * ? * MOON *)",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(60 * ? * * *)",
+        "cron(0 * 32 * ? *)",
+        "cron(0 * ? 13 * *)",
+        "cron(0 * ? * 8 *)",
+        "rate(1 hour)",
+        "cron(* * ? * * * *)",
+        "cron(0 * ? * MOON *)",
+    ],
+)
 def test_invalid_cron_expressions(expression: str) -> None:
     assert check_cron(expression) is not None
 
