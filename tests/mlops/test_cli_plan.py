@@ -1,0 +1,129 @@
+"""`mlops infra plan` and `mlops policy list`, as CI and reviewers run them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATIONS, main
+from mlops.settings import REPO_ROOT, stack_names
+
+PROMISED_TYPES = {
+    "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:s3/bucket:Bucket",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketPolicy:BucketPolicy", "aws:s3/bucketLogging:BucketLogging",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:ecr/repository:Repository",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
+}
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_plan_json_has_every_promised_resource_and_no_violations(capsys, stack: str) -> None:
+    code, out, err = _run(capsys, "infra", "plan", "--stack", stack, "--json")
+    assert code == EXIT_OK, err
+    document = json.loads(out)
+    assert document["stack"] == stack
+    assert PROMISED_TYPES <= {r["type"] for r in document["resources"]}
+    for resource in document["resources"]:
+        assert set(resource) >= {"type", "name", "inputs"}
+    assert document["violations"] == []
+    assert document["outputs"]["deployRoleArn"]
+
+
+def test_plan_all_covers_every_stack_file(capsys) -> None:
+    code, out, _ = _run(capsys, "infra", "plan", "--all", "--json")
+    assert code == EXIT_OK
+    assert [d["stack"] for d in json.loads(out)] == stack_names()
+
+
+def test_plan_table_for_humans(capsys) -> None:
+    code, out, _ = _run(capsys, "infra", "plan", "--stack", "prod")
+    assert code == EXIT_OK
+    assert "Stack prod:" in out
+    assert "imageTagMutability=IMMUTABLE" in out
+    assert "Policies: no violations." in out
+
+
+def _bad_root(tmp_path: Path, key: str, value) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    document = yaml.safe_load((tmp_path / "Pulumi.prod.yaml").read_text())
+    document["config"][key] = value
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("mlops-stack:endpointMaxCapacity", 1,
+     "error: Pulumi.prod.yaml: mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (2)"),
+    ("mlops-stack:endpointMinCapacty", 2,
+     "error: Pulumi.prod.yaml: mlops-stack:endpointMinCapacty: unknown key (did you mean mlops-stack:endpointMinCapacity?)"),
+    ("mlops-stack:driftSchedule", "cron(0 */6 * * *)",
+     "error: Pulumi.prod.yaml: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6"),
+])
+def test_bad_stack_file_prints_one_line_and_nothing_else(capsys, tmp_path: Path, key, value, message) -> None:
+    root = _bad_root(tmp_path, key, value)
+    for argv in (["--stack", "prod"], ["--all"], ["--stack", "prod", "--json"]):
+        code, out, err = _run(capsys, "infra", "plan", *argv, "--root", str(root))
+        assert code == EXIT_BAD_INPUT
+        assert out == ""
+        assert err.splitlines() == [message]
+
+
+def test_missing_stack_file(capsys, tmp_path: Path) -> None:
+    code, out, err = _run(capsys, "infra", "plan", "--stack", "qa", "--root", str(tmp_path))
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert err.strip() == f"error: {tmp_path / 'Pulumi.qa.yaml'}: stack file not found"
+
+
+def test_mandatory_violation_fails_the_plan(capsys, monkeypatch) -> None:
+    import policies.offline as offline
+
+    real_evaluate = offline.evaluate
+
+    def evaluate_with_unencrypted_bucket(resources, **kwargs):
+        resources = [dict(r) for r in resources]
+        resources = [r for r in resources if not r["type"].endswith("BucketServerSideEncryptionConfiguration")]
+        return real_evaluate(resources, **kwargs)
+
+    monkeypatch.setattr(offline, "evaluate", evaluate_with_unencrypted_bucket)
+    code, out, _ = _run(capsys, "infra", "plan", "--stack", "dev")
+    assert code == EXIT_VIOLATIONS
+    assert "Policy violations" in out and "mandatory" in out
+    code, out, _ = _run(capsys, "infra", "plan", "--stack", "dev", "--json")
+    assert code == EXIT_VIOLATIONS
+    violations = json.loads(out)["violations"]
+    assert violations and {"policy", "resource", "message", "level"} == set(violations[0])
+
+
+def test_policy_list(capsys) -> None:
+    code, out, _ = _run(capsys, "policy", "list")
+    assert code == EXIT_OK
+    count = int(out.strip().splitlines()[-1].split()[0])
+    assert count >= 25
+    assert "s3-" in out and "iam-" in out
+
+
+def test_console_script_end_to_end() -> None:
+    """The installed `mlops` entry point, as CI calls it."""
+    mlops = Path(sys.executable).parent / "mlops"
+    result = subprocess.run([str(mlops), "infra", "plan", "--stack", "dev", "--json"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["stack"] == "dev"
