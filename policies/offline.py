@@ -15,7 +15,6 @@ reported ("<stack>" when it reported none).
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,8 +75,8 @@ def _options() -> PolicyResourceOptions:
 
 
 def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
-    # A deep copy: a policy may never change the caller's plan, and the proxy is what the engine passes.
-    return unknown_checking_proxy(copy.deepcopy(dict(resource.get("inputs") or {})))
+    # The engine's unknown-checking proxy, built from fresh containers: the caller's plan is never changed.
+    return unknown_checking_proxy(dict(resource.get("inputs") or {}))
 
 
 def _run(policy: Policy, args: Any, report: Any) -> None:
@@ -100,13 +99,30 @@ def _reporter(found: list[Violation], policy: str, level: str, name_of: Any) -> 
     return report_violation
 
 
-def evaluate(
-    resources: Sequence[Mapping[str, Any]], *, policies: Sequence[Policy] = ALL_POLICIES
-) -> list[Violation]:
+def evaluate(resources: Sequence[Mapping[str, Any]], *, policies: Sequence[Policy] = ALL_POLICIES) -> list[Violation]:
     """Every violation of ``policies`` by ``resources``, sorted by (resource, policy, message)."""
     urn_to_name = {_urn(r): str(r["name"]) for r in resources}
-    found: list[Violation] = []
+    # One proxy per resource, shared by every policy of this run (the rules only read their inputs).
+    props = [_props(r) for r in resources]
+    stack_resources = [
+        PolicyResource(
+            resource_type=str(r["type"]),
+            props=p,
+            urn=_urn(r),
+            name=str(r["name"]),
+            opts=_options(),
+            provider=None,
+            parent=None,
+            dependencies=[],
+            property_dependencies={},
+        )
+        for r, p in zip(resources, props, strict=True)
+    ]
 
+    def stack_name(urn: str | None) -> str:
+        return urn_to_name.get(urn, urn) if urn else STACK
+
+    found: list[Violation] = []
     for policy in policies:
         level = level_of(policy)
         if level == EnforcementLevel.DISABLED:
@@ -115,42 +131,20 @@ def evaluate(
         level_name = EnforcementLevel.MANDATORY.value if level == EnforcementLevel.REMEDIATE else level.value
 
         if isinstance(policy, ResourceValidationPolicy):
-            for resource in resources:
-                name = str(resource["name"])
+            for resource in stack_resources:
                 args = ResourceValidationArgs(
-                    resource_type=str(resource["type"]),
-                    props=_props(resource),
-                    urn=_urn(resource),
-                    name=name,
-                    opts=_options(),
+                    resource_type=resource.resource_type,
+                    props=resource.props,
+                    urn=resource.urn,
+                    name=resource.name,
+                    opts=resource.opts,
                     provider=None,
                 )
                 # A resource violation always names the resource validated, whatever urn is passed.
+                name = resource.name
                 _run(policy, args, _reporter(found, policy.name, level_name, lambda _urn, n=name: n))
 
         elif isinstance(policy, StackValidationPolicy):
-            stack_resources = [
-                PolicyResource(
-                    resource_type=str(r["type"]),
-                    props=_props(r),
-                    urn=_urn(r),
-                    name=str(r["name"]),
-                    opts=_options(),
-                    provider=None,
-                    parent=None,
-                    dependencies=[],
-                    property_dependencies={},
-                )
-                for r in resources
-            ]
-
-            def stack_name(urn: str | None) -> str:
-                return urn_to_name.get(urn, urn) if urn else STACK
-
-            _run(
-                policy,
-                StackValidationArgs(stack_resources),
-                _reporter(found, policy.name, level_name, stack_name),
-            )
+            _run(policy, StackValidationArgs(stack_resources), _reporter(found, policy.name, level_name, stack_name))
 
     return sorted(found, key=lambda v: (v.resource, v.policy, v.message))

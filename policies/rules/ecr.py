@@ -47,9 +47,7 @@ def ecr_kms_encryption(args: ResourceValidationArgs, report_violation: ReportVio
     for index, config in enumerate(as_list(configs)):
         kind = dig(config, "encryptionType")
         if not is_unknown(kind) and kind != "KMS":
-            report_violation(
-                f'encryptionConfigurations[{index}].encryptionType is {show(kind)}; must be "KMS"', None
-            )
+            report_violation(f'encryptionConfigurations[{index}].encryptionType is {show(kind)}; must be "KMS"', None)
         elif is_blank(dig(config, "kmsKey")):
             report_violation(
                 f"encryptionConfigurations[{index}].kmsKey is not set; use a customer-managed key, "

@@ -92,8 +92,7 @@ def iam_no_wildcard_actions(args: ResourceValidationArgs, report_violation: Repo
             for action in as_list(stmt.get("Action")):
                 if isinstance(action, str) and "*" in action:
                     report_violation(
-                        f"{where} statement {label} allows wildcard action "
-                        f'"{action}"; list the exact actions',
+                        f'{where} statement {label} allows wildcard action "{action}"; list the exact actions',
                         None,
                     )
 
@@ -190,8 +189,7 @@ def iam_oidc_provider_sts_audience(args: ResourceValidationArgs, report_violatio
 def iam_no_users(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if args.resource_type in USER_TYPES:
         report_violation(
-            f"{args.resource_type} manages an IAM user; people sign in through SSO and workloads and CI "
-            "assume roles",
+            f"{args.resource_type} manages an IAM user; people sign in through SSO and workloads and CI assume roles",
             None,
         )
 

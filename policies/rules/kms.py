@@ -24,9 +24,7 @@ def kms_key_rotation(args: ResourceValidationArgs, report_violation: ReportViola
         return
     enabled = props.get("enableKeyRotation")
     if not is_unknown(enabled) and enabled is not True:
-        report_violation(
-            f"enableKeyRotation is {show(enabled)}; customer-managed keys must rotate (set true)", None
-        )
+        report_violation(f"enableKeyRotation is {show(enabled)}; customer-managed keys must rotate (set true)", None)
 
 
 def kms_no_public_admin(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -29,9 +29,7 @@ SSE_CONFIG = frozenset(
         "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
     }
 )
-VERSIONING = frozenset(
-    {"aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2"}
-)
+VERSIONING = frozenset({"aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2"})
 PUBLIC_ACCESS_BLOCK = frozenset({"aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"})
 BUCKET_POLICY = frozenset({"aws:s3/bucketPolicy:BucketPolicy"})
 LOGGING = frozenset({"aws:s3/bucketLogging:BucketLogging", "aws:s3/bucketLoggingV2:BucketLoggingV2"})
@@ -86,9 +84,7 @@ def s3_public_access_block_all(args: ResourceValidationArgs, report_violation: R
     for flag in PUBLIC_ACCESS_FLAGS:
         value = props.get(flag)
         if not is_unknown(value) and value is not True:
-            report_violation(
-                f"{flag} is {show(value)}; all four public access block flags must be true", None
-            )
+            report_violation(f"{flag} is {show(value)}; all four public access block flags must be true", None)
 
 
 def _denies_insecure_transport(stmt: dict[str, Any]) -> bool:
@@ -125,8 +121,7 @@ def s3_tls_only_policy(args: ResourceValidationArgs, report_violation: ReportVio
         missing = [] if found else ["the bucket and its objects"]
     if missing:
         report_violation(
-            'policy does not Deny "s3:*" to Principal "*" when aws:SecureTransport is "false" on '
-            + ", ".join(missing),
+            'policy does not Deny "s3:*" to Principal "*" when aws:SecureTransport is "false" on ' + ", ".join(missing),
             None,
         )
 
@@ -157,18 +152,14 @@ def s3_no_public_acl(args: ResourceValidationArgs, report_violation: ReportViola
     acl = props.get("acl")
     if isinstance(acl, str) and acl in PUBLIC_CANNED_ACLS:
         report_violation(f'acl is "{acl}"; canned ACLs that grant access to everyone are forbidden', None)
-    grants = (
-        props.get("grants") if args.resource_type in BUCKET else dig(props, "accessControlPolicy", "grants")
-    )
+    grants = props.get("grants") if args.resource_type in BUCKET else dig(props, "accessControlPolicy", "grants")
     if is_unknown(grants):
         return
     for index, grant in enumerate(as_list(grants)):
         uri = dig(grant, "uri") if args.resource_type in BUCKET else dig(grant, "grantee", "uri")
         if isinstance(uri, str) and uri in PUBLIC_GRANTEE_URIS:
             where = "grants" if args.resource_type in BUCKET else "accessControlPolicy.grants"
-            report_violation(
-                f'{where}[{index}] grants to "{uri}"; ACL grants to everyone are forbidden', None
-            )
+            report_violation(f'{where}[{index}] grants to "{uri}"; ACL grants to everyone are forbidden', None)
 
 
 def s3_ownership_enforced(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -84,9 +84,7 @@ def sagemaker_data_capture_kms(args: ResourceValidationArgs, report_violation: R
     if props is None:
         return
     capture = props.get("dataCaptureConfig")
-    if is_blank(capture) or is_unknown(
-        capture
-    ):  # no capture at all is reported by sagemaker-data-capture-enabled
+    if is_blank(capture) or is_unknown(capture):  # no capture at all is reported by sagemaker-data-capture-enabled
         return
     if is_blank(dig(capture, "kmsKeyId")):
         report_violation(
@@ -126,9 +124,7 @@ def sagemaker_job_output_kms(args: ResourceValidationArgs, report_violation: Rep
         )
 
 
-def sagemaker_inter_container_encryption(
-    args: ResourceValidationArgs, report_violation: ReportViolation
-) -> None:
+def sagemaker_inter_container_encryption(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     found = _job_value(args, 2)
     if found and not is_unknown(found[1]) and found[1] is not True:
         report_violation(f"{found[0]} is {show(found[1])}; must be true", None)
@@ -203,9 +199,7 @@ def sagemaker_pipeline_steps_kms(args: ResourceValidationArgs, report_violation:
                 )
 
 
-def sagemaker_pipeline_steps_inter_container(
-    args: ResourceValidationArgs, report_violation: ReportViolation
-) -> None:
+def sagemaker_pipeline_steps_inter_container(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     for name, kind, arguments in _pipeline_steps(args, report_violation):
         path = _ICTE_PATHS.get(kind)
         if path is None:
@@ -213,8 +207,7 @@ def sagemaker_pipeline_steps_inter_container(
         value = dig(arguments, *path)
         if not is_unknown(value) and value is not True:
             report_violation(
-                f'pipelineDefinition step "{name}" ({kind}) has Arguments.{".".join(path)} {show(value)}; '
-                "must be true",
+                f'pipelineDefinition step "{name}" ({kind}) has Arguments.{".".join(path)} {show(value)}; must be true',
                 None,
             )
 
@@ -228,8 +221,7 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="sagemaker-endpoint-config-kms",
-        description="Endpoint configurations encrypt the instance storage with a customer-managed KMS key "
-        "(kmsKeyArn).",
+        description="Endpoint configurations encrypt the instance storage with a customer-managed KMS key (kmsKeyArn).",
         validate=sagemaker_endpoint_config_kms,
     ),
     ResourceValidationPolicy(

@@ -49,9 +49,7 @@ def _values(items: list[tuple[PolicyResource, dict[str, Any]]], key: str) -> tup
 
 
 def _named_buckets(args: StackValidationArgs) -> list[tuple[PolicyResource, str]]:
-    return [
-        (r, p["bucket"]) for r, p in _of(args, BUCKET) if isinstance(p.get("bucket"), str) and p["bucket"]
-    ]
+    return [(r, p["bucket"]) for r, p in _of(args, BUCKET) if isinstance(p.get("bucket"), str) and p["bucket"]]
 
 
 def _log_targets(args: StackValidationArgs) -> tuple[set[Any], bool]:
@@ -228,9 +226,7 @@ def endpoint_variant_target_tracking(args: StackValidationArgs, report_violation
 
 def endpoint_alarms(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     alarms = _of(args, METRIC_ALARM)
-    keys = [
-        (p.get("namespace"), p.get("metricName"), dig(p, "dimensions", "EndpointName")) for _, p in alarms
-    ]
+    keys = [(p.get("namespace"), p.get("metricName"), dig(p, "dimensions", "EndpointName")) for _, p in alarms]
     if any(is_unknown(v) for key in keys for v in key):
         return
     watched = {(metric, endpoint) for namespace, metric, endpoint in keys if namespace == "AWS/SageMaker"}

@@ -189,7 +189,11 @@ def _resources() -> list[dict]:
     }
     trust_sagemaker = {
         "Version": "2012-10-17",
-        "Statement": {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"},
+        "Statement": {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        },
     }
     permissions = {
         "Version": "2012-10-17",
@@ -443,7 +447,10 @@ def _resources() -> list[dict]:
             "type": "aws:sagemaker/monitoringSchedule:MonitoringSchedule",
             "name": "monitoring-inline",
             "inputs": {
-                "monitoringScheduleConfig": {"monitoringJobDefinition": monitoring_job, "monitoringType": "DataQuality"},
+                "monitoringScheduleConfig": {
+                    "monitoringJobDefinition": monitoring_job,
+                    "monitoringType": "DataQuality",
+                },
                 "tags": dict(TAGS),
             },
         },
