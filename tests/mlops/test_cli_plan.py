@@ -15,13 +15,20 @@ from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATIONS, main
 from mlops.settings import REPO_ROOT, stack_names
 
 PROMISED_TYPES = {
-    "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:s3/bucket:Bucket",
+    "aws:kms/key:Key",
+    "aws:kms/alias:Alias",
+    "aws:s3/bucket:Bucket",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-    "aws:s3/bucketPolicy:BucketPolicy", "aws:s3/bucketLogging:BucketLogging",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketLogging:BucketLogging",
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
-    "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:ecr/repository:Repository",
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:ecr/repository:Repository",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "aws:iam/role:Role",
+    "aws:iam/rolePolicy:RolePolicy",
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
     "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
 }
@@ -69,14 +76,26 @@ def _bad_root(tmp_path: Path, key: str, value) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("mlops-stack:endpointMaxCapacity", 1,
-     "error: Pulumi.prod.yaml: mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (2)"),
-    ("mlops-stack:endpointMinCapacty", 2,
-     "error: Pulumi.prod.yaml: mlops-stack:endpointMinCapacty: unknown key (did you mean mlops-stack:endpointMinCapacity?)"),
-    ("mlops-stack:driftSchedule", "cron(0 */6 * * *)",
-     "error: Pulumi.prod.yaml: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "mlops-stack:endpointMaxCapacity",
+            1,
+            "error: Pulumi.prod.yaml: mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (2)",
+        ),
+        (
+            "mlops-stack:endpointMinCapacty",
+            2,
+            "error: Pulumi.prod.yaml: mlops-stack:endpointMinCapacty: unknown key (did you mean mlops-stack:endpointMinCapacity?)",
+        ),
+        (
+            "mlops-stack:driftSchedule",
+            "cron(0 */6 * * *)",
+            "error: Pulumi.prod.yaml: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6",
+        ),
+    ],
+)
 def test_bad_stack_file_prints_one_line_and_nothing_else(capsys, tmp_path: Path, key, value, message) -> None:
     root = _bad_root(tmp_path, key, value)
     for argv in (["--stack", "prod"], ["--all"], ["--stack", "prod", "--json"]):
@@ -123,7 +142,12 @@ def test_policy_list(capsys) -> None:
 def test_console_script_end_to_end() -> None:
     """The installed `mlops` entry point, as CI calls it."""
     mlops = Path(sys.executable).parent / "mlops"
-    result = subprocess.run([str(mlops), "infra", "plan", "--stack", "dev", "--json"], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [str(mlops), "infra", "plan", "--stack", "dev", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["stack"] == "dev"
