@@ -1,0 +1,520 @@
+"""Releases: promote a model package to a stack, roll a stack back, verify what an endpoint runs.
+
+A stack's model is chosen by one key of its stack file, `mlops-stack:approvedModelPackageArn`
+(empty: the endpoint follows the stack's latest approved package). `promote` and `rollback` only
+rewrite that line of `Pulumi.<stack>.yaml` — a reviewed change that CI deploys with
+`pulumi up -s <stack>`; `verify` checks afterwards that the endpoint really serves it.
+
+Stack file edits are ruamel.yaml round trips (indentation taken from the file): comments, key
+order and quoting stay as they are. When the key exists, ruamel's rendering of the pin line is
+spliced into the original text, so every other byte stays; when it is absent, the line is inserted
+after the key that precedes it in StackSettings' declaration order, and every other line of the
+round trip must come out byte-identical, else the file is left alone and ReleaseError names the
+line ruamel would reformat. The new text is validated as settings first; the file is replaced
+atomically.
+
+Rollback: where is "the previous pin"?
+--------------------------------------
+`promote` records the pin it replaces on the promoted package itself, in its
+CustomerMetadataProperties: `previous_pin:<target stack>` = the replaced ARN (removed when the
+stack had no pin). `rollback(stack_file)` reads the current pin's record and pins that package;
+rolling back again follows the record of that package, so repeated rollbacks walk back through
+the promotion history, per target stack. Why there:
+- no new settings key: the stack file stays one line per decision, and the record cannot drift
+  from a hand edit of a second key;
+- registry order ("the approved package before the current one") is wrong for a promotion
+  target: dev approves many packages the target never ran; rolling prod back to one of those
+  would ship an untested model;
+- the git history of the stack file is the truth for reviewed changes, but CI clones are shallow
+  and a tool that runs `git log` on a temp copy has nothing to read;
+- the registry is where lineage already lives, it is readable cross-account
+  (DescribeModelPackage via the group's resource policy, unlike ListTags), and a stale record (a
+  promotion whose merge request was dropped) is harmless: it is rewritten by the next promotion
+  of that package and only read while that package is pinned.
+`git revert` of the pin commit remains the other way back; both produce the same one-line change.
+
+Errors are `ReleaseError` (from mlops.registry), one line naming the file, key, stack, package
+or endpoint at fault.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import yaml
+from botocore.exceptions import BotoCoreError, ClientError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+
+from mlops.naming import Names
+from mlops.registry import (
+    APPROVED,
+    PREVIOUS_PIN_PREFIX,
+    PRIMARY_METRIC,
+    Aws,
+    ModelPackage,
+    ReleaseError,
+    aws_error,
+    describe_package,
+    get_package,
+    is_not_found,
+    latest_approved,
+    update_package,
+)
+from mlops.settings import SettingsError, StackSettings, config_key, declared_keys, from_config_map, load_stack_file
+
+PIN_KEY = config_key("approved_model_package_arn")  # mlops-stack:approvedModelPackageArn
+
+__all__ = [
+    "PIN_KEY",
+    "PinChange",
+    "ReleaseError",
+    "VerifyReport",
+    "promote",
+    "rollback",
+    "verify",
+    "write_pin",
+]
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """What promote or rollback did to a stack file."""
+
+    stack: str
+    stack_file: Path
+    old_arn: str
+    """The pin before ("" when the stack followed its latest approved package)."""
+    new_arn: str
+    changed: bool
+    """False when the stack already pinned `new_arn` (nothing written)."""
+    metric: str
+    old_metric: float | None
+    new_metric: float | None
+    forced: bool
+    diff: str
+    """Unified diff of the stack file ("" when unchanged)."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    stack: str
+    endpoint: str
+    endpoint_arn: str
+    status: str
+    endpoint_config: str
+    models: tuple[str, ...]
+    package_arn: str
+    """The package the endpoint serves (== the expected one, or verify raised)."""
+    smoke_response: str
+    """Start of the smoke invocation's response body (at most 200 characters)."""
+    invoked_variant: str
+
+
+# --- stack files -------------------------------------------------------------------------------------
+
+
+def _load_target(stack_file: Path) -> StackSettings:
+    try:
+        return load_stack_file(Path(stack_file))
+    except SettingsError as error:
+        raise ReleaseError(str(error)) from None
+
+
+def _guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) for ruamel from the file's own layout; Pulumi's is (2, 4, 2)."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    mapping = 2
+    for line in lines:
+        indent = len(line) - len(line.lstrip(" "))
+        if indent and not line.lstrip().startswith("- "):
+            mapping = indent
+            break
+    offset = 2
+    for before, line in zip(lines, lines[1:], strict=False):
+        if line.lstrip().startswith("- ") and before.rstrip().endswith(":"):
+            offset = (len(line) - len(line.lstrip(" "))) - (len(before) - len(before.lstrip(" ")))
+            break
+    return mapping, offset + 2, max(offset, 0)
+
+
+def _insert_position(config: CommentedMap) -> int:
+    """After the last present key that StackSettings declares before the pin; else at the end."""
+    order = [key.key for key in declared_keys()]
+    before = set(order[: order.index(PIN_KEY)])
+    position = len(config)
+    for index, key in enumerate(config):
+        if key in before:
+            position = index + 1
+    return position
+
+
+def write_pin(stack_file: Path, arn: str) -> tuple[str, str]:
+    """Set the stack file's pin to `arn`, changing only that line. Returns (old text, new text)."""
+    path = Path(stack_file)
+    settings = _load_target(path)  # the file exists and is valid before we touch it
+    old_text = path.read_text()
+    mapping, sequence, offset = _guess_indent(old_text)
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=mapping, sequence=sequence, offset=offset)
+    try:
+        document = rt.load(old_text)
+    except YAMLError as error:
+        raise ReleaseError(f"{path}: not valid YAML ({error})") from None
+    config = document["config"]
+    existing_line = config.lc.key(PIN_KEY)[0] if PIN_KEY in config else None
+    if PIN_KEY in config:
+        config[PIN_KEY] = arn
+    else:
+        config.insert(_insert_position(config), PIN_KEY, arn)
+    out = StringIO()
+    rt.dump(document, out)
+    new_text = out.getvalue()
+
+    old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
+    if existing_line is not None and old_lines[existing_line].lstrip().startswith(f"{PIN_KEY}:"):
+        # The key exists: splice ruamel's rendering of its line into the untouched original, so the
+        # rest of the file stays byte-identical whatever its formatting.
+        rendered = [line for line in new_lines if line.lstrip().startswith(f"{PIN_KEY}:")]
+        if len(rendered) == 1:
+            new_lines = [*old_lines[:existing_line], rendered[0], *old_lines[existing_line + 1 :]]
+            new_text = "".join(new_lines)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        touched = old_lines[i1:i2] + new_lines[j1:j2]
+        strays = [line for line in touched if not line.lstrip().startswith(f"{PIN_KEY}:")]
+        if strays:
+            line_no = i1 + 1
+            raise ReleaseError(
+                f"{path}: setting {PIN_KEY} would also reformat line {line_no} ({strays[0].rstrip()!r}); "
+                f"edit the file by hand or normalise its formatting first"
+            )
+    parsed = yaml.safe_load(new_text)
+    try:
+        check = from_config_map(settings.stack, parsed["config"], path.name)
+    except SettingsError as error:
+        raise ReleaseError(str(error)) from None
+    if check.approved_model_package_arn != arn:
+        raise ReleaseError(f"{path}: {PIN_KEY} reads back as {check.approved_model_package_arn!r}, not {arn!r}")
+
+    if new_text != old_text:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(new_text)
+            shutil.copymode(path, temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return old_text, new_text
+
+
+def _diff(path: Path, old: str, new: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path.name}", f"b/{path.name}"
+        )
+    )
+
+
+# --- promote and rollback ------------------------------------------------------------------------------
+
+
+def _source_package(settings: StackSettings, package_arn: str | None, aws: Aws) -> ModelPackage:
+    if package_arn is None:
+        return latest_approved(settings, aws=aws)
+    package = get_package(settings, package_arn, aws=aws)
+    if package.status != APPROVED:
+        raise ReleaseError(
+            f"model package {package.arn} is {package.status}; only Approved packages are promoted "
+            "(`mlops model approve` first)"
+        )
+    return package
+
+
+def promote(
+    from_settings: StackSettings,
+    to_stack_file: Path,
+    *,
+    package_arn: str | None = None,
+    force: bool = False,
+    aws: Aws | None = None,
+) -> PinChange:
+    """Pin the source stack's latest approved package (or `package_arn`, of the source's group) in
+    the target stack file.
+
+    Refused (unless `force`): the package's `auc` is missing, below the target's evaluationMinAuc,
+    or not strictly better than the target's current pin. On success the replaced pin is recorded
+    on the promoted package (`previous_pin:<target>`) for `rollback`, then the file is written.
+    """
+    aws = aws or Aws.from_env()
+    target_file = Path(to_stack_file)
+    target = _load_target(target_file)
+    package = _source_package(from_settings, package_arn, aws)
+    old_arn = target.approved_model_package_arn
+    new_metric = package.primary_metric
+
+    if old_arn == package.arn:
+        return PinChange(
+            target.stack, target_file, old_arn, package.arn, False, PRIMARY_METRIC, new_metric, new_metric, force, ""
+        )
+
+    old_metric: float | None = None
+    if old_arn:
+        try:
+            old_metric = describe_package(old_arn, aws=aws).primary_metric
+        except ReleaseError as error:
+            if not force:
+                raise ReleaseError(f"stack {target.stack}'s pinned package ({target_file.name}): {error}") from None
+    if not force:
+        if new_metric is None:
+            raise ReleaseError(
+                f"model package {package.arn} records no {PRIMARY_METRIC!r} in its CustomerMetadataProperties; "
+                f"cannot compare it with stack {target.stack}'s model (force to promote anyway)"
+            )
+        if new_metric < target.evaluation_min_auc:
+            raise ReleaseError(
+                f"model package {package.arn} has {PRIMARY_METRIC} {new_metric:.4f}, below stack {target.stack}'s "
+                f"evaluationMinAuc {target.evaluation_min_auc:.4f} ({target_file.name})"
+            )
+        if old_arn and old_metric is None:
+            raise ReleaseError(
+                f"stack {target.stack}'s pinned package {old_arn} records no {PRIMARY_METRIC!r}; "
+                f"cannot tell whether {package.arn} is better (force to promote anyway)"
+            )
+        if old_metric is not None and not new_metric > old_metric:
+            raise ReleaseError(
+                f"model package {package.arn} ({PRIMARY_METRIC} {new_metric:.4f}) is not better than stack "
+                f"{target.stack}'s pinned {old_arn} ({PRIMARY_METRIC} {old_metric:.4f}); "
+                "promotion needs a strictly better model (force to override)"
+            )
+
+    record = PREVIOUS_PIN_PREFIX + target.stack
+    if old_arn:
+        if package.metadata.get(record) != old_arn:
+            update_package(package, set_metadata={record: old_arn}, aws=aws)
+    elif record in package.metadata:
+        update_package(package, remove_metadata=(record,), aws=aws)
+
+    old_text, new_text = write_pin(target_file, package.arn)
+    return PinChange(
+        stack=target.stack,
+        stack_file=target_file,
+        old_arn=old_arn,
+        new_arn=package.arn,
+        changed=True,
+        metric=PRIMARY_METRIC,
+        old_metric=old_metric,
+        new_metric=new_metric,
+        forced=force,
+        diff=_diff(target_file, old_text, new_text),
+    )
+
+
+def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -> PinChange:
+    """Pin the package the stack pinned before its current one (recorded by `promote`).
+
+    Refused when the stack has no pin, the pinned package recorded no predecessor for this stack,
+    or (unless `force`) the predecessor is no longer Approved.
+    """
+    aws = aws or Aws.from_env()
+    path = Path(stack_file)
+    target = _load_target(path)
+    current_arn = target.approved_model_package_arn
+    if not current_arn:
+        raise ReleaseError(
+            f"{path.name}: {PIN_KEY} is empty: stack {target.stack} pins no package, so there is nothing to roll back"
+        )
+    try:
+        current = describe_package(current_arn, aws=aws)
+    except ReleaseError as error:
+        raise ReleaseError(f"stack {target.stack}'s pinned package ({path.name}): {error}") from None
+    previous_arn = current.previous_pin(target.stack)
+    if previous_arn is None:
+        raise ReleaseError(
+            f"no previous pin of stack {target.stack} is recorded on its pinned package {current_arn} "
+            f"({path.name}): it was the stack's first promoted package; pin one with promote --package"
+        )
+    try:
+        previous = describe_package(previous_arn, aws=aws)
+    except ReleaseError as error:
+        raise ReleaseError(f"stack {target.stack}'s previous pin (recorded on {current_arn}): {error}") from None
+    if previous.status != APPROVED and not force:
+        raise ReleaseError(
+            f"stack {target.stack}'s previous pin {previous_arn} is {previous.status} now; "
+            "roll back to it with force, or promote another package"
+        )
+    old_text, new_text = write_pin(path, previous.arn)
+    return PinChange(
+        stack=target.stack,
+        stack_file=path,
+        old_arn=current_arn,
+        new_arn=previous.arn,
+        changed=True,
+        metric=PRIMARY_METRIC,
+        old_metric=current.primary_metric,
+        new_metric=previous.primary_metric,
+        forced=force,
+        diff=_diff(path, old_text, new_text),
+    )
+
+
+# --- verify ---------------------------------------------------------------------------------------------
+
+
+def _call(action: str, function: Any, **request: Any) -> dict[str, Any]:
+    try:
+        return function(**request)
+    except (ClientError, BotoCoreError) as error:
+        raise aws_error(action, error) from None
+
+
+def _config_packages(sagemaker: Any, config_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(model names, model package ARNs) served by an endpoint config's production variants."""
+    config = _call(
+        f"describing endpoint config {config_name}", sagemaker.describe_endpoint_config, EndpointConfigName=config_name
+    )
+    models: list[str] = []
+    packages: list[str] = []
+    for variant in config.get("ProductionVariants", []):
+        model_name = variant["ModelName"]
+        models.append(model_name)
+        model = _call(f"describing model {model_name}", sagemaker.describe_model, ModelName=model_name)
+        containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else model.get("Containers", [])
+        packages.extend(container.get("ModelPackageName") or f"<no package: {model_name}>" for container in containers)
+    return tuple(models), tuple(dict.fromkeys(packages))
+
+
+def _newer_config_serving(sagemaker: Any, endpoint: str, current: str, since: datetime, expected: str) -> str | None:
+    """A config of this endpoint created after the one in use that serves `expected`: the trace of a
+    deployment SageMaker rolled back."""
+    listed = _call(
+        f"listing endpoint configs of {endpoint}",
+        sagemaker.list_endpoint_configs,
+        NameContains=endpoint,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=20,
+    )
+    for summary in listed.get("EndpointConfigs", []):
+        name = summary["EndpointConfigName"]
+        if name == current or not name.startswith(endpoint) or summary["CreationTime"] <= since:
+            continue
+        try:
+            if _config_packages(sagemaker, name)[1] == (expected,):
+                return name
+        except ReleaseError:
+            continue
+    return None
+
+
+def verify(
+    settings: StackSettings,
+    expected_package_arn: str | None = None,
+    *,
+    payload: str | bytes,
+    content_type: str = "text/csv",
+    expected_endpoint_config: str | None = None,
+    aws: Aws | None = None,
+) -> VerifyReport:
+    """Check the stack's endpoint after a deployment, then invoke it once with `payload`.
+
+    Expected package: `expected_package_arn`, else the stack's pin, else its latest approved
+    package. Checks: the endpoint exists and is InService; it runs `expected_endpoint_config` when
+    given; every production variant's model serves the expected package (a blue/green deployment
+    SageMaker rolled back leaves the endpoint InService on the old config: this catches it and names
+    the newer config that did not take); a smoke invocation answers with a non-empty body.
+    `payload` is one request in `content_type` (a CSV row of the model's features).
+    """
+    aws = aws or Aws.from_env()
+    names = Names.of(settings)
+    expected = expected_package_arn or settings.approved_model_package_arn or latest_approved(settings, aws=aws).arn
+    sagemaker = aws.sagemaker(settings.region)
+    endpoint_name = names.endpoint
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as error:
+        if is_not_found(error):
+            raise ReleaseError(
+                f"endpoint {endpoint_name} of stack {settings.stack} not found in {settings.region}: "
+                f"nothing is deployed (run `pulumi up -s {settings.stack}`)"
+            ) from None
+        raise aws_error(f"describing endpoint {endpoint_name}", error) from None
+    except BotoCoreError as error:
+        raise aws_error(f"describing endpoint {endpoint_name}", error) from None
+
+    status = endpoint["EndpointStatus"]
+    if status != "InService":
+        reason = f": {endpoint['FailureReason']}" if endpoint.get("FailureReason") else ""
+        raise ReleaseError(
+            f"endpoint {endpoint_name} of stack {settings.stack} is {status}, not InService{reason}"
+            + (
+                " (a deployment is in progress; verify again when it ends)"
+                if status in ("Updating", "Creating", "RollingBack")
+                else ""
+            )
+        )
+    config_name = endpoint["EndpointConfigName"]
+    if expected_endpoint_config and config_name != expected_endpoint_config:
+        raise ReleaseError(
+            f"endpoint {endpoint_name} runs endpoint config {config_name}, expected {expected_endpoint_config}: "
+            "the deployment did not take (SageMaker rolls back a failed blue/green deployment silently)"
+        )
+    models, packages = _config_packages(sagemaker, config_name)
+    if packages != (expected,):
+        served = ", ".join(packages) or "no model package"
+        message = (
+            f"endpoint {endpoint_name} serves model package {served} (endpoint config {config_name}, "
+            f"model {', '.join(models)}), expected {expected}"
+        )
+        config = _call(
+            f"describing endpoint config {config_name}",
+            sagemaker.describe_endpoint_config,
+            EndpointConfigName=config_name,
+        )
+        newer = _newer_config_serving(sagemaker, endpoint_name, config_name, config["CreationTime"], expected)
+        if newer:
+            message += (
+                f"; the newer endpoint config {newer} serves {expected} but is not in use: "
+                "SageMaker rolled the deployment back (check the endpoint's alarms and events)"
+            )
+        raise ReleaseError(message)
+
+    runtime = aws.client("sagemaker-runtime", settings.region)
+    body = payload.encode() if isinstance(payload, str) else payload
+    response = _call(
+        f"smoke invocation of endpoint {endpoint_name}",
+        runtime.invoke_endpoint,
+        EndpointName=endpoint_name,
+        ContentType=content_type,
+        Body=body,
+    )
+    answer = response["Body"].read()
+    if not answer:
+        raise ReleaseError(f"smoke invocation of endpoint {endpoint_name} returned an empty body")
+    text = answer.decode("utf-8", errors="replace")
+    return VerifyReport(
+        stack=settings.stack,
+        endpoint=endpoint_name,
+        endpoint_arn=endpoint["EndpointArn"],
+        status=status,
+        endpoint_config=config_name,
+        models=models,
+        package_arn=expected,
+        smoke_response=re.sub(r"\s+", " ", text)[:200],
+        invoked_variant=response.get("InvokedProductionVariant", ""),
+    )

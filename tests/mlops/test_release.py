@@ -1,0 +1,337 @@
+"""mlops.release against moto: promote, rollback and verify, end to end, with their refusals."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.sagemaker.models import sagemaker_backends
+
+from mlops import registry, release
+from mlops.registry import APPROVED, PENDING, REJECTED, Aws, ReleaseError
+from mlops.release import PIN_KEY
+from mlops.settings import StackSettings
+from tests.mlops.moto_aws import Registry, copy_stack_files, create_endpoint, deploy_config, load, moto_aws
+
+PAYLOAD = "39,State-gov,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States"
+COMMENT = "  # pinned by `mlops release promote`; reviewed in a merge request\n"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with moto_aws(monkeypatch) as aws:
+        yield aws
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    copies = copy_stack_files(tmp_path)
+    # A reviewer's comment above the pin and at the end of another line must survive promotion.
+    text = copies["prod"].read_text()
+    text = text.replace(f"  {PIN_KEY}:", f"{COMMENT}  {PIN_KEY}:")
+    text = text.replace("mlops-stack:dataCapturePercent: 20\n", "mlops-stack:dataCapturePercent: 20  # 1 in 5\n")
+    copies["prod"].write_text(text)
+    return copies
+
+
+@pytest.fixture
+def dev(files: dict[str, Path]) -> StackSettings:
+    return load(files["dev"])
+
+
+@pytest.fixture
+def reg(dev: StackSettings, aws: Aws) -> Registry:
+    return Registry(dev, aws)
+
+
+def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
+    """Pairs of differing lines; both texts must have the same number of lines."""
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    assert len(old) == len(new)
+    return [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+
+
+# --- promote ---------------------------------------------------------------------------------------------
+
+
+def test_first_promotion_rewrites_only_the_pin_line(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    reg.register(0.90, APPROVED)
+    arn = reg.register(0.91, APPROVED)
+    reg.register(0.99, PENDING)
+    before = files["prod"].read_text()
+
+    change = release.promote(dev, files["prod"], aws=aws)
+
+    after = files["prod"].read_text()
+    assert changed_lines(before, after) == [(f'  {PIN_KEY}: ""\n', f'  {PIN_KEY}: "{arn}"\n')]
+    assert COMMENT in after and "dataCapturePercent: 20  # 1 in 5\n" in after
+    assert load(files["prod"]).approved_model_package_arn == arn
+    assert (change.stack, change.old_arn, change.new_arn, change.changed) == ("prod", "", arn, True)
+    assert (change.metric, change.old_metric, change.new_metric, change.forced) == ("auc", None, 0.91, False)
+    assert f'+  {PIN_KEY}: "{arn}"' in change.diff and "a/Pulumi.prod.yaml" in change.diff
+    assert registry.describe_package(arn, aws=aws).previous_pin("prod") is None
+
+
+def test_promotion_adds_the_key_where_settings_declare_it(
+    tmp_path: Path, files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    staging = tmp_path / "Pulumi.staging.yaml"
+    shutil.copyfile(files["dev"], staging)  # the dev layout has no pin key at all
+    arn = reg.register(0.91, APPROVED)
+    before = staging.read_text().splitlines(keepends=True)
+
+    release.promote(dev, staging, aws=aws)
+
+    after = staging.read_text().splitlines(keepends=True)
+    position = before.index("  mlops-stack:dataCapturePercent: 100\n") + 1
+    assert after == [*before[:position], f"  {PIN_KEY}: {arn}\n", *before[position:]]
+
+
+def test_better_model_replaces_the_pin_and_records_the_previous_one(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    first = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    second = reg.register(0.88, APPROVED)
+    before = files["prod"].read_text()
+
+    change = release.promote(dev, files["prod"], aws=aws)
+
+    assert changed_lines(before, files["prod"].read_text()) == [
+        (f'  {PIN_KEY}: "{first}"\n', f'  {PIN_KEY}: "{second}"\n')
+    ]
+    assert (change.old_arn, change.old_metric, change.new_metric) == (first, 0.85, 0.88)
+    promoted = registry.describe_package(second, aws=aws)
+    assert promoted.previous_pin("prod") == first
+    assert promoted.status == APPROVED and promoted.metrics["auc"] == 0.88  # the record keeps the rest
+
+
+def test_promoting_the_pinned_package_again_changes_nothing(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    arn = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    before = files["prod"].read_text()
+
+    change = release.promote(dev, files["prod"], aws=aws)
+
+    assert not change.changed and change.new_arn == arn and change.diff == ""
+    assert files["prod"].read_text() == before
+
+
+@pytest.mark.parametrize("auc", [0.84, 0.85])
+def test_a_model_that_is_not_strictly_better_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry, auc: float
+):
+    pinned = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    candidate = reg.register(auc, APPROVED)
+    before = files["prod"].read_text()
+
+    with pytest.raises(ReleaseError) as refused:
+        release.promote(dev, files["prod"], aws=aws)
+
+    assert str(refused.value) == (
+        f"model package {candidate} (auc {auc:.4f}) is not better than stack prod's pinned {pinned} "
+        "(auc 0.8500); promotion needs a strictly better model (force to override)"
+    )
+    assert files["prod"].read_text() == before
+    forced = release.promote(dev, files["prod"], force=True, aws=aws)
+    assert forced.forced and load(files["prod"]).approved_model_package_arn == candidate
+
+
+def test_a_model_below_the_target_threshold_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    arn = reg.register(0.78, APPROVED)  # clears dev's 0.75, not prod's 0.80
+    with pytest.raises(ReleaseError, match=f"{arn} has auc 0.7800, below stack prod's evaluationMinAuc 0.8000"):
+        release.promote(dev, files["prod"], aws=aws)
+
+
+def test_a_model_without_the_metric_is_refused(files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry):
+    arn = reg.register(None, APPROVED)
+    with pytest.raises(ReleaseError, match=f"model package {arn} records no 'auc' in its CustomerMetadataProperties"):
+        release.promote(dev, files["prod"], aws=aws)
+
+
+def test_promotion_without_an_approved_package_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    reg.register(0.95, PENDING)
+    before = files["prod"].read_text()
+    with pytest.raises(ReleaseError, match="no approved model package in group mlops-stack-dev of stack dev"):
+        release.promote(dev, files["prod"], aws=aws)
+    assert files["prod"].read_text() == before
+
+
+def test_promotion_of_another_groups_package_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    prod_arn = Registry(load(files["prod"]), aws).register(0.99, APPROVED)
+    with pytest.raises(ReleaseError, match=f"model package {prod_arn} belongs to group mlops-stack-prod"):
+        release.promote(dev, files["prod"], package_arn=prod_arn, aws=aws)
+
+
+def test_promotion_of_an_unapproved_package_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    pending = reg.register(0.95, PENDING)
+    with pytest.raises(ReleaseError, match=f"model package {pending} is PendingManualApproval; only Approved"):
+        release.promote(dev, files["prod"], package_arn=pending, aws=aws)
+
+
+def test_promotion_to_a_missing_stack_file_names_it(tmp_path: Path, dev: StackSettings, aws: Aws, reg: Registry):
+    reg.register(0.9, APPROVED)
+    missing = tmp_path / "Pulumi.qa.yaml"
+    with pytest.raises(ReleaseError, match=f"{missing}: stack file not found"):
+        release.promote(dev, missing, aws=aws)
+    assert not missing.exists()
+
+
+def test_a_round_trip_that_would_reformat_other_lines_writes_nothing(
+    tmp_path: Path, dev: StackSettings, aws: Aws, reg: Registry, files: dict[str, Path]
+):
+    staging = tmp_path / "Pulumi.staging.yaml"
+    staging.write_text(files["dev"].read_text().replace("owner: ml-platform", "owner:    ml-platform"))
+    reg.register(0.9, APPROVED)
+    before = staging.read_text()
+    with pytest.raises(ReleaseError, match=r"Pulumi.staging.yaml: setting .* would also reformat line 6"):
+        release.promote(dev, staging, aws=aws)
+    assert staging.read_text() == before
+
+
+# --- rollback --------------------------------------------------------------------------------------------
+
+
+def test_rollback_restores_the_previous_pin_then_runs_out(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    first = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    second = reg.register(0.90, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    before = files["prod"].read_text()
+
+    change = release.rollback(files["prod"], aws=aws)
+
+    assert (change.old_arn, change.new_arn, change.changed) == (second, first, True)
+    assert changed_lines(before, files["prod"].read_text()) == [
+        (f'  {PIN_KEY}: "{second}"\n', f'  {PIN_KEY}: "{first}"\n')
+    ]
+    with pytest.raises(ReleaseError, match=f"no previous pin of stack prod is recorded on its pinned package {first}"):
+        release.rollback(files["prod"], aws=aws)
+
+
+def test_rollback_without_a_pin_is_refused(files: dict[str, Path], aws: Aws):
+    with pytest.raises(ReleaseError, match=f"Pulumi.prod.yaml: {PIN_KEY} is empty: stack prod pins no package"):
+        release.rollback(files["prod"], aws=aws)
+
+
+def test_rollback_to_a_since_rejected_package_needs_force(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    first = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    reg.register(0.90, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    registry.reject(dev, first, description="bias found", aws=aws)
+
+    with pytest.raises(ReleaseError, match=f"stack prod's previous pin {first} is {REJECTED} now"):
+        release.rollback(files["prod"], aws=aws)
+    assert release.rollback(files["prod"], force=True, aws=aws).new_arn == first
+
+
+def test_promotion_over_no_pin_clears_a_stale_record(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    first = reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    second = reg.register(0.90, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    assert registry.describe_package(second, aws=aws).previous_pin("prod") == first
+    release.write_pin(files["prod"], "")  # someone unpins prod by hand
+    release.promote(dev, files["prod"], aws=aws)  # second again, now over no pin
+
+    assert registry.describe_package(second, aws=aws).previous_pin("prod") is None
+    with pytest.raises(ReleaseError, match="no previous pin of stack prod"):
+        release.rollback(files["prod"], aws=aws)
+
+
+# --- verify ----------------------------------------------------------------------------------------------
+
+
+def test_verify_passes_when_the_endpoint_serves_the_expected_package(dev: StackSettings, aws: Aws, reg: Registry):
+    arn = reg.register(0.9, APPROVED)
+    config = deploy_config(dev, aws, arn, "v1")
+    endpoint = create_endpoint(dev, aws, config)
+
+    report = release.verify(dev, payload=PAYLOAD, aws=aws)  # dev pins nothing: the latest approved
+
+    assert (report.endpoint, report.status, report.endpoint_config) == (endpoint, "InService", config)
+    assert report.package_arn == arn and report.models == (f"{endpoint}-model-v1",)
+    assert report.smoke_response  # moto answers with canned data
+    assert release.verify(dev, arn, payload=PAYLOAD, expected_endpoint_config=config, aws=aws).package_arn == arn
+
+
+def test_verify_catches_a_rolled_back_deployment(dev: StackSettings, aws: Aws, reg: Registry):
+    old = reg.register(0.85, APPROVED)
+    new = reg.register(0.90, APPROVED)
+    old_config = deploy_config(dev, aws, old, "v1")
+    create_endpoint(dev, aws, old_config)
+    new_config = deploy_config(dev, aws, new, "v2")  # deployed, then rolled back: the endpoint kept v1
+
+    with pytest.raises(ReleaseError) as failed:
+        release.verify(dev, new, payload=PAYLOAD, aws=aws)
+
+    message = str(failed.value)
+    assert f"serves model package {old} (endpoint config {old_config}" in message
+    assert f"expected {new}" in message
+    assert f"the newer endpoint config {new_config} serves {new} but is not in use" in message
+    with pytest.raises(ReleaseError, match=f"runs endpoint config {old_config}, expected {new_config}"):
+        release.verify(dev, old, payload=PAYLOAD, expected_endpoint_config=new_config, aws=aws)
+
+
+def test_verify_names_both_packages_on_a_plain_mismatch(dev: StackSettings, aws: Aws, reg: Registry):
+    running = reg.register(0.85, APPROVED)
+    expected = reg.register(0.90, APPROVED)
+    create_endpoint(dev, aws, deploy_config(dev, aws, running, "v1"))
+    with pytest.raises(ReleaseError, match=f"serves model package {running} .*expected {expected}$"):
+        release.verify(dev, payload=PAYLOAD, aws=aws)
+
+
+def test_verify_fails_clearly_without_an_endpoint(dev: StackSettings, aws: Aws, reg: Registry):
+    arn = reg.register(0.9, APPROVED)
+    with pytest.raises(ReleaseError, match="endpoint mlops-stack-dev of stack dev not found in eu-west-1"):
+        release.verify(dev, arn, payload=PAYLOAD, aws=aws)
+
+
+def test_verify_refuses_an_endpoint_that_is_not_in_service(dev: StackSettings, aws: Aws, reg: Registry):
+    arn = reg.register(0.9, APPROVED)
+    endpoint = create_endpoint(dev, aws, deploy_config(dev, aws, arn, "v1"))
+    # moto endpoints are always InService; set what SageMaker reports mid-deployment.
+    backend = sagemaker_backends["123456789012"][dev.region]
+    backend.endpoints[endpoint].endpoint_status = "Updating"
+    with pytest.raises(ReleaseError, match=f"endpoint {endpoint} of stack dev is Updating, not InService"):
+        release.verify(dev, arn, payload=PAYLOAD, aws=aws)
+    backend.endpoints[endpoint].endpoint_status = "Failed"
+    with pytest.raises(ReleaseError, match="is Failed, not InService"):
+        release.verify(dev, arn, payload=PAYLOAD, aws=aws)
+
+
+def test_a_vanished_pinned_package_is_named(files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry):
+    arn = reg.register(0.9, APPROVED)
+    gone = arn.replace("/1", "/7")
+    release.write_pin(files["prod"], gone)
+    with pytest.raises(
+        ReleaseError, match=f"stack prod's pinned package \\(Pulumi.prod.yaml\\): model package {gone} not"
+    ):
+        release.promote(dev, files["prod"], aws=aws)
+    with pytest.raises(
+        ReleaseError, match=f"stack prod's pinned package \\(Pulumi.prod.yaml\\): model package {gone} not"
+    ):
+        release.rollback(files["prod"], aws=aws)
+    assert release.promote(dev, files["prod"], force=True, aws=aws).new_arn == arn
