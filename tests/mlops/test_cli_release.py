@@ -1,0 +1,97 @@
+"""`mlops model ...` and `mlops release ...` end to end through the CLI, against moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from mlops.registry import APPROVED, Aws
+from mlops.release import PIN_KEY
+from tests.mlops.moto_aws import Registry, copy_stack_files, create_endpoint, deploy_config, load, moto_aws
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with moto_aws(monkeypatch) as aws:
+        yield aws
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    copy_stack_files(tmp_path)
+    return tmp_path
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _pin(root: Path, stack: str) -> str:
+    return yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"].get(PIN_KEY, "")
+
+
+def test_approve_promote_rollback_verify(capsys, aws: Aws, root: Path) -> None:
+    dev = load(root / "Pulumi.dev.yaml")
+    registry = Registry(dev, aws)
+    first = registry.register(0.86)
+    second = registry.register(0.91)
+
+    code, out, _ = _run(capsys, "model", "list", "--stack", "dev", "--root", str(root))
+    assert code == EXIT_OK
+    assert out.splitlines()[0].split() == ["VERSION", "STATUS", "CREATED", "AUC", "ARN"]
+    assert second in out.splitlines()[1] and "PendingManualApproval" in out
+
+    code, out, err = _run(capsys, "release", "promote", "--from", "dev", "--to", "prod", "--root", str(root))
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert "no approved model package in group mlops-stack-dev" in err
+
+    for arn in (first, second):
+        code, out, _ = _run(capsys, "model", "approve", arn, "--stack", "dev", "--root", str(root))
+        assert code == EXIT_OK and out.strip() == f"{arn}: PendingManualApproval -> Approved"
+
+    code, out, _ = _run(capsys, "release", "promote", "--from", "dev", "--to", "prod", "--package", first,
+                        "--root", str(root))
+    assert code == EXIT_OK and _pin(root, "prod") == first
+    code, out, _ = _run(capsys, "release", "promote", "--from", "dev", "--to", "prod", "--root", str(root))
+    assert code == EXIT_OK and _pin(root, "prod") == second
+    assert f"\n+  {PIN_KEY}: " in out and second in out and "pulumi up -s prod" in out
+
+    code, out, _ = _run(capsys, "release", "rollback", "--stack", "prod", "--root", str(root))
+    assert code == EXIT_OK and _pin(root, "prod") == first
+
+    config = deploy_config(dev, aws, second, "v2")
+    create_endpoint(dev, aws, config)
+    code, out, err = _run(capsys, "release", "verify", "--stack", "dev", "--root", str(root))
+    assert code == EXIT_OK, err
+    assert f"InService, config {config}, package {second}" in out
+
+    code, out, err = _run(capsys, "release", "verify", "--stack", "dev", "--package", first, "--root", str(root))
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert f"expected {first}" in err
+
+
+def test_reject_needs_a_reason_and_unknown_packages_fail(capsys, aws: Aws, root: Path) -> None:
+    dev = load(root / "Pulumi.dev.yaml")
+    arn = Registry(dev, aws).register(0.8)
+    with pytest.raises(SystemExit):
+        main(["model", "reject", arn, "--stack", "dev", "--root", str(root)])
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "model", "reject", arn, "--stack", "dev", "--description", "leaks a feature",
+                        "--root", str(root))
+    assert code == EXIT_OK and "-> Rejected" in out
+    missing = arn.rsplit("/", 1)[0] + "/99"
+    code, _, err = _run(capsys, "model", "approve", missing, "--stack", "dev", "--root", str(root))
+    assert code == EXIT_BAD_INPUT and "not found" in err
+
+
+def test_release_commands_name_a_missing_stack_file(capsys, aws: Aws, root: Path) -> None:
+    code, out, err = _run(capsys, "release", "rollback", "--stack", "qa", "--root", str(root))
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert "Pulumi.qa.yaml" in err and "not found" in err
+    assert APPROVED == "Approved"
