@@ -99,3 +99,27 @@ def _flatten(items):
             yield from _flatten(item)
         else:
             yield item
+
+
+def test_prod_rollback_is_manual_on_the_protected_environment(ci: dict) -> None:
+    rollback = _resolve(ci, ci["rollback-prod"])
+    assert [rule.get("when") for rule in rollback["rules"]] == ["manual"]
+    assert rollback["environment"]["name"] == "production"
+    assert rollback["resource_group"] == "production"
+    script = list(map(str, _flatten(rollback["script"])))
+    assert ".venv/bin/mlops release rollback --stack prod" in script
+    assert script.index(".venv/bin/mlops release rollback --stack prod") < next(
+        i for i, line in enumerate(script) if line.startswith("pulumi up -s prod"))
+
+
+def test_promotion_goes_through_a_merge_request(ci: dict) -> None:
+    promote = _resolve(ci, ci["promote"])
+    script = list(map(str, _flatten(promote["script"])))
+    assert ".venv/bin/mlops release promote --from dev --to prod" in script
+    assert any("merge_request.create" in line for line in script)
+    assert not any("pulumi up" in line for line in script)
+
+
+def test_every_deploy_is_followed_by_verify(ci: dict) -> None:
+    assert ci["verify-dev"]["needs"] == ["deploy-dev"]
+    assert ci["verify-prod"]["needs"] == ["deploy-prod"]
