@@ -12,8 +12,9 @@ Synthetic drift semantics (each knob touches only its own column; all other colu
 the label, stay byte-identical to the undrifted sample of the same seed and row count):
 
 * ``mean_shift={"age": 10}``: add 10 (in the column's own units) to every non-missing value.
-* ``variance_scale={"hours_per_week": 2}``: ``x -> mean + 2 * (x - mean)`` (standard deviation x2,
-  variance x4), mean taken over the undrifted column.
+* ``variance_scale={"hours_per_week": 2}``: ``x -> c + 2 * (x - c)`` (standard deviation x2,
+  variance x4), ``c`` the mean of the undrifted column (rounded for integer columns, so the mean
+  moves by at most ``0.5 * |scale - 1|``).
 * ``new_category={"workclass": ("Gig-economy", 0.2)}``: exactly ``round(0.2 * rows)`` rows get a
   category that the schema does not know.
 * ``missing_surge={"occupation": 0.5}``: exactly ``round(0.5 * rows)`` rows become missing
@@ -304,8 +305,10 @@ def _apply_drift(data: dict[str, np.ndarray], drift: Drift, seed: int, n: int, s
         data[name] = data[name] + shift
     for name, scale in drift.variance_scale.items():
         col = data[name]
-        mean = np.nanmean(col) if n else 0.0
-        data[name] = mean + scale * (col - mean)
+        center = np.nanmean(col) if n else 0.0
+        if schema.feature(name).dtype == "int":  # type: ignore[union-attr]
+            center = np.rint(center)  # integer center: rounding the result then adds no bias
+        data[name] = center + scale * (col - center)
     for f in schema.numeric:
         if f.dtype == "int" and (f.name in drift.mean_shift or f.name in drift.variance_scale):
             data[f.name] = np.rint(data[f.name])
@@ -351,7 +354,8 @@ def drift_from_args(args: argparse.Namespace) -> Drift:
         variance_scale={k: _float(v, "variance-scale", k)
                         for k, v in _pairs(args.variance_scale, "variance-scale").items()},
         new_category=new_category,
-        missing_surge={k: _float(v, "missing-surge", k) for k, v in _pairs(args.missing_surge, "missing-surge").items()},
+        missing_surge={k: _float(v, "missing-surge", k)
+                       for k, v in _pairs(args.missing_surge, "missing-surge").items()},
     )
 
 

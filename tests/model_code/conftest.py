@@ -1,0 +1,58 @@
+"""Shared fixtures: step command lines run as subprocesses with SageMaker paths mapped to tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model_code.data import load_adult, synthesize, write_csv
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_step(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m model_code <args>`` in a clean environment (only what the test passes)."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SM_", "MLFLOW_", "MLOPS_"))}
+    base["PYTHONPATH"] = str(REPO)
+    # One OpenMP thread: the boosting's spin-waiting threads slow down ~4x when another process
+    # (a parallel test worker, a build) competes for the 2 cores of a CI machine.
+    base["OMP_NUM_THREADS"] = "1"
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "model_code", *args], env=base, cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def adult() -> pd.DataFrame:
+    return load_adult()
+
+
+@pytest.fixture(scope="session")
+def adult_csv(tmp_path_factory: pytest.TempPathFactory, adult: pd.DataFrame) -> Path:
+    """The real dataset as a raw input folder (one CSV)."""
+    folder = tmp_path_factory.mktemp("raw")
+    write_csv(adult, folder / "adult.csv")
+    return folder
+
+
+@pytest.fixture()
+def small() -> pd.DataFrame:
+    """2,000 schema-valid synthetic rows (fresh copy per test)."""
+    return synthesize(2000, seed=11)
+
+
+def raw_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame as it would be read from CSV: integer-valued numbers without '.0'."""
+    out = frame.astype(object)
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(frame[col]):
+            out[col] = [None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
+                        for v in frame[col]]
+    return out
