@@ -1,0 +1,719 @@
+"""The training pipeline of a stack, as a SageMaker Pipelines definition built fully offline.
+
+::
+
+    Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestAuc,
+                ModelApprovalStatus, GitSha, Seed
+
+    Validate (processing)            InputDataUri -> validation_report.json; exit 1 stops the pipeline
+        |  depends_on
+        v
+    Preprocess (processing)          InputDataUri -> train/ validation/ test/ baseline/
+        |  outputs train, validation           \\ test               \\ baseline (drift baseline URI)
+        v                                       \\                    \\
+    Train (training)                             |                    |
+        |  ModelArtifacts.S3ModelArtifacts       |                    |
+        v                                        v                    |
+    Evaluate (processing)  <--- model + test split                    |
+        |  evaluation.json (PropertyFile "EvaluationReport")          |
+        v                                                             |
+    CheckTestAuc (condition)  JsonGet metrics.auc.value >= MinTestAuc |
+        | true                                   | false              |
+        v                                        v                    |
+    Register (model package, ModelStep)     AucBelowThreshold (fail)  |
+        model data <- Train, ModelMetrics <- Evaluate, metadata <-----+
+
+Every job step runs the content-hashed code bundle (``pipelines/bundle.py``) in the stack's
+image: the bundle is an input of each job, and the container entrypoint is a short launcher
+(``LAUNCHER``) that checks the bundle's sha256, extracts it to a temporary folder and runs
+``python -m model_code.<step>`` from there with the step's arguments. Nothing is uploaded while
+the definition is built and nothing in it depends on time, randomness or the machine, so the
+same inputs give the same bytes (``definition_json``), which is what infra hands to
+``aws.sagemaker.Pipeline(pipeline_definition=...)``.
+
+Security: every job step encrypts its volume and its S3 outputs with the stack's KMS key and
+encrypts inter-container traffic (the policy pack checks the definition JSON).
+
+SDK notes (sagemaker 3.x, see DESIGN.md "Known traps"):
+
+- The SDK is imported lazily (``import pipelines.training`` stays cheap for infra and the CLI)
+  and is used only inside ``_sdk_context``, which temporarily sets what it needs to stay
+  offline: a region (clients are created at import, ``ProcessingStep`` builds a
+  ``LocalSession``), ``SAGEMAKER_VALIDATE_ROLE=false`` (``ModelTrainer`` would call IAM),
+  ``AWS_EC2_METADATA_DISABLED=true`` (client creation would ask the instance metadata service
+  for credentials); it also validates the SDK config once instead of on every lookup (30 s
+  per build otherwise) and quiets the SDK's logs. The environment is restored afterwards.
+- The session is a ``PipelineSession`` with an explicit bucket, an explicit (telemetry-off)
+  SDK config so no user/admin config file leaks defaults into the definition, and a boto3
+  session pinned to the stack's region.
+- ``ModelTrainer(source_code=...)`` would upload driver files under timestamped keys; the
+  training step uses ``ModelTrainer`` without ``source_code`` and sets the container
+  entrypoint in a ``TrainingStep`` subclass (``BundleTrainingStep``) instead, because
+  ``ModelTrainer`` has no other way to set ``AlgorithmSpecification.ContainerEntrypoint``.
+- The register step uses ``ModelBuilder(s3_model_data_url=<Train property>)``; passing
+  ``model=`` silently drops ``ModelDataUrl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from mlops.naming import Names
+from mlops.settings import StackSettings
+from pipelines.bundle import BUNDLE_NAME, digest_of_uri
+
+if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk)
+    from sagemaker.mlops.workflow import Pipeline
+
+# --- step names and the contract with model_code --------------------------------------------------
+
+VALIDATE = "Validate"
+PREPROCESS = "Preprocess"
+TRAIN = "Train"
+EVALUATE = "Evaluate"
+CHECK = "CheckTestAuc"
+REGISTER = "Register"
+FAIL = "AucBelowThreshold"
+STEP_ORDER = (VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
+
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+EVALUATION_OUTPUT = "evaluation"
+EVALUATION_FILE = "evaluation.json"
+AUC_JSON_PATH = "metrics.auc.value"
+MLFLOW_RUN_ID_JSON_PATH = "model.mlflow_run_id"
+METRIC_JSON_PATHS: dict[str, str] = {
+    name: f"metrics.{name}.value" for name in ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+}
+"""CustomerMetadataProperties key -> JsonGet path in evaluation.json (keys as mlops/registry.py reads them)."""
+
+SPLITS = ("train", "validation", "test")
+BASELINE_OUTPUT = "baseline"
+BASELINE_FILE = "baseline.json"
+DEFAULT_DATASET = "adult-income"
+DEFAULT_SEED = 42
+DEFAULT_GIT_SHA = "unknown"
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+
+PROCESSING_ROOT = "/opt/ml/processing"
+PROCESSING_CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+TRAINING_CODE_CHANNEL = "code"
+TRAINING_CODE_DIR = f"/opt/ml/input/data/{TRAINING_CODE_CHANNEL}"
+
+LAUNCHER = (
+    "import hashlib, runpy, sys, tarfile, tempfile\n"
+    "bundle, digest, module = sys.argv[1:4]\n"
+    "with open(bundle, 'rb') as f:\n"
+    "    actual = hashlib.sha256(f.read()).hexdigest()\n"
+    "if actual != digest:\n"
+    "    sys.exit(f'code bundle {bundle} has sha256 {actual}, expected {digest}')\n"
+    "target = tempfile.mkdtemp(prefix='model-code-')\n"
+    "with tarfile.open(bundle) as tar:\n"
+    "    tar.extractall(target, filter='data')\n"
+    "sys.path.insert(0, target)\n"
+    "sys.argv = [module, *sys.argv[4:]]\n"
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+)
+"""Container entrypoint program: ``python -c LAUNCHER <bundle file> <sha256> <module> [args...]``."""
+
+
+def launcher_entrypoint(bundle_path: str, digest: str, module: str) -> list[str]:
+    """The container entrypoint that runs ``module`` from the bundle at ``bundle_path``."""
+    return ["python", "-c", LAUNCHER, bundle_path, digest, module]
+
+
+@dataclass(frozen=True)
+class PipelineInputs:
+    """Everything a definition depends on besides the stack's settings (all plain strings)."""
+
+    image_uri: str
+    code_bundle_uri: str
+    role_arn: str
+    kms_key_arn: str
+    mlflow_tracking_uri: str | None
+    mlflow_experiment: str
+    git_sha: str
+    dataset: str
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/.+", self.role_arn):
+            problems.append(f"role_arn {self.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/...)")
+        if not re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/.+", self.kms_key_arn):
+            problems.append(
+                f"kms_key_arn {self.kms_key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/...)"
+            )
+        if not self.image_uri or any(c.isspace() for c in self.image_uri):
+            problems.append(f"image_uri {self.image_uri!r} is not an image URI")
+        if problems:
+            raise ValueError("; ".join(problems))
+        digest_of_uri(self.code_bundle_uri)
+
+    @property
+    def code_sha256(self) -> str:
+        return digest_of_uri(self.code_bundle_uri)
+
+    @property
+    def image_digest(self) -> str | None:
+        """``sha256:...`` when the image is referenced by digest (``repo@sha256:...``)."""
+        match = re.search(r"@(sha256:[0-9a-f]{64})$", self.image_uri)
+        return match[1] if match else None
+
+
+# --- SDK access ------------------------------------------------------------------------------------
+
+
+_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+"""The whole SDK config: telemetry off (it would send HTTP requests), and no config file can inject
+defaults into the definition."""
+
+@contextlib.contextmanager
+def _sdk_context(region: str) -> Iterator[SimpleNamespace]:
+    """The SDK, in the conditions it needs to build a definition offline; everything is restored after.
+
+    - ``AWS_DEFAULT_REGION`` (only when no region is set): importing ``sagemaker.mlops.workflow``
+      creates a boto3 client, and every ``ProcessingStep`` builds a ``LocalSession``; both fail
+      without a region.
+    - ``SAGEMAKER_VALIDATE_ROLE=false``: ``ModelTrainer`` otherwise checks the role with IAM
+      (``SimulatePrincipalPolicy``), a network call. The role is infra's and checked there.
+    - ``AWS_EC2_METADATA_DISABLED=true``: the SDK creates boto3 clients (some at import time), and
+      creating a client resolves credentials; without credentials in the environment botocore
+      would ask the EC2 instance metadata service over the network. No API is called here, so
+      no credentials are needed.
+    - The SDK validates its config against a large JSON schema on every config lookup (about 0.4 s
+      each, some 60 lookups per build). ``_SDK_CONFIG`` is validated once per process; while the
+      pipeline is built, lookups skip re-validating that exact, already-validated config.
+    - The SDK's expected chatter (job names popped from the definition, "no job is started") is
+      silenced; real warnings from our code are not affected.
+    """
+    overrides = {"SAGEMAKER_VALIDATE_ROLE": "false", "AWS_EC2_METADATA_DISABLED": "true"}
+    if not (os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")):
+        overrides["AWS_DEFAULT_REGION"] = region
+    saved_env = {name: os.environ.get(name) for name in overrides}
+    saved_levels: dict[logging.Logger, int] = {}
+    os.environ.update(overrides)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+            sdk = _sdk()
+            for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "sagemaker"]:
+                logger = logging.getLogger(name)
+                saved_levels[logger] = logger.level
+                logger.setLevel(logging.ERROR)
+            with _config_validated_once(sdk.SageMakerConfig):
+                yield sdk
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for logger, level in saved_levels.items():
+            logger.setLevel(level)
+
+
+_CONFIG_VALIDATED = False
+
+
+@contextlib.contextmanager
+def _config_validated_once(config_class: type) -> Iterator[None]:
+    global _CONFIG_VALIDATED
+    original = config_class.__dict__["validate_sagemaker_config"]
+    if not _CONFIG_VALIDATED:
+        original.__func__(_SDK_CONFIG)
+        _CONFIG_VALIDATED = True
+
+    def validate(sagemaker_config: dict | None = None) -> None:
+        if sagemaker_config != _SDK_CONFIG:
+            original.__func__(sagemaker_config)
+
+    config_class.validate_sagemaker_config = staticmethod(validate)
+    try:
+        yield
+    finally:
+        config_class.validate_sagemaker_config = original
+
+
+def _sdk() -> SimpleNamespace:
+    """The SDK classes used here, imported on first use (inside ``_sdk_context``)."""
+    from sagemaker.core.config.config_manager import SageMakerConfig
+    from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.network import NetworkConfig
+    from sagemaker.core.processing import Processor
+    from sagemaker.core.shapes import (
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+        StoppingCondition,
+    )
+    from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+    from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow import (
+        ConditionStep,
+        FailStep,
+        ModelStep,
+        Pipeline,
+        ProcessingStep,
+        TrainingStep,
+    )
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    return SimpleNamespace(
+        SageMakerConfig=SageMakerConfig,
+        MetricsSource=MetricsSource,
+        ModelMetrics=ModelMetrics,
+        NetworkConfig=NetworkConfig,
+        Processor=Processor,
+        ProcessingInput=ProcessingInput,
+        ProcessingOutput=ProcessingOutput,
+        ProcessingS3Input=ProcessingS3Input,
+        ProcessingS3Output=ProcessingS3Output,
+        StoppingCondition=StoppingCondition,
+        Compute=Compute,
+        InputData=InputData,
+        Networking=Networking,
+        OutputDataConfig=OutputDataConfig,
+        ConditionGreaterThanOrEqualTo=ConditionGreaterThanOrEqualTo,
+        ExecutionVariables=ExecutionVariables,
+        Join=Join,
+        JsonGet=JsonGet,
+        ParameterFloat=ParameterFloat,
+        ParameterInteger=ParameterInteger,
+        ParameterString=ParameterString,
+        PipelineSession=PipelineSession,
+        PropertyFile=PropertyFile,
+        ConditionStep=ConditionStep,
+        FailStep=FailStep,
+        ModelStep=ModelStep,
+        Pipeline=Pipeline,
+        ProcessingStep=ProcessingStep,
+        TrainingStep=TrainingStep,
+        ModelBuilder=ModelBuilder,
+        ModelTrainer=ModelTrainer,
+    )
+
+
+def _session(sdk: SimpleNamespace, settings: StackSettings) -> Any:
+    import boto3
+
+    boto_session = boto3.Session(region_name=settings.region)
+    return sdk.PipelineSession(
+        boto_session=boto_session,
+        default_bucket=Names.of(settings).bucket("artifacts"),
+        sagemaker_config=json.loads(json.dumps(_SDK_CONFIG)),
+    )
+
+
+# --- parameters ------------------------------------------------------------------------------------
+
+
+def default_input_data_uri(settings: StackSettings, dataset: str = DEFAULT_DATASET) -> str:
+    """``s3://<data bucket>/datasets/<dataset>/``: every CSV file under it is input."""
+    return f"s3://{Names.of(settings).bucket('data')}/datasets/{dataset}/"
+
+
+def default_mlflow_tracking_uri(settings: StackSettings) -> str | None:
+    """The ARN of the stack's managed MLflow tracking server (derived, no lookup), or None without MLflow."""
+    if not settings.mlflow_enabled:
+        return None
+    partition = "aws-cn" if settings.region.startswith("cn-") else (
+        "aws-us-gov" if settings.region.startswith("us-gov-") else "aws"
+    )
+    server = Names.of(settings).mlflow_server
+    return f"arn:{partition}:sagemaker:{settings.region}:{settings.account_id}:mlflow-tracking-server/{server}"
+
+
+def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineInputs) -> SimpleNamespace:
+    return SimpleNamespace(
+        input_data=sdk.ParameterString("InputDataUri", default_input_data_uri(settings, inputs.dataset)),
+        processing_instance_type=sdk.ParameterString("ProcessingInstanceType", settings.processing_instance_type),
+        training_instance_type=sdk.ParameterString("TrainingInstanceType", settings.training_instance_type),
+        min_auc=sdk.ParameterFloat("MinTestAuc", settings.evaluation_min_auc),
+        approval_status=sdk.ParameterString(
+            "ModelApprovalStatus", APPROVAL_STATUSES[0], enum_values=list(APPROVAL_STATUSES)
+        ),
+        git_sha=sdk.ParameterString("GitSha", inputs.git_sha),
+        seed=sdk.ParameterInteger("Seed", DEFAULT_SEED),
+    )
+
+
+# --- step factories ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Build:
+    """What every step factory needs: the SDK, the pipeline session, settings, parameters, inputs."""
+
+    sdk: SimpleNamespace
+    session: Any
+    settings: StackSettings
+    params: SimpleNamespace
+    inputs: PipelineInputs
+
+    def output_uri(self, step: str, output: str) -> Any:
+        """s3://<artifacts>/pipelines/<pipeline>/<execution id>/<step>/<output>, resolved per execution."""
+        names = Names.of(self.settings)
+        return self.sdk.Join(
+            on="/",
+            values=[
+                f"s3://{names.bucket('artifacts')}/pipelines/{names.pipeline}",
+                self.sdk.ExecutionVariables.PIPELINE_EXECUTION_ID,
+                step,
+                output,
+            ],
+        )
+
+    def s3_input(self, name: str, uri: Any, local_path: str) -> Any:
+        return self.sdk.ProcessingInput(
+            input_name=name,
+            s3_input=self.sdk.ProcessingS3Input(
+                s3_uri=uri,
+                local_path=local_path,
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        )
+
+    def code_input(self) -> Any:
+        return self.s3_input("code", self.inputs.code_bundle_uri, PROCESSING_CODE_DIR)
+
+    def s3_output(self, step: str, name: str, local_path: str) -> Any:
+        return self.sdk.ProcessingOutput(
+            output_name=name,
+            s3_output=self.sdk.ProcessingS3Output(
+                s3_uri=self.output_uri(step, name), local_path=local_path, s3_upload_mode="EndOfJob"
+            ),
+        )
+
+    def processor(self, module: str) -> Any:
+        """A processing job of the stack's image that runs ``module`` from the code bundle, encrypted."""
+        inputs = self.inputs
+        return self.sdk.Processor(
+            role=inputs.role_arn,
+            image_uri=inputs.image_uri,
+            instance_count=1,
+            instance_type=self.params.processing_instance_type,
+            entrypoint=launcher_entrypoint(f"{PROCESSING_CODE_DIR}/{BUNDLE_NAME}", inputs.code_sha256, module),
+            volume_size_in_gb=30,
+            volume_kms_key=inputs.kms_key_arn,
+            output_kms_key=inputs.kms_key_arn,
+            max_runtime_in_seconds=3600,
+            base_job_name=module.replace("_", "-").replace(".", "-"),
+            sagemaker_session=self.session,
+            env=provenance_environment(self.params, inputs),
+            network_config=self.sdk.NetworkConfig(encrypt_inter_container_traffic=True),
+        )
+
+    def evaluation_value(self, report: Any, json_path: str) -> Any:
+        return self.sdk.JsonGet(step_name=EVALUATE, property_file=report, json_path=json_path)
+
+
+def provenance_environment(params: Any, inputs: PipelineInputs) -> dict[str, Any]:
+    """Environment of every job; model_code records it (model_code/env.py declares the names)."""
+    return {
+        "MLOPS_GIT_SHA": params.git_sha,
+        "MLOPS_IMAGE_URI": inputs.image_uri,
+        "MLOPS_CODE_SHA256": inputs.code_sha256,
+    }
+
+
+def training_environment(params: Any, inputs: PipelineInputs) -> dict[str, Any]:
+    """Environment of the training container: SageMaker's contract paths made explicit, provenance,
+    and MLflow tracking when the stack has it."""
+    environment: dict[str, Any] = {
+        "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+        "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        **provenance_environment(params, inputs),
+    }
+    if inputs.mlflow_tracking_uri:
+        environment["MLFLOW_TRACKING_URI"] = inputs.mlflow_tracking_uri
+        environment["MLFLOW_EXPERIMENT_NAME"] = inputs.mlflow_experiment
+    return environment
+
+
+def _split_uri(preprocess: Any, name: str) -> Any:
+    return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+
+def _model_uri(train: Any) -> Any:
+    return train.properties.ModelArtifacts.S3ModelArtifacts
+
+
+def validate_step(b: Build) -> Any:
+    """Validate the raw input against the schema; a failed check fails the job (exit code 1)."""
+    data_dir, report_dir = f"{PROCESSING_ROOT}/input/data", f"{PROCESSING_ROOT}/output/report"
+    step_args = b.processor("model_code.validate").run(
+        inputs=[b.code_input(), b.s3_input("data", b.params.input_data, data_dir)],
+        outputs=[b.s3_output(VALIDATE, "report", report_dir)],
+        arguments=["--input", data_dir, "--output", report_dir],
+    )
+    return b.sdk.ProcessingStep(name=VALIDATE, step_args=step_args, description="Check the raw data against the schema")
+
+
+def preprocess_step(b: Build, validate: Any) -> Any:
+    """Split train/validation/test (seeded) and compute the drift baseline on the train split."""
+    data_dir, out_dir = f"{PROCESSING_ROOT}/input/data", f"{PROCESSING_ROOT}/output"
+    step_args = b.processor("model_code.preprocess").run(
+        inputs=[b.code_input(), b.s3_input("data", b.params.input_data, data_dir)],
+        outputs=[b.s3_output(PREPROCESS, name, f"{out_dir}/{name}") for name in (*SPLITS, BASELINE_OUTPUT)],
+        arguments=["--input", data_dir, "--output", out_dir, "--seed", b.params.seed.to_string()],
+    )
+    return b.sdk.ProcessingStep(
+        name=PREPROCESS,
+        step_args=step_args,
+        depends_on=[validate],
+        description="Split the data and compute the drift baseline",
+    )
+
+
+def _bundle_training_step_class(sdk: SimpleNamespace) -> type:
+    class BundleTrainingStep(sdk.TrainingStep):
+        """A TrainingStep whose container runs the code bundle.
+
+        ``ModelTrainer`` sets ``ContainerEntrypoint`` only together with ``source_code``, which
+        uploads files under timestamped keys; here the entrypoint is added to the request that
+        ``ModelTrainer.train()`` produced, and everything else is the SDK's own request.
+        """
+
+        def __init__(self, *args: Any, container_entrypoint: list[str], **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.container_entrypoint = container_entrypoint
+
+        @property
+        def arguments(self) -> dict[str, Any]:
+            request = super().arguments
+            request["AlgorithmSpecification"]["ContainerEntrypoint"] = list(self.container_entrypoint)
+            return request
+
+    return BundleTrainingStep
+
+
+def train_step(b: Build, preprocess: Any) -> Any:
+    """Fit the model on the train channel, score the validation channel, log to MLflow."""
+    sdk, inputs = b.sdk, b.inputs
+    trainer = sdk.ModelTrainer(
+        sagemaker_session=b.session,
+        role=inputs.role_arn,
+        base_job_name="model-code-train",
+        training_image=inputs.image_uri,
+        compute=sdk.Compute(
+            instance_type=b.params.training_instance_type,
+            instance_count=1,
+            volume_size_in_gb=30,
+            volume_kms_key_id=inputs.kms_key_arn,
+        ),
+        networking=sdk.Networking(enable_inter_container_traffic_encryption=True),
+        stopping_condition=sdk.StoppingCondition(max_runtime_in_seconds=3600),
+        output_data_config=sdk.OutputDataConfig(
+            s3_output_path=b.output_uri(TRAIN, "output"), kms_key_id=inputs.kms_key_arn
+        ),
+        environment=training_environment(b.params, inputs),
+        hyperparameters={"seed": b.params.seed.to_string()},
+    )
+    step_args = trainer.train(
+        input_data_config=[
+            sdk.InputData(channel_name="train", data_source=_split_uri(preprocess, "train")),
+            sdk.InputData(channel_name="validation", data_source=_split_uri(preprocess, "validation")),
+            sdk.InputData(channel_name=TRAINING_CODE_CHANNEL, data_source=inputs.code_bundle_uri),
+        ],
+        wait=False,
+        logs=False,
+    )
+    return _bundle_training_step_class(sdk)(
+        name=TRAIN,
+        step_args=step_args,
+        description="Train the model",
+        container_entrypoint=launcher_entrypoint(
+            f"{TRAINING_CODE_DIR}/{BUNDLE_NAME}", inputs.code_sha256, "model_code.train"
+        ),
+    )
+
+
+def evaluation_property_file(sdk: SimpleNamespace) -> Any:
+    return sdk.PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
+
+
+def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
+    """Score the test split with the trained model; write evaluation.json (the PropertyFile ``report``)."""
+    model_dir, test_dir = f"{PROCESSING_ROOT}/input/model", f"{PROCESSING_ROOT}/input/test"
+    out_dir = f"{PROCESSING_ROOT}/output/{EVALUATION_OUTPUT}"
+    step_args = b.processor("model_code.evaluate").run(
+        inputs=[
+            b.code_input(),
+            b.s3_input("model", _model_uri(train), model_dir),
+            b.s3_input("test", _split_uri(preprocess, "test"), test_dir),
+        ],
+        outputs=[b.s3_output(EVALUATE, EVALUATION_OUTPUT, out_dir)],
+        arguments=["--model", model_dir, "--test", test_dir, "--output", out_dir],
+    )
+    return b.sdk.ProcessingStep(
+        name=EVALUATE, step_args=step_args, property_files=[report], description="Evaluate on the test split"
+    )
+
+
+def customer_metadata(b: Build, report: Any, preprocess: Any) -> dict[str, Any]:
+    """CustomerMetadataProperties of the registered package (keys as mlops/registry.py reads them)."""
+    sdk, inputs = b.sdk, b.inputs
+    metadata: dict[str, Any] = {
+        key: sdk.Join(on="", values=[b.evaluation_value(report, path)]) for key, path in METRIC_JSON_PATHS.items()
+    }
+    metadata["git_sha"] = b.params.git_sha
+    metadata["code_bundle_sha256"] = inputs.code_sha256
+    metadata["drift_baseline_uri"] = sdk.Join(on="/", values=[_split_uri(preprocess, BASELINE_OUTPUT), BASELINE_FILE])
+    if inputs.image_digest:
+        metadata["image_digest"] = inputs.image_digest
+    if inputs.mlflow_tracking_uri:  # evaluate writes null there when train ran without MLflow
+        metadata["mlflow_run_id"] = sdk.Join(on="", values=[b.evaluation_value(report, MLFLOW_RUN_ID_JSON_PATH)])
+    return metadata
+
+
+def register_step(b: Build, preprocess: Any, train: Any, evaluate: Any, report: Any) -> Any:
+    """Register the model package (approval status from the parameter) with metrics and lineage."""
+    sdk = b.sdk
+    builder = sdk.ModelBuilder(
+        s3_model_data_url=_model_uri(train),  # not model=: that silently drops ModelDataUrl
+        image_uri=b.inputs.image_uri,
+        role_arn=b.inputs.role_arn,
+        sagemaker_session=b.session,
+        dependencies=None,
+        log_level=logging.ERROR,  # ModelBuilder sets its module logger to DEBUG by default
+    )
+    report_uri = sdk.Join(
+        on="/",
+        values=[evaluate.properties.ProcessingOutputConfig.Outputs[EVALUATION_OUTPUT].S3Output.S3Uri, EVALUATION_FILE],
+    )
+    step_args = builder.register(
+        model_package_group_name=Names.of(b.settings).model_package_group,
+        content_types=["application/json", "text/csv"],
+        response_types=["application/json"],
+        inference_instances=[b.settings.endpoint_instance_type],
+        approval_status=b.params.approval_status,
+        description="Trained by the mlops-stack training pipeline",
+        model_metrics=sdk.ModelMetrics(
+            model_statistics=sdk.MetricsSource(content_type="application/json", s3_uri=report_uri)
+        ),
+        customer_metadata_properties=customer_metadata(b, report, preprocess),
+    )
+    return sdk.ModelStep(name=REGISTER, step_args=step_args, description="Register the model package")
+
+
+def fail_step(b: Build, report: Any) -> Any:
+    return b.sdk.FailStep(
+        name=FAIL,
+        error_message=b.sdk.Join(
+            on="",
+            values=[
+                "test AUC ",
+                b.evaluation_value(report, AUC_JSON_PATH),
+                " is below the threshold MinTestAuc=",
+                b.params.min_auc,
+                "; the model is not registered",
+            ],
+        ),
+    )
+
+
+def check_step(b: Build, report: Any, register: Any, fail: Any) -> Any:
+    condition = b.sdk.ConditionGreaterThanOrEqualTo(
+        left=b.evaluation_value(report, AUC_JSON_PATH), right=b.params.min_auc
+    )
+    return b.sdk.ConditionStep(name=CHECK, conditions=[condition], if_steps=[register], else_steps=[fail])
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+
+def get_pipeline(
+    settings: StackSettings,
+    *,
+    image_uri: str,
+    code_bundle_uri: str,
+    role_arn: str,
+    kms_key_arn: str,
+    mlflow_tracking_uri: str | None = None,
+    mlflow_experiment: str | None = None,
+    git_sha: str = DEFAULT_GIT_SHA,
+    dataset: str = DEFAULT_DATASET,
+) -> Pipeline:
+    """The training pipeline of the stack described by ``settings`` (see the module docstring).
+
+    ``code_bundle_uri`` is ``s3://<bucket>/code/<sha256>/model_code.tar.gz`` (``pipelines.bundle``);
+    ``mlflow_tracking_uri`` defaults to the stack's managed tracking server ARN when the stack has
+    MLflow, and ``mlflow_experiment`` to the pipeline's name. ``git_sha`` is the default of the
+    ``GitSha`` parameter. Nothing is uploaded and no AWS API is called.
+    """
+    names = Names.of(settings)
+    inputs = PipelineInputs(
+        image_uri=image_uri,
+        code_bundle_uri=code_bundle_uri,
+        role_arn=role_arn,
+        kms_key_arn=kms_key_arn,
+        mlflow_tracking_uri=mlflow_tracking_uri or default_mlflow_tracking_uri(settings),
+        mlflow_experiment=mlflow_experiment or names.pipeline,
+        git_sha=git_sha,
+        dataset=dataset,
+    )
+    with _sdk_context(settings.region) as sdk:
+        session = _session(sdk, settings)
+        params = _parameters(sdk, settings, inputs)
+        b = Build(sdk, session, settings, params, inputs)
+
+        report = evaluation_property_file(sdk)
+        validate = validate_step(b)
+        preprocess = preprocess_step(b, validate)
+        train = train_step(b, preprocess)
+        evaluate = evaluate_step(b, preprocess, train, report)
+        register = register_step(b, preprocess, train, evaluate, report)
+        check = check_step(b, report, register, fail_step(b, report))
+
+        return _offline_pipeline_class(sdk)(
+            name=names.pipeline,
+            parameters=list(vars(params).values()),
+            steps=[validate, preprocess, train, evaluate, check],
+            sagemaker_session=session,
+            pipeline_experiment_config=None,
+        )
+
+
+def _offline_pipeline_class(sdk: SimpleNamespace) -> type:
+    class OfflinePipeline(sdk.Pipeline):
+        """A Pipeline whose ``definition()`` compiles its steps under ``_sdk_context`` (offline, quiet, fast)."""
+
+        def definition(self) -> str:
+            with _sdk_context(self.sagemaker_session.boto_region_name):
+                return super().definition()
+
+    return OfflinePipeline
+
+
+def definition(settings: StackSettings, **kwargs: Any) -> dict[str, Any]:
+    """The pipeline definition as a JSON document (dict)."""
+    return json.loads(get_pipeline(settings, **kwargs).definition())
+
+
+def definition_json(settings: StackSettings, **kwargs: Any) -> str:
+    """The canonical definition JSON (sorted keys, compact): what infra passes to
+    ``aws.sagemaker.Pipeline(pipeline_definition=...)``. Same inputs, same bytes."""
+    return canonical_json(definition(settings, **kwargs))
+
+
+def canonical_json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

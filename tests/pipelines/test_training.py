@@ -1,0 +1,469 @@
+"""The training pipeline definition: structure, data flow, parameters, security, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from mlops.naming import Names
+from mlops.settings import REPO_ROOT, load_stack
+from pipelines import training
+from pipelines.training import (
+    AUC_JSON_PATH,
+    CHECK,
+    EVALUATE,
+    FAIL,
+    PREPROCESS,
+    REGISTER,
+    TRAIN,
+    VALIDATE,
+    definition_json,
+    get_pipeline,
+)
+from tests.pipelines.conftest import CODE_SHA256, IMAGE_DIGEST, pipeline_kwargs
+
+EVALUATION_FILE = {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
+
+
+def all_steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(steps: list[dict[str, Any]]) -> None:
+        for step in steps:
+            found[step["Name"]] = step
+            walk(step["Arguments"].get("IfSteps", []) if step["Type"] == "Condition" else [])
+            walk(step["Arguments"].get("ElseSteps", []) if step["Type"] == "Condition" else [])
+
+    walk(doc["Steps"])
+    return found
+
+
+def step(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return all_steps(doc)[name]
+
+
+def processing_inputs(doc: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    return {i["InputName"]: i["S3Input"] for i in step(doc, name)["Arguments"]["ProcessingInputs"]}
+
+
+def processing_outputs(doc: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    return {o["OutputName"]: o["S3Output"] for o in step(doc, name)["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+
+
+def output_ref(step_name: str, output: str) -> dict[str, str]:
+    return {"Get": f"Steps.{step_name}.ProcessingOutputConfig.Outputs['{output}'].S3Output.S3Uri"}
+
+
+def json_get(path: str) -> dict[str, Any]:
+    return {"Std:JsonGet": {"Path": path, "PropertyFile": EVALUATION_FILE}}
+
+
+# --- structure --------------------------------------------------------------------------------------
+
+
+def test_steps_names_types_and_order(document: dict[str, Any]) -> None:
+    assert [(s["Name"], s["Type"]) for s in document["Steps"]] == [
+        (VALIDATE, "Processing"),
+        (PREPROCESS, "Processing"),
+        (TRAIN, "Training"),
+        (EVALUATE, "Processing"),
+        (CHECK, "Condition"),
+    ]
+    condition = step(document, CHECK)["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [(REGISTER, "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [(FAIL, "Fail")]
+
+
+def test_validate_runs_before_preprocess(document: dict[str, Any]) -> None:
+    assert step(document, PREPROCESS)["DependsOn"] == [VALIDATE]
+    for name in (VALIDATE, PREPROCESS):
+        assert processing_inputs(document, name)["data"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
+
+
+def test_preprocess_outputs_feed_train_channels(document: dict[str, Any]) -> None:
+    assert set(processing_outputs(document, PREPROCESS)) == {"train", "validation", "test", "baseline"}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in step(document, TRAIN)["Arguments"]["InputDataConfig"]
+    }
+    assert channels["train"] == output_ref(PREPROCESS, "train")
+    assert channels["validation"] == output_ref(PREPROCESS, "validation")
+
+
+def test_train_model_and_test_split_feed_evaluate(document: dict[str, Any]) -> None:
+    inputs = processing_inputs(document, EVALUATE)
+    assert inputs["model"]["S3Uri"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert inputs["test"]["S3Uri"] == output_ref(PREPROCESS, "test")
+
+
+def test_evaluation_report_is_a_property_file_of_an_evaluate_output(document: dict[str, Any]) -> None:
+    evaluate = step(document, EVALUATE)
+    assert evaluate["PropertyFiles"] == [
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
+    assert processing_outputs(document, EVALUATE)["evaluation"]["LocalPath"] == "/opt/ml/processing/output/evaluation"
+    assert "/opt/ml/processing/output/evaluation" in evaluate["Arguments"]["AppSpecification"]["ContainerArguments"]
+
+
+def test_condition_compares_test_auc_with_the_threshold_parameter(document: dict[str, Any]) -> None:
+    assert step(document, CHECK)["Arguments"]["Conditions"] == [
+        {
+            "Type": "GreaterThanOrEqualTo",
+            "LeftValue": json_get(AUC_JSON_PATH),
+            "RightValue": {"Get": "Parameters.MinTestAuc"},
+        }
+    ]
+
+
+def test_fail_message_names_the_metric_and_the_threshold(document: dict[str, Any]) -> None:
+    message = step(document, FAIL)["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert message["On"] == ""
+    assert json_get(AUC_JSON_PATH) in message["Values"]
+    assert {"Get": "Parameters.MinTestAuc"} in message["Values"]
+    assert any("test AUC" in v for v in message["Values"] if isinstance(v, str))
+
+
+def test_register_uses_train_model_evaluation_report_and_approval_parameter(document: dict[str, Any], stack: str) -> None:
+    args = step(document, REGISTER)["Arguments"]
+    assert args["ModelPackageGroupName"] == Names.of(load_stack(stack)).model_package_group
+    assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    (container,) = args["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert container["Image"] == pipeline_kwargs(load_stack(stack))["image_uri"]
+    statistics = args["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["ContentType"] == "application/json"
+    assert statistics["S3Uri"] == {"Std:Join": {"On": "/", "Values": [output_ref(EVALUATE, "evaluation"), "evaluation.json"]}}
+
+
+def test_register_metadata_carries_metrics_and_lineage(document: dict[str, Any]) -> None:
+    metadata = step(document, REGISTER)["Arguments"]["CustomerMetadataProperties"]
+    for key in ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"):
+        assert metadata[key] == {"Std:Join": {"On": "", "Values": [json_get(f"metrics.{key}.value")]}}
+    assert metadata["mlflow_run_id"] == {"Std:Join": {"On": "", "Values": [json_get("model.mlflow_run_id")]}}
+    assert metadata["code_bundle_sha256"] == CODE_SHA256
+    assert metadata["image_digest"] == IMAGE_DIGEST
+    assert metadata["git_sha"] == {"Get": "Parameters.GitSha"}
+    assert metadata["drift_baseline_uri"] == {
+        "Std:Join": {"On": "/", "Values": [output_ref(PREPROCESS, "baseline"), "baseline.json"]}
+    }
+
+
+def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, Any], stack: str) -> None:
+    settings = load_stack(stack)
+    parameters = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in document["Parameters"]}
+    assert parameters == {
+        "InputDataUri": ("String", f"s3://{Names.of(settings).bucket('data')}/datasets/adult-income/"),
+        "ProcessingInstanceType": ("String", settings.processing_instance_type),
+        "TrainingInstanceType": ("String", settings.training_instance_type),
+        "MinTestAuc": ("Float", settings.evaluation_min_auc),
+        "ModelApprovalStatus": ("String", "PendingManualApproval"),
+        "GitSha": ("String", pipeline_kwargs(settings)["git_sha"]),
+        "Seed": ("Integer", 42),
+    }
+    approval = next(p for p in document["Parameters"] if p["Name"] == "ModelApprovalStatus")
+    assert approval["EnumValues"] == ["PendingManualApproval", "Approved", "Rejected"]
+
+
+def test_instance_types_are_the_parameters(document: dict[str, Any]) -> None:
+    for name in (VALIDATE, PREPROCESS, EVALUATE):
+        cluster = step(document, name)["Arguments"]["ProcessingResources"]["ClusterConfig"]
+        assert cluster["InstanceType"] == {"Get": "Parameters.ProcessingInstanceType"}
+    resources = step(document, TRAIN)["Arguments"]["ResourceConfig"]
+    assert resources["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
+
+
+def test_stacks_differ_only_where_their_settings_differ(definition_texts: dict[str, str]) -> None:
+    dev = json.loads(definition_texts["dev"])
+    prod = json.loads(definition_texts["prod"])
+    defaults = {
+        stack: {p["Name"]: p["DefaultValue"] for p in doc["Parameters"]} for stack, doc in (("dev", dev), ("prod", prod))
+    }
+    assert defaults["dev"]["MinTestAuc"] == load_stack("dev").evaluation_min_auc
+    assert defaults["prod"]["MinTestAuc"] == load_stack("prod").evaluation_min_auc
+    assert defaults["prod"]["TrainingInstanceType"] == load_stack("prod").training_instance_type
+
+
+def test_training_container_environment(document: dict[str, Any], stack: str) -> None:
+    settings = load_stack(stack)
+    names = Names.of(settings)
+    environment = step(document, TRAIN)["Arguments"]["Environment"]
+    assert environment == {
+        "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+        "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "MLOPS_GIT_SHA": {"Get": "Parameters.GitSha"},
+        "MLOPS_IMAGE_URI": pipeline_kwargs(settings)["image_uri"],
+        "MLOPS_CODE_SHA256": CODE_SHA256,
+        "MLFLOW_TRACKING_URI": (
+            f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:mlflow-tracking-server/{names.mlflow_server}"
+        ),
+        "MLFLOW_EXPERIMENT_NAME": names.pipeline,
+    }
+
+
+def test_without_mlflow_and_image_digest_no_tracking_uri_and_no_such_metadata() -> None:
+    settings = dataclasses.replace(load_stack("dev"), mlflow_enabled=False)
+    kwargs = {**pipeline_kwargs(settings), "image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/model:abc"}
+    doc = json.loads(definition_json(settings, **kwargs))
+    assert "MLFLOW_TRACKING_URI" not in step(doc, TRAIN)["Arguments"]["Environment"]
+    metadata = step(doc, REGISTER)["Arguments"]["CustomerMetadataProperties"]
+    assert "mlflow_run_id" not in metadata
+    assert "image_digest" not in metadata
+
+
+def test_an_explicit_tracking_uri_wins() -> None:
+    settings = load_stack("dev")
+    inputs = training.PipelineInputs(
+        **{k: v for k, v in pipeline_kwargs(settings).items()},
+        mlflow_tracking_uri="http://127.0.0.1:5000", mlflow_experiment="exp", dataset="adult-income",
+    )
+    environment = training.training_environment(SimpleNamespace(git_sha="sha"), inputs)
+    assert environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert environment["MLFLOW_EXPERIMENT_NAME"] == "exp"
+
+
+def test_a_code_bundle_uri_that_is_not_content_addressed_is_refused() -> None:
+    settings = load_stack("dev")
+    kwargs = {**pipeline_kwargs(settings), "code_bundle_uri": "s3://bucket/code/latest/model_code.tar.gz"}
+    with pytest.raises(ValueError, match="is not a sha256 hex digest"):
+        get_pipeline(settings, **kwargs)
+
+
+def test_role_must_be_an_arn() -> None:
+    settings = load_stack("dev")
+    with pytest.raises(ValueError, match="role_arn 'sagemaker-role' is not an IAM role ARN"):
+        get_pipeline(settings, **{**pipeline_kwargs(settings), "role_arn": "sagemaker-role"})
+
+
+# --- the code bundle is what runs --------------------------------------------------------------------
+
+
+def test_every_job_runs_the_bundle_through_the_launcher(document: dict[str, Any], stack: str) -> None:
+    bundle = pipeline_kwargs(load_stack(stack))["code_bundle_uri"]
+    modules = {VALIDATE: "model_code.validate", PREPROCESS: "model_code.preprocess", EVALUATE: "model_code.evaluate"}
+    for name, module in modules.items():
+        args = step(document, name)["Arguments"]
+        assert processing_inputs(document, name)["code"]["S3Uri"] == bundle
+        assert args["AppSpecification"]["ContainerEntrypoint"] == training.launcher_entrypoint(
+            "/opt/ml/processing/input/code/model_code.tar.gz", CODE_SHA256, module
+        )
+    train = step(document, TRAIN)["Arguments"]
+    code = next(c for c in train["InputDataConfig"] if c["ChannelName"] == "code")
+    assert code["DataSource"]["S3DataSource"]["S3Uri"] == bundle
+    assert train["AlgorithmSpecification"]["ContainerEntrypoint"] == training.launcher_entrypoint(
+        "/opt/ml/input/data/code/model_code.tar.gz", CODE_SHA256, "model_code.train"
+    )
+
+
+def test_container_arguments_parse_with_the_model_code_command_lines(document: dict[str, Any]) -> None:
+    from model_code import evaluate, preprocess, validate
+
+    def plain(args: list[Any]) -> list[str]:  # pipeline variables take their parameter's default here
+        return [a if isinstance(a, str) else "42" for a in args]
+
+    parsed = {
+        name: module.build_parser().parse_args(plain(step(document, name)["Arguments"]["AppSpecification"]["ContainerArguments"]))
+        for name, module in ((VALIDATE, validate), (PREPROCESS, preprocess), (EVALUATE, evaluate))
+    }
+    assert str(parsed[VALIDATE].output) == processing_outputs(document, VALIDATE)["report"]["LocalPath"]
+    assert str(parsed[PREPROCESS].input) == processing_inputs(document, PREPROCESS)["data"]["LocalPath"]
+    for split in ("train", "validation", "test", "baseline"):
+        assert processing_outputs(document, PREPROCESS)[split]["LocalPath"] == f"{parsed[PREPROCESS].output}/{split}"
+    assert parsed[PREPROCESS].seed == 42
+    assert str(parsed[EVALUATE].model) == processing_inputs(document, EVALUATE)["model"]["LocalPath"]
+    assert str(parsed[EVALUATE].test) == processing_inputs(document, EVALUATE)["test"]["LocalPath"]
+    assert evaluate.EVALUATION_NAME == "evaluation.json"
+
+
+# --- security -----------------------------------------------------------------------------------------
+
+
+def test_every_job_encrypts_volumes_outputs_and_traffic(document: dict[str, Any], stack: str) -> None:
+    key = pipeline_kwargs(load_stack(stack))["kms_key_arn"]
+    for name in (VALIDATE, PREPROCESS, EVALUATE):
+        args = step(document, name)["Arguments"]
+        assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
+        assert args["ProcessingOutputConfig"]["KmsKeyId"] == key
+        assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
+    train = step(document, TRAIN)["Arguments"]
+    assert train["ResourceConfig"]["VolumeKmsKeyId"] == key
+    assert train["OutputDataConfig"]["KmsKeyId"] == key
+    assert train["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_policy_pack_accepts_the_definition(definition_texts: dict[str, str], stack: str) -> None:
+    from policies.offline import evaluate
+
+    settings = load_stack(stack)
+    resource = {
+        "type": "aws:sagemaker/pipeline:Pipeline",
+        "name": "training-pipeline",
+        "inputs": {
+            "pipelineName": Names.of(settings).pipeline,
+            "pipelineDisplayName": Names.of(settings).pipeline,
+            "roleArn": pipeline_kwargs(settings)["role_arn"],
+            "pipelineDefinition": definition_texts[stack],
+            "tags": {"project": "mlops-stack", "environment": stack, "owner": settings.owner},
+        },
+    }
+    assert evaluate([resource]) == []
+
+
+def test_policy_pack_would_catch_a_missing_key(definition_texts: dict[str, str]) -> None:
+    """The check above is not vacuous: the same definition without the training volume key fails."""
+    from policies.offline import evaluate
+
+    doc = json.loads(definition_texts["dev"])
+    del step(doc, TRAIN)["Arguments"]["ResourceConfig"]["VolumeKmsKeyId"]
+    resource = {
+        "type": "aws:sagemaker/pipeline:Pipeline",
+        "name": "p",
+        "inputs": {
+            "pipelineName": "p",
+            "roleArn": "arn:aws:iam::111111111111:role/r",
+            "pipelineDefinition": json.dumps(doc),
+            "tags": {"project": "mlops-stack", "environment": "dev", "owner": "x"},
+        },
+    }
+    assert [v.policy for v in evaluate([resource])] == ["sagemaker-pipeline-steps-kms"]
+
+
+# --- determinism and no network -----------------------------------------------------------------------
+
+
+def test_definition_json_is_canonical(definition_texts: dict[str, str], stack: str) -> None:
+    text = definition_texts[stack]
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NO_NETWORK_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS",
+                  "AWS_ENDPOINT_URL_IAM")
+
+
+def test_no_network_call_and_no_lasting_side_effect_while_building(
+    monkeypatch: pytest.MonkeyPatch, definition_texts: dict[str, str]
+) -> None:
+    """AWS endpoints point at a closed port and every socket connect raises (in any thread); the
+    build still succeeds, leaves the environment as it was, and gives the same bytes again."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    for name in NO_NETWORK_ENV:
+        monkeypatch.setenv(name, endpoint)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "SAGEMAKER_VALIDATE_ROLE", "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    attempts: list[tuple[str, Any]] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append((threading.current_thread().name, address))
+        raise OSError(f"network call during pipeline generation: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    before = dict(os.environ)
+    settings = load_stack("prod")
+    pipeline = get_pipeline(settings, **pipeline_kwargs(settings))
+    text = training.canonical_json(json.loads(pipeline.definition()))
+    assert attempts == []
+    assert dict(os.environ) == before
+    assert pipeline.name == Names.of(settings).pipeline
+    assert text == definition_texts["prod"]
+
+
+SUBPROCESS_BUILD = """
+import json, socket, sys
+attempts = []
+def refuse(self, address):
+    attempts.append(address)
+    raise OSError(f"network call during pipeline generation: {address}")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+from mlops.settings import load_stack
+from pipelines.training import definition_json
+from tests.pipelines.conftest import pipeline_kwargs
+settings = load_stack(sys.argv[1])
+text = definition_json(settings, **pipeline_kwargs(settings))
+sys.stdout.write(json.dumps({"definition": text, "attempts": [repr(a) for a in attempts]}))
+"""
+
+
+def test_another_process_builds_the_same_bytes_offline(definition_texts: dict[str, str]) -> None:
+    """A fresh interpreter (the SDK imported under the no-network guard too), without any AWS region
+    or credentials configured, produces the same bytes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({name: f"http://127.0.0.1:{_closed_port()}" for name in NO_NETWORK_ENV})
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["PYTHONHASHSEED"] = "12345"
+    result = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS_BUILD, "dev"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, f"{shlex.join(result.args)} failed:\n{result.stderr[-3000:]}"
+    out = json.loads(result.stdout)
+    assert out["attempts"] == []
+    assert out["definition"] == definition_texts["dev"]
+
+
+def test_import_is_cheap_and_sdk_free() -> None:
+    """infra and the CLI import pipelines.training; the SDK is imported only when a pipeline is built."""
+    code = "import sys, pipelines.training, pipelines.bundle; print(any(m.startswith('sagemaker') for m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_pipelines_import_only_settings_naming_sdk_and_stdlib() -> None:
+    import ast
+
+    allowed_roots = {"mlops", "pipelines", "sagemaker", "boto3"}
+    for path in sorted(Path(REPO_ROOT, "pipelines").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split(".")[0]
+                if root == "mlops":
+                    assert name in ("mlops.settings", "mlops.naming"), f"{path.name} imports {name}"
+                elif root == "pipelines" and path.name == "bundle.py":
+                    pytest.fail(f"bundle.py must use the standard library only; imports {name}")
+                else:
+                    assert root in allowed_roots or root in sys.stdlib_module_names, f"{path.name} imports {name}"
+                if path.name == "bundle.py":
+                    assert root in sys.stdlib_module_names, f"bundle.py imports {name}"
+
+
+def test_sdk_config_files_do_not_leak_into_the_definition(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, definition_texts: dict[str, str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n"
+        "  ProcessingJob:\n    Environment: {LEAKED: 'yes'}\n    Tags: [{Key: leaked, Value: 'yes'}]\n"
+        "  TrainingJob:\n    Environment: {LEAKED: 'yes'}\n"
+    )
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    settings = load_stack("dev")
+    assert definition_json(settings, **pipeline_kwargs(settings)) == definition_texts["dev"]
