@@ -12,8 +12,10 @@ from infra.components.access import Access, AccessArgs
 from infra.components.images import Images, ImagesArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
+from infra.components.training import Training, TrainingArgs
 from mlops.naming import Names
 from mlops.settings import StackSettings
+from pipelines.bundle import build_bundle
 
 
 def build_platform(settings: StackSettings) -> None:
@@ -63,6 +65,21 @@ def build_platform(settings: StackSettings) -> None:
         ),
     )
 
+    training = Training(
+        "training",
+        TrainingArgs(
+            settings=settings,
+            model_package_group_name=names.model_package_group,
+            pipeline_name=names.pipeline,
+            artifacts_bucket=names.bucket("artifacts"),
+            bundle=build_bundle(),
+            kms_key_arn=storage.key_arn,
+            execution_role_arn=access.execution_role_arn,
+            repository_url=images.repository_url,
+            tags=tags,
+        ),
+    )
+
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)
     pulumi.export("kmsKeyArn", storage.key_arn)
@@ -73,6 +90,11 @@ def build_platform(settings: StackSettings) -> None:
     pulumi.export("deployRoleArn", access.deploy_role_arn)
     pulumi.export("oidcProviderArn", access.oidc_provider_arn)
     pulumi.export("metricsNamespace", names.metrics_namespace)
+    pulumi.export("modelPackageGroupName", training.model_package_group_name)
+    pulumi.export("codeBundleUri", training.code_bundle_uri)
+    pulumi.export("pipelineName", names.pipeline if training.pipeline_arn is not None else "")
+    if training.pipeline_arn is None:
+        pulumi.export("pipelineStatus", "not declared: no imageTag yet (CI sets it to the image it pushed)")
 
     if settings.mlflow_enabled and access.mlflow_role_arn is not None:
         tracking = Tracking(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.settings import REPO_ROOT, SettingsError, load_stack_file, stack_file, stack_names
+from mlops.settings import PROJECT, REPO_ROOT, SettingsError, load_stack_file, stack_file, stack_names
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -18,6 +18,17 @@ def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> Non
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _config_overrides(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs as `pulumi -c` takes them; a bare key is in the project's namespace."""
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SettingsError("--config", [f"{pair!r} is not KEY=VALUE"])
+        overrides[key if ":" in key else f"{PROJECT}:{key}"] = value
+    return overrides
 
 
 def cmd_infra_plan(args: argparse.Namespace) -> int:
@@ -32,11 +43,12 @@ def cmd_infra_plan(args: argparse.Namespace) -> int:
     else:
         files = [stack_file(args.stack, args.root)]
 
+    overrides = _config_overrides(args.config)
     # Validate every stack file before planning any, so a bad one stops the run before anything prints.
     problems: list[str] = []
     for path in files:
         try:
-            load_stack_file(path)
+            load_stack_file(path, overrides)
         except SettingsError as error:
             problems.extend(str(error).splitlines())
     if problems:
@@ -47,7 +59,7 @@ def cmd_infra_plan(args: argparse.Namespace) -> int:
     results = []
     exit_code = EXIT_OK
     for path in files:
-        plan = plan_stack_file(path)
+        plan = plan_stack_file(path, overrides)
         violations = evaluate([r.as_json() for r in plan.resources])
         if any(v.level == "mandatory" for v in violations):
             exit_code = EXIT_VIOLATIONS
@@ -226,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--stack", help="stack name: plans Pulumi.<stack>.yaml")
     target.add_argument("--all", action="store_true", help="plan every Pulumi.<stack>.yaml in the project")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON (a list with --all)")
+    plan.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, as `pulumi up -c` (e.g. imageTag=$CI_COMMIT_SHA); repeatable")
     plan.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     plan.set_defaults(func=cmd_infra_plan)
 

@@ -129,15 +129,17 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def plan_stack_file(path: Path) -> Plan:
+def plan_stack_file(path: Path, overrides: dict[str, str] | None = None) -> Plan:
     """Validate the stack file, then run the program under mocks and return what it declares.
 
-    Validation happens first and raises `SettingsError` before the runtime is touched.
+    `overrides` are namespaced config values applied on top of the file, like `pulumi up -c KEY=VALUE`
+    (CI sets `mlops-stack:imageTag` this way). Validation happens first and raises `SettingsError`
+    before the runtime is touched.
     """
     import yaml
 
-    settings = load_stack_file(path)
-    config = yaml.safe_load(path.read_text())["config"]
+    config = {**yaml.safe_load(path.read_text())["config"], **(overrides or {})}
+    settings = load_stack_file(path, overrides)
     return run_program(settings, config)
 
 
@@ -179,7 +181,10 @@ def run_program(settings: StackSettings, config: dict[str, Any]) -> Plan:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-able copy (mocks may hand back tuples and other sequences)."""
+    """JSON-able copy (mocks may hand back tuples, other sequences and assets)."""
+    if isinstance(value, pulumi.FileAsset):
+        path = Path(value.path)
+        return {"fileAsset": str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in sorted(value.items())}
     if isinstance(value, list | tuple):
@@ -217,6 +222,9 @@ _KEY_INPUTS: dict[str, tuple[str, ...]] = {
     ),
     "aws:iam/role:Role": ("name",),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": ("url", "clientIdLists"),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("key",),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName",),
+    "aws:sagemaker/pipeline:Pipeline": ("pipelineName",),
     "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
         "trackingServerName",
         "trackingServerSize",

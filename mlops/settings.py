@@ -216,6 +216,11 @@ class StackSettings:
         check=_matches(_MAINTENANCE_WINDOW, "a window start like Sun:03:00"),
     )
 
+    image_tag: str = _setting(
+        "",
+        doc="Tag of the model image in this stack's ECR repository (CI sets the git sha it pushed); empty declares no pipeline.",
+        check=_optional(_matches(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "a Docker image tag")),
+    )
     processing_instance_type: str = _setting(
         "ml.m5.large",
         doc="Instance type of processing steps (validate, preprocess, evaluate, drift).",
@@ -433,8 +438,8 @@ def stack_names(root: Path = REPO_ROOT) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
-def load_stack_file(path: Path) -> StackSettings:
-    """Settings of the stack whose file is `path` (Pulumi.<stack>.yaml)."""
+def load_stack_file(path: Path, overrides: Mapping[str, Any] | None = None) -> StackSettings:
+    """Settings of the stack whose file is `path` (Pulumi.<stack>.yaml), with `overrides` on top."""
     name = path.name
     if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or name == "Pulumi.yaml":
         raise SettingsError(str(path), ["a stack file is named Pulumi.<stack>.yaml"])
@@ -449,7 +454,7 @@ def load_stack_file(path: Path) -> StackSettings:
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise SettingsError(str(path), ["no `config:` mapping"])
-    return from_config_map(name[len("Pulumi.") : -len(".yaml")], config, path.name)
+    return from_config_map(name[len("Pulumi.") : -len(".yaml")], {**config, **(overrides or {})}, path.name)
 
 
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackSettings:

@@ -15,6 +15,15 @@ def plans() -> dict[str, Plan]:
     return {name: plan_stack_file(stack_file(name)) for name in STACKS}
 
 
+IMAGE_TAG = "0123abc"
+
+
+@pytest.fixture(scope="session")
+def plans_with_image() -> dict[str, Plan]:
+    """Plans as CI makes them after pushing an image: `-c imageTag=<sha>`."""
+    return {name: plan_stack_file(stack_file(name), {"mlops-stack:imageTag": IMAGE_TAG}) for name in STACKS}
+
+
 @pytest.fixture(params=STACKS)
 def stack(request: pytest.FixtureRequest) -> str:
     """Parametrizes a test over every Pulumi.<stack>.yaml: a new stack file is tested at once."""

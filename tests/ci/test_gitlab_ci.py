@@ -89,7 +89,7 @@ def test_images_are_pinned_by_digest(ci: dict) -> None:
 def test_merge_requests_plan_every_stack_with_policies(ci: dict) -> None:
     plan = ci["offline-plan"]
     assert "rules" not in plan  # runs in every pipeline: merge requests and main
-    assert ".venv/bin/mlops infra plan --all" in plan["script"]
+    assert ".venv/bin/mlops infra plan --all -c imageTag=$CI_COMMIT_SHA" in plan["script"]
     assert plan["artifacts"]["paths"] == ["plan.json"]
 
 

@@ -1,0 +1,63 @@
+"""The training component: model package group, content-hashed code bundle, pipeline."""
+
+from __future__ import annotations
+
+import json
+
+from mlops.naming import Names
+from mlops.plan import Plan
+from mlops.settings import StackSettings
+from pipelines.bundle import build_bundle
+from pipelines.training import AUC_JSON_PATH, STEP_ORDER
+from tests.conftest import IMAGE_TAG
+
+PIPELINE = "aws:sagemaker/pipeline:Pipeline"
+
+
+def test_model_package_group_per_stack(plan: Plan, settings: StackSettings) -> None:
+    [group] = plan.of_type("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+    assert group.inputs["modelPackageGroupName"] == f"mlops-stack-{settings.stack}"
+    assert plan.outputs["modelPackageGroupName"] == group.inputs["modelPackageGroupName"]
+
+
+def test_code_bundle_keyed_by_content_hash_and_kms_encrypted(plan: Plan, settings: StackSettings) -> None:
+    names = Names.of(settings)
+    digest = build_bundle().sha256
+    [bundle] = plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert bundle.inputs["bucket"] == names.bucket("artifacts")
+    assert bundle.inputs["key"] == f"code/{digest}/model_code.tar.gz"
+    assert bundle.inputs["serverSideEncryption"] == "aws:kms"
+    assert bundle.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert bundle.inputs["source"] == {"fileAsset": f"build/code-bundles/{digest}/model_code.tar.gz"}
+    assert plan.outputs["codeBundleUri"] == f"s3://{names.bucket('artifacts')}/code/{digest}/model_code.tar.gz"
+
+
+def test_no_pipeline_until_an_image_exists(plan: Plan) -> None:
+    assert plan.of_type(PIPELINE) == []
+    assert plan.outputs["pipelineName"] == ""
+    assert "no imageTag" in plan.outputs["pipelineStatus"]
+
+
+def test_pipeline_with_the_generated_definition(plans_with_image: dict[str, Plan], settings: StackSettings) -> None:
+    plan = plans_with_image[settings.stack]
+    names = Names.of(settings)
+    [pipeline] = plan.of_type(PIPELINE)
+    assert pipeline.inputs["pipelineName"] == names.pipeline == plan.outputs["pipelineName"]
+    assert pipeline.inputs["roleArn"] == plan.outputs["executionRoleArn"]
+    definition = json.loads(pipeline.inputs["pipelineDefinition"])
+    assert [step["Name"] for step in definition["Steps"]][:5] == list(STEP_ORDER[:5])
+    text = pipeline.inputs["pipelineDefinition"]
+    assert f"{plan.outputs['ecrRepositoryUrl']}:{IMAGE_TAG}" in text
+    assert plan.outputs["kmsKeyArn"] in text
+    assert plan.outputs["codeBundleUri"] in text
+    assert AUC_JSON_PATH in text
+    parameters = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert parameters["MinTestAuc"] == settings.evaluation_min_auc
+    assert parameters["TrainingInstanceType"] == settings.training_instance_type
+
+
+def test_pipeline_plan_passes_the_policy_pack(plans_with_image: dict[str, Plan]) -> None:
+    from policies.offline import evaluate
+
+    for plan in plans_with_image.values():
+        assert evaluate([r.as_json() for r in plan.resources]) == []
