@@ -218,7 +218,8 @@ class StackSettings:
 
     image_tag: str = _setting(
         "",
-        doc="Tag of the model image in this stack's ECR repository (CI sets the git sha it pushed); empty declares no pipeline.",
+        doc="Tag of the model image in this stack's ECR repository (CI sets the git sha it pushed); "
+        "empty declares no pipeline.",
         check=_optional(_matches(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "a Docker image tag")),
     )
     processing_instance_type: str = _setting(

@@ -90,7 +90,7 @@ class Training(pulumi.ComponentResource):
                 f"{name}-pipeline",
                 pipeline_name=args.pipeline_name,
                 pipeline_display_name=args.pipeline_name,
-                pipeline_description="Validate, preprocess, train, evaluate, and register when the test AUC clears the bar",
+                pipeline_description="Validate, preprocess, train, evaluate; register when the test AUC clears the bar",
                 pipeline_definition=definition,
                 role_arn=args.execution_role_arn,
                 tags=args.tags,
