@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,6 +221,130 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+STATE_DIR_ENV = "MLOPS_STATE_DIR"
+"""Environment variable: the local-mode state folder (runs, MLflow store, embedded AWS record, logs).
+Default: `.mlops/` in the project."""
+
+
+def _state_dir() -> Path:
+    from mlops.local.pipeline import DEFAULT_STATE_DIR
+
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    from mlops.local.pipeline import run_local
+
+    if not args.local:
+        print(
+            "error: `mlops pipeline run` runs locally (--local); in an account use `mlops pipeline start`",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    settings = _stack_settings(args)
+    print(f"Pipeline of stack {settings.stack}, locally (state in {_state_dir()})")
+
+    def started(name: str) -> None:
+        print(f"  {name:<18} running...", end="\r", flush=True)
+
+    def finished(step) -> None:
+        mark = "ok" if step.status == "Succeeded" else "FAILED"
+        detail = f"  {step.message.splitlines()[0]}" if step.message else ""
+        print(f"\r  {step.name:<18} {mark:<6} {step.seconds:6.1f} s{detail}")
+
+    try:
+        run = run_local(settings, state_dir=_state_dir(), data=args.data, on_step=finished, on_start=started)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"run {run.execution_id}: {run.status} in {run.seconds:.1f} s")
+    if run.metrics:
+        print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(run.metrics.items()) if k != "rows"))
+    if run.package_arn:
+        print(
+            f"registered: {run.package_arn} (PendingManualApproval), MLflow model version "
+            f"{run.mlflow_model_version} (run {run.mlflow_run_id})"
+        )
+    if run.status != "Succeeded":
+        print(f"error: {run.failure}", file=sys.stderr)
+        print(
+            f"nothing was registered; step folders and logs: {_state_dir() / 'runs' / run.execution_id}",
+            file=sys.stderr,
+        )
+        return EXIT_VIOLATIONS
+    return EXIT_OK
+
+
+def cmd_pipeline_runs(args: argparse.Namespace) -> int:
+    from mlops.local.pipeline import list_runs
+
+    runs = list_runs(_state_dir())
+    _print_table(
+        [
+            (
+                r.execution_id,
+                r.stack,
+                r.status,
+                f"{r.seconds:.1f}",
+                f"{r.metrics['auc']:.4f}" if "auc" in r.metrics else "",
+                r.package_arn or "-",
+            )
+            for r in runs
+        ],
+        ("RUN", "STACK", "STATUS", "SECONDS", "AUC", "REGISTERED"),
+    )
+    return EXIT_OK
+
+
+def cmd_pipeline_definition(args: argparse.Namespace) -> int:
+    from mlops.pipeline import stack_definition
+
+    settings = _stack_settings(args)
+    print(stack_definition(settings, args.image_tag or settings.image_tag or "unset"))
+    return EXIT_OK
+
+
+def cmd_pipeline_start(args: argparse.Namespace) -> int:
+    from mlops.pipeline import start, upsert
+
+    settings = _stack_settings(args)
+    if args.image_tag:
+        print(f"pipeline {upsert(settings, args.image_tag)} updated for image tag {args.image_tag}")
+    parameters = dict(_pairs(args.parameter, "--parameter"))
+    execution = start(
+        settings, parameters=parameters, wait=args.wait, on_poll=lambda e: print(f"  {e.status}", flush=True)
+    )
+    print(f"execution {execution.arn}: {execution.status}{f' ({execution.failure})' if execution.failure else ''}")
+    return EXIT_OK if execution.status in ("Executing", "Succeeded") else EXIT_VIOLATIONS
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from mlops.local import aws as local_aws
+
+    state = _state_dir()
+    if args.action == "up":
+        settings = _stack_settings(args)
+        server = local_aws.start(state, account_id=settings.account_id, region=settings.region)
+        print(f"embedded AWS on {server.endpoint_url} (pid {server.pid}); use it with:")
+        print(f"  export AWS_ENDPOINT_URL={server.endpoint_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
+    elif args.action == "down":
+        print("embedded AWS stopped" if local_aws.stop(state) else "embedded AWS was not running")
+    else:
+        server = local_aws.running(state)
+        print(f"embedded AWS on {server.endpoint_url} (pid {server.pid})" if server else "embedded AWS is not running")
+    return EXIT_OK
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise SettingsError(option, [f"{item!r} is not NAME=VALUE"])
+        pairs.append((key, value))
+    return pairs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops", description="Control plane of mlops-stack: plan, run, release, monitor."
@@ -238,8 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--stack", help="stack name: plans Pulumi.<stack>.yaml")
     target.add_argument("--all", action="store_true", help="plan every Pulumi.<stack>.yaml in the project")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON (a list with --all)")
-    plan.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config value, as `pulumi up -c` (e.g. imageTag=$CI_COMMIT_SHA); repeatable")
+    plan.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, as `pulumi up -c` (e.g. imageTag=$CI_COMMIT_SHA); repeatable",
+    )
     plan.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     plan.set_defaults(func=cmd_infra_plan)
 
@@ -293,18 +425,63 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--endpoint-config", help="expected endpoint config name (e.g. from a stack output)")
     verify.set_defaults(func=cmd_release_verify)
 
-    for sub in (listing, promote, rollback, verify, *status_commands):
+    pipeline = commands.add_parser("pipeline", help="the training pipeline: local runs, definition, executions")
+    pipeline_actions = pipeline.add_subparsers(dest="action", required=True)
+    run = pipeline_actions.add_parser(
+        "run",
+        help="run the pipeline on this machine (--local)",
+        description="Run the stack's pipeline definition locally: each step as a process, the embedded AWS "
+        "(moto) as S3 and model registry, MLflow on SQLite. Exit 0 registered or below the bar, "
+        "1 a step failed, 2 bad input.",
+    )
+    run.add_argument("--local", action="store_true", required=True, help="run locally (the only mode of `run`)")
+    run.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
+    run.add_argument("--data", type=Path, help="CSV file or folder to train on (default: the bundled sample)")
+    run.set_defaults(func=cmd_pipeline_run)
+    runs = pipeline_actions.add_parser("runs", help="past local runs, newest first")
+    runs.set_defaults(func=cmd_pipeline_runs)
+    definition = pipeline_actions.add_parser("definition", help="print the stack's pipeline definition JSON")
+    definition.add_argument("--stack", required=True)
+    definition.add_argument("--image-tag", help="image tag (default: the stack's imageTag)")
+    definition.set_defaults(func=cmd_pipeline_definition)
+    start = pipeline_actions.add_parser("start", help="start the stack's pipeline in its account")
+    start.add_argument("--stack", required=True)
+    start.add_argument("--image-tag", help="upsert the definition for this image tag first")
+    start.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter, e.g. InputDataUri=s3://...; repeatable",
+    )
+    start.add_argument("--wait", action="store_true", help="wait until the execution ends")
+    start.set_defaults(func=cmd_pipeline_start)
+
+    local = commands.add_parser("local", help="the embedded AWS of local mode").add_subparsers(
+        dest="action", required=True
+    )
+    local_up = local.add_parser("up", help="start the embedded AWS (moto server) in the background")
+    local_up.add_argument("--stack", default="dev", help="account and region come from this stack (default dev)")
+    local.add_parser("down", help="stop it (its state is in memory: the registry is forgotten)")
+    local.add_parser("status", help="is it running, and where")
+    for sub in local.choices.values():
+        sub.set_defaults(func=cmd_local)
+
+    for sub in (listing, promote, rollback, verify, *status_commands, run, definition, start, local_up):
         sub.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mlops.local.aws import LocalAwsError
     from mlops.registry import ReleaseError
 
+    # Configure logging first: the SageMaker SDK calls logging.basicConfig(INFO) on import.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SettingsError, ReleaseError) as error:
+    except (SettingsError, ReleaseError, LocalAwsError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

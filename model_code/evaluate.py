@@ -16,7 +16,7 @@ PropertyFile; JsonGet paths:
 
 ``binary_classification_metrics`` repeats auc/accuracy/precision/recall/f1 (and the confusion
 matrix) in the layout SageMaker's model registry expects for ModelMetrics.ModelQuality. Also:
-``confusion_matrix`` {tn, fp, fn, tp}, ``threshold``, ``model`` {sha256, mlflow_run_id},
+``confusion_matrix`` {tn, fp, fn, tp}, ``threshold``, ``model`` {sha256, content_sha256, mlflow_run_id},
 ``test_data`` {files: {name: sha256}, rows}, ``plots`` (file names).
 
 Plots (PNG, matplotlib Agg): roc.png, confusion_matrix.png, feature_importance.png (permutation
@@ -121,7 +121,8 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
         },
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "threshold": threshold,
-        "model": {"sha256": sha256_file(model.path), "mlflow_run_id": mlflow_info.get("run_id")},
+        "model": {"sha256": sha256_file(model.path), "content_sha256": model.artifact.get("content_sha256"),
+                  "mlflow_run_id": mlflow_info.get("run_id")},
         "test_data": digest,
         "plots": plots,
     }

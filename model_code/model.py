@@ -17,7 +17,8 @@ The artifact is a joblib file holding one plain dict (format ``mlops-stack/model
       "data": {"train": {"files": {name: sha256}, "rows": n}, "validation": {...}},
       "versions": {"python": ..., "sklearn": ..., "numpy": ..., "pandas": ..., "joblib": ...},
       "provenance": {"MLOPS_GIT_SHA": ..., ...},   # whichever were set
-      "mlflow": {"tracking_uri": ..., "run_id": ..., "experiment_id": ...} | None
+      "mlflow": {"tracking_uri": ..., "run_id": ..., "experiment_id": ...} | None,
+      "content_sha256": content_digest(...)   # equal for equal models, whatever the run metadata
     }
 
 Load it with ``load_model(path)`` (a path to ``model.joblib``, to a folder holding it, or to the
@@ -28,6 +29,8 @@ from your own model bucket (the pipeline records their sha256).
 from __future__ import annotations
 
 import atexit
+import hashlib
+import pickle
 import platform
 import shutil
 import tarfile
@@ -75,6 +78,16 @@ def build_estimator(schema: Schema, hp: Mapping[str, Any]) -> Pipeline:
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "sklearn": sklearn.__version__, "numpy": np.__version__,
             "pandas": pd.__version__, "joblib": joblib.__version__}
+
+
+def content_digest(artifact: dict[str, Any]) -> str:
+    """sha256 of what decides predictions: the fitted estimator, schema and threshold.
+
+    The artifact file's own sha256 also covers run metadata (MLflow run id, provenance), so two
+    runs on the same data and seed differ there; this digest is equal exactly when the models are.
+    """
+    decisive = (artifact["estimator"], artifact["schema"], artifact["threshold"], artifact["feature_names"])
+    return hashlib.sha256(pickle.dumps(decisive, protocol=5)).hexdigest()
 
 
 def save_artifact(artifact: dict[str, Any], model_dir: Path) -> Path:

@@ -51,6 +51,7 @@ from model_code.model import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
     build_estimator,
+    content_digest,
     save_artifact,
     versions,
 )
@@ -242,6 +243,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], schema: Schema = ADULT,
         "provenance": env.provenance(environ),
         "mlflow": None,
     }
+    artifact["content_sha256"] = content_digest(artifact)
 
     tracking_uri = env.MLFLOW_TRACKING_URI.get(environ)
     if tracking_uri:
@@ -254,7 +256,8 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], schema: Schema = ADULT,
         "metrics": {"validation": metrics},
         "hyperparameters": dict(hp),
         "data": artifact["data"],
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path),
+                  "content_sha256": artifact["content_sha256"]},
         "mlflow": artifact["mlflow"],
         "permutation_importance": importance,
     }

@@ -41,8 +41,12 @@ class LocalAws:
 
     def environment(self) -> dict[str, str]:
         """Variables that point boto3 (in this process and in step subprocesses) at the server."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region, **LOCAL_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **LOCAL_CREDENTIALS,
+        }
 
 
 def _free_port() -> int:
@@ -93,7 +97,8 @@ def start(state_dir: Path, *, account_id: str, region: str) -> LocalAws:
         if (server.account_id, server.region) != (account_id, region):
             raise LocalAwsError(
                 f"the embedded AWS of {state_dir} runs as account {server.account_id} in {server.region}, not "
-                f"{account_id} in {region}: run `mlops local down` first")
+                f"{account_id} in {region}: run `mlops local down` first"
+            )
         return server
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
@@ -103,14 +108,18 @@ def start(state_dir: Path, *, account_id: str, region: str) -> LocalAws:
     # MOTO_ACCOUNT_ID makes every ARN carry the stack's account, as in the real account.
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
         env={**os.environ, "MOTO_ACCOUNT_ID": account_id},
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not _answers(url):
         if process.poll() is not None:
-            raise LocalAwsError(f"the embedded AWS exited with code {process.returncode}; see "
-                                f"{state_dir / 'logs' / 'moto.log'}")
+            raise LocalAwsError(
+                f"the embedded AWS exited with code {process.returncode}; see {state_dir / 'logs' / 'moto.log'}"
+            )
         if time.monotonic() > deadline:
             process.kill()
             raise LocalAwsError(f"the embedded AWS did not answer on {url} within {STARTUP_TIMEOUT_S:.0f} s")

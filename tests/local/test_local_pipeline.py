@@ -1,0 +1,143 @@
+"""`mlops pipeline run --local`: the real definition, run by the local executor on the embedded AWS."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+
+from mlops.local import aws as local_aws
+from mlops.local.pipeline import SAMPLE_DATA, list_runs, mlflow_uri, run_local
+from mlops.naming import Names
+from mlops.settings import StackSettings, load_stack
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    state = tmp_path_factory.mktemp("state")
+    yield state
+    local_aws.stop(state)
+
+
+@pytest.fixture(scope="module")
+def dev() -> StackSettings:
+    return load_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4,000 rows of the bundled dataset: the same schema, a faster run."""
+    with gzip.open(SAMPLE_DATA, "rt") as source:
+        frame = pd.read_csv(source, nrows=4000)
+    path = tmp_path_factory.mktemp("data") / "sample.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _packages(state_dir: Path, settings: StackSettings) -> list[dict]:
+    server = local_aws.running(state_dir)
+    assert server is not None
+    sagemaker = boto3.client("sagemaker", region_name=settings.region, endpoint_url=server.endpoint_url,
+                             aws_access_key_id="local", aws_secret_access_key="local")
+    group = Names.of(settings).model_package_group
+    return sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+
+
+@pytest.fixture(scope="module")
+def first_run(state_dir: Path, dev: StackSettings, sample: Path):
+    return run_local(dev, state_dir=state_dir, data=sample)
+
+
+def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_dir: Path, dev: StackSettings) -> None:
+    import mlflow
+
+    assert first_run.status == "Succeeded", first_run.failure
+    assert [s["name"] for s in first_run.steps] == ["Validate", "Preprocess", "Train", "Evaluate", "CheckTestAuc",
+                                                    "Register"]
+    assert first_run.metrics["auc"] >= dev.evaluation_min_auc
+    [package] = [p for p in _packages(state_dir, dev) if p["ModelPackageArn"] == first_run.package_arn]
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    server = local_aws.running(state_dir)
+    assert server is not None
+    sagemaker = boto3.client("sagemaker", region_name=dev.region, endpoint_url=server.endpoint_url,
+                             aws_access_key_id="local", aws_secret_access_key="local")
+    described = sagemaker.describe_model_package(ModelPackageName=first_run.package_arn)
+    metadata = described["CustomerMetadataProperties"]
+    assert float(metadata["auc"]) == pytest.approx(first_run.metrics["auc"])
+    assert metadata["mlflow_run_id"] == first_run.mlflow_run_id
+    assert metadata["drift_baseline_uri"].endswith("/baseline/baseline.json")
+    model_data = described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert model_data.endswith(f"pipelines-{first_run.execution_id}-Train/output/model.tar.gz")
+
+    client = mlflow.MlflowClient(mlflow_uri(state_dir))
+    version = client.get_model_version(Names.of(dev).model_package_group, first_run.mlflow_model_version)
+    assert version.tags["model_package_arn"] == first_run.package_arn
+    assert client.get_run(first_run.mlflow_run_id).data.metrics["validation_auc"] > 0.7
+    assert list_runs(state_dir)[0].execution_id == first_run.execution_id
+
+
+def test_same_data_and_seed_give_the_same_metrics_and_model(first_run, state_dir, dev, sample) -> None:
+    second = run_local(dev, state_dir=state_dir, data=sample)
+    assert second.status == "Succeeded"
+    assert second.metrics == first_run.metrics
+    assert second.lineage["model_sha256"] == first_run.lineage["model_sha256"] != ""
+    assert second.package_arn != first_run.package_arn
+
+
+def test_a_model_below_the_bar_is_not_registered(first_run, state_dir, dev, sample) -> None:
+    strict = dataclasses.replace(dev, evaluation_min_auc=0.999)
+    before = len(_packages(state_dir, dev))
+    run = run_local(strict, state_dir=state_dir, data=sample)
+    assert run.status == "Failed"
+    assert [s["name"] for s in run.steps][-2:] == ["CheckTestAuc", "AucBelowThreshold"]
+    assert "is below the threshold MinTestAuc=0.999" in run.failure
+    assert run.package_arn == "" and len(_packages(state_dir, dev)) == before
+
+
+def _bad(sample: Path, tmp_path: Path, kind: str) -> Path:
+    frame = pd.read_csv(sample)
+    path = tmp_path / f"{kind}.csv"
+    if kind == "missing-column":
+        frame.drop(columns=["age"]).to_csv(path, index=False)
+    elif kind == "wrong-type":
+        frame.assign(hours_per_week="many").to_csv(path, index=False)
+    elif kind == "nan-in-required":
+        frame.loc[::3, "age"] = None
+        frame.to_csv(path, index=False)
+    elif kind == "empty-file":
+        path.write_text("")
+    elif kind == "header-only":
+        path.write_text(",".join(frame.columns) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("kind", "named"), [
+    ("missing-column", "age"), ("wrong-type", "hours_per_week"), ("nan-in-required", "age"),
+    ("empty-file", "empty"), ("header-only", "row"),
+])
+def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_dir, dev, sample, tmp_path, kind,
+                                                               named) -> None:
+    import mlflow
+
+    before = len(_packages(state_dir, dev))
+    client = mlflow.MlflowClient(mlflow_uri(state_dir))
+    versions_before = len(client.search_model_versions(f"name = '{Names.of(dev).model_package_group}'"))
+
+    run = run_local(dev, state_dir=state_dir, data=_bad(sample, tmp_path, kind))
+
+    assert run.status == "Failed"
+    assert [(s["name"], s["status"]) for s in run.steps] == [("Validate", "Failed")]
+    assert named in run.failure.lower() or named in (state_dir / "runs" / run.execution_id / "steps" / "Validate" /
+                                                     "logs.txt").read_text().lower()
+    assert len(_packages(state_dir, dev)) == before
+    assert len(client.search_model_versions(f"name = '{Names.of(dev).model_package_group}'")) == versions_before
+
+
+def test_missing_data_path_is_refused(state_dir, dev, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        run_local(dev, state_dir=state_dir, data=tmp_path / "nope.csv")
