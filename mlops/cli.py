@@ -235,12 +235,6 @@ def _state_dir() -> Path:
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from mlops.local.pipeline import run_local
 
-    if not args.local:
-        print(
-            "error: `mlops pipeline run` runs locally (--local); in an account use `mlops pipeline start`",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
     settings = _stack_settings(args)
     print(f"Pipeline of stack {settings.stack}, locally (state in {_state_dir()})")
 

@@ -1,0 +1,77 @@
+"""`mlops pipeline start|definition` against moto: upsert the definition, start, wait."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from mlops.naming import Names
+from mlops.pipeline import start, upsert
+from mlops.registry import Aws, ReleaseError
+from mlops.settings import StackSettings, load_stack
+from tests.mlops.moto_aws import moto_aws
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with moto_aws(monkeypatch) as aws:
+        yield aws
+
+
+@pytest.fixture
+def dev() -> StackSettings:
+    return load_stack("dev")
+
+
+def _stack_key(settings: StackSettings) -> str:
+    kms = boto3.client("kms", region_name=settings.region)
+    key = kms.create_key(Description="stack key")["KeyMetadata"]
+    kms.create_alias(AliasName=Names.of(settings).kms_alias, TargetKeyId=key["KeyId"])
+    return key["Arn"]
+
+
+def test_upsert_creates_then_updates_and_start_waits(aws: Aws, dev: StackSettings) -> None:
+    key_arn = _stack_key(dev)
+    names = Names.of(dev)
+    arn = upsert(dev, "abc1234", aws=aws)
+    sagemaker = aws.sagemaker(dev.region)
+    described = sagemaker.describe_pipeline(PipelineName=names.pipeline)
+    assert described["PipelineArn"] == arn
+    definition = json.loads(described["PipelineDefinition"])
+    text = described["PipelineDefinition"]
+    assert key_arn in text and f"{names.ecr_repository}:abc1234" in text
+    assert [s["Name"] for s in definition["Steps"]][0] == "Validate"
+    assert described["RoleArn"].endswith(f":role/{names.execution_role}")
+
+    assert upsert(dev, "def5678", aws=aws) == arn
+    assert "def5678" in sagemaker.describe_pipeline(PipelineName=names.pipeline)["PipelineDefinition"]
+
+    polled = []
+    execution = start(dev, parameters={"Seed": "7"}, wait=True, poll_s=0, aws=aws, on_poll=polled.append)
+    assert execution.arn.startswith(arn)
+    assert execution.status in ("Executing", "Succeeded") and polled
+
+
+def test_start_without_a_pipeline_says_how_to_get_one(aws: Aws, dev: StackSettings) -> None:
+    with pytest.raises(ReleaseError, match="pipeline mlops-stack-dev-training of stack dev not found"):
+        start(dev, aws=aws)
+
+
+def test_upsert_without_the_stack_key_names_it(aws: Aws, dev: StackSettings) -> None:
+    with pytest.raises(ReleaseError, match="alias/mlops-stack-dev"):
+        upsert(dev, "abc1234", aws=aws)
+
+
+def test_cli_start_and_definition(capsys, aws: Aws, dev: StackSettings) -> None:
+    _stack_key(dev)
+    assert main(["pipeline", "start", "--stack", "dev", "--image-tag", "abc1234", "--parameter", "Seed=3"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "updated for image tag abc1234" in out and "execution arn:aws:sagemaker" in out
+    assert main(["pipeline", "start", "--stack", "dev", "--parameter", "Seed"]) == EXIT_BAD_INPUT
+    assert "'Seed' is not NAME=VALUE" in capsys.readouterr().err
+    assert main(["pipeline", "definition", "--stack", "dev", "--image-tag", "abc1234"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["Parameters"][0]["Name"] == "InputDataUri"
