@@ -1,0 +1,117 @@
+"""Benchmark: the local training pipeline, and preprocess/train throughput on 1M synthetic rows.
+
+    .venv/bin/python bench/pipeline.py [--rows 1000000]
+
+1. `mlops pipeline run --local` on the bundled sample (48,842 rows), end to end in a fresh state
+   folder: wall time against the 60 s target, and each step's time.
+2. 1M synthetic rows of the same schema: our `preprocess` and `train` steps (their command lines,
+   as the pipeline runs them) against the named peer measured in the same run: the bare library
+   calls underneath (pandas read + sklearn train_test_split; sklearn fit of the same estimator on
+   the same rows), so the ratio is the price of validation, baselines, importance and artifacts.
+
+Nothing here is a test; it prints figures and ratios, and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TARGET_S = 60.0
+
+
+def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                            check=False, timeout=1800)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return time.perf_counter() - started
+
+
+def local_pipeline() -> None:
+    with tempfile.TemporaryDirectory() as state:
+        env = {"MLOPS_STATE_DIR": state}
+        try:
+            seconds = _timed([str(Path(PYTHON).parent / "mlops"), "pipeline", "run", "--local"], env)
+            [record] = list(Path(state).glob("runs/*/run.json"))
+            run = json.loads(record.read_text())
+        finally:
+            subprocess.run([str(Path(PYTHON).parent / "mlops"), "local", "down"], env={**os.environ, **env},
+                           capture_output=True, check=False, timeout=60)
+    print(f"local pipeline (bundled sample, {run['metrics'].get('rows', 0):.0f} test rows): {seconds:.1f} s wall, "
+          f"status {run['status']}, test AUC {run['metrics'].get('auc', float('nan')):.4f}")
+    for step in run["steps"]:
+        print(f"  {step['name']:<18} {step['seconds']:6.1f} s")
+    print(f"  ratio to the {TARGET_S:.0f} s target: {seconds / TARGET_S:.2f} (below 1 meets it)")
+
+
+PEER_PREPROCESS = """
+import sys, time
+import pandas as pd
+from sklearn.model_selection import train_test_split
+t = time.perf_counter()
+frame = pd.read_csv(sys.argv[1])
+train, rest = train_test_split(frame, test_size=0.3, random_state=42)
+validation, test = train_test_split(rest, test_size=0.5, random_state=42)
+for name, part in (("train", train), ("validation", validation), ("test", test)):
+    part.to_csv(f"{sys.argv[2]}/{name}.csv", index=False)
+"""
+
+PEER_TRAIN = """
+import sys
+import pandas as pd
+from model_code.model import build_estimator
+from model_code.schema import ADULT, coerce
+from model_code.train import HYPERPARAMETERS, estimator_params
+hp = {h.name: h.default for h in HYPERPARAMETERS}
+frame = coerce(pd.read_csv(sys.argv[1]), ADULT, source="bench")
+build_estimator(ADULT, estimator_params(hp)).fit(frame[ADULT.feature_names], frame[ADULT.label].to_numpy())
+"""
+
+
+def throughput(rows: int) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        data = Path(work) / "synthetic.csv"
+        _timed([PYTHON, "-m", "model_code", "data", "synthetic", "--rows", str(rows), "--seed", "7", "--out", str(data)])
+        ours_out, peer_out = Path(work) / "ours", Path(work) / "peer"
+        peer_out.mkdir()
+        ours = _timed([PYTHON, "-m", "model_code", "preprocess", "--input", str(data), "--output", str(ours_out)])
+        peer = _timed([PYTHON, "-c", PEER_PREPROCESS, str(data), str(peer_out)])
+        print(f"preprocess, {rows:,} rows: ours {rows / ours:,.0f} rows/s ({ours:.1f} s), "
+              f"peer pandas+train_test_split {rows / peer:,.0f} rows/s ({peer:.1f} s), ratio ours/peer "
+              f"{(rows / ours) / (rows / peer):.2f}")
+
+        train_dir = ours_out / "train"
+        train_rows = sum(1 for _ in open(next(train_dir.glob("*.csv")))) - 1
+        model_dir = Path(work) / "model"
+        ours = _timed([PYTHON, "-m", "model_code", "train", "--train", str(train_dir),
+                       "--validation", str(ours_out / "validation"), "--model-dir", str(model_dir),
+                       "--output-data-dir", str(Path(work) / "output")])
+        peer = _timed([PYTHON, "-c", PEER_TRAIN, str(next(train_dir.glob("*.csv")))])
+        print(f"train, {train_rows:,} train rows: ours {train_rows / ours:,.0f} rows/s ({ours:.1f} s), "
+              f"peer bare sklearn fit {train_rows / peer:,.0f} rows/s ({peer:.1f} s), ratio ours/peer "
+              f"{(train_rows / ours) / (train_rows / peer):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-local", action="store_true", help="only the 1M-row throughput part")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    if not args.skip_local:
+        local_pipeline()
+    throughput(args.rows)
+
+
+if __name__ == "__main__":
+    main()
