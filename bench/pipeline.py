@@ -81,7 +81,8 @@ build_estimator(ADULT, estimator_params(hp)).fit(frame[ADULT.feature_names], fra
 def throughput(rows: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         data = Path(work) / "synthetic.csv"
-        _timed([PYTHON, "-m", "model_code", "data", "synthetic", "--rows", str(rows), "--seed", "7", "--out", str(data)])
+        _timed([PYTHON, "-m", "model_code", "data", "synthetic", "--rows", str(rows), "--seed", "7",
+                "--out", str(data)])
         ours_out, peer_out = Path(work) / "ours", Path(work) / "peer"
         peer_out.mkdir()
         ours = _timed([PYTHON, "-m", "model_code", "preprocess", "--input", str(data), "--output", str(ours_out)])

@@ -10,6 +10,7 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.images import Images, ImagesArgs
+from infra.components.serving import Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
 from infra.components.training import Training, TrainingArgs
@@ -79,6 +80,40 @@ def build_platform(settings: StackSettings) -> None:
             tags=tags,
         ),
     )
+
+    if settings.approved_model_package_arn:
+        serving = Serving(
+            "serving",
+            ServingArgs(
+                endpoint_name=names.endpoint,
+                region=settings.region,
+                model_package_arn=settings.approved_model_package_arn,
+                execution_role_arn=access.execution_role_arn,
+                kms_key_arn=storage.key_arn,
+                capture_bucket=names.bucket("capture"),
+                alarm_topic_name=names.alarm_topic,
+                alarm_email=settings.alarm_email,
+                instance_type=settings.endpoint_instance_type,
+                min_capacity=settings.endpoint_min_capacity,
+                max_capacity=settings.endpoint_max_capacity,
+                target_invocations=settings.endpoint_target_invocations,
+                cpu_target_percent=settings.endpoint_cpu_target_percent,
+                data_capture_percent=settings.data_capture_percent,
+                canary_traffic_percent=settings.canary_traffic_percent,
+                canary_wait_seconds=settings.canary_wait_seconds,
+                latency_p99_ms=settings.latency_alarm_p99_ms,
+                overhead_latency_p99_ms=settings.overhead_latency_alarm_p99_ms,
+                error_5xx_count=settings.error_5xx_alarm_count,
+                error_4xx_count=settings.error_4xx_alarm_count,
+                tags=tags,
+            ),
+        )
+        pulumi.export("endpointName", serving.endpoint_name)
+        pulumi.export("endpointConfigName", serving.endpoint_config_name)
+        pulumi.export("alarmTopicArn", serving.alarm_topic_arn)
+    else:
+        pulumi.export("endpointName", "")
+        pulumi.export("endpointStatus", "not declared: no approved model package yet (approvedModelPackageArn)")
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)

@@ -225,6 +225,16 @@ _KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:s3/bucketObjectv2:BucketObjectv2": ("key",),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName",),
     "aws:sagemaker/pipeline:Pipeline": ("pipelineName",),
+    "aws:sagemaker/model:Model": ("name", "primaryContainer.modelPackageName"),
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
+        ("name", "productionVariants.0.instanceType", "dataCaptureConfig.initialSamplingPercentage"),
+    "aws:sagemaker/endpoint:Endpoint": (
+        "name", "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration.type",
+        "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration.canarySize.value"),
+    "aws:appautoscaling/target:Target": ("resourceId", "minCapacity", "maxCapacity"),
+    "aws:appautoscaling/policy:Policy": ("name", "targetTrackingScalingPolicyConfiguration.targetValue"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", "threshold"),
+    "aws:sns/topic:Topic": ("name",),
     "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
         "trackingServerName",
         "trackingServerSize",

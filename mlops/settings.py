@@ -259,6 +259,30 @@ class StackSettings:
         check=_optional(_arn_of("sagemaker", "model-package/")),
     )
 
+    canary_traffic_percent: int = _setting(
+        10, doc="Share of capacity the new model gets first in a blue/green canary deployment.", check=_between(1, 50)
+    )
+    canary_wait_seconds: int = _setting(
+        600, doc="Baking time of the canary before the rest of the traffic shifts.", check=_between(0, 3600)
+    )
+    endpoint_cpu_target_percent: int = _setting(
+        70, doc="Target CPU utilization of the second (CPU) scaling policy.", check=_between(10, 95)
+    )
+    latency_alarm_p99_ms: int = _setting(
+        500, doc="ModelLatency p99 above this (ms) for 2 of 3 minutes raises the latency alarm.",
+        check=_between(1, 60000),
+    )
+    overhead_latency_alarm_p99_ms: int = _setting(
+        100, doc="OverheadLatency p99 above this (ms) for 2 of 3 minutes raises its alarm.", check=_between(1, 60000)
+    )
+    error_5xx_alarm_count: int = _setting(
+        1, doc="Invocation5XXErrors per minute at or above this for 2 of 3 minutes raises the 5xx alarm.",
+        check=_between(1, 100000),
+    )
+    error_4xx_alarm_count: int = _setting(
+        50, doc="Invocation4XXErrors per minute at or above this for 2 of 3 minutes raises the 4xx alarm.",
+        check=_between(1, 100000),
+    )
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )

@@ -1,0 +1,270 @@
+"""Serving: the real-time endpoint of the stack's approved model, with autoscaling, alarms and a
+blue/green canary rollout that rolls itself back when an alarm fires.
+
+- Model: the approved model package (`approvedModelPackageArn`: prod pins it by a reviewed change;
+  CI sets dev's to the latest approved package before `pulumi up`). No package: no endpoint, and
+  the stack says so in its outputs; nothing else depends on it.
+- Endpoint configuration: KMS-encrypted, data capture of requests and responses into the capture
+  bucket (KMS), one variant `primary` (blue/green updates need the same variant name).
+  Model and configuration names carry a hash of what they contain: a change is a new pair created
+  before the old one is deleted, which is how SageMaker updates an endpoint in place.
+- Endpoint: blue/green, canary size and baking time from settings, auto-rollback on the alarms.
+- Autoscaling: invocations per instance (target tracking) and CPU utilization (target tracking).
+- Alarms (1-minute periods, 2 of 3 datapoints): ModelLatency p99, OverheadLatency p99,
+  Invocation5XXErrors, Invocation4XXErrors -> an SNS topic encrypted with the stack key; a dashboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+VARIANT = "primary"
+PERIOD_S = 60
+EVALUATION_PERIODS = 3
+DATAPOINTS_TO_ALARM = 2
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    suffix: str
+    metric: str
+    namespace: str
+    threshold: float
+    description: str
+    statistic: str | None = None
+    extended_statistic: str | None = None
+
+
+@dataclass(frozen=True)
+class ServingArgs:
+    endpoint_name: str
+    region: str
+    model_package_arn: str
+    execution_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    capture_bucket: str
+    alarm_topic_name: str
+    alarm_email: str
+    instance_type: str
+    min_capacity: int
+    max_capacity: int
+    target_invocations: int
+    cpu_target_percent: int
+    data_capture_percent: int
+    canary_traffic_percent: int
+    canary_wait_seconds: int
+    latency_p99_ms: int
+    overhead_latency_p99_ms: int
+    error_5xx_count: int
+    error_4xx_count: int
+    tags: dict[str, str]
+
+    def content_hash(self) -> str:
+        """Names of model and config change exactly when what they contain changes."""
+        decisive = [self.model_package_arn, self.instance_type, self.min_capacity, self.data_capture_percent,
+                    self.capture_bucket]
+        return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:8]
+
+    def alarms(self) -> list[AlarmSpec]:
+        return [
+            AlarmSpec("model-latency-p99", "ModelLatency", "AWS/SageMaker", self.latency_p99_ms * 1000.0,
+                      f"ModelLatency p99 above {self.latency_p99_ms} ms", extended_statistic="p99"),
+            AlarmSpec("overhead-latency-p99", "OverheadLatency", "AWS/SageMaker",
+                      self.overhead_latency_p99_ms * 1000.0,
+                      f"OverheadLatency p99 above {self.overhead_latency_p99_ms} ms", extended_statistic="p99"),
+            AlarmSpec("5xx-errors", "Invocation5XXErrors", "AWS/SageMaker", float(self.error_5xx_count),
+                      f"{self.error_5xx_count} or more 5xx responses a minute", statistic="Sum"),
+            AlarmSpec("4xx-errors", "Invocation4XXErrors", "AWS/SageMaker", float(self.error_4xx_count),
+                      f"{self.error_4xx_count} or more 4xx responses a minute", statistic="Sum"),
+        ]
+
+
+def dashboard_body(endpoint: str, region: str) -> str:
+    dimensions = ["EndpointName", endpoint, "VariantName", VARIANT]
+
+    def widget(title: str, metrics: list[list], stat: str, y: int, x: int) -> dict:
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {
+            "title": title, "region": region, "stat": stat, "period": PERIOD_S, "view": "timeSeries",
+            "metrics": metrics}}
+
+    return json.dumps({"widgets": [
+        widget("Invocations", [["AWS/SageMaker", "Invocations", *dimensions]], "Sum", 0, 0),
+        widget("Latency p99 (us)", [["AWS/SageMaker", "ModelLatency", *dimensions],
+                                    ["AWS/SageMaker", "OverheadLatency", *dimensions]], "p99", 0, 12),
+        widget("Errors", [["AWS/SageMaker", "Invocation4XXErrors", *dimensions],
+                          ["AWS/SageMaker", "Invocation5XXErrors", *dimensions]], "Sum", 6, 0),
+        widget("CPU and instances", [["/aws/sagemaker/Endpoints", "CPUUtilization", *dimensions]], "Average", 6, 12),
+    ]}, sort_keys=True)
+
+
+class Serving(pulumi.ComponentResource):
+    endpoint_name: str
+    endpoint_config_name: str
+    alarm_topic_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops-stack:serving:Serving", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        versioned = f"{args.endpoint_name}-{args.content_hash()}"
+
+        topic = aws.sns.Topic(f"{name}-alarm-topic", name=args.alarm_topic_name, kms_master_key_id=args.kms_key_arn,
+                              tags=args.tags, opts=child)
+        if args.alarm_email:
+            aws.sns.TopicSubscription(f"{name}-alarm-email", topic=topic.arn, protocol="email",
+                                      endpoint=args.alarm_email, opts=child)
+
+        model = aws.sagemaker.Model(
+            f"{name}-model",
+            name=versioned,
+            execution_role_arn=args.execution_role_arn,
+            primary_container=aws.sagemaker.ModelPrimaryContainerArgs(model_package_name=args.model_package_arn),
+            enable_network_isolation=True,
+            tags=args.tags,
+            opts=child,
+        )
+        config = aws.sagemaker.EndpointConfiguration(
+            f"{name}-endpoint-config",
+            name=versioned,
+            kms_key_arn=args.kms_key_arn,
+            production_variants=[aws.sagemaker.EndpointConfigurationProductionVariantArgs(
+                variant_name=VARIANT,
+                model_name=model.name,
+                instance_type=args.instance_type,
+                initial_instance_count=args.min_capacity,
+            )],
+            data_capture_config=aws.sagemaker.EndpointConfigurationDataCaptureConfigArgs(
+                enable_capture=True,
+                initial_sampling_percentage=args.data_capture_percent,
+                destination_s3_uri=f"s3://{args.capture_bucket}/datacapture",
+                kms_key_id=args.kms_key_arn,
+                capture_options=[
+                    aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Input"),
+                    aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Output"),
+                ],
+                capture_content_type_header=aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureContentTypeHeaderArgs(
+                    csv_content_types=["text/csv"], json_content_types=["application/json"]),
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+
+        dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
+        alarm_names = []
+        for spec in args.alarms():
+            alarm = aws.cloudwatch.MetricAlarm(
+                f"{name}-{spec.suffix}",
+                name=f"{args.endpoint_name}-{spec.suffix}",
+                alarm_description=f"{args.endpoint_name}: {spec.description}",
+                namespace=spec.namespace,
+                metric_name=spec.metric,
+                dimensions=dimensions,
+                statistic=spec.statistic,
+                extended_statistic=spec.extended_statistic,
+                period=PERIOD_S,
+                evaluation_periods=EVALUATION_PERIODS,
+                datapoints_to_alarm=DATAPOINTS_TO_ALARM,
+                threshold=spec.threshold,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[topic.arn],
+                ok_actions=[topic.arn],
+                tags=args.tags,
+                opts=child,
+            )
+            alarm_names.append(alarm.name)
+
+        endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=args.endpoint_name,
+            endpoint_config_name=config.name,
+            deployment_config=aws.sagemaker.EndpointDeploymentConfigArgs(
+                blue_green_update_policy=aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
+                    traffic_routing_configuration=(
+                        aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs(
+                            type="CANARY",
+                            wait_interval_in_seconds=args.canary_wait_seconds,
+                            canary_size=aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs(
+                                type="CAPACITY_PERCENT", value=args.canary_traffic_percent),
+                        )
+                    ),
+                    termination_wait_in_seconds=300,
+                    maximum_execution_timeout_in_seconds=3600,
+                ),
+                auto_rollback_configuration=aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationArgs(
+                    alarms=[aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(alarm_name=n)
+                            for n in alarm_names],
+                ),
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+
+        resource_id = f"endpoint/{args.endpoint_name}/variant/{VARIANT}"
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling-target",
+            service_namespace="sagemaker",
+            resource_id=resource_id,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=args.min_capacity,
+            max_capacity=args.max_capacity,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[endpoint]),
+        )
+        scaling = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
+        aws.appautoscaling.Policy(
+            f"{name}-scale-on-invocations",
+            name=f"{args.endpoint_name}-invocations",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration=scaling(
+                target_value=float(args.target_invocations),
+                predefined_metric_specification=(
+                    aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                        predefined_metric_type="SageMakerVariantInvocationsPerInstance")),
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
+            ),
+            opts=child,
+        )
+        autoscaling = aws.appautoscaling
+        metric = autoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs
+        dimension = autoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs
+        aws.appautoscaling.Policy(
+            f"{name}-scale-on-cpu",
+            name=f"{args.endpoint_name}-cpu",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration=scaling(
+                target_value=float(args.cpu_target_percent),
+                customized_metric_specification=metric(
+                    metric_name="CPUUtilization",
+                    namespace="/aws/sagemaker/Endpoints",
+                    statistic="Average",
+                    dimensions=[dimension(name=k, value=v) for k, v in dimensions.items()],
+                ),
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=args.endpoint_name,
+            dashboard_body=dashboard_body(args.endpoint_name, args.region),
+            opts=child,
+        )
+
+        self.endpoint_name = args.endpoint_name
+        self.endpoint_config_name = versioned
+        self.alarm_topic_arn = topic.arn
+        self.register_outputs({"endpointName": self.endpoint_name, "endpointConfigName": versioned,
+                               "alarmTopicArn": self.alarm_topic_arn})
