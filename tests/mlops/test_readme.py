@@ -15,5 +15,5 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 def test_readme_configuration_reference_lists_every_key() -> None:
     text = (REPO_ROOT / "README.md").read_text()
-    table = {m.group(1) for m in re.finditer(r"^\| `([A-Za-z]+)` \|", text, re.M)}
+    table = {m.group(1) for m in re.finditer(r"^\| `([A-Za-z0-9]+)` \|", text, re.M)}
     assert table == {key.key.split(":", 1)[1] for key in declared_keys()}
