@@ -286,6 +286,17 @@ class StackSettings:
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )
+    drift_alarm_datapoints: int = _setting(
+        2,
+        doc="The drift alarm fires when this many (M) of the last driftAlarmEvaluationPeriods drift runs flag drift.",
+        check=_between(1, 24),
+    )
+    drift_alarm_evaluation_periods: int = _setting(
+        3, doc="Drift runs (N) the drift alarm looks back on (M of N).", check=_between(1, 24)
+    )
+    retrain_cooldown_hours: int = _setting(
+        24, doc="At most one automatic retrain (drift or new data) per this many hours.", check=_between(1, 720)
+    )
     alarm_email: str = _setting(
         "",
         doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",
@@ -302,6 +313,11 @@ class StackSettings:
             problems.append(
                 f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
                 f"{config_key('endpoint_min_capacity')} ({self.endpoint_min_capacity})"
+            )
+        if self.drift_alarm_datapoints > self.drift_alarm_evaluation_periods:
+            problems.append(
+                f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
+                f"{config_key('drift_alarm_evaluation_periods')} ({self.drift_alarm_evaluation_periods})"
             )
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)

@@ -18,6 +18,8 @@ STEPS: dict[str, str] = {
     "preprocess": "model_code.preprocess",
     "train": "model_code.train",
     "evaluate": "model_code.evaluate",
+    "drift": "model_code.drift",
+    "serve": "model_code.serve",
 }
 
 

@@ -62,6 +62,33 @@ def _optional_str(raw: str) -> str | None:
     return raw
 
 
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(f"must be an integer >= {minimum}")
+        return value
+    return parse
+
+
+def _float_within(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(f"must be a number within [{low}, {high}]")
+        return value
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+    return parse
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -82,7 +109,9 @@ SM_CHANNEL_VALIDATION: EnvVar[Path] = EnvVar(
 )
 SM_MODEL_DIR: EnvVar[Path] = EnvVar(
     "SM_MODEL_DIR", Path("/opt/ml/model"), _path,
-    "Folder where train writes model.joblib; SageMaker tars it into model.tar.gz.",
+    "Folder where train writes model.joblib; SageMaker tars it into model.tar.gz. serve loads the model "
+    "from it (model.joblib or model.tar.gz inside, or a path to either file): SageMaker extracts "
+    "ModelDataUrl into /opt/ml/model in serving containers.",
 )
 SM_OUTPUT_DATA_DIR: EnvVar[Path] = EnvVar(
     "SM_OUTPUT_DATA_DIR", Path("/opt/ml/output/data"), _path,
@@ -135,6 +164,83 @@ MLOPS_CODE_SHA256: EnvVar[str | None] = EnvVar(
     "MLOPS_CODE_SHA256", None, _optional_str, "Content hash of the code bundle the pipeline references."
 )
 
+# --- Serving (python -m model_code serve; SageMaker's bring-your-own-container contract) -----
+SAGEMAKER_BIND_TO_PORT: EnvVar[int] = EnvVar(
+    "SAGEMAKER_BIND_TO_PORT", 8080, _int_at_least(0),
+    "Port serve listens on (0: any free port). SageMaker's default is 8080; it sets this variable itself for "
+    "multi-container endpoints (the image carries the accept-bind-to-port label).",
+)
+MLOPS_SERVE_HOST: EnvVar[str] = EnvVar(
+    "MLOPS_SERVE_HOST", "0.0.0.0", str,
+    "Address serve binds to: every interface inside a container; 127.0.0.1 for local mode, tests, benchmarks.",
+)
+SAGEMAKER_MODEL_SERVER_WORKERS: EnvVar[int] = EnvVar(
+    "SAGEMAKER_MODEL_SERVER_WORKERS", 0, _int_at_least(0),
+    "Worker processes of serve (SageMaker's framework containers use the same name); 0 = one per CPU. "
+    "Each worker loads the model and serves requests on threads sharing one listening socket.",
+)
+MLOPS_SERVE_MAX_PAYLOAD_BYTES: EnvVar[int] = EnvVar(
+    "MLOPS_SERVE_MAX_PAYLOAD_BYTES", 6 * 1024 * 1024, _int_at_least(1),
+    "Largest request body serve reads; larger bodies get 413 (SageMaker's InvokeEndpoint limit is 6 MB).",
+)
+MLOPS_SERVE_UNKNOWN_CATEGORIES: EnvVar[str] = EnvVar(
+    "MLOPS_SERVE_UNKNOWN_CATEGORIES", "reject", _choice("reject", "score"),
+    "What serve does with a categorical value outside the schema's categories: 'reject' (400 naming "
+    "the field and rows) or 'score' (as missing, like LoadedModel.predict_proba).",
+)
+MLOPS_SERVE_SHUTDOWN_TIMEOUT: EnvVar[float] = EnvVar(
+    "MLOPS_SERVE_SHUTDOWN_TIMEOUT", 30.0, _float_within(0.0, 3600.0),
+    "Seconds serve waits, after SIGTERM, for in-flight requests and the capture flush before exiting.",
+)
+MLOPS_CAPTURE_DIR: EnvVar[Path | None] = EnvVar(
+    "MLOPS_CAPTURE_DIR", None, _path,
+    "When set, serve writes data-capture records (SageMaker's JSONL format) under "
+    "<dir>/<endpoint>/<variant>/yyyy/mm/dd/hh/. Unset: capture is off.",
+)
+MLOPS_CAPTURE_SAMPLING_PERCENTAGE: EnvVar[float] = EnvVar(
+    "MLOPS_CAPTURE_SAMPLING_PERCENTAGE", 100.0, _float_within(0.0, 100.0),
+    "Share of successful invocations captured, in percent (SageMaker's InitialSamplingPercentage).",
+)
+MLOPS_CAPTURE_ENDPOINT_NAME: EnvVar[str] = EnvVar(
+    "MLOPS_CAPTURE_ENDPOINT_NAME", "local-endpoint", str,
+    "Endpoint name in the capture path (SageMaker writes <prefix>/<endpoint>/<variant>/...).",
+)
+MLOPS_CAPTURE_VARIANT_NAME: EnvVar[str] = EnvVar(
+    "MLOPS_CAPTURE_VARIANT_NAME", "AllTraffic", str,
+    "Production variant name in the capture path.",
+)
+MLOPS_CAPTURE_ROTATE_SECONDS: EnvVar[float] = EnvVar(
+    "MLOPS_CAPTURE_ROTATE_SECONDS", 60.0, _float_within(0.1, 3600.0),
+    "A capture file is closed (renamed from .jsonl.partial to .jsonl) after this many seconds, at "
+    "the turn of the hour, and at shutdown; only closed files are complete.",
+)
+OMP_NUM_THREADS: EnvVar[int] = EnvVar(
+    "OMP_NUM_THREADS", 1, _int_at_least(1),
+    "Read by OpenMP (the gradient boosting's predict). serve sets it to 1 unless already set: "
+    "parallelism comes from worker processes, and OpenMP threads competing with them slow scoring.",
+    passthrough=True,
+)
+
+# --- Drift job (python -m model_code drift) and its AWS clients ------------------------------
+MLOPS_DRIFT_METRICS_NAMESPACE: EnvVar[str | None] = EnvVar(
+    "MLOPS_DRIFT_METRICS_NAMESPACE", None, _optional_str,
+    "CloudWatch namespace the drift job publishes to (e.g. mlops-stack/dev); --namespace overrides. "
+    "Unset: no metrics are published.",
+)
+MLOPS_DRIFT_ENDPOINT_NAME: EnvVar[str | None] = EnvVar(
+    "MLOPS_DRIFT_ENDPOINT_NAME", None, _optional_str,
+    "Value of the Endpoint dimension of the drift metrics; --endpoint overrides.",
+)
+AWS_ENDPOINT_URL: EnvVar[str | None] = EnvVar(
+    "AWS_ENDPOINT_URL", None, _optional_str,
+    "Endpoint for the drift job's boto3 clients (S3, CloudWatch): the moto server in local mode. "
+    "Unset: the AWS endpoints of the region.",
+)
+AWS_DEFAULT_REGION: EnvVar[str | None] = EnvVar(
+    "AWS_DEFAULT_REGION", None, _optional_str,
+    "Region of the drift job's boto3 clients (processing jobs set it). Unset: boto3's own lookup.",
+)
+
 ALL: tuple[EnvVar, ...] = (
     SM_CHANNEL_TRAIN,
     SM_CHANNEL_VALIDATION,
@@ -150,6 +256,22 @@ ALL: tuple[EnvVar, ...] = (
     MLOPS_GIT_SHA,
     MLOPS_IMAGE_URI,
     MLOPS_CODE_SHA256,
+    SAGEMAKER_BIND_TO_PORT,
+    MLOPS_SERVE_HOST,
+    SAGEMAKER_MODEL_SERVER_WORKERS,
+    MLOPS_SERVE_MAX_PAYLOAD_BYTES,
+    MLOPS_SERVE_UNKNOWN_CATEGORIES,
+    MLOPS_SERVE_SHUTDOWN_TIMEOUT,
+    MLOPS_CAPTURE_DIR,
+    MLOPS_CAPTURE_SAMPLING_PERCENTAGE,
+    MLOPS_CAPTURE_ENDPOINT_NAME,
+    MLOPS_CAPTURE_VARIANT_NAME,
+    MLOPS_CAPTURE_ROTATE_SECONDS,
+    OMP_NUM_THREADS,
+    MLOPS_DRIFT_METRICS_NAMESPACE,
+    MLOPS_DRIFT_ENDPOINT_NAME,
+    AWS_ENDPOINT_URL,
+    AWS_DEFAULT_REGION,
 )
 NAMES: frozenset[str] = frozenset(v.name for v in ALL)
 
@@ -166,6 +288,20 @@ def provenance(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def disable_mlflow_telemetry() -> None:
     """Opt out of MLflow telemetry for this process unless the caller decided otherwise."""
     os.environ.setdefault(MLFLOW_DISABLE_TELEMETRY.name, "true")
+
+
+def limit_openmp_threads() -> None:
+    """One OpenMP thread per process unless the caller decided otherwise. Must run before the
+    OpenMP runtime loads (before sklearn's compiled modules are imported)."""
+    os.environ.setdefault(OMP_NUM_THREADS.name, str(OMP_NUM_THREADS.default))
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the container's cgroup-limited affinity where available)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def describe() -> str:

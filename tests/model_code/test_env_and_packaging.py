@@ -18,7 +18,8 @@ MODULES = sorted(PKG.glob("*.py"))
 # import name -> distribution in requirements.txt
 IMPORT_TO_DIST = {
     "numpy": "numpy", "pandas": "pandas", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
-    "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle",
+    "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
+    "botocore": "boto3",
 }
 
 

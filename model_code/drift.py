@@ -1,0 +1,1316 @@
+"""Drift job: compare captured endpoint traffic with the training baseline.
+
+Reads SageMaker data-capture JSONL for a time window (a local folder or ``s3://bucket/prefix``),
+compares every feature and the model's score with the drift baseline written by preprocess
+(``baseline.py``) and the model's ``prediction_baseline``, and writes a JSON report, a
+self-contained HTML report and, when a namespace is given, CloudWatch metrics.
+
+Command line (a SageMaker processing job, or locally)::
+
+    python -m model_code drift --input DIR|s3://bucket/prefix --baseline baseline.json
+        [--model model.tar.gz|model.joblib|DIR] [--prediction-baseline prediction_baseline.json]
+        [--start 2024-05-01T12:00:00Z] [--end 2024-05-01T13:00:00Z] [--hours N]
+        [--output /opt/ml/processing/output/drift]
+        [--namespace mlops-stack/dev --endpoint NAME]     # CloudWatch metrics (or env, see below)
+        [--psi 0.2] [--p-value 0.01] [--min-effect 0.1] [--missing-delta 0.05]
+        [--workers N] [--fail-on-drift]
+
+Exit codes: 0 the job ran (drift or not; an empty window is not an error), 1 bad input (capture
+records that do not fit the schema, unreadable files, a bad baseline), 2 bad arguments,
+3 drift detected and ``--fail-on-drift`` was given.
+
+Window: ``--start`` (inclusive) and ``--end`` (exclusive) are ISO 8601 times (UTC unless an offset
+is given); ``--hours N`` alone means the N full hours before the current hour. No window: all the
+capture under ``--input``. Files are listed only under the ``yyyy/mm/dd/hh`` folders that intersect
+the window (SageMaker's layout ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl``; the prefix
+may point at any level above the hour folders); every record is then filtered by its
+``eventMetadata.inferenceTime``. Local files not in that layout are read whole and filtered the
+same way. ``*.jsonl.partial`` files (being written) are ignored.
+
+Capture records: ``captureData.endpointInput`` / ``endpointOutput`` with ``encoding`` CSV, JSON or
+BASE64 (the content type then says CSV or JSON). Inputs: CSV rows in the schema's feature order,
+with or without a header line (a header may order the columns differently; it must name exactly
+the features), or JSON ``{"instances": [...]}`` of objects keyed by feature name (a missing key is a
+missing value, an unknown key is an error) or arrays in feature order. Outputs: CSV, one score per
+line (first field), or JSON ``{"predictions": [{"score": ..}, ..]}`` (or a list of numbers); the
+number of predictions must match the number of input rows of the record. Anything else fails the
+job naming the file, line, event id and what was expected.
+
+Statistics (per feature; numeric on the baseline's decile bins, categorical on the baseline's
+categories plus one "unseen" bucket):
+
+- PSI = sum((c - b) * ln(c / b)) over bins, shares floored at ``PSI_EPSILON`` = 1e-4 (so a bin or
+  category absent on one side contributes a finite amount; an unseen category at 1% adds ~0.046).
+- Numeric test: two-sample Kolmogorov-Smirnov statistic evaluated at the baseline's cut points
+  (the baseline stores exact cumulative shares there, so no distribution is reconstructed; the
+  statistic is a lower bound of the full-resolution KS statistic), p-value from the asymptotic
+  Kolmogorov distribution with n_eff = n_baseline * n_current / (n_baseline + n_current).
+  Effect size: that KS statistic D.
+- Categorical test: chi-square test of homogeneity on the 2 x K table (baseline counts =
+  frequencies x baseline count, current counts; empty columns dropped, columns with an expected
+  count below 5 pooled into one, as the approximation requires). Effect size: total
+  variation distance (half the L1 distance of the shares, unseen bucket included).
+- Missing share: two-proportion z-test of the missing share against the baseline's.
+
+Verdict (``Thresholds``; every threshold is a command-line option):
+
+- p-values are compared with ``p_value`` (0.01) divided by the number of tests of the window
+  (features + the score: Bonferroni), so a window where nothing changed raises a false alarm
+  with probability <= 1%, not ~13% (14 independent tests at 0.01).
+- distribution drift: p < corrected ``p_value`` AND (PSI >= ``psi`` (0.2) OR effect >=
+  ``min_effect`` (0.1)). Requiring both significance and size means a small window's noise (PSI
+  of 50 rows is ~0.2 by chance) and a huge window's trivial differences (1M rows make p ~ 0 for
+  a 0.5% shift) are not flagged.
+- missing drift: p < corrected ``p_value`` AND |missing share - baseline| >= ``missing_delta``
+  (0.05).
+- a feature drifts if either holds; the score (prediction) is judged like a numeric feature;
+  ``drift_detected`` = any feature or the prediction drifted. Unseen categories are reported
+  (share and the most frequent values) and count towards the categorical statistics; they are
+  not an error.
+
+Report ``<output>/drift_report.json`` (format ``mlops-stack/drift-report`` v1)::
+
+    {"format": "mlops-stack/drift-report", "format_version": 1,
+     "status": "ok" | "no_data", "drift_detected": bool,
+     "window": {"start": iso | null, "end": iso | null},
+     "input": {"uri", "files", "records", "records_outside_window", "rows", "predictions"},
+     "baseline": {"path", "schema", "rows", "sha256"},
+     "prediction_baseline": {"source": "file" | "model" | "baseline", "path"} | null,
+     "thresholds": {"psi", "p_value", "min_effect", "missing_delta", "psi_epsilon",
+                    "tests", "p_value_per_test"},   # the last two when there was data
+     "summary": {"features": 13, "features_drifted": 2, "drifted": [names],
+                 "prediction_drifted": bool | null},
+     "features": {name: FEATURE},
+     "prediction": FEATURE (numeric, plus "positive_rate", "baseline_positive_rate") | null,
+     "violations": [{"feature", "check": "distribution" | "missing", "description"}],
+     "warnings": [str],
+     "metrics": {"namespace", "endpoint", "published"} | null}
+
+    FEATURE = {"kind": "numeric" | "categorical", "drifted": bool, "reasons": [str],
+               "rows", "count" (non-missing), "psi", "test": {"name": "ks" | "chi2", "statistic",
+               "p_value", "dof"?}, "effect": {"name": "ks_d" | "tvd", "value"},
+               "missing": {"share", "baseline_share", "delta", "p_value", "drifted"},
+               "distribution": {"labels": [..], "baseline": [shares], "current": [shares]},
+               numeric: "current": {"mean", "std", "min", "max", "quantiles"},
+                        "baseline": {"mean", "std", "min", "max"}
+               categorical: "unseen_share", "unseen": [{"value", "count"}] (top 10)}
+
+``<output>/drift_report.html``: one page, inline SVG charts (baseline vs current shares per
+feature), no external assets.
+
+CloudWatch (``--namespace`` or ``MLOPS_DRIFT_METRICS_NAMESPACE``, e.g. ``mlops-stack/dev``;
+``--endpoint`` or ``MLOPS_DRIFT_ENDPOINT_NAME``; nothing is published without a namespace), one
+``PutMetricData`` call per 1000 metrics, timestamp = window end (or now):
+
+- dimensions ``Endpoint``: ``DriftDetected`` (0/1), ``FeaturesDrifted`` (count),
+  ``CapturedRows`` (count), ``PredictionDriftScore`` (PSI) and ``PredictionDrifted`` (0/1) when
+  scores and a prediction baseline exist;
+- dimensions ``Endpoint``, ``Feature``: ``FeatureDriftScore`` (PSI), ``FeatureDrifted`` (0/1).
+
+An empty window publishes only ``CapturedRows`` = 0: drift is unknown, not absent, so alarms on
+``DriftDetected`` should treat missing data as not breaching, and a separate alarm on
+``CapturedRows`` catches a silent endpoint. boto3 is imported only for s3:// inputs and metrics;
+``AWS_ENDPOINT_URL`` (moto, local mode) and ``AWS_DEFAULT_REGION`` are honoured.
+
+Python API: ``run_drift(DriftConfig(...)) -> DriftResult`` (``.report`` dict, ``.html`` str),
+``read_capture(source, schema, window)``, ``compare(capture, baseline, schema, ...)``,
+``publish_metrics(report, namespace, endpoint, client=None)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model_code import baseline as bl
+from model_code import env
+from model_code.schema import ADULT, NumericFeature, Schema
+
+REPORT_FORMAT = "mlops-stack/drift-report"
+REPORT_FORMAT_VERSION = 1
+REPORT_JSON = "drift_report.json"
+REPORT_HTML = "drift_report.html"
+PSI_EPSILON = 1e-4
+UNSEEN = "(unseen)"
+MAX_METRICS_PER_REQUEST = 1000
+BLOCK_RECORDS = 50_000
+DEFAULT_OUTPUT = Path("/opt/ml/processing/output/drift")
+_HOUR_PATH = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/")
+
+
+class CaptureError(ValueError):
+    """Capture data that cannot be read or does not fit the schema; the message says where."""
+
+
+class UsageError(ValueError):
+    """Bad arguments (window, thresholds, missing namespace)."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi: float = 0.2
+    p_value: float = 0.01
+    min_effect: float = 0.1
+    missing_delta: float = 0.05
+
+    def to_dict(self) -> dict[str, float]:
+        return {"psi": self.psi, "p_value": self.p_value, "min_effect": self.min_effect,
+                "missing_delta": self.missing_delta, "psi_epsilon": PSI_EPSILON}
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.start >= self.end:
+            raise UsageError(f"window start {self.start.isoformat()} is not before end {self.end.isoformat()}")
+
+    def hours(self) -> list[datetime] | None:
+        """The hour folders intersecting the window, or None when the window is open."""
+        if self.start is None or self.end is None:
+            return None
+        h = self.start.replace(minute=0, second=0, microsecond=0)
+        out = []
+        while h < self.end:
+            out.append(h)
+            h += timedelta(hours=1)
+        return out
+
+    def contains_hour(self, hour: datetime) -> bool:
+        end = hour + timedelta(hours=1)
+        return (self.start is None or end > self.start) and (self.end is None or hour < self.end)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(raw: str, what: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise UsageError(f"{what}: {raw!r} is not an ISO 8601 time (e.g. 2024-05-01T13:00:00Z)") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+# --- reading capture -------------------------------------------------------------------------
+@dataclass
+class CaptureData:
+    """What the window held: numeric values, categorical counts, scores and bookkeeping.
+
+    Numeric features keep their values (float64, NaN = missing); categorical features only their
+    counts per value (missing counted apart), which keeps 1M rows at ~60 MB.
+    """
+
+    schema: Schema
+    numeric: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    scores: list[np.ndarray] = field(default_factory=list)
+    rows: int = 0
+    records: int = 0
+    outside_window: int = 0
+    files: int = 0
+
+    def __post_init__(self) -> None:
+        for f in self.schema.features:
+            self.missing.setdefault(f.name, 0)
+            if isinstance(f, NumericFeature):
+                self.numeric.setdefault(f.name, [])
+            else:
+                self.counts.setdefault(f.name, {})
+
+    def merge(self, other: CaptureData) -> None:
+        for name, parts in other.numeric.items():
+            self.numeric[name].extend(parts)
+        for name, counts in other.counts.items():
+            mine = self.counts[name]
+            for k, v in counts.items():
+                mine[k] = mine.get(k, 0) + v
+        for name, n in other.missing.items():
+            self.missing[name] += n
+        self.scores.extend(other.scores)
+        self.rows += other.rows
+        self.records += other.records
+        self.outside_window += other.outside_window
+        self.files += other.files
+
+    def values(self, name: str) -> np.ndarray:
+        parts = self.numeric[name]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def score_values(self) -> np.ndarray:
+        return np.concatenate(self.scores) if self.scores else np.empty(0)
+
+
+@dataclass
+class _Block:
+    """Up to BLOCK_RECORDS records of one file, parsed together."""
+
+    source: str
+    lines: list[int] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)   # empty for bulk-parsed blocks: see _where
+    text: str = ""                                     # bulk-parsed blocks: their lines' text
+    positions: list[int] = field(default_factory=list)  # bulk-parsed blocks: record -> line of text
+    numbers: Sequence[int] = ()                         # bulk-parsed blocks: line of text -> file line
+    inputs: list[tuple[str, str]] = field(default_factory=list)   # (kind csv|json, text)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _where(block: _Block, i: int) -> str:
+    if block.events:
+        event = block.events[i]
+    else:   # bulk-parsed: look the event id up only now, for the message
+        line = block.text.split("\n")[block.positions[i]]
+        try:
+            event = json.loads(line)["eventMetadata"]["eventId"]
+        except (ValueError, KeyError, TypeError):
+            event = "?"
+    return f"{block.source} line {block.lines[i]} (eventId {event!r})"
+
+
+def _payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
+    if not isinstance(obj, dict):
+        raise CaptureError(f"{source} line {line}: captureData.{side} is missing or not an object")
+    data, encoding = obj.get("data"), str(obj.get("encoding", "")).upper()
+    ctype = str(obj.get("observedContentType", "")).split(";")[0].strip().lower()
+    if not isinstance(data, str):
+        raise CaptureError(f"{source} line {line}: captureData.{side}.data is missing or not a string")
+    if encoding == "BASE64":
+        try:
+            data = base64.b64decode(data, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureError(f"{source} line {line}: captureData.{side}.data is not base64 "
+                               f"UTF-8 text: {exc}") from None
+        encoding = "JSON" if ctype.endswith("json") else "CSV" if ctype.endswith("csv") else ""
+    if encoding == "CSV":
+        return "csv", data
+    if encoding == "JSON":
+        return "json", data
+    raise CaptureError(f"{source} line {line}: captureData.{side}: cannot read encoding "
+                       f"{obj.get('encoding')!r} with content type {ctype!r}; expected CSV, JSON, or "
+                       "BASE64 of text/csv or application/json")
+
+
+def _iter_records(lines: Iterable[str], source: str, window: Window, acc: CaptureData,
+                  numbers: Iterable[int] | None = None) -> Iterator[_Block]:
+    start = _iso(window.start) if window.start else None
+    end = _iso(window.end) if window.end else None
+    block = _Block(source)
+    loads = json.loads
+    for lineno, line in zip(itertools.count(1) if numbers is None else numbers, lines, strict=False):
+        if not line or line.isspace():
+            continue
+        try:
+            rec = loads(line)
+            cap = rec["captureData"]
+            meta = rec.get("eventMetadata") or {}
+            t = meta.get("inferenceTime", "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise CaptureError(f"{source} line {lineno}: not a SageMaker data-capture record (expected a "
+                               "JSON object with captureData.endpointInput/endpointOutput)") from None
+        if start is not None or end is not None:
+            if len(t) == 20 and t[-1] == "Z":   # the format SageMaker and serve write: compare as text
+                ts = t
+            else:
+                try:
+                    ts = _iso(parse_time(t, "inferenceTime")) or ""
+                except UsageError:
+                    raise CaptureError(f"{source} line {lineno}: eventMetadata.inferenceTime {t!r} is "
+                                       "not an ISO 8601 time") from None
+            if (start is not None and ts < start) or (end is not None and ts >= end):
+                acc.outside_window += 1
+                continue
+        block.lines.append(lineno)
+        block.events.append(meta.get("eventId", "?"))
+        inp, out = cap.get("endpointInput"), cap.get("endpointOutput")
+        # fast path for the common case (CSV text), the general one in _payload
+        if type(inp) is dict and inp.get("encoding") == "CSV" and type(data := inp.get("data")) is str:
+            block.inputs.append(("csv", data))
+        else:
+            block.inputs.append(_payload(inp, "endpointInput", source, lineno))
+        if out is None:
+            block.outputs.append(("none", ""))
+        elif type(out) is dict and out.get("encoding") == "CSV" and type(data := out.get("data")) is str:
+            block.outputs.append(("csv", data))
+        else:
+            block.outputs.append(_payload(out, "endpointOutput", source, lineno))
+        if len(block.lines) >= BLOCK_RECORDS:
+            yield block
+            block = _Block(source)
+    if block.lines:
+        yield block
+
+
+def _token_index(tokens: list[str], q: int, *path: str) -> int | None:
+    """Index (within one line's q quote-delimited tokens) of the string value at key ``path``,
+    e.g. ("endpointInput", "data"): the first ``path[-1]`` key after ``path[0]``'s key."""
+    try:
+        k = tokens.index(path[0], 0, q)
+        for key in path[1:]:
+            k = tokens.index(key, k + 1, q)
+    except ValueError:
+        return None
+    return k + 2 if k + 2 < q and tokens[k + 1] == ":" else None
+
+
+def _bulk_block(text: str, source: str, numbers: Sequence[int], window: Window, acc: CaptureData) -> _Block | None:
+    """Fast path for a chunk of whole lines written compactly with CSV payloads (what SageMaker and
+    serve write), using only C-speed string operations; None when the chunk does not qualify (then
+    it is parsed line by line with json).
+
+    One writer writes a file, so every line has the same layout: the same keys in the same order
+    and the same number of ``"``. Splitting the chunk at ``"`` then puts line L's k-th token at
+    L * q + k, and a value is a slice of the token list. Qualifies when there is no escaped quote,
+    every line has the first line's number of quotes, and every line's keys ``data``,
+    ``encoding`` (CSV), ``mode`` and ``inferenceTime`` sit where the first line's do."""
+    n = text.count("\n")
+    if n == 0 or not text.endswith("\n") or '\\"' in text or "\n\n" in text:
+        return None
+    first = text[:text.find("\n") + 1]
+    q = first.count('"')
+    if q == 0 or text.count('"') != q * n:
+        return None
+    tokens = text.split('"')
+    idx = {(side, key): _token_index(tokens, q, side, key)
+           for side in ("endpointInput", "endpointOutput") for key in ("data", "encoding", "mode")}
+    t_idx = _token_index(tokens, q, "eventMetadata", "inferenceTime")
+    if t_idx is None or any(v is None for v in idx.values()):
+        return None
+    for (side, key), k in idx.items():   # the same keys at the same places on every line
+        assert k is not None
+        if tokens[k - 2::q].count(key) != n or tokens[k - 1::q].count(":") != n:
+            return None
+        if key == "encoding" and tokens[k::q].count("CSV") != n:
+            return None
+        if key == "mode" and tokens[k::q].count("INPUT" if side == "endpointInput" else "OUTPUT") != n:
+            return None
+    if tokens[t_idx - 2::q].count("inferenceTime") != n:
+        return None
+    ins = tokens[idx["endpointInput", "data"]::q]
+    outs = tokens[idx["endpointOutput", "data"]::q]
+    times = tokens[t_idx::q]
+    del tokens
+    if "\\" in text:   # escapes (e.g. \n between rows of a payload): unescape in one go
+        ins = json.loads('["' + '","'.join(ins) + '"]')
+        outs = json.loads('["' + '","'.join(outs) + '"]')
+    positions: Sequence[int] = range(n)
+    if window.start or window.end:
+        start, end = _iso(window.start) or "", _iso(window.end) or "~"
+        if not (all(len(t) == 20 and t[-1] == "Z" for t in (min(times), max(times)))
+                and len(set(map(len, times))) == 1):
+            return None   # not the fixed-width UTC format: compare parsed times, line by line
+        if not (start <= min(times) and max(times) < end):
+            keep = [i for i, t in enumerate(times) if start <= t < end]
+            acc.outside_window += n - len(keep)
+            ins, outs = [ins[i] for i in keep], [outs[i] for i in keep]
+            positions = keep
+    block = _Block(source, lines=[numbers[i] for i in positions], text=text, positions=list(positions),
+                   numbers=numbers)
+    block.inputs = [("csv", d) for d in ins]
+    block.outputs = [("csv", d) for d in outs]
+    return block
+
+
+def _non_csv_lines(text: str) -> list[int] | None:
+    """Indexes of the lines holding a JSON or BASE64 payload (None: text is not ASCII)."""
+    if not text.isascii():
+        return None
+    nl = np.flatnonzero(np.frombuffer(text.encode("ascii"), dtype=np.uint8) == 10)
+    pos = []
+    for marker in ('"encoding":"JSON"', '"encoding":"BASE64"'):
+        i = text.find(marker)
+        while i != -1:
+            pos.append(i)
+            i = text.find(marker, i + 1)
+    return sorted(set(np.searchsorted(nl, pos).tolist()))
+
+
+def _text_blocks(chunks: Iterable[str], source: str, window: Window, acc: CaptureData) -> Iterator[_Block]:
+    """Blocks of a file given as chunks of whole lines: bulk when possible, else line by line."""
+    first = 1
+    for text in chunks:
+        n = text.count("\n") + (0 if text.endswith("\n") else 1)
+        mixed = '"encoding":"JSON"' in text or '"encoding":"BASE64"' in text
+        block = None if mixed else _bulk_block(text, source, range(first, first + n), window, acc)
+        if block is not None:
+            if block.lines:
+                yield block
+            first += n
+            continue
+        lines = text.split("\n")
+        others_idx = _non_csv_lines(text) if mixed else None
+        if others_idx is not None and len(others_idx) < len(lines) // 2:   # bulk for the CSV lines
+            chosen = set(others_idx)
+            simple = [k for k in range(len(lines)) if k not in chosen and lines[k]]
+            block = _bulk_block("\n".join([lines[k] for k in simple]) + "\n", source,
+                                [first + k for k in simple], window, acc)
+            if block is not None:
+                if block.lines:
+                    yield block
+                lines = [lines[k] if k in chosen else "" for k in range(len(lines))]
+        yield from _iter_records(lines, source, window, acc, range(first, first + len(lines)))
+        first += n
+
+
+def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[str]:
+    """Read a text file in ~8 MB chunks that end at a line end."""
+    rest = ""
+    while True:
+        data = fh.read(size)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind("\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        rest = data[cut:]
+        yield data[:cut]
+    if rest:
+        yield rest
+
+
+def _field_counts(text: str) -> np.ndarray:
+    """Fields per line of CSV text (vectorized; the csv module when quotes are present)."""
+    if '"' in text:
+        import csv
+
+        return np.array([len(r) for r in csv.reader(StringIO(text))], dtype=np.int64)
+    b = np.frombuffer(text.encode(), dtype=np.uint8)
+    ends = np.append(np.flatnonzero(b == 10), len(b))
+    commas_before = np.searchsorted(np.flatnonzero(b == 44), ends)
+    return np.diff(commas_before, prepend=0) + 1
+
+
+def _parse_csv_inputs(block: _Block, idx: list[int], schema: Schema,
+                      names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """CSV payloads of records ``idx`` -> (frame in feature order, rows per record).
+
+    Records without a header (or with the schema's header) are joined and parsed at once; records
+    whose header orders the columns differently are parsed per distinct header.
+    """
+    texts: list[str] = [block.inputs[i][1] for i in idx]
+    joined = "\n".join(texts)
+    if joined.count("\n") == len(texts) - 1 and "\r" not in joined and all(texts):
+        # every record is one line: parse the lot at once, unless a line is a header (it fails the
+        # numeric columns, or shows up as a category named like its feature)
+        counts = _field_counts(joined)
+        if (counts == len(names)).all():
+            try:
+                frame = pd.read_csv(StringIO(joined), header=None, names=names, dtype=_dtypes(schema),
+                                    na_values=[""], keep_default_na=False, skipinitialspace=True, engine="c")
+            except ValueError:
+                frame = None
+            if frame is not None and not any(f.name in frame[f.name].cat.categories for f in schema.categorical):
+                return frame, np.ones(len(texts), dtype=np.int64)
+    first_names = set(names)
+    header_line = ",".join(names)
+    texts = []
+    groups: dict[str, list[int]] = {"": []}   # header ("" = schema order) -> positions in idx
+    for pos, i in enumerate(idx):
+        text = block.inputs[i][1].rstrip("\r\n")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        key = ""
+        if text.split(",", 1)[0].strip().strip('"') in first_names:   # the first line is a header
+            head, _, text = text.partition("\n")
+            if head.replace('"', "").replace(" ", "") != header_line:
+                key = head
+        texts.append(text)
+        groups.setdefault(key, []).append(pos)
+    rows = np.array([t.count("\n") + 1 if t else 0 for t in texts], dtype=np.int64)
+    frames = []
+    for head, positions in groups.items():
+        cols = names
+        if head:
+            cols = [c.strip().strip('"') for c in head.split(",")]
+            missing = [c for c in names if c not in cols]
+            unexpected = [c for c in cols if c not in names]
+            if missing or unexpected or len(cols) != len(set(cols)):
+                raise CaptureError(f"{_where(block, idx[positions[0]])}: CSV header does not match the schema "
+                                   f"{schema.name!r}: missing {missing}, unexpected {unexpected}; "
+                                   f"expected the columns {names}")
+        positions = [p for p in positions if texts[p]]
+        if not positions:
+            continue
+        text = "\n".join(texts[p] for p in positions)
+        group_rows = rows[positions]
+        counts = _field_counts(text)
+        bad = np.flatnonzero(counts != len(cols))
+        if len(bad):
+            rec = idx[positions[int(np.searchsorted(np.cumsum(group_rows), bad[0], side="right"))]]
+            raise CaptureError(f"{_where(block, rec)}: a CSV row has {counts[bad[0]]} fields, the "
+                               f"schema {schema.name!r} has {len(cols)} features {cols} "
+                               f"({len(bad)} such row(s) in this block)")
+        frames.append(_read_features(text, cols, schema, block, [idx[p] for p in positions], group_rows))
+    if not frames:
+        return pd.DataFrame({n: pd.Series(dtype=float) for n in names}), rows
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, rows
+
+
+def _dtypes(schema: Schema) -> dict[str, str]:
+    return {f.name: ("float64" if isinstance(f, NumericFeature) else "category") for f in schema.features}
+
+
+def _read_features(text: str, cols: list[str], schema: Schema, block: _Block, recs: list[int],
+                   rows: np.ndarray) -> pd.DataFrame:
+    try:
+        return pd.read_csv(StringIO(text), header=None, names=cols, dtype=_dtypes(schema), na_values=[""],
+                           keep_default_na=False, skipinitialspace=True, engine="c")[
+            schema.feature_names]
+    except ValueError:
+        pass
+    raw = pd.read_csv(StringIO(text), header=None, names=cols, dtype=str, na_values=[""],
+                      keep_default_na=False, skipinitialspace=True)
+    for f in schema.numeric:
+        num = pd.to_numeric(raw[f.name], errors="coerce")
+        bad = np.flatnonzero((raw[f.name].notna() & num.isna()).to_numpy())
+        if len(bad):
+            rec = recs[int(np.searchsorted(np.cumsum(rows), bad[0], side="right"))]
+            raise CaptureError(f"{_where(block, rec)}: feature {f.name!r} must be numeric, got "
+                               f"{raw[f.name].iloc[bad[0]]!r} ({len(bad)} such row(s) in this block)")
+    raise CaptureError(f"{block.source}: CSV payloads could not be parsed")  # pragma: no cover
+
+
+def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[pd.DataFrame, np.ndarray]:
+    names = schema.feature_names
+    allowed = set(names) | {schema.label}
+    records: list[Any] = []
+    rows = np.zeros(len(idx), dtype=np.int64)
+    for pos, i in enumerate(idx):
+        try:
+            doc = json.loads(block.inputs[i][1])
+        except ValueError as exc:
+            raise CaptureError(f"{_where(block, i)}: endpointInput is not valid JSON: {exc}") from None
+        inst = doc.get("instances") if isinstance(doc, dict) else doc
+        if not isinstance(inst, list):
+            raise CaptureError(f"{_where(block, i)}: endpointInput JSON must be {{\"instances\": [...]}}")
+        for k, item in enumerate(inst):
+            if isinstance(item, dict):
+                if not item.keys() <= allowed:
+                    unexpected = sorted(set(item) - allowed)
+                    raise CaptureError(f"{_where(block, i)}: instance {k} has unexpected field(s) "
+                                       f"{unexpected}; the schema {schema.name!r} has {names}")
+                records.append([item.get(n) for n in names])
+            elif isinstance(item, list):
+                if len(item) != len(names):
+                    raise CaptureError(f"{_where(block, i)}: instance {k} has {len(item)} values, the "
+                                       f"schema {schema.name!r} has {len(names)} features {names}")
+                records.append(item)
+            else:
+                raise CaptureError(f"{_where(block, i)}: instance {k} is neither an object nor an array")
+        rows[pos] = len(inst)
+    frame = pd.DataFrame(records, columns=names, dtype=object)
+    out = {}
+    for f in schema.features:
+        col = frame[f.name]
+        if isinstance(f, NumericFeature):
+            num = pd.to_numeric(col, errors="coerce")
+            bad = np.flatnonzero((col.notna() & num.isna()).to_numpy())
+            if len(bad):
+                rec = idx[int(np.searchsorted(np.cumsum(rows), bad[0], side="right"))]
+                raise CaptureError(f"{_where(block, rec)}: feature {f.name!r} must be numeric, got "
+                                   f"{col.iloc[bad[0]]!r}")
+            out[f.name] = num.astype("float64")
+        else:
+            out[f.name] = col.where(col.notna(), None).astype("category") if len(col) else col
+    return pd.DataFrame(out), rows
+
+
+def _parse_outputs(block: _Block, rows_in: np.ndarray) -> np.ndarray | None:
+    kinds = {k for k, _ in block.outputs}
+    if kinds == {"none"}:
+        return None
+    scores: list[np.ndarray] = []
+    rows_out = np.zeros(len(block.outputs), dtype=np.int64)
+    csv_idx = [i for i, (k, _) in enumerate(block.outputs) if k == "csv"]
+    if csv_idx:
+        texts = [block.outputs[i][1] for i in csv_idx]
+        text = "\n".join(texts)
+        if text.count("\n") == len(texts) - 1 and "\r" not in text and all(texts):
+            rows_out[csv_idx] = 1   # one score per record
+        else:
+            texts = [t.strip() for t in texts]
+            for i, t in zip(csv_idx, texts, strict=True):
+                rows_out[i] = t.count("\n") + 1 if t else 0
+            text = "\n".join(t for t in texts if t)
+        if text:
+            try:
+                scores.append(pd.read_csv(StringIO(text), header=None, usecols=[0], dtype="float64",
+                                          engine="c").iloc[:, 0].to_numpy())
+            except ValueError:
+                raise CaptureError(f"{block.source}: endpointOutput CSV is not one score per line "
+                                   f"(e.g. {texts[0][:80]!r} at {_where(block, csv_idx[0])})") from None
+    for i, (kind, text) in enumerate(block.outputs):
+        if kind != "json":
+            continue
+        try:
+            doc = json.loads(text)
+            preds = doc.get("predictions") if isinstance(doc, dict) else doc
+            values = [p["score"] if isinstance(p, dict) else p for p in preds]
+            scores.append(np.asarray(values, dtype="float64"))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise CaptureError(f"{_where(block, i)}: endpointOutput JSON must be "
+                               "{\"predictions\": [{\"score\": ...}, ...]}") from None
+        rows_out[i] = len(values)
+    has = np.array([k != "none" for k, _ in block.outputs])
+    bad = np.flatnonzero(has & (rows_out != rows_in))
+    if len(bad):
+        i = int(bad[0])
+        raise CaptureError(f"{_where(block, i)}: {rows_in[i]} input row(s) but {rows_out[i]} prediction(s)")
+    return np.concatenate(scores) if scores else np.empty(0)
+
+
+def _parse_block(block: _Block, schema: Schema, acc: CaptureData, window: Window = Window()) -> None:
+    if block.text:
+        try:
+            _parse_block_once(block, schema, acc)
+        except CaptureError:   # bulk parsing assumed too much: read these lines with json instead
+            scratch = CaptureData(schema)   # (records outside the window were counted already)
+            for b in _iter_records(block.text.split("\n"), block.source, window, scratch, block.numbers):
+                _parse_block_once(b, schema, acc)
+        return
+    _parse_block_once(block, schema, acc)
+
+
+def _parse_block_once(block: _Block, schema: Schema, acc: CaptureData) -> None:
+    names = schema.feature_names
+    csv_idx = [i for i, (k, _) in enumerate(block.inputs) if k == "csv"]
+    json_idx = [i for i, (k, _) in enumerate(block.inputs) if k == "json"]
+    rows_in = np.zeros(len(block.inputs), dtype=np.int64)
+    frames = []
+    if csv_idx:
+        frame, rows = _parse_csv_inputs(block, csv_idx, schema, names)
+        rows_in[csv_idx] = rows
+        frames.append(frame)
+    if json_idx:
+        frame, rows = _parse_json_inputs(block, json_idx, schema)
+        rows_in[json_idx] = rows
+        frames.append(frame)
+    scores = _parse_outputs(block, rows_in)
+    if scores is not None and len(scores):
+        acc.scores.append(scores)
+    acc.records += len(block.inputs)
+    for frame in frames:
+        acc.rows += len(frame)
+        for f in schema.features:
+            col = frame[f.name]
+            if isinstance(f, NumericFeature):
+                values = col.to_numpy(dtype="float64")
+                acc.numeric[f.name].append(values)
+                acc.missing[f.name] += int(np.isnan(values).sum())
+            else:
+                codes = col.cat.codes.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else None
+                if codes is None:
+                    col = col.astype("category")
+                    codes = col.cat.codes.to_numpy()
+                counts = np.bincount(codes + 1, minlength=len(col.cat.categories) + 1)
+                acc.missing[f.name] += int(counts[0])
+                mine = acc.counts[f.name]
+                for cat, n in zip(col.cat.categories, counts[1:], strict=True):
+                    if n:
+                        key = str(cat)
+                        mine[key] = mine.get(key, 0) + int(n)
+
+
+def read_chunks(chunks: Iterable[str], source: str, schema: Schema = ADULT, window: Window = Window()) -> CaptureData:
+    """Parse one capture file, given as text chunks of whole lines, into a CaptureData."""
+    acc = CaptureData(schema)
+    acc.files = 1
+    for block in _text_blocks(chunks, source, window, acc):
+        _parse_block(block, schema, acc, window)
+    return acc
+
+
+# --- sources: local folders and S3 ---------------------------------------------------------------
+def _hour_of(rel: str) -> datetime | None:
+    m = _HOUR_PATH.search(rel)
+    if not m:
+        return None
+    y, mo, d, h = (int(x) for x in m.groups())
+    try:
+        return datetime(y, mo, d, h, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def list_local(root: Path, window: Window) -> list[Path]:
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise CaptureError(f"capture input {root} does not exist")
+    files = []
+    for path in sorted(root.rglob("*.jsonl")):
+        hour = _hour_of(path.relative_to(root).as_posix())
+        if hour is None or window.contains_hour(hour):
+            files.append(path)
+    return files
+
+
+def _s3_split(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise UsageError(f"{uri!r} is not an s3://bucket/prefix URI")
+    return bucket, prefix.rstrip("/") + "/" if prefix else ""
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client honouring AWS_ENDPOINT_URL (moto, local mode) and AWS_DEFAULT_REGION."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=env.AWS_ENDPOINT_URL.get(),
+                        region_name=env.AWS_DEFAULT_REGION.get())
+
+
+def _s3_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def _s3_hour_roots(client: Any, bucket: str, prefix: str, depth: int = 0) -> list[str]:
+    """Prefixes directly above the yyyy/ folders (the prefix itself, or endpoint/variant below)."""
+    children = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        children += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+    if any(re.fullmatch(r"\d{4}/", c[len(prefix):]) for c in children):
+        return [prefix]
+    if depth >= 3:
+        return []
+    return [r for c in children for r in _s3_hour_roots(client, bucket, c, depth + 1)]
+
+
+def list_s3(uri: str, window: Window, client: Any = None) -> list[str]:
+    client = client or aws_client("s3")
+    bucket, prefix = _s3_split(uri)
+    hours = window.hours()
+    keys: list[str] = []
+    if hours is None:
+        keys = [k for k in _s3_keys(client, bucket, prefix)
+                if k.endswith(".jsonl") and ((h := _hour_of(k[len(prefix):])) is None or window.contains_hour(h))]
+    else:
+        for root in _s3_hour_roots(client, bucket, prefix):
+            for h in hours:
+                keys += [k for k in _s3_keys(client, bucket, f"{root}{h:%Y/%m/%d/%H}/") if k.endswith(".jsonl")]
+    return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+
+
+def _read_one(source: str, schema_dict: dict[str, Any], window: Window) -> CaptureData:
+    schema = Schema.from_dict(schema_dict)
+    if source.startswith("s3://"):
+        bucket, _, key = source[len("s3://"):].partition("/")
+        body = aws_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            return read_chunks(_chunks(StringIO(body.decode("utf-8"))), source, schema, window)
+        except UnicodeDecodeError as exc:
+            raise CaptureError(f"{source}: not UTF-8 text: {exc}") from None
+    try:
+        with open(source, encoding="utf-8", newline="") as fh:
+            return read_chunks(_chunks(fh), source, schema, window)
+    except UnicodeDecodeError as exc:
+        raise CaptureError(f"{source}: not UTF-8 text: {exc}") from None
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def read_capture(source: str | Path, schema: Schema = ADULT, window: Window = Window(),
+                 workers: int = 0) -> CaptureData:
+    """Read every capture file of the window under a local folder/file or s3:// prefix.
+
+    ``workers`` > 1 parses files in that many processes (0 = one per CPU, at most one per file).
+    """
+    src = str(source)
+    files = list_s3(src, window) if src.startswith("s3://") else [str(p) for p in list_local(Path(src), window)]
+    acc = CaptureData(schema)
+    workers = min(workers or _cpus(), len(files))
+    if workers <= 1:
+        for f in files:
+            acc.merge(_read_one(f, schema.to_dict(), window))
+        return acc
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(_read_one, files, [schema.to_dict()] * len(files), [window] * len(files)):
+            acc.merge(part)
+    return acc
+
+
+# --- statistics --------------------------------------------------------------------------------
+def psi(baseline: np.ndarray, current: np.ndarray, eps: float = PSI_EPSILON) -> float:
+    b = np.maximum(np.asarray(baseline, dtype=float), eps)
+    c = np.maximum(np.asarray(current, dtype=float), eps)
+    return float(np.sum((c - b) * np.log(c / b)))
+
+
+def ks_pvalue(d: float, n: float, m: float) -> float:
+    """Asymptotic two-sample Kolmogorov-Smirnov p-value (Stephens' small-sample correction)."""
+    if n <= 0 or m <= 0:
+        return 1.0
+    ne = n * m / (n + m)
+    lam = (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne)) * d
+    if lam < 0.2:
+        return 1.0
+    k = np.arange(1, 101)
+    return float(min(1.0, max(0.0, 2.0 * np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * k * k * lam * lam)))))
+
+
+def _gammaincc(a: float, x: float) -> float:
+    """Regularized upper incomplete gamma Q(a, x) (series / continued fraction)."""
+    if x <= 0:
+        return 1.0
+    gln = math.lgamma(a)
+    if x < a + 1.0:   # series for P, then Q = 1 - P
+        term = total = 1.0 / a
+        ap = a
+        for _ in range(10_000):
+            ap += 1.0
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return max(0.0, 1.0 - total * math.exp(-x + a * math.log(x) - gln))
+    b = x + 1.0 - a   # Lentz's continued fraction for Q
+    c = 1.0 / 1e-300
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = 1e-300 if abs(d) < 1e-300 else d
+        c = b + an / c
+        c = 1e-300 if abs(c) < 1e-300 else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return min(1.0, math.exp(-x + a * math.log(x) - gln) * h)
+
+
+def chi2_sf(x: float, dof: int) -> float:
+    return 1.0 if dof <= 0 else _gammaincc(dof / 2.0, x / 2.0)
+
+
+def chi2_homogeneity(baseline_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float, int]:
+    """Chi-square test that two count vectors come from the same distribution: (stat, p, dof)."""
+    table = np.vstack([baseline_counts, current_counts]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0, 0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    rare = expected.min(axis=0) < 5   # the approximation needs expected counts >= 5: pool the rest
+    if rare.sum() > 1:
+        table = np.hstack([table[:, ~rare], table[:, rare].sum(axis=1, keepdims=True)])
+        if table.shape[1] < 2:
+            return 0.0, 1.0, 0
+        expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    stat = float(((table - expected) ** 2 / expected).sum())
+    dof = table.shape[1] - 1
+    return stat, chi2_sf(stat, dof), dof
+
+
+def two_proportion_pvalue(k1: float, n1: float, k2: float, n2: float) -> float:
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    p = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0 if k1 / n1 == k2 / n2 else 0.0
+    z = abs(k1 / n1 - k2 / n2) / se
+    return math.erfc(z / math.sqrt(2))
+
+
+def _r(x: float) -> float:
+    return float(f"{float(x):.6g}")
+
+
+def _missing(base: dict[str, Any], missing: int, rows: int, base_rows: float, th: Thresholds) -> dict[str, Any]:
+    share = missing / rows if rows else 0.0
+    b = float(base.get("missing_share", 0.0))
+    p = two_proportion_pvalue(b * base_rows, base_rows, missing, rows)
+    delta = share - b
+    return {"share": _r(share), "baseline_share": _r(b), "delta": _r(delta), "p_value": _r(p),
+            "drifted": bool(p < th.p_value and abs(delta) >= th.missing_delta)}
+
+
+def _verdict(out: dict[str, Any], th: Thresholds) -> None:
+    reasons = []
+    p = out["test"]["p_value"]
+    if p < th.p_value and (out["psi"] >= th.psi or out["effect"]["value"] >= th.min_effect):
+        which = []
+        if out["psi"] >= th.psi:
+            which.append(f"PSI {out['psi']:.3g} >= {th.psi}")
+        if out["effect"]["value"] >= th.min_effect:
+            which.append(f"{out['effect']['name']} {out['effect']['value']:.3g} >= {th.min_effect}")
+        reasons.append(f"distribution: {' and '.join(which)}, {out['test']['name']} p={p:.3g} < {th.p_value}")
+    m = out["missing"]
+    if m["drifted"]:
+        reasons.append(f"missing share {m['share']:.3g} vs baseline {m['baseline_share']:.3g} "
+                       f"(|delta| >= {th.missing_delta}, p={m['p_value']:.3g})")
+    out["reasons"] = reasons
+    out["drifted"] = bool(reasons)
+
+
+def compare_numeric(values: np.ndarray, base: dict[str, Any], base_rows: float, th: Thresholds) -> dict[str, Any]:
+    values = np.asarray(values, dtype=float)
+    present = values[~np.isnan(values)]
+    n, nb = len(present), float(base.get("count", 0))
+    edges = np.asarray(base.get("bin_edges", []), dtype=float)
+    b_shares = np.asarray(base.get("bin_shares", [1.0]), dtype=float)
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    c_shares = counts / n if n else np.zeros(len(counts))
+    d = float(np.max(np.abs(np.cumsum(c_shares)[:-1] - np.cumsum(b_shares)[:-1]))) if len(edges) and n else 0.0
+    labels = [f"<= {edges[0]:g}"] if len(edges) else ["all"]
+    labels += [f"({lo:g}, {hi:g}]" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    if len(edges):
+        labels.append(f"> {edges[-1]:g}")
+    out: dict[str, Any] = {
+        "kind": "numeric", "rows": int(len(values)), "count": int(n),
+        "psi": _r(psi(b_shares, c_shares)) if n else 0.0,
+        "test": {"name": "ks", "statistic": _r(d), "p_value": _r(ks_pvalue(d, nb, n))},
+        "effect": {"name": "ks_d", "value": _r(d)},
+        "missing": _missing(base, len(values) - n, len(values), base_rows, th),
+        "distribution": {"labels": labels, "baseline": [_r(x) for x in b_shares],
+                         "current": [_r(x) for x in c_shares]},
+        "baseline": {k: base.get(k) for k in ("mean", "std", "min", "max")},
+    }
+    if n:
+        qs = np.quantile(present, bl.QUANTILES)
+        out["current"] = {"mean": _r(present.mean()), "std": _r(present.std()), "min": _r(present.min()),
+                          "max": _r(present.max()),
+                          "quantiles": {str(q): _r(x) for q, x in zip(bl.QUANTILES, qs, strict=True)}}
+    _verdict(out, th)
+    return out
+
+
+def compare_categorical(counts: dict[str, int], missing: int, base: dict[str, Any], base_rows: float,
+                        th: Thresholds) -> dict[str, Any]:
+    freqs: dict[str, float] = base.get("frequencies", {})
+    cats = list(freqs)
+    n = sum(counts.values())
+    known = np.array([counts.get(c, 0) for c in cats], dtype=float)
+    unseen = {k: v for k, v in counts.items() if k not in freqs}
+    unseen_n = float(sum(unseen.values()))
+    cur = np.append(known, unseen_n)
+    b_shares = np.append(np.array([freqs[c] for c in cats], dtype=float), 0.0)
+    c_shares = cur / n if n else np.zeros(len(cur))
+    stat, p, dof = chi2_homogeneity(b_shares * float(base.get("count", 0)), cur)
+    tvd = float(0.5 * np.abs(c_shares - b_shares).sum()) if n else 0.0
+    rows = n + missing
+    out: dict[str, Any] = {
+        "kind": "categorical", "rows": int(rows), "count": int(n),
+        "psi": _r(psi(b_shares, c_shares)) if n else 0.0,
+        "test": {"name": "chi2", "statistic": _r(stat), "p_value": _r(p), "dof": dof},
+        "effect": {"name": "tvd", "value": _r(tvd)},
+        "missing": _missing(base, missing, rows, base_rows, th),
+        "distribution": {"labels": [*cats, UNSEEN], "baseline": [_r(x) for x in b_shares],
+                         "current": [_r(x) for x in c_shares]},
+        "unseen_share": _r(unseen_n / n) if n else 0.0,
+        "unseen": [{"value": k, "count": v} for k, v in sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:10]],
+    }
+    _verdict(out, th)
+    return out
+
+
+def _base_rows(base: dict[str, Any], default: float) -> float:
+    share = float(base.get("missing_share", 0.0))
+    count = float(base.get("count", 0))
+    return count / (1 - share) if share < 1 and count else default
+
+
+def compare(capture: CaptureData, baseline: dict[str, Any], schema: Schema = ADULT,
+            prediction_baseline: dict[str, Any] | None = None, thresholds: Thresholds = Thresholds(),
+            ) -> dict[str, Any]:
+    """Per-feature and prediction comparison; returns the report's statistical part."""
+    # Bonferroni: one window runs a test per feature (and the score); without the correction a
+    # 14-test window would raise a false alarm ~13% of the time at p < 0.01 when nothing changed
+    n_tests = len(schema.features) + (1 if prediction_baseline else 0)
+    th = replace(thresholds, p_value=thresholds.p_value / n_tests)
+    features: dict[str, Any] = {}
+    warnings: list[str] = []
+    base_feats = baseline["features"]
+    absent = [f.name for f in schema.features if f.name not in base_feats]
+    if absent:
+        raise CaptureError(f"baseline has no statistics for feature(s) {absent} of schema {schema.name!r}")
+    src_rows = float((baseline.get("source") or {}).get("rows", 0) or 0)
+    for f in schema.features:
+        base = base_feats[f.name]
+        if isinstance(f, NumericFeature):
+            if base.get("kind") != "numeric":
+                raise CaptureError(f"baseline feature {f.name!r} is {base.get('kind')!r}, the schema says numeric")
+            features[f.name] = compare_numeric(capture.values(f.name), base, _base_rows(base, src_rows), th)
+        else:
+            if base.get("kind") != "categorical":
+                raise CaptureError(f"baseline feature {f.name!r} is {base.get('kind')!r}, the schema says categorical")
+            out = compare_categorical(capture.counts[f.name], capture.missing[f.name], base,
+                                      _base_rows(base, src_rows), th)
+            features[f.name] = out
+            if out["unseen"]:
+                shown = ", ".join(f"{u['value']!r} ({u['count']})" for u in out["unseen"][:5])
+                warnings.append(f"{f.name}: {out['unseen_share']:.2%} of values are categories not seen in "
+                                f"training: {shown}")
+    prediction = None
+    scores = capture.score_values()
+    if prediction_baseline and len(scores):
+        prediction = compare_numeric(scores, prediction_baseline, float(prediction_baseline.get("count", 0)), th)
+        thr = float(prediction_baseline.get("threshold", 0.5))
+        prediction["positive_rate"] = _r(float(np.mean(scores >= thr)))
+        prediction["baseline_positive_rate"] = prediction_baseline.get("positive_rate")
+    elif len(scores) == 0 and capture.rows:
+        warnings.append("no predictions in the capture (endpointOutput absent): prediction drift not checked")
+    elif not prediction_baseline and capture.rows:
+        warnings.append("no prediction baseline (give --model or --prediction-baseline): prediction drift not checked")
+    violations = []
+    for name, out in [*features.items(), *([("prediction", prediction)] if prediction else [])]:
+        for reason in out["reasons"]:
+            check = "missing" if reason.startswith("missing") else "distribution"
+            violations.append({"feature": name, "check": check, "description": reason})
+    drifted = [n for n, o in features.items() if o["drifted"]]
+    return {
+        "thresholds": {**thresholds.to_dict(), "tests": n_tests, "p_value_per_test": _r(th.p_value)},
+        "drift_detected": bool(drifted) or bool(prediction and prediction["drifted"]),
+        "summary": {"features": len(features), "features_drifted": len(drifted), "drifted": drifted,
+                    "prediction_drifted": None if prediction is None else prediction["drifted"]},
+        "features": features, "prediction": prediction, "violations": violations, "warnings": warnings,
+    }
+
+
+# --- metrics -------------------------------------------------------------------------------------
+def metric_data(report: dict[str, Any], endpoint: str) -> list[dict[str, Any]]:
+    """The CloudWatch datums of a report (see the module docstring)."""
+    end = report["window"]["end"]
+    now = datetime.now(UTC)
+    ts = min(parse_time(end, "window end"), now) if end else now
+    ep = [{"Name": "Endpoint", "Value": endpoint}]
+
+    def datum(name: str, value: float, dims: list[dict[str, str]], unit: str = "None") -> dict[str, Any]:
+        return {"MetricName": name, "Dimensions": dims, "Value": float(value), "Unit": unit, "Timestamp": ts}
+
+    data = [datum("CapturedRows", report["input"]["rows"], ep, "Count")]
+    if report["status"] == "no_data":
+        return data
+    data += [datum("DriftDetected", int(report["drift_detected"]), ep),
+             datum("FeaturesDrifted", report["summary"]["features_drifted"], ep, "Count")]
+    if report["prediction"]:
+        data += [datum("PredictionDriftScore", report["prediction"]["psi"], ep),
+                 datum("PredictionDrifted", int(report["prediction"]["drifted"]), ep)]
+    for name, out in report["features"].items():
+        dims = [*ep, {"Name": "Feature", "Value": name}]
+        data += [datum("FeatureDriftScore", out["psi"], dims), datum("FeatureDrifted", int(out["drifted"]), dims)]
+    return data
+
+
+def publish_metrics(report: dict[str, Any], namespace: str, endpoint: str, client: Any = None) -> int:
+    """put_metric_data in batches of at most 1000 datums; returns the number published."""
+    data = metric_data(report, endpoint)
+    client = client or aws_client("cloudwatch")
+    for i in range(0, len(data), MAX_METRICS_PER_REQUEST):
+        client.put_metric_data(Namespace=namespace, MetricData=data[i:i + MAX_METRICS_PER_REQUEST])
+    return len(data)
+
+
+# --- the job ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftConfig:
+    input: str
+    baseline: Path
+    output: Path = DEFAULT_OUTPUT
+    model: Path | None = None
+    prediction_baseline: Path | None = None
+    window: Window = Window()
+    thresholds: Thresholds = Thresholds()
+    namespace: str | None = None
+    endpoint: str | None = None
+    workers: int = 0
+    schema: Schema | None = None
+
+
+@dataclass
+class DriftResult:
+    report: dict[str, Any]
+    html: str
+    paths: dict[str, Path]
+
+
+def _prediction_baseline(config: DriftConfig, baseline: dict[str, Any],
+                         ) -> tuple[dict[str, Any] | None, dict | None, Schema | None]:
+    if config.prediction_baseline:
+        try:
+            data = json.loads(Path(config.prediction_baseline).read_text())
+        except (OSError, ValueError) as exc:
+            raise CaptureError(f"prediction baseline {config.prediction_baseline}: {exc}") from None
+        return data, {"source": "file", "path": str(config.prediction_baseline)}, None
+    if config.model:
+        from model_code.model import load_model
+
+        try:
+            model = load_model(config.model)
+        except (OSError, ValueError) as exc:
+            raise CaptureError(f"model {config.model}: {exc}") from None
+        return (model.artifact.get("prediction_baseline"), {"source": "model", "path": str(config.model)},
+                model.schema)
+    if baseline.get("prediction"):
+        return baseline["prediction"], {"source": "baseline", "path": str(config.baseline)}, None
+    return None, None, None
+
+
+def run_drift(config: DriftConfig) -> DriftResult:
+    from model_code.drift_report import render_html
+
+    try:
+        baseline = bl.load_baseline(config.baseline)
+    except (OSError, ValueError) as exc:
+        raise CaptureError(f"baseline: {exc}") from None
+    pred_base, pred_info, model_schema = _prediction_baseline(config, baseline)
+    schema = config.schema or model_schema or ADULT
+    if baseline.get("schema") != schema.name:
+        raise CaptureError(f"baseline {config.baseline} is for schema {baseline.get('schema')!r}, "
+                           f"the model/schema is {schema.name!r}")
+    capture = read_capture(config.input, schema, config.window, config.workers)
+    source = baseline.get("source") or {}
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
+        "status": "ok" if capture.rows else "no_data",
+        "drift_detected": False,
+        "window": config.window.to_dict(),
+        "input": {"uri": config.input, "files": capture.files, "records": capture.records,
+                  "records_outside_window": capture.outside_window, "rows": capture.rows,
+                  "predictions": int(sum(len(s) for s in capture.scores))},
+        "baseline": {"path": str(config.baseline), "schema": baseline.get("schema"),
+                     "rows": source.get("rows"), "sha256": source.get("sha256")},
+        "prediction_baseline": pred_info,
+        "thresholds": config.thresholds.to_dict(),
+        "summary": {"features": len(schema.features), "features_drifted": 0, "drifted": [],
+                    "prediction_drifted": None},
+        "features": {}, "prediction": None, "violations": [], "warnings": [], "metrics": None,
+    }
+    if capture.rows:
+        report.update(compare(capture, baseline, schema, pred_base, config.thresholds))
+    else:
+        report["warnings"].append(
+            f"no captured rows in the window {_iso(config.window.start) or '-inf'} .. "
+            f"{_iso(config.window.end) or '+inf'} under {config.input} "
+            f"({capture.files} file(s), {capture.outside_window} record(s) outside the window)")
+    if config.namespace:
+        if not config.endpoint:
+            raise UsageError("publishing metrics needs an endpoint name (--endpoint or MLOPS_DRIFT_ENDPOINT_NAME)")
+        report["metrics"] = {"namespace": config.namespace, "endpoint": config.endpoint}
+        report["metrics"]["published"] = publish_metrics(report, config.namespace, config.endpoint)
+    html = render_html(report)
+    config.output.mkdir(parents=True, exist_ok=True)
+    paths = {"json": config.output / REPORT_JSON, "html": config.output / REPORT_HTML}
+    paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    paths["html"].write_text(html, encoding="utf-8")
+    return DriftResult(report=report, html=html, paths=paths)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model_code.drift",
+                                description="Compare captured endpoint traffic with the training baseline.")
+    p.add_argument("--input", required=True, help="capture folder/file or s3://bucket/prefix")
+    p.add_argument("--baseline", type=Path, required=True, help="baseline.json written by preprocess")
+    p.add_argument("--model", type=Path, help="model artifact whose prediction_baseline to use")
+    p.add_argument("--prediction-baseline", type=Path, help="prediction baseline JSON (overrides --model's)")
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument("--start", help="window start, ISO 8601 (inclusive)")
+    p.add_argument("--end", help="window end, ISO 8601 (exclusive)")
+    p.add_argument("--hours", type=int, help="window length in hours (ending at --end or the current hour)")
+    p.add_argument("--namespace", default=None,
+                   help=f"CloudWatch namespace (default ${env.MLOPS_DRIFT_METRICS_NAMESPACE.name}); none: no metrics")
+    p.add_argument("--endpoint", default=None,
+                   help=f"Endpoint dimension (default ${env.MLOPS_DRIFT_ENDPOINT_NAME.name})")
+    d = Thresholds()
+    p.add_argument("--psi", type=float, default=d.psi)
+    p.add_argument("--p-value", type=float, default=d.p_value)
+    p.add_argument("--min-effect", type=float, default=d.min_effect)
+    p.add_argument("--missing-delta", type=float, default=d.missing_delta)
+    p.add_argument("--workers", type=int, default=0, help="parsing processes (0 = one per CPU)")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is detected")
+    return p
+
+
+def window_from_args(start: str | None, end: str | None, hours: int | None, now: datetime | None = None) -> Window:
+    s = parse_time(start, "--start") if start else None
+    e = parse_time(end, "--end") if end else None
+    if hours is not None:
+        if hours <= 0:
+            raise UsageError(f"--hours must be > 0, got {hours}")
+        if s and e:
+            raise UsageError("give at most two of --start, --end, --hours")
+        if s:
+            e = s + timedelta(hours=hours)
+        else:
+            e = e or (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+            s = e - timedelta(hours=hours)
+    return Window(s, e)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        window = window_from_args(args.start, args.end, args.hours)
+        th = Thresholds(args.psi, args.p_value, args.min_effect, args.missing_delta)
+        if not (0 < th.p_value < 1 and th.psi > 0 and 0 < th.min_effect <= 1 and 0 < th.missing_delta <= 1):
+            raise UsageError(f"thresholds out of range: {th}")
+        config = DriftConfig(
+            input=args.input, baseline=args.baseline, output=args.output, model=args.model,
+            prediction_baseline=args.prediction_baseline, window=window, thresholds=th,
+            namespace=args.namespace or env.MLOPS_DRIFT_METRICS_NAMESPACE.get(),
+            endpoint=args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(), workers=args.workers,
+        )
+    except (UsageError, env.EnvError) as exc:
+        print(f"drift: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_drift(config)
+    except UsageError as exc:
+        print(f"drift: {exc}", file=sys.stderr)
+        return 2
+    except CaptureError as exc:
+        print(f"drift failed: {exc}", file=sys.stderr)
+        return 1
+    r = result.report
+    if r["status"] == "no_data":
+        print(f"drift: no data: {r['warnings'][0]}; wrote {result.paths['json']}")
+        return 0
+    s = r["summary"]
+    pred = {None: "not checked", True: "DRIFT", False: "ok"}[s["prediction_drifted"]]
+    print(f"drift: {r['input']['rows']} rows in {r['input']['records']} records from {r['input']['files']} "
+          f"file(s); {s['features_drifted']}/{s['features']} features drifted {s['drifted']}; "
+          f"prediction {pred}; wrote {result.paths['json']}, {result.paths['html']}")
+    for w in r["warnings"]:
+        print(f"warning: {w}")
+    if r["metrics"]:
+        print(f"published {r['metrics']['published']} metrics to {r['metrics']['namespace']}")
+    return 3 if args.fail_on_drift and r["drift_detected"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The drift report as one self-contained HTML page: inline CSS and SVG, no scripts, no network.
+
+Per feature (and the score): a bar chart of baseline vs current shares over the baseline's bins
+(numeric) or categories plus "(unseen)" (categorical), the verdict and its statistics. The SVG
+is written by hand (rectangles and text), so the page is small, deterministic and renders
+without matplotlib.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+BASE_COLOR = "#7f8c9a"
+CURRENT_COLOR = "#d9534f"
+OK_COLOR = "#2e7d32"
+MAX_BARS = 24
+
+
+def _bars_svg(labels: list[str], baseline: list[float], current: list[float], title: str) -> str:
+    """Grouped horizontal bars, one row per bin/category."""
+    rows = list(zip(labels, baseline, current, strict=True))
+    if len(rows) > MAX_BARS:   # keep the largest categories; fold the rest into one row
+        order = sorted(range(len(rows)), key=lambda i: -max(rows[i][1], rows[i][2]))
+        keep = sorted(order[:MAX_BARS - 1])
+        rest = [rows[i] for i in order[MAX_BARS - 1:]]
+        rows = [rows[i] for i in keep] + [(f"{len(rest)} others", sum(r[1] for r in rest),
+                                           sum(r[2] for r in rest))]
+    label_w, bar_w, row_h = 190, 320, 22
+    top = 26
+    height = top + row_h * len(rows) + 10
+    peak = max([max(b, c) for _, b, c in rows] + [1e-9])
+    parts = [f'<svg role="img" width="{label_w + bar_w + 70}" '
+             f'height="{height}" aria-label="{escape(title)}">',
+             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
+             f'<rect x="{label_w + bar_w - 150}" y="4" width="10" height="10" fill="{BASE_COLOR}"/>'
+             f'<text x="{label_w + bar_w - 136}" y="13" font-size="11">baseline</text>'
+             f'<rect x="{label_w + bar_w - 80}" y="4" width="10" height="10" fill="{CURRENT_COLOR}"/>'
+             f'<text x="{label_w + bar_w - 66}" y="13" font-size="11">current</text>']
+    for k, (label, b, c) in enumerate(rows):
+        y = top + k * row_h
+        text = label if len(label) <= 28 else label[:27] + "…"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" text-anchor="end">{escape(text)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{bar_w * b / peak:.1f}" height="8" fill="{BASE_COLOR}"/>')
+        parts.append(f'<rect x="{label_w}" y="{y + 11}" width="{bar_w * c / peak:.1f}" height="8" '
+                     f'fill="{CURRENT_COLOR}"/>')
+        parts.append(f'<text x="{label_w + bar_w * max(b, c) / peak + 4:.1f}" y="{y + 14}" font-size="10" '
+                     f'fill="#444">{b:.1%} / {c:.1%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return escape(str(x))
+
+
+def _section(name: str, out: dict[str, Any]) -> str:
+    verdict = "DRIFT" if out["drifted"] else "no drift"
+    color = CURRENT_COLOR if out["drifted"] else OK_COLOR
+    m = out["missing"]
+    stats = [
+        ("rows", out["rows"]), ("PSI", out["psi"]),
+        (f"{out['test']['name']} statistic", out["test"]["statistic"]), ("p-value", out["test"]["p_value"]),
+        (out["effect"]["name"], out["effect"]["value"]),
+        ("missing share", f"{m['share']:.2%} (baseline {m['baseline_share']:.2%})"),
+    ]
+    if out["kind"] == "numeric" and "current" in out:
+        cur, base = out["current"], out["baseline"]
+        stats += [("mean", f"{cur['mean']:.4g} (baseline {_fmt(base.get('mean'))})"),
+                  ("std", f"{cur['std']:.4g} (baseline {_fmt(base.get('std'))})")]
+    if out["kind"] == "categorical" and out.get("unseen"):
+        shown = ", ".join(f"{u['value']} ({u['count']})" for u in out["unseen"][:5])
+        stats.append(("unseen categories", f"{out['unseen_share']:.2%}: {shown}"))
+    if "positive_rate" in out:
+        base_rate = _fmt(out.get("baseline_positive_rate"))
+        stats.append(("positive rate", f"{out['positive_rate']:.2%} (baseline {base_rate})"))
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in stats)
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in out["reasons"])
+    d = out["distribution"]
+    svg = _bars_svg(d["labels"], d["baseline"], d["current"], f"{name}: share of non-missing values")
+    return (f'<section id="{escape(name)}"><h2>{escape(name)} <span style="color:{color}">{verdict}</span> '
+            f'<small>({out["kind"]})</small></h2>'
+            f'<div class="row"><div>{svg}</div><div><table>{rows}</table>'
+            f'{"<ul>" + reasons + "</ul>" if reasons else ""}</div></div></section>')
+
+
+def render_html(report: dict[str, Any]) -> str:
+    inp, win, s = report["input"], report["window"], report["summary"]
+    head = (f"<p>Window {escape(str(win['start'] or '-∞'))} .. {escape(str(win['end'] or '+∞'))}; "
+            f"input {escape(str(inp['uri']))}: {inp['files']} file(s), {inp['records']} record(s), "
+            f"{inp['rows']} row(s), {inp['records_outside_window']} record(s) outside the window. "
+            f"Baseline {escape(str(report['baseline']['path']))} ({report['baseline']['rows']} training rows).</p>")
+    th = report["thresholds"]
+    per_test = f" (Bonferroni: {th['p_value_per_test']:.3g} per test)" if "p_value_per_test" in th else ""
+    rules = (f"<p>A feature drifts when p &lt; {th['p_value']}{per_test} and (PSI &ge; {th['psi']} or effect size "
+             f"(KS D / total variation) &ge; {th['min_effect']}), or when its missing share moves by "
+             f"&ge; {th['missing_delta']} with that p. PSI shares are floored at "
+             f"{th['psi_epsilon']}.</p>")
+    if report["status"] == "no_data":
+        body = "<p><strong>No data:</strong> " + escape(report["warnings"][0]) + "</p>"
+        title = "no data"
+    else:
+        title = "DRIFT DETECTED" if report["drift_detected"] else "no drift"
+        items = [*report["features"].items()]
+        if report["prediction"]:
+            items.insert(0, ("prediction (score)", report["prediction"]))
+        summary_rows = "".join(
+            f'<tr><td><a href="#{escape(n)}">{escape(n)}</a></td><td>{o["kind"]}</td>'
+            f'<td>{"DRIFT" if o["drifted"] else "ok"}</td><td>{o["psi"]:.4g}</td>'
+            f'<td>{o["test"]["p_value"]:.3g}</td><td>{o["effect"]["value"]:.3g}</td>'
+            f'<td>{o["missing"]["share"]:.2%}</td></tr>' for n, o in items)
+        warnings = "".join(f"<li>{escape(w)}</li>" for w in report["warnings"])
+        body = (f"<p>{s['features_drifted']} of {s['features']} features drifted"
+                f"{': ' + escape(', '.join(s['drifted'])) if s['drifted'] else ''}. Prediction: "
+                f"{ {None: 'not checked', True: 'DRIFT', False: 'ok'}[s['prediction_drifted']] }.</p>"
+                f"{'<ul class=warn>' + warnings + '</ul>' if warnings else ''}"
+                "<table class=summary><tr><th>feature</th><th>kind</th><th>verdict</th><th>PSI</th>"
+                f"<th>p-value</th><th>effect</th><th>missing</th></tr>{summary_rows}</table>"
+                + "".join(_section(n, o) for n, o in items))
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<title>Drift report: {title}</title><style>"
+            "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
+            "td,th{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd;font-size:13px}"
+            ".row{display:flex;gap:24px;flex-wrap:wrap}section{margin-top:18px}"
+            ".warn{color:#8a6d3b}h2 small{color:#777;font-weight:normal}"
+            f"</style></head><body><h1>Drift report: {title}</h1>{head}{rules}{body}</body></html>\n")
