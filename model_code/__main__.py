@@ -19,6 +19,7 @@ STEPS: dict[str, str] = {
     "train": "model_code.train",
     "evaluate": "model_code.evaluate",
     "drift": "model_code.drift",
+    "guard": "model_code.guard",
     "serve": "model_code.serve",
 }
 

@@ -3,8 +3,11 @@
 ::
 
     Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestAuc,
-                ModelApprovalStatus, GitSha, Seed
+                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|new-data), CooldownHours
 
+    CooldownGuard (processing)       an automatic Trigger within CooldownHours of another stops here
+        |  depends_on
+        v
     Validate (processing)            InputDataUri -> validation_report.json; exit 1 stops the pipeline
         |  depends_on
         v
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk)
 
 # --- step names and the contract with model_code --------------------------------------------------
 
+GUARD = "CooldownGuard"
 VALIDATE = "Validate"
 PREPROCESS = "Preprocess"
 TRAIN = "Train"
@@ -83,7 +87,8 @@ EVALUATE = "Evaluate"
 CHECK = "CheckTestAuc"
 REGISTER = "Register"
 FAIL = "AucBelowThreshold"
-STEP_ORDER = (VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
+STEP_ORDER = (GUARD, VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
+TRIGGERS = ("manual", "drift", "new-data")  # model_code/guard.py: automatic triggers share a cooldown
 
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"
@@ -349,6 +354,8 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
         ),
         git_sha=sdk.ParameterString("GitSha", inputs.git_sha),
         seed=sdk.ParameterInteger("Seed", DEFAULT_SEED),
+        trigger=sdk.ParameterString("Trigger", TRIGGERS[0], enum_values=list(TRIGGERS)),
+        cooldown_hours=sdk.ParameterInteger("CooldownHours", settings.retrain_cooldown_hours),
     )
 
 
@@ -457,7 +464,19 @@ def _model_uri(train: Any) -> Any:
     return train.properties.ModelArtifacts.S3ModelArtifacts
 
 
-def validate_step(b: Build) -> Any:
+def guard_step(b: Build) -> Any:
+    """Stop an automatically triggered execution that comes within the cooldown of another one."""
+    step_args = b.processor("model_code.guard").run(
+        inputs=[b.code_input()],
+        arguments=["--pipeline-name", Names.of(b.settings).pipeline,
+                   "--execution-arn", b.sdk.ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                   "--trigger", b.params.trigger, "--cooldown-hours", b.params.cooldown_hours.to_string()],
+    )
+    return b.sdk.ProcessingStep(name=GUARD, step_args=step_args,
+                                description="At most one automatic retrain per cooldown window")
+
+
+def validate_step(b: Build, guard: Any) -> Any:
     """Validate the raw input against the schema; a failed check fails the job (exit code 1)."""
     data_dir, report_dir = f"{PROCESSING_ROOT}/input/data", f"{PROCESSING_ROOT}/output/report"
     step_args = b.processor("model_code.validate").run(
@@ -465,7 +484,8 @@ def validate_step(b: Build) -> Any:
         outputs=[b.s3_output(VALIDATE, "report", report_dir)],
         arguments=["--input", data_dir, "--output", report_dir],
     )
-    return b.sdk.ProcessingStep(name=VALIDATE, step_args=step_args, description="Check the raw data against the schema")
+    return b.sdk.ProcessingStep(name=VALIDATE, step_args=step_args, depends_on=[guard],
+                                description="Check the raw data against the schema")
 
 
 def preprocess_step(b: Build, validate: Any) -> Any:
@@ -677,7 +697,8 @@ def get_pipeline(
         b = Build(sdk, session, settings, params, inputs)
 
         report = evaluation_property_file(sdk)
-        validate = validate_step(b)
+        guard = guard_step(b)
+        validate = validate_step(b, guard)
         preprocess = preprocess_step(b, validate)
         train = train_step(b, preprocess)
         evaluate = evaluate_step(b, preprocess, train, report)
@@ -687,7 +708,7 @@ def get_pipeline(
         return _offline_pipeline_class(sdk)(
             name=names.pipeline,
             parameters=list(vars(params).values()),
-            steps=[validate, preprocess, train, evaluate, check],
+            steps=[guard, validate, preprocess, train, evaluate, check],
             sagemaker_session=session,
             pipeline_experiment_config=None,
         )

@@ -185,6 +185,7 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str) -> dict:
                 "sagemaker:ListModelPackages",
                 "sagemaker:DescribePipelineExecution",
                 "sagemaker:ListPipelineExecutions",
+                "sagemaker:ListPipelineParametersForExecution",
             ],
             arns.sagemaker("model-package-group", "model-package", "pipeline", "pipeline-execution"),
         ),

@@ -146,6 +146,8 @@ class LocalExecutor:
             return self.parameters[reference.removeprefix("Parameters.")]
         if reference == "Execution.PipelineExecutionId":
             return self.execution_id
+        if reference == "Execution.PipelineExecutionArn":
+            return f"arn:aws:sagemaker:local:000000000000:pipeline/local/execution/{self.execution_id}"
         if reference.startswith("Steps."):
             step, _, path = reference.removeprefix("Steps.").partition(".")
             if step not in self.properties:

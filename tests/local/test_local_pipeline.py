@@ -57,8 +57,8 @@ def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_d
     import mlflow
 
     assert first_run.status == "Succeeded", first_run.failure
-    assert [s["name"] for s in first_run.steps] == ["Validate", "Preprocess", "Train", "Evaluate", "CheckTestAuc",
-                                                    "Register"]
+    assert [s["name"] for s in first_run.steps] == ["CooldownGuard", "Validate", "Preprocess", "Train", "Evaluate",
+                                                    "CheckTestAuc", "Register"]
     assert first_run.metrics["auc"] >= dev.evaluation_min_auc
     [package] = [p for p in _packages(state_dir, dev) if p["ModelPackageArn"] == first_run.package_arn]
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
@@ -131,7 +131,7 @@ def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_
     run = run_local(dev, state_dir=state_dir, data=_bad(sample, tmp_path, kind))
 
     assert run.status == "Failed"
-    assert [(s["name"], s["status"]) for s in run.steps] == [("Validate", "Failed")]
+    assert [(s["name"], s["status"]) for s in run.steps] == [("CooldownGuard", "Succeeded"), ("Validate", "Failed")]
     assert named in run.failure.lower() or named in (state_dir / "runs" / run.execution_id / "steps" / "Validate" /
                                                      "logs.txt").read_text().lower()
     assert len(_packages(state_dir, dev)) == before

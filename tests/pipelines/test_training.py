@@ -24,6 +24,7 @@ from pipelines.training import (
     CHECK,
     EVALUATE,
     FAIL,
+    GUARD,
     PREPROCESS,
     REGISTER,
     TRAIN,
@@ -74,6 +75,7 @@ def json_get(path: str) -> dict[str, Any]:
 
 def test_steps_names_types_and_order(document: dict[str, Any]) -> None:
     assert [(s["Name"], s["Type"]) for s in document["Steps"]] == [
+        (GUARD, "Processing"),
         (VALIDATE, "Processing"),
         (PREPROCESS, "Processing"),
         (TRAIN, "Training"),
@@ -170,6 +172,8 @@ def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, An
         "ModelApprovalStatus": ("String", "PendingManualApproval"),
         "GitSha": ("String", pipeline_kwargs(settings)["git_sha"]),
         "Seed": ("Integer", 42),
+        "Trigger": ("String", "manual"),
+        "CooldownHours": ("Integer", settings.retrain_cooldown_hours),
     }
     approval = next(p for p in document["Parameters"] if p["Name"] == "ModelApprovalStatus")
     assert approval["EnumValues"] == ["PendingManualApproval", "Approved", "Rejected"]
@@ -467,3 +471,13 @@ def test_sdk_config_files_do_not_leak_into_the_definition(
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     settings = load_stack("dev")
     assert definition_json(settings, **pipeline_kwargs(settings)) == definition_texts["dev"]
+
+
+def test_cooldown_guard_runs_first_with_the_trigger(document: dict[str, Any]) -> None:
+    guard = step(document, GUARD)
+    arguments = guard["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--trigger") + 1] == {"Get": "Parameters.Trigger"}
+    assert arguments[arguments.index("--execution-arn") + 1] == {"Get": "Execution.PipelineExecutionArn"}
+    assert step(document, VALIDATE)["DependsOn"] == [GUARD]
+    trigger = next(p for p in document["Parameters"] if p["Name"] == "Trigger")
+    assert trigger["EnumValues"] == ["manual", "drift", "new-data"]
