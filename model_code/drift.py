@@ -140,6 +140,7 @@ import pandas as pd
 
 from model_code import baseline as bl
 from model_code import env
+from model_code.endpoint_source import EndpointSourceError
 from model_code.schema import ADULT, NumericFeature, Schema
 
 REPORT_FORMAT = "mlops-stack/drift-report"
@@ -1235,7 +1236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_code.drift",
                                 description="Compare captured endpoint traffic with the training baseline.")
     p.add_argument("--input", required=True, help="capture folder/file or s3://bucket/prefix")
-    p.add_argument("--baseline", type=Path, required=True, help="baseline.json written by preprocess")
+    p.add_argument("--baseline", type=Path, help="baseline.json written by preprocess (or --baseline-from-endpoint)")
+    p.add_argument("--baseline-from-endpoint", action="store_true",
+                   help="use the baseline and model of the package --endpoint serves now (the scheduled job)")
     p.add_argument("--model", type=Path, help="model artifact whose prediction_baseline to use")
     p.add_argument("--prediction-baseline", type=Path, help="prediction baseline JSON (overrides --model's)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -1272,9 +1275,28 @@ def window_from_args(start: str | None, end: str | None, hours: int | None, now:
     return Window(s, e)
 
 
+def _from_endpoint(endpoint: str | None, output: Path) -> tuple[Path, Path]:
+    if not endpoint:
+        raise UsageError("--baseline-from-endpoint needs --endpoint (or $MLOPS_DRIFT_ENDPOINT_NAME)")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from model_code.endpoint_source import download, resolve
+
+    try:
+        served = resolve(aws_client("sagemaker"), endpoint)
+        return download(aws_client("s3"), served, output / "served")
+    except (ClientError, BotoCoreError) as exc:
+        raise EndpointSourceError(f"resolving what endpoint {endpoint} serves: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.baseline_from_endpoint:
+            args.baseline, args.model = _from_endpoint(args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(),
+                                                       args.output)
+        if args.baseline is None:
+            raise UsageError("give --baseline, or --baseline-from-endpoint with --endpoint")
         window = window_from_args(args.start, args.end, args.hours)
         th = Thresholds(args.psi, args.p_value, args.min_effect, args.missing_delta)
         if not (0 < th.p_value < 1 and th.psi > 0 and 0 < th.min_effect <= 1 and 0 < th.missing_delta <= 1):
@@ -1288,6 +1310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, env.EnvError) as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 2
+    except EndpointSourceError as exc:
+        print(f"drift failed: {exc}", file=sys.stderr)
+        return 1
     try:
         result = run_drift(config)
     except UsageError as exc:

@@ -69,7 +69,7 @@ def check(sagemaker: Any, pipeline_name: str, execution_arn: str, trigger: str, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m model_code guard", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m model_code.guard", description=__doc__.splitlines()[0])
     p.add_argument("--pipeline-name", required=True)
     p.add_argument("--execution-arn", required=True)
     p.add_argument("--trigger", default=MANUAL, help=f"{MANUAL} (default), {', '.join(AUTOMATIC_TRIGGERS)}")
