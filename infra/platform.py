@@ -10,6 +10,7 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.images import Images, ImagesArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.serving import Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
@@ -81,6 +82,7 @@ def build_platform(settings: StackSettings) -> None:
         ),
     )
 
+    serving = None
     if settings.approved_model_package_arn:
         serving = Serving(
             "serving",
@@ -114,6 +116,35 @@ def build_platform(settings: StackSettings) -> None:
     else:
         pulumi.export("endpointName", "")
         pulumi.export("endpointStatus", "not declared: no approved model package yet (approvedModelPackageArn)")
+
+    if training.pipeline_arn is not None:
+        monitoring = Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                prefix=names.prefix,
+                account_id=settings.account_id,
+                region=settings.region,
+                pipeline_name=names.pipeline,
+                pipeline_arn=training.pipeline_arn,
+                model_package_group=names.model_package_group,
+                data_bucket=names.bucket("data"),
+                execution_role_arn=access.execution_role_arn,
+                kms_key_arn=storage.key_arn,
+                alarm_topic_arn=serving.alarm_topic_arn if serving is not None else None,
+                tags=tags,
+                endpoint_name=names.endpoint if serving is not None else "",
+                image_uri=f"{names.ecr_url}:{settings.image_tag}",
+                capture_bucket=names.bucket("capture"),
+                artifacts_bucket=names.bucket("artifacts"),
+                metrics_namespace=names.metrics_namespace,
+                processing_instance_type=settings.processing_instance_type,
+                drift_schedule=settings.drift_schedule,
+                drift_window_hours=settings.drift_window_hours,
+                alarm_datapoints=settings.drift_alarm_datapoints,
+                alarm_evaluation_periods=settings.drift_alarm_evaluation_periods,
+            ),
+        )
+        pulumi.export("driftAlarmName", monitoring.drift_alarm_name or "")
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)

@@ -75,6 +75,10 @@ class Names:
     def ecr_repository(self) -> str:
         return fit(f"{PROJECT}/{self.stack}/model", "ecr")
 
+    @property
+    def ecr_url(self) -> str:
+        return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.ecr_repository}"
+
     def role(self, purpose: str) -> str:
         return fit(f"{self.prefix}-{purpose}", "iam-role")
 

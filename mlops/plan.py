@@ -76,6 +76,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
+# Inputs that hold a resource's physical name, by provider convention.
+_NAME_INPUTS = ("name", "bucket", "trackingServerName", "pipelineName", "modelPackageGroupName", "dashboardName")
+
+
 class _PlanMocks(pulumi.runtime.Mocks):
     """Echo inputs; compute the outputs AWS would, from the stack's account and region."""
 
@@ -87,7 +91,7 @@ class _PlanMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         self.inputs[(args.typ, args.name)] = inputs
         region, account = self.settings.region, self.settings.account_id
-        physical = inputs.get("name") or inputs.get("bucket") or inputs.get("trackingServerName") or args.name
+        physical = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str) and inputs[k]), args.name)
         token = args.typ
         state: dict[str, Any] = dict(inputs)
         if token == "aws:kms/key:Key":
@@ -111,6 +115,10 @@ class _PlanMocks(pulumi.runtime.Mocks):
                 arn=f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{physical}",
                 trackingServerUrl=f"https://{_short_hash(physical)}.{region}.experiments.sagemaker.aws",
             )
+        elif token == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            state.update(arn=f"arn:aws:cloudwatch:{region}:{account}:alarm:{physical}")
+        elif token == "aws:sns/topic:Topic":
+            state.update(arn=f"arn:aws:sns:{region}:{account}:{physical}")
         else:
             service = token.split(":")[1].split("/")[0]
             kind = token.rsplit(":", 1)[1].lower()

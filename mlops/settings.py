@@ -286,6 +286,10 @@ class StackSettings:
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )
+    drift_window_hours: int = _setting(
+        1, doc="Hours of captured traffic each drift run compares (match the driftSchedule cadence).",
+        check=_between(1, 168),
+    )
     drift_alarm_datapoints: int = _setting(
         2,
         doc="The drift alarm fires when this many (M) of the last driftAlarmEvaluationPeriods drift runs flag drift.",

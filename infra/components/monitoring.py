@@ -1,0 +1,256 @@
+"""Monitoring and retraining: drift on captured traffic -> alarm -> retrain, with a cooldown.
+
+- Drift job: EventBridge Scheduler runs a SageMaker processing job from the stack's image at the
+  cadence of `driftSchedule` (`python -m model_code drift --baseline-from-endpoint ...` over the
+  last `driftWindowHours` of capture). Why Scheduler + a processing job rather than a Model Monitor
+  schedule: the job resolves the baseline of the package the endpoint serves *at run time*, so a
+  deployment never leaves monitoring comparing against the previous model's baseline, and the
+  job runs the same entrypoint as local mode with our own arguments and metrics. (Model Monitor
+  takes its baseline from the schedule's definition, fixed at deploy time.)
+- The job publishes `DriftDetected` (namespace `mlops-stack/<stack>`, dimension Endpoint); an alarm
+  fires on M of N datapoints (`driftAlarmDatapoints` of `driftAlarmEvaluationPeriods`; missing data
+  does not breach) and notifies the alarm topic.
+- EventBridge rules start the pipeline: on the drift alarm entering ALARM (Trigger=drift) and on
+  new objects under the data bucket's `raw/` prefix (Trigger=new-data, InputDataUri=raw/). The
+  pipeline's first step (CooldownGuard) lets at most one automatic retrain through per
+  `retrainCooldownHours`. The rules' role may only start this pipeline.
+- Model package approval changes of the stack's group notify the alarm topic (a CI deploy can
+  subscribe to the same event).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.access import service_trust_policy
+
+RAW_PREFIX = "raw/"
+DRIFT_METRIC = "DriftDetected"
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    prefix: str
+    account_id: str
+    region: str
+    pipeline_name: str
+    pipeline_arn: pulumi.Input[str]
+    model_package_group: str
+    data_bucket: str
+    execution_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    alarm_topic_arn: pulumi.Input[str] | None
+    tags: dict[str, str]
+    # Drift monitoring needs an endpoint and an image; without them only ingestion is declared.
+    endpoint_name: str = ""
+    image_uri: str = ""
+    capture_bucket: str = ""
+    artifacts_bucket: str = ""
+    metrics_namespace: str = ""
+    processing_instance_type: str = "ml.m5.large"
+    drift_schedule: str = "cron(0 * ? * * *)"
+    drift_window_hours: int = 1
+    alarm_datapoints: int = 2
+    alarm_evaluation_periods: int = 3
+
+
+def drift_job_request(args: MonitoringArgs, role_arn: str, key_arn: str) -> dict:
+    """The CreateProcessingJob request Scheduler sends; `<aws.scheduler.execution-id>` makes names unique."""
+    output = "/opt/ml/processing/output/drift"
+    return {
+        "ProcessingJobName": f"{args.prefix}-drift-<aws.scheduler.execution-id>",
+        "RoleArn": role_arn,
+        "AppSpecification": {
+            "ImageUri": args.image_uri,
+            "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
+            "ContainerArguments": [
+                "--input", f"s3://{args.capture_bucket}/datacapture/{args.endpoint_name}",
+                "--baseline-from-endpoint", "--endpoint", args.endpoint_name,
+                "--hours", str(args.drift_window_hours),
+                "--namespace", args.metrics_namespace,
+                "--output", output,
+            ],
+        },
+        "Environment": {"AWS_DEFAULT_REGION": args.region},
+        "ProcessingOutputConfig": {
+            "KmsKeyId": key_arn,
+            "Outputs": [{"OutputName": "drift", "S3Output": {
+                "S3Uri": f"s3://{args.artifacts_bucket}/monitoring/{args.endpoint_name}/<aws.scheduler.execution-id>",
+                "LocalPath": output, "S3UploadMode": "EndOfJob"}}],
+        },
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceCount": 1, "InstanceType": args.processing_instance_type, "VolumeSizeInGB": 30,
+            "VolumeKmsKeyId": key_arn}},
+        "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted(args.tags.items())],
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    drift_alarm_name: str | None
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops-stack:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account = args.account_id
+
+        # EventBridge may start exactly this pipeline, nothing else.
+        events_role = aws.iam.Role(
+            f"{name}-events-role",
+            name=f"{args.prefix}-retrain-trigger",
+            assume_role_policy=json.dumps(service_trust_policy("events.amazonaws.com", account)),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-events-policy",
+            role=events_role.name,
+            policy=pulumi.Output.from_input(args.pipeline_arn).apply(lambda arn: json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "StartThisPipeline", "Effect": "Allow",
+                               "Action": ["sagemaker:StartPipelineExecution"], "Resource": [arn]}],
+            })),
+            opts=child,
+        )
+
+        def start_pipeline(rule: aws.cloudwatch.EventRule, suffix: str, parameters: dict[str, str]) -> None:
+            aws.cloudwatch.EventTarget(
+                f"{name}-{suffix}-target",
+                rule=rule.name,
+                arn=args.pipeline_arn,
+                role_arn=events_role.arn,
+                sagemaker_pipeline_target=aws.cloudwatch.EventTargetSagemakerPipelineTargetArgs(
+                    pipeline_parameter_lists=[
+                        aws.cloudwatch.EventTargetSagemakerPipelineTargetPipelineParameterListArgs(name=k, value=v)
+                        for k, v in parameters.items()]),
+                opts=child,
+            )
+
+        # New data: S3 sends object events to EventBridge; objects under raw/ start a retrain on raw/.
+        aws.s3.BucketNotification(f"{name}-data-events", bucket=args.data_bucket, eventbridge=True, opts=child)
+        new_data = aws.cloudwatch.EventRule(
+            f"{name}-new-data-rule",
+            name=f"{args.prefix}-new-data",
+            description=f"New objects under s3://{args.data_bucket}/{RAW_PREFIX} retrain {args.pipeline_name}",
+            event_pattern=json.dumps({
+                "source": ["aws.s3"], "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [args.data_bucket]}, "object": {"key": [{"prefix": RAW_PREFIX}]}},
+            }, sort_keys=True),
+            tags=args.tags,
+            opts=child,
+        )
+        start_pipeline(new_data, "new-data", {"Trigger": "new-data",
+                                              "InputDataUri": f"s3://{args.data_bucket}/{RAW_PREFIX}"})
+
+        if args.alarm_topic_arn is not None:
+            approvals = aws.cloudwatch.EventRule(
+                f"{name}-approval-rule",
+                name=f"{args.prefix}-model-approvals",
+                description=f"Approval changes of model packages in {args.model_package_group}",
+                event_pattern=json.dumps({
+                    "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+                    "detail": {"ModelPackageGroupName": [args.model_package_group],
+                               "ModelApprovalStatus": ["Approved", "Rejected"]},
+                }, sort_keys=True),
+                tags=args.tags,
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(f"{name}-approval-target", rule=approvals.name, arn=args.alarm_topic_arn,
+                                       opts=child)
+            aws.sns.TopicPolicy(
+                f"{name}-topic-policy",
+                arn=args.alarm_topic_arn,
+                policy=pulumi.Output.from_input(args.alarm_topic_arn).apply(lambda topic: json.dumps({
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Sid": "AlarmsAndEventsPublish", "Effect": "Allow",
+                        "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                        "Action": "sns:Publish", "Resource": topic,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }],
+                })),
+                opts=child,
+            )
+
+        self.drift_alarm_name = None
+        if args.endpoint_name and args.image_uri and args.alarm_topic_arn is not None:
+            self._drift(name, args, events_role, start_pipeline)
+        self.register_outputs({"driftAlarmName": self.drift_alarm_name})
+
+    def _drift(self, name: str, args: MonitoringArgs, events_role: aws.iam.Role, start_pipeline) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        scheduler_role = aws.iam.Role(
+            f"{name}-scheduler-role",
+            name=f"{args.prefix}-drift-scheduler",
+            assume_role_policy=json.dumps(service_trust_policy("scheduler.amazonaws.com", args.account_id)),
+            tags=args.tags,
+            opts=child,
+        )
+        jobs = f"arn:aws:sagemaker:{args.region}:{args.account_id}:processing-job/{args.prefix}-drift-*"
+        aws.iam.RolePolicy(
+            f"{name}-scheduler-policy",
+            role=scheduler_role.name,
+            policy=pulumi.Output.from_input(args.execution_role_arn).apply(lambda role: json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Sid": "StartDriftJobs", "Effect": "Allow",
+                     "Action": ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], "Resource": [jobs]},
+                    {"Sid": "PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [role],
+                     "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+                ],
+            })),
+            opts=child,
+        )
+        aws.scheduler.Schedule(
+            f"{name}-drift-schedule",
+            name=f"{args.prefix}-drift",
+            description=f"Drift job on the capture of {args.endpoint_name}",
+            schedule_expression=args.drift_schedule,
+            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+            kms_key_arn=args.kms_key_arn,
+            target=aws.scheduler.ScheduleTargetArgs(
+                arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
+                role_arn=scheduler_role.arn,
+                input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
+                    lambda values: json.dumps(drift_job_request(args, values[0], values[1]), sort_keys=True)),
+                retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
+            ),
+            opts=child,
+        )
+        alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-drift-alarm",
+            name=f"{args.prefix}-drift",
+            alarm_description=f"{args.endpoint_name}: drift in {args.alarm_datapoints} of the last "
+                              f"{args.alarm_evaluation_periods} drift runs; starts a retrain",
+            namespace=args.metrics_namespace,
+            metric_name=DRIFT_METRIC,
+            dimensions={"Endpoint": args.endpoint_name},
+            statistic="Maximum",
+            period=args.drift_window_hours * 3600,
+            evaluation_periods=args.alarm_evaluation_periods,
+            datapoints_to_alarm=args.alarm_datapoints,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[args.alarm_topic_arn] if args.alarm_topic_arn is not None else [],
+            tags=args.tags,
+            opts=child,
+        )
+        drift_rule = aws.cloudwatch.EventRule(
+            f"{name}-drift-rule",
+            name=f"{args.prefix}-drift-retrain",
+            description=f"The drift alarm entering ALARM retrains {args.pipeline_name}",
+            event_pattern=alarm.arn.apply(lambda arn: json.dumps({
+                "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+                "resources": [arn], "detail": {"state": {"value": ["ALARM"]}},
+            }, sort_keys=True)),
+            tags=args.tags,
+            opts=child,
+        )
+        start_pipeline(drift_rule, "drift", {"Trigger": "drift"})
+        self.drift_alarm_name = f"{args.prefix}-drift"

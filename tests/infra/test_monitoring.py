@@ -1,0 +1,104 @@
+"""Monitoring and retraining: drift schedule, M-of-N alarm, retrain rules with a scoped role."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops.naming import Names
+from mlops.plan import Plan, plan_stack_file
+from mlops.settings import StackSettings, stack_file, stack_names
+
+PACKAGE = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/7"
+TAG = "0123abc"
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, Plan]:
+    """Plans with an image and a pinned package: everything declared."""
+    return {name: plan_stack_file(stack_file(name), {"mlops-stack:approvedModelPackageArn": PACKAGE,
+                                                     "mlops-stack:imageTag": TAG}) for name in stack_names()}
+
+
+def _named(plan: Plan, type_token: str) -> dict[str, dict]:
+    return {r.name: r.inputs for r in plan.of_type(type_token)}
+
+
+def test_no_monitoring_without_a_pipeline(plan: Plan) -> None:
+    assert not [r for r in plan.resources if r.urn.split("::")[2].startswith("mlops-stack:monitoring")]
+
+
+def test_drift_job_schedule_runs_the_image_on_the_capture(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    names = Names.of(settings)
+    [schedule] = plan.of_type("aws:scheduler/schedule:Schedule")
+    inputs = schedule.inputs
+    assert inputs["scheduleExpression"] == settings.drift_schedule
+    assert inputs["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+    request = json.loads(inputs["target"]["input"])
+    assert request["ProcessingJobName"] == f"{names.prefix}-drift-<aws.scheduler.execution-id>"
+    assert request["AppSpecification"]["ImageUri"] == f"{plan.outputs['ecrRepositoryUrl']}:{TAG}"
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--input") + 1] == f"s3://{names.bucket('capture')}/datacapture/{names.endpoint}"
+    assert "--baseline-from-endpoint" in arguments
+    assert arguments[arguments.index("--hours") + 1] == str(settings.drift_window_hours)
+    assert arguments[arguments.index("--namespace") + 1] == names.metrics_namespace
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert request["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
+    assert request["RoleArn"] == plan.outputs["executionRoleArn"]
+
+
+def test_drift_alarm_is_m_of_n_from_settings(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    alarm = _named(plan, "aws:cloudwatch/metricAlarm:MetricAlarm")["monitoring-drift-alarm"]
+    assert (alarm["namespace"], alarm["metricName"]) == (Names.of(settings).metrics_namespace, "DriftDetected")
+    assert alarm["dimensions"] == {"Endpoint": Names.of(settings).endpoint}
+    assert alarm["datapointsToAlarm"] == settings.drift_alarm_datapoints
+    assert alarm["evaluationPeriods"] == settings.drift_alarm_evaluation_periods
+    assert alarm["period"] == settings.drift_window_hours * 3600
+    assert alarm["treatMissingData"] == "notBreaching"
+    assert alarm["alarmActions"] == [plan.outputs["alarmTopicArn"]]
+    assert plan.outputs["driftAlarmName"] == alarm["name"]
+
+
+def test_alarm_and_new_data_start_the_pipeline_with_a_scoped_role(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    names = Names.of(settings)
+    rules = _named(plan, "aws:cloudwatch/eventRule:EventRule")
+    drift_pattern = json.loads(rules["monitoring-drift-rule"]["eventPattern"])
+    assert drift_pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert drift_pattern["detail"] == {"state": {"value": ["ALARM"]}}
+    assert drift_pattern["resources"] == [f"arn:aws:cloudwatch:{settings.region}:{settings.account_id}:alarm:"
+                                          f"{names.prefix}-drift"]
+    data_pattern = json.loads(rules["monitoring-new-data-rule"]["eventPattern"])
+    assert data_pattern["detail"] == {"bucket": {"name": [names.bucket("data")]}, "object": {"key": [{"prefix": "raw/"}]}}
+    targets = _named(plan, "aws:cloudwatch/eventTarget:EventTarget")
+    pipeline_arn = f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:pipeline/{names.pipeline}"
+    for target, parameters in (("monitoring-drift-target", {"Trigger": "drift"}),
+                               ("monitoring-new-data-target", {"Trigger": "new-data",
+                                                               "InputDataUri": f"s3://{names.bucket('data')}/raw/"})):
+        inputs = targets[target]
+        assert inputs["arn"] == pipeline_arn
+        assert {p["name"]: p["value"] for p in inputs["sagemakerPipelineTarget"]["pipelineParameterLists"]} == parameters
+    events_policy = json.loads(_named(plan, "aws:iam/rolePolicy:RolePolicy")["monitoring-events-policy"]["policy"])
+    assert events_policy["Statement"] == [{"Sid": "StartThisPipeline", "Effect": "Allow",
+                                           "Action": ["sagemaker:StartPipelineExecution"], "Resource": [pipeline_arn]}]
+    [notification] = plan.of_type("aws:s3/bucketNotification:BucketNotification")
+    assert notification.inputs == {"bucket": names.bucket("data"), "eventbridge": True}
+
+
+def test_model_approvals_notify_the_topic(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    pattern = json.loads(_named(plan, "aws:cloudwatch/eventRule:EventRule")["monitoring-approval-rule"]["eventPattern"])
+    assert pattern["detail"]["ModelPackageGroupName"] == [Names.of(settings).model_package_group]
+    target = _named(plan, "aws:cloudwatch/eventTarget:EventTarget")["monitoring-approval-target"]
+    assert target["arn"] == plan.outputs["alarmTopicArn"]
+
+
+def test_full_plans_pass_the_policy_pack(full) -> None:
+    from policies.offline import evaluate
+
+    for plan in full.values():
+        assert evaluate([r.as_json() for r in plan.resources]) == []
