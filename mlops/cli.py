@@ -157,6 +157,18 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_model_latest(args: argparse.Namespace) -> int:
+    from mlops.registry import ReleaseError, latest_approved
+
+    try:
+        print(latest_approved(_stack_settings(args)).arn)
+    except ReleaseError:
+        if not args.or_empty:
+            raise
+        print("")
+    return EXIT_OK
+
+
 def cmd_model_status(args: argparse.Namespace) -> int:
     from mlops.registry import approve, reject
 
@@ -382,7 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_model_list)
-    status_commands = []
+    latest = model_actions.add_parser("latest", help="print the ARN of the stack's latest approved package")
+    latest.add_argument("--stack", required=True)
+    latest.add_argument("--or-empty", action="store_true",
+                        help="print an empty line instead of failing when nothing is approved (CI's dev deploy)")
+    latest.set_defaults(func=cmd_model_latest)
+    status_commands = [latest]
     for action, text in (
         ("approve", "approve a package (the dev endpoint follows it)"),
         ("reject", "reject a package, with a reason"),

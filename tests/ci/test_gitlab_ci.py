@@ -123,3 +123,17 @@ def test_promotion_goes_through_a_merge_request(ci: dict) -> None:
 def test_every_deploy_is_followed_by_verify(ci: dict) -> None:
     assert ci["verify-dev"]["needs"] == ["deploy-dev"]
     assert ci["verify-prod"]["needs"] == ["deploy-prod"]
+
+
+def test_training_runs_only_when_model_code_or_pipelines_change(ci: dict) -> None:
+    train = _resolve(ci, ci["train"])
+    [rule] = train["rules"]
+    assert rule["changes"] == ["model_code/**/*", "pipelines/**/*"]
+    assert train["needs"] == ["deploy-dev"]
+    assert any("mlops pipeline start --stack dev" in str(line) for line in _flatten(train["script"]))
+
+
+def test_dev_deploy_follows_the_latest_approved_package(ci: dict) -> None:
+    script = " ".join(map(str, _flatten(ci["deploy-dev"]["script"])))
+    assert "mlops model latest --stack dev --or-empty" in script
+    assert script.index("approvedModelPackageArn") < script.index("pulumi up -s dev")

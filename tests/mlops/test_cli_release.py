@@ -95,3 +95,16 @@ def test_release_commands_name_a_missing_stack_file(capsys, aws: Aws, root: Path
     assert code == EXIT_BAD_INPUT and out == ""
     assert "Pulumi.qa.yaml" in err and "not found" in err
     assert APPROVED == "Approved"
+
+
+def test_model_latest_for_the_dev_deploy(capsys, aws: Aws, root: Path) -> None:
+    dev = load(root / "Pulumi.dev.yaml")
+    registry = Registry(dev, aws)
+    registry.register(0.8)
+    assert main(["model", "latest", "--stack", "dev", "--or-empty", "--root", str(root)]) == EXIT_OK
+    assert capsys.readouterr().out == "\n"
+    assert main(["model", "latest", "--stack", "dev", "--root", str(root)]) == EXIT_BAD_INPUT
+    assert "no approved model package" in capsys.readouterr().err
+    approved = registry.register(0.9, APPROVED)
+    assert main(["model", "latest", "--stack", "dev", "--root", str(root)]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == approved
