@@ -1,0 +1,480 @@
+"""The local monitoring loop: baseline from the embedded registry, real drift jobs over capture
+files, the M-of-N alarm, retrain on OK -> ALARM, the cooldown, missing data and failures.
+
+One small model is trained in-process and registered once per module (no pipeline run); each test
+works on its own copy of the monitor state. Retrains go to a recording fake of `run_local`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from threadpoolctl import threadpool_limits
+
+from mlops import monitor
+from mlops.local import aws as local_aws
+from mlops.local import pipeline as local_pipeline
+from mlops.local.pipeline import LocalRun
+from mlops.naming import Names
+from mlops.registry import PENDING, Aws, approve, get_package, update_package
+from mlops.settings import StackSettings, load_stack
+from model_code import baseline as bl
+from model_code import drift as dr
+from model_code.capture import make_record
+from model_code.data import Drift, synthesize, write_csv
+from model_code.model import load_model
+from model_code.preprocess import to_csv_bytes
+from model_code.schema import ADULT
+from model_code.train import TrainPaths, resolve_hyperparameters, train
+
+FEATURES = ADULT.feature_names
+T0 = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+ROWS_PER_RECORD = 50
+
+
+@pytest.fixture(scope="module")
+def settings() -> StackSettings:
+    return dataclasses.replace(
+        load_stack("dev"), drift_alarm_datapoints=2, drift_alarm_evaluation_periods=3, retrain_cooldown_hours=24
+    )
+
+
+def _sagemaker(server: local_aws.LocalAws, region: str) -> Any:
+    return boto3.client("sagemaker", region_name=region, endpoint_url=server.endpoint_url,
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def _s3(server: local_aws.LocalAws, region: str) -> Any:
+    return boto3.client("s3", region_name=region, endpoint_url=server.endpoint_url,
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+@dataclass
+class Registered:
+    state: Path
+    server: local_aws.LocalAws
+    package_arn: str
+    model_uri: str
+    baseline_uri: str
+    model_dir: Path
+    snapshot: Path
+    """The monitor folder right after `baseline` (monitored.json and the fetched files)."""
+
+    def set_status(self, settings: StackSettings, status: str) -> None:
+        """Through mlops.registry, which re-sends the metadata (moto drops what an update omits)."""
+        with local_aws.environment(self.server):
+            aws = Aws(endpoint_url=self.server.endpoint_url, max_attempts=1)
+            if status == "Approved":
+                approve(settings, self.package_arn, aws=aws)
+            else:
+                update_package(get_package(settings, self.package_arn, aws=aws), status=status, aws=aws)
+
+    def register(self, settings: StackSettings, *, group: str | None = None, **metadata: str) -> str:
+        properties = {"auc": "0.9000", "mlflow_run_id": "run-1", **metadata}
+        return _sagemaker(self.server, settings.region).create_model_package(
+            ModelPackageGroupName=group or Names.of(settings).model_package_group,
+            InferenceSpecification={
+                "Containers": [{"Image": "local", "ModelDataUrl": self.model_uri}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            ModelApprovalStatus="PendingManualApproval",
+            CustomerMetadataProperties={k: v for k, v in properties.items() if v},
+        )["ModelPackageArn"]
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory, settings: StackSettings) -> Iterator[Registered]:
+    """The embedded AWS with the stack's buckets and group, and one package registered like the pipeline does."""
+    state = tmp_path_factory.mktemp("state")
+    work = tmp_path_factory.mktemp("model")
+    server = local_aws.start(state, account_id=settings.account_id, region=settings.region)
+    try:
+        train_frame = synthesize(3000, seed=5)
+        write_csv(train_frame, work / "train" / "train.csv")
+        write_csv(synthesize(1000, seed=6), work / "validation" / "validation.csv")
+        hp = resolve_hyperparameters({"max_iter": "40", "permutation_repeats": "1"})
+        # One OpenMP thread: the boosting's spin-waiting threads crawl when other processes compete for the cores.
+        with threadpool_limits(limits=1):
+            train(TrainPaths(work / "train", work / "validation", work / "model", work / "out", work / "hp.json"), hp,
+                  environ={})
+        with tarfile.open(work / "model.tar.gz", "w:gz") as tar:
+            tar.add(work / "model" / "model.joblib", arcname="model.joblib")
+        (work / "baseline.json").write_text(
+            bl.dumps(bl.compute_baseline(train_frame, ADULT, {"split": "train", "rows": len(train_frame)}))
+        )
+        with local_aws.environment(server):
+            s3 = boto3.client("s3", region_name=settings.region)
+            local_pipeline.bootstrap(settings, s3, boto3.client("sagemaker", region_name=settings.region))
+            bucket = Names.of(settings).bucket("artifacts")
+            s3.upload_file(str(work / "model.tar.gz"), bucket, "pipelines-x/Train/output/model.tar.gz")
+            s3.upload_file(str(work / "baseline.json"), bucket, "pipelines-x/Preprocess/baseline/baseline.json")
+        registered = Registered(
+            state, server, "", f"s3://{bucket}/pipelines-x/Train/output/model.tar.gz",
+            f"s3://{bucket}/pipelines-x/Preprocess/baseline/baseline.json", work / "model", state / "snapshot",
+        )
+        registered.package_arn = registered.register(settings, drift_baseline_uri=registered.baseline_uri)
+        monitor.baseline(settings, state, now=T0)
+        shutil.copytree(state / "monitor", registered.snapshot, ignore=shutil.ignore_patterns("history.jsonl", ".lock"))
+        yield registered
+    finally:
+        local_aws.stop(state)
+
+
+@pytest.fixture()
+def state(tmp_path: Path, registered: Registered) -> Path:
+    """A fresh state folder monitoring the registered package (no history, no embedded AWS)."""
+    folder = tmp_path / "state"
+    shutil.copytree(registered.snapshot, folder / "monitor")
+    return folder
+
+
+@pytest.fixture()
+def capture(tmp_path: Path) -> Path:
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def traffic(registered: Registered) -> dict[str, tuple[list[str], list[str]]]:
+    """Request rows (CSV lines) and the model's scores: held-out data and data whose age moved by 15 years."""
+    model = load_model(registered.model_dir)
+    out = {}
+    for name, frame in (("clean", synthesize(600, seed=77)),
+                        ("drifted", synthesize(600, seed=78, drift=Drift(mean_shift={"age": 15})))):
+        frame = frame[frame["age"].isna() | (frame["age"] <= 100)]  # the endpoint rejects the rest: never captured
+        rows = to_csv_bytes(frame[FEATURES], ADULT).decode().split("\n")[1:len(frame) + 1]
+        with threadpool_limits(limits=1):
+            scores = [f"{s:.6f}" for s in model.predict_proba(frame[FEATURES])]
+        out[name] = (rows, scores)
+    return out
+
+
+@pytest.fixture()
+def write(capture: Path, settings: StackSettings, traffic) -> Any:
+    """write(kind, when): capture records as serve writes them, in SageMaker's folder layout."""
+
+    def write(kind: str, when: datetime) -> Path:
+        rows, scores = traffic[kind]
+        folder = capture / Names.of(settings).endpoint / "AllTraffic" / f"{when:%Y/%m/%d/%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(0, len(rows), ROWS_PER_RECORD):
+            record = make_record("text/csv", "\n".join(rows[i:i + ROWS_PER_RECORD]).encode(), "text/csv",
+                                 "\n".join(scores[i:i + ROWS_PER_RECORD]).encode(), when)
+            lines.append(json.dumps(record, separators=(",", ":")))
+        path = folder / f"{when:%M-%S}-{kind}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return write
+
+
+class FakePipeline:
+    """Records `run_local` calls; makes the run folder as the real one does."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, settings: StackSettings, *, state_dir: Path, data: Path | None = None, **_: Any) -> LocalRun:
+        execution_id = f"fake-{len(self.calls) + 1}"
+        self.calls.append({"stack": settings.stack, "state_dir": state_dir, "data": data})
+        (state_dir / "runs" / execution_id).mkdir(parents=True)
+        return LocalRun(execution_id=execution_id, stack=settings.stack, status="Succeeded", started="", seconds=1.0,
+                        steps=[], package_arn=f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/x/{len(self.calls) + 1}")
+
+
+@pytest.fixture()
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
+    fake = FakePipeline()
+    monkeypatch.setattr(local_pipeline, "run_local", fake)
+    return fake
+
+
+def hour(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+# --- contracts and the rule ----------------------------------------------------------------------
+
+
+def test_the_drift_jobs_contracts_are_the_ones_model_code_writes() -> None:
+    assert (monitor.REPORT_FORMAT, monitor.REPORT_FORMAT_VERSION) == (dr.REPORT_FORMAT, dr.REPORT_FORMAT_VERSION)
+    assert (monitor.REPORT_JSON, monitor.REPORT_HTML) == (dr.REPORT_JSON, dr.REPORT_HTML)
+    assert monitor.BASELINE_FORMAT == bl.BASELINE_FORMAT
+
+
+def test_the_alarm_rule_is_m_of_the_last_n_with_missing_data_not_breaching(settings: StackSettings) -> None:
+    rule = monitor.AlarmRule.of(settings)
+    assert (rule.datapoints, rule.evaluation_periods, rule.cooldown) == (2, 3, timedelta(hours=24))
+    assert rule.evaluate([1]) == ("OK", 1)
+    assert rule.evaluate([1, 1]) == ("ALARM", 2)
+    assert rule.evaluate([1, None, 1]) == ("ALARM", 2)
+    assert rule.evaluate([1, 1, 0, 0]) == ("OK", 1)  # only the last 3 count
+    assert rule.evaluate([1, None, None]) == ("OK", 1)
+    assert rule.evaluate([None, None, None]) == ("OK", 0)
+    assert monitor.AlarmRule(1, 1, timedelta(hours=1)).evaluate([1, 0]) == ("OK", 0)
+
+
+# --- baseline --------------------------------------------------------------------------------------
+
+
+def test_baseline_fetches_the_packages_drift_baseline_and_model(registered: Registered, settings: StackSettings,
+                                                                 tmp_path: Path) -> None:
+    record = json.loads((registered.snapshot / "monitored.json").read_text())
+    assert record["package_arn"] == registered.package_arn
+    assert record["selected_because"] == "latest registered (none approved)"
+    assert record["baseline_uri"] == registered.baseline_uri and record["model_uri"] == registered.model_uri
+    assert record["baseline_path"] == "1/baseline.json" and record["model_path"] == "1/model.tar.gz"
+    assert record["mlflow_run_id"] == "run-1" and record["approval_status"] == "PendingManualApproval"
+    assert json.loads((registered.snapshot / "1" / "baseline.json").read_text())["format"] == bl.BASELINE_FORMAT
+    model = load_model(registered.snapshot / "1" / "model.tar.gz")
+    assert record["prediction_baseline_path"] == "1/prediction_baseline.json"
+    extracted = json.loads((registered.snapshot / "1" / "prediction_baseline.json").read_text())
+    assert extracted == json.loads(json.dumps(model.artifact["prediction_baseline"]))
+
+    # A newer registered package wins; an approved one wins over newer pending ones.
+    state = tmp_path / "s"
+    state.mkdir()
+    shutil.copy(registered.state / "aws.json", state / "aws.json")  # the same embedded AWS
+    newer = registered.register(settings, drift_baseline_uri=registered.baseline_uri)
+    try:
+        chosen = monitor.baseline(settings, state, now=T0)
+        assert (chosen.package_arn, chosen.version) == (newer, 2)
+        assert chosen.baseline_path == state / "monitor" / "2" / "baseline.json" and chosen.model_path.is_file()
+        registered.set_status(settings, "Approved")
+        chosen = monitor.baseline(settings, state, now=T0)
+        assert (chosen.package_arn, chosen.selected_because) == (registered.package_arn, "latest approved")
+        assert monitor.load_monitored(state) == chosen
+        events = monitor.read_history(state)
+        assert [(e["event"], e["version"]) for e in events] == [("baseline", 2), ("baseline", 1)]
+    finally:
+        registered.set_status(settings, PENDING)
+
+
+def test_baseline_names_what_is_missing(registered: Registered, settings: StackSettings, tmp_path: Path) -> None:
+    with pytest.raises(monitor.MonitorError, match=r"embedded AWS of .* is not running .*mlops pipeline run --local"):
+        monitor.baseline(settings, tmp_path / "nothing")
+
+    state = tmp_path / "s"
+    state.mkdir()
+    shutil.copy(registered.state / "aws.json", state / "aws.json")
+    qa = dataclasses.replace(settings, stack="qa")
+    group = Names.of(qa).model_package_group
+    with pytest.raises(monitor.MonitorError, match=f"no registered model to monitor: model package group {group} .* not found"):
+        monitor.baseline(qa, state)
+    _sagemaker(registered.server, settings.region).create_model_package_group(ModelPackageGroupName=group)
+    with pytest.raises(monitor.MonitorError, match=f"no registered model in group {group} of stack qa"):
+        monitor.baseline(qa, state)
+    missing = registered.baseline_uri.replace("baseline.json", "gone.json")
+    arn = registered.register(qa, group=group, drift_baseline_uri=missing)
+    with pytest.raises(monitor.MonitorError, match=f"drift baseline of model package {arn} {missing} could not be "
+                                                   "fetched from the embedded AWS: 404"):
+        monitor.baseline(qa, state)
+    arn = registered.register(qa, group=group)
+    with pytest.raises(monitor.MonitorError, match=rf"model package {arn} has no drift baseline: "
+                                                   r"CustomerMetadataProperties\['drift_baseline_uri'\] is missing"):
+        monitor.baseline(qa, state)
+    assert not (state / "monitor" / "monitored.json").exists()
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+
+def test_held_out_traffic_is_no_drift(state: Path, capture: Path, settings: StackSettings, write, pipeline) -> None:
+    write("clean", hour(0.5))
+    result = monitor.run(settings, state, capture, now=hour(1))
+    point = result.datapoint
+    assert (point.value, point.rows, point.features_drifted) == (0, 600, [])
+    assert (point.window_start, point.window_end) == ("2024-05-01T00:00:00Z", "2024-05-01T01:00:00Z")
+    assert (result.alarm_before, result.alarm_after, result.evaluated) == ("OK", "OK", [0])
+    assert result.retrain.action == "none" and pipeline.calls == []
+    report = json.loads(Path(point.report).read_text())
+    assert report["status"] == "ok" and report["prediction"]["drifted"] is False
+    assert report["prediction_baseline"] == {"source": "file", "path": str(state / "monitor" / "1" / "prediction_baseline.json")}
+    assert Path(point.report_html).is_file() and Path(point.report).parent == state / "monitor" / "reports" / point.id
+    assert point.metrics_published == 0  # no embedded AWS in this state folder: nothing to publish to
+    [event] = monitor.read_history(state)
+    assert event["event"] == "datapoint" and event["value"] == 0 and event["alarm_after"] == "OK"
+
+
+def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
+    state: Path, capture: Path, settings: StackSettings, write, pipeline, tmp_path: Path
+) -> None:
+    data = tmp_path / "new-data.csv"
+    data.write_text("new data\n")
+
+    def step(kind: str, h: float) -> monitor.MonitorRun:
+        write(kind, hour(h - 0.5))
+        return monitor.run(settings, state, capture, now=hour(h), data=data)
+
+    first = step("drifted", 1)
+    assert first.datapoint.value == 1 and "age" in first.datapoint.features_drifted
+    assert (first.alarm_after, first.breaching, first.retrain.action) == ("OK", 1, "none")
+
+    second = step("drifted", 2)
+    assert (second.alarm_before, second.alarm_after, second.evaluated) == ("OK", "ALARM", [1, 1])
+    assert second.retrain.action == "started" and second.retrain.status == "Succeeded"
+    assert second.retrain.execution_id == "fake-1" and second.retrain.triggered_at == "2024-05-01T02:00:00Z"
+    assert pipeline.calls == [{"stack": "dev", "state_dir": state, "data": data}]
+    trigger = json.loads((state / "runs" / "fake-1" / "trigger.json").read_text())
+    assert trigger["triggered_at"] == "2024-05-01T02:00:00Z" and trigger["datapoint"] == second.datapoint.id
+
+    third = step("drifted", 3)
+    assert (third.alarm_before, third.alarm_after, third.retrain.action) == ("ALARM", "ALARM", "none")
+    assert "a retrain starts only when the alarm enters ALARM" in third.retrain.reason
+    assert step("clean", 4).alarm_after == "ALARM"  # [1, 1, 0]: still 2 of 3
+    back = step("clean", 5)
+    assert (back.alarm_before, back.alarm_after, back.evaluated) == ("ALARM", "OK", [1, 0, 0])
+
+    assert step("drifted", 6).alarm_after == "OK"
+    again = step("drifted", 7)
+    assert (again.alarm_before, again.alarm_after) == ("OK", "ALARM")
+    assert again.retrain.action == "skipped"
+    assert again.retrain.reason == ("cooldown: last retrain at 2024-05-01T02:00:00Z, "
+                                    "next allowed after 2024-05-02T02:00:00Z")
+    assert len(pipeline.calls) == 1
+
+    step("clean", 8)
+    assert step("clean", 9).alarm_after == "OK"
+    # Past the cooldown the next OK -> ALARM retrains (the first window is long: since the previous run).
+    assert step("drifted", 26.5).datapoint.window_start == "2024-05-01T09:00:00Z"
+    late = step("drifted", 27)
+    assert (late.alarm_before, late.alarm_after, late.retrain.action) == ("OK", "ALARM", "started")
+    assert late.retrain.execution_id == "fake-2" and len(pipeline.calls) == 2
+
+    status = monitor.status(settings, state, now=hour(30))
+    assert status.monitored is not None and status.monitored.version == 1
+    assert [p.value for p in status.datapoints] == [0, 1, 1] and status.alarm == "ALARM"
+    assert status.alarm_since == "2024-05-02T03:00:00Z"
+    assert status.last_retrain is not None
+    assert (status.last_retrain.execution_id, status.last_retrain.status) == ("fake-2", "Succeeded")
+    assert status.next_retrain_allowed == hour(27 + 24)
+    assert status.cooldown_remaining == timedelta(hours=21)
+    assert status.next_window_start == "2024-05-02T03:00:00Z"
+    printed = json.loads(json.dumps(monitor.as_dict(status)))
+    assert printed["cooldown_remaining"] == 21 * 3600 and printed["next_retrain_allowed"] == "2024-05-03T03:00:00Z"
+    assert printed["monitored"]["baseline_path"] == str(state / "monitor" / "1" / "baseline.json")
+    assert printed["rule"] == {"datapoints": 2, "evaluation_periods": 3, "cooldown": 24 * 3600}
+    events = [e["event"] for e in monitor.read_history(state)]
+    assert events.count("datapoint") == 11 and events.count("retrain") == events.count("retrain_result") == 2
+
+
+def test_an_empty_window_is_a_missing_datapoint(state: Path, capture: Path, settings: StackSettings, write,
+                                                 pipeline) -> None:
+    empty = monitor.run(settings, state, capture, now=hour(1))
+    assert (empty.datapoint.value, empty.datapoint.rows, empty.alarm_before, empty.alarm_after) == (None, 0, "OK", "OK")
+    assert empty.retrain.action == "none"
+    assert json.loads(Path(empty.datapoint.report).read_text())["status"] == "no_data"
+
+    write("drifted", hour(1.5))
+    assert monitor.run(settings, state, capture, now=hour(2), retrain=False).alarm_after == "OK"
+    write("drifted", hour(2.5))
+    fired = monitor.run(settings, state, capture, now=hour(3), retrain=False)
+    assert (fired.alarm_after, fired.retrain.action) == ("ALARM", "skipped")
+    assert "retraining is disabled" in fired.retrain.reason
+    # Missing data never breaches: [1, 1, None] keeps the alarm, [1, None, None] clears it.
+    held = monitor.run(settings, state, capture, now=hour(4))
+    assert (held.datapoint.value, held.alarm_before, held.alarm_after) == (None, "ALARM", "ALARM")
+    cleared = monitor.run(settings, state, capture, now=hour(5))
+    assert (cleared.evaluated, cleared.alarm_after) == ([1, None, None], "OK")
+    assert pipeline.calls == []
+    status = monitor.status(settings, state, now=hour(5))
+    assert [p.missing for p in status.datapoints] == [False, True, True]
+    assert status.last_retrain is None and status.cooldown_remaining == timedelta(0)
+
+
+def test_a_retrain_started_by_the_monitor_counts_even_without_history(
+    state: Path, capture: Path, settings: StackSettings, write, pipeline
+) -> None:
+    marker = state / "runs" / "20240501-000000-abcdef" / "trigger.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"trigger": "drift-alarm", "stack": "dev", "triggered_at": "2024-05-01T00:30:00Z"}))
+    for h in (1, 2):
+        write("drifted", hour(h - 0.5))
+        result = monitor.run(settings, state, capture, now=hour(h))
+    assert result.alarm_after == "ALARM" and result.retrain.action == "skipped"
+    assert result.retrain.reason == ("cooldown: last retrain at 2024-05-01T00:30:00Z, "
+                                     "next allowed after 2024-05-02T00:30:00Z")
+    assert pipeline.calls == []
+    assert monitor.status(settings, state, now=hour(2)).cooldown_remaining == timedelta(hours=22, minutes=30)
+
+
+def test_a_failed_drift_job_names_its_stderr_and_report_and_is_retried(
+    state: Path, capture: Path, settings: StackSettings, write
+) -> None:
+    write("clean", hour(0.5))
+    bad = capture / Names.of(settings).endpoint / "AllTraffic" / "2024/05/01/00" / "bad.jsonl"
+    bad.write_text("this is not a capture record\n")
+    with pytest.raises(monitor.MonitorError) as failure:
+        monitor.run(settings, state, capture, now=hour(1))
+    message = str(failure.value)
+    assert "failed with exit code 1" in message and "not a SageMaker data-capture record" in message
+    assert "bad.jsonl line 1" in message and "drift_report.json (not written)" in message
+    assert [e["event"] for e in monitor.read_history(state)] == ["drift_failed"]
+    assert monitor.status(settings, state).last_failure is not None
+
+    bad.unlink()
+    retried = monitor.run(settings, state, capture, now=hour(1) + timedelta(minutes=5))
+    assert retried.datapoint.window_start == "2024-05-01T00:05:00Z"  # the first window: the last hour
+    assert retried.datapoint.rows == 600
+    assert monitor.status(settings, state).last_failure is None
+
+
+def test_run_names_what_is_missing(state: Path, capture: Path, settings: StackSettings, tmp_path: Path,
+                                   write) -> None:
+    with pytest.raises(monitor.MonitorError, match=r"capture folder .*state/capture does not exist"):
+        monitor.run(settings, state, now=hour(1))  # the default: the local endpoint's <state>/capture
+    with pytest.raises(monitor.MonitorError, match=r"no monitored model in .*: run `mlops monitor baseline` first"):
+        monitor.run(settings, tmp_path / "empty", capture, now=hour(1))
+    with pytest.raises(monitor.MonitorError, match=r"capture folder .*nowhere does not exist"):
+        monitor.run(settings, state, tmp_path / "nowhere", now=hour(1))
+    with pytest.raises(monitor.MonitorError, match=r"retrain data .*gone.csv: no such file or folder"):
+        monitor.run(settings, state, capture, now=hour(1), data=tmp_path / "gone.csv")
+    with pytest.raises(monitor.MonitorError, match="monitors stack dev, not qa"):
+        monitor.run(dataclasses.replace(settings, stack="qa"), state, capture, now=hour(1))
+    monitor.run(settings, state, capture, now=hour(2))
+    with pytest.raises(monitor.MonitorError, match=r"now \(2024-05-01T01:00:00Z\) is not after the end of the "
+                                                   r"previous window \(2024-05-01T02:00:00Z\)"):
+        monitor.run(settings, state, capture, now=hour(1))
+    with open(state / "monitor" / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(monitor.MonitorError, match="another `mlops monitor` is running"):
+            monitor.run(settings, state, capture, now=hour(3))
+    (state / "monitor" / "1" / "model.tar.gz").unlink()
+    with pytest.raises(monitor.MonitorError, match=r"model artifact .*model.tar.gz of .* is missing"):
+        monitor.run(settings, state, capture, now=hour(3))
+
+
+def test_with_the_embedded_aws_running_the_job_publishes_drift_metrics(
+    state: Path, capture: Path, settings: StackSettings, registered: Registered, write
+) -> None:
+    shutil.copy(registered.state / "aws.json", state / "aws.json")
+    write("drifted", hour(0.5))
+    result = monitor.run(settings, state, capture, now=hour(1))
+    assert result.datapoint.metrics_published > 0
+    names = Names.of(settings)
+    cloudwatch = boto3.client("cloudwatch", region_name=settings.region, endpoint_url=registered.server.endpoint_url,
+                              aws_access_key_id="local", aws_secret_access_key="local")
+    metrics = cloudwatch.list_metrics(Namespace=names.metrics_namespace, MetricName="DriftDetected")["Metrics"]
+    assert {"Name": "Endpoint", "Value": names.endpoint} in metrics[0]["Dimensions"]
+
+
+def test_status_before_anything_ran(settings: StackSettings, tmp_path: Path) -> None:
+    status = monitor.status(settings, tmp_path)
+    assert (status.monitored, status.datapoints, status.alarm, status.last_retrain) == (None, [], "OK", None)
+    assert status.cooldown_remaining == timedelta(0) and status.next_retrain_allowed is None
+    assert status.rule == monitor.AlarmRule(2, 3, timedelta(hours=24))
+
