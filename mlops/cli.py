@@ -341,6 +341,50 @@ def cmd_local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from mlops import monitor
+
+    settings = _stack_settings(args)
+    state = _state_dir()
+    if args.action == "baseline":
+        result = monitor.baseline(settings, state)
+        if not args.json:
+            print(f"monitoring {result.package_arn} ({result.approval_status}, {result.selected_because})")
+            print(f"baseline {result.baseline_path}")
+    elif args.action == "run":
+        result = monitor.run(settings, state, args.capture, retrain=not args.no_retrain, data=args.data)
+        if not args.json:
+            point = result.datapoint
+            value = {1: "DRIFT", 0: "no drift", None: "no data (missing datapoint)"}[point.value]
+            print(
+                f"window {point.window_start} .. {point.window_end}: {point.rows} rows, {value}"
+                f"{f' ({point.features_drifted} features)' if point.value else ''}"
+            )
+            print(
+                f"alarm {result.alarm_before} -> {result.alarm_after} ({result.breaching} of the last "
+                f"{len(result.evaluated)} breaching; {result.rule.describe()})"
+            )
+            print(f"retrain: {result.retrain.action}: {result.retrain.reason}")
+            if point.report:
+                print(f"report {point.report_html or point.report}")
+    else:
+        result = monitor.status(settings, state)
+        if not args.json:
+            since = f" since {result.alarm_since}" if result.alarm_since else ""
+            monitored = result.monitored.package_arn if result.monitored else "(none: run `mlops monitor baseline`)"
+            print(f"stack {result.stack}: alarm {result.alarm}{since}")
+            print(f"monitored: {monitored}")
+            print(
+                "last datapoints: "
+                + (", ".join({1: "drift", 0: "ok", None: "missing"}[p.value] for p in result.datapoints) or "none")
+            )
+            print(f"rule: {result.rule.describe()}; cooldown remaining {result.cooldown_remaining}")
+    if args.json:
+        json.dump(monitor.as_dict(result), sys.stdout, indent=2)
+        print()
+    return EXIT_OK
+
+
 def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
     pairs = []
     for item in items:
@@ -396,8 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_model_list)
     latest = model_actions.add_parser("latest", help="print the ARN of the stack's latest approved package")
     latest.add_argument("--stack", required=True)
-    latest.add_argument("--or-empty", action="store_true",
-                        help="print an empty line instead of failing when nothing is approved (CI's dev deploy)")
+    latest.add_argument(
+        "--or-empty",
+        action="store_true",
+        help="print an empty line instead of failing when nothing is approved (CI's dev deploy)",
+    )
     latest.set_defaults(func=cmd_model_latest)
     status_commands = [latest]
     for action, text in (
@@ -468,6 +515,27 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait until the execution ends")
     start.set_defaults(func=cmd_pipeline_start)
 
+    monitor = commands.add_parser("monitor", help="drift monitoring of the local endpoint (local mode)")
+    monitor_actions = monitor.add_subparsers(dest="action", required=True)
+    monitor_baseline = monitor_actions.add_parser(
+        "baseline", help="fetch the baseline of the model to monitor (pinned, else latest approved, else latest)"
+    )
+    monitor_run = monitor_actions.add_parser(
+        "run",
+        help="one drift run over the capture since the last run; evaluate the alarm; retrain if it fires",
+        description="One evaluation period: the drift job (the image's entrypoint) over the captured traffic, a "
+        "datapoint, the M-of-N alarm with the stack's settings, and a local retrain when the alarm "
+        "enters ALARM and the cooldown has passed.",
+    )
+    monitor_run.add_argument("--capture", type=Path, help="capture folder (default <state>/capture)")
+    monitor_run.add_argument("--data", type=Path, help="data a triggered retrain uses (default the bundled sample)")
+    monitor_run.add_argument("--no-retrain", action="store_true", help="evaluate the alarm but never retrain")
+    monitor_status = monitor_actions.add_parser("status", help="alarm state, last datapoints, cooldown")
+    for sub in (monitor_baseline, monitor_run, monitor_status):
+        sub.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_monitor)
+
     local = commands.add_parser("local", help="the embedded AWS of local mode").add_subparsers(
         dest="action", required=True
     )
@@ -478,13 +546,27 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in local.choices.values():
         sub.set_defaults(func=cmd_local)
 
-    for sub in (listing, promote, rollback, verify, *status_commands, run, definition, start, local_up):
+    for sub in (
+        listing,
+        promote,
+        rollback,
+        verify,
+        *status_commands,
+        run,
+        definition,
+        start,
+        local_up,
+        monitor_baseline,
+        monitor_run,
+        monitor_status,
+    ):
         sub.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mlops.local.aws import LocalAwsError
+    from mlops.monitor import MonitorError
     from mlops.registry import ReleaseError
 
     # Configure logging first: the SageMaker SDK calls logging.basicConfig(INFO) on import.
@@ -492,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SettingsError, ReleaseError, LocalAwsError) as error:
+    except (SettingsError, ReleaseError, LocalAwsError, MonitorError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -45,3 +45,13 @@ def test_missing_data_and_missing_local_flag(capsys, state: Path, tmp_path: Path
     assert "no such file or folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["pipeline", "run"])
+
+
+def test_monitor_commands_before_anything_is_monitored(capsys, state: Path) -> None:
+    assert main(["monitor", "status"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "alarm OK" in out and "ALARM when 2 of the last 3 datapoints flag drift" in out
+    assert main(["monitor", "run"]) == EXIT_BAD_INPUT
+    assert "run `mlops monitor baseline` first" in capsys.readouterr().err
+    assert main(["monitor", "status", "--json"]) == EXIT_OK
+    assert '"alarm": "OK"' in capsys.readouterr().out
