@@ -44,7 +44,7 @@ def test_upsert_creates_then_updates_and_start_waits(aws: Aws, dev: StackSetting
     definition = json.loads(described["PipelineDefinition"])
     text = described["PipelineDefinition"]
     assert key_arn in text and f"{names.ecr_repository}:abc1234" in text
-    assert [s["Name"] for s in definition["Steps"]][0] == "Validate"
+    assert [s["Name"] for s in definition["Steps"]][:2] == ["CooldownGuard", "Validate"]
     assert described["RoleArn"].endswith(f":role/{names.execution_role}")
 
     assert upsert(dev, "def5678", aws=aws) == arn
