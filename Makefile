@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench plan clean
+.PHONY: run test lint bench plan ci-local clean
 
 # The venv is rebuilt whenever the dependency declarations change.
 $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
@@ -34,6 +34,10 @@ bench: $(STAMP) $(EVIDENTLY)
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/pipeline.py
+
+# The lint and unit-test jobs of .gitlab-ci.yml under gitlab-ci-local's shell executor.
+ci-local: $(STAMP)
+	bash scripts/ci_local.sh lint unit-tests
 
 plan: $(STAMP)
 	$(BIN)/mlops infra plan --stack dev
