@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench plan ci-local clean
+.PHONY: run test lint bench plan ci-local report-screenshot clean
 
 # The venv is rebuilt whenever the dependency declarations change.
 $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/mlops infra plan --all
+	$(BIN)/mlops demo
+
+# The demo's report rendered by headless Chromium (installed from Debian's packages if missing).
+report-screenshot: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/python scripts/screenshot_report.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -385,6 +385,28 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlops.demo import main as demo_main
+
+    return demo_main(["--state-dir", str(_state_dir()), "--stack", args.stack, *(["--small"] if args.small else [])])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mlops.serve_local import serve_local
+
+    settings = _stack_settings(args)
+    with serve_local(
+        settings, state_dir=_state_dir(), model=args.model, port=args.port, workers=args.workers
+    ) as endpoint:
+        print(f"serving {endpoint.package_arn} on {endpoint.url} (Ctrl-C stops it)")
+        print(f"  curl -s {endpoint.url}/ping; capture in {endpoint.capture_root}", flush=True)
+        try:
+            endpoint.wait()
+        except KeyboardInterrupt:
+            print("stopping")
+    return EXIT_OK
+
+
 def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
     pairs = []
     for item in items:
@@ -515,6 +537,27 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait until the execution ends")
     start.set_defaults(func=cmd_pipeline_start)
 
+    demo = commands.add_parser(
+        "demo",
+        help="the whole lifecycle on embedded defaults (what `make run` runs)",
+        description="Embedded AWS and MLflow, offline plan and policies, local training, approval, a local endpoint, "
+        "held-out then drifted traffic, drift job and alarm, retrain, challenger vs champion, "
+        "promotion, report. Each run has its own folder under <state>/demo/. Exit 130 on Ctrl-C.",
+    )
+    demo.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
+    demo.add_argument("--small", action="store_true", help="small data and traffic (a quicker run)")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = commands.add_parser("serve", help="serve a registered model on a local endpoint")
+    serve.add_argument("--local", action="store_true", required=True, help="locally (the only mode of `serve`)")
+    serve.add_argument("--stack", default="dev", help="stack whose registry to use (default dev)")
+    serve.add_argument(
+        "--model", default="champion", help="champion (latest approved), latest, a version number or a package ARN"
+    )
+    serve.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
+    serve.add_argument("--workers", type=int, default=1, help="server worker processes")
+    serve.set_defaults(func=cmd_serve)
+
     monitor = commands.add_parser("monitor", help="drift monitoring of the local endpoint (local mode)")
     monitor_actions = monitor.add_subparsers(dest="action", required=True)
     monitor_baseline = monitor_actions.add_parser(
@@ -568,13 +611,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlops.local.aws import LocalAwsError
     from mlops.monitor import MonitorError
     from mlops.registry import ReleaseError
+    from mlops.serve_local import ServeLocalError
 
     # Configure logging first: the SageMaker SDK calls logging.basicConfig(INFO) on import.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SettingsError, ReleaseError, LocalAwsError, MonitorError) as error:
+    except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,785 @@
+"""`mlops demo` (what `make run` calls): the whole lifecycle on embedded defaults, in a few minutes.
+
+Stages (each printed with its timing):
+
+ 1. embedded AWS + MLflow   moto server on 127.0.0.1 (S3, SageMaker registry, CloudWatch), MLflow on SQLite
+ 2. offline plan            the dev stack's resources under Pulumi mocks, checked by the policy pack
+ 3. train champion          the training pipeline, locally (`run_local`) on a random sample of the real
+                            Adult data; the other real rows are held out (traffic, retrain data, comparison)
+ 4. approve champion        `registry.approve`: the package becomes the stack's champion
+ 5. serve champion          `serve_local`: the image's `serve` entrypoint on a free port, data capture on;
+                            `monitor.baseline` fetches the champion's drift baseline
+ 6. held-out traffic        requests of 1-20 held-out real rows; then one drift job run (a datapoint: no drift)
+ 7. drifted traffic         the population changes: held-out real rows with every age +15 years and a
+                            workclass the schema does not know ("Gig-economy") on 10% of rows; one drift
+                            job run per window: the alarm fires at M of N datapoints (stack settings)
+                            and starts the retrain (`monitor.run` -> `run_local`) on labelled rows of the
+                            new population (the rows the drifted traffic came from, age shifted)
+ 8. challenger vs champion  both models scored locally on the same held-out real rows of the new
+                            population (neither saw them)
+ 9. promote                 approve the challenger when it is better; `release promote` pins it in a
+                            copy of Pulumi.prod.yaml (the diff is printed; the repo's stack files are
+                            never touched); the local endpoint follows the new champion; the monitor
+                            re-baselines on it
+10. report                  one self-contained HTML file (mlops/report.py)
+11. shut down               endpoint, embedded AWS
+
+State and reruns: every run gets its own folder `<state>/demo/<run id>/` (its own embedded AWS,
+MLflow store, runs, capture, monitor history, logs, report); `<state>/demo/latest` points at the
+newest. Nothing is reused between runs, so a rerun always tells the whole story (the retrain
+cooldown of one run never suppresses the next run's retrain); delete `<state>/demo/` to reclaim
+space. Two demos at once work (separate folders, free ports) and are told about each other.
+
+Interruption: Ctrl-C, SIGTERM or SIGHUP stop the run in `finally`: the endpoint (its own process
+group), the step subprocess (killed by `subprocess.run`), the embedded AWS. Each run records its
+owner pid in `demo.json`; a later run stops whatever a run whose owner died without cleaning up
+(SIGKILL) left behind, before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.local import aws as local_aws
+from mlops.settings import REPO_ROOT, StackSettings, load_stack_file, stack_file
+
+DEMO_DIR = "demo"
+RECORD = "demo.json"
+LATEST = "latest"
+AGE_SHIFT = 15.0
+NEW_CATEGORY = ("workclass", "Gig-economy", 0.10)
+"""The change of the population the drifted traffic comes from: every age + AGE_SHIFT years, and a
+workclass the schema does not know on 10% of rows."""
+FLUSH_TIMEOUT_S = 15.0
+
+
+class DemoError(RuntimeError):
+    """A stage of the demo failed; the message names the stage and where to look."""
+
+
+@dataclass
+class Stage:
+    number: int
+    name: str
+    started: str
+    seconds: float = 0.0
+    status: str = "running"
+    detail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelVersion:
+    role: str
+    version: int
+    package_arn: str
+    execution_id: str
+    data: str
+    status: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, str] = field(default_factory=dict)
+    mlflow_model_version: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoResult:
+    run_id: str
+    run_dir: Path
+    stack: str
+    started: str
+    seconds: float = 0.0
+    status: str = "running"
+    stages: list[Stage] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+    models: list[ModelVersion] = field(default_factory=list)
+    traffic: list[dict[str, Any]] = field(default_factory=list)
+    datapoints: list[dict[str, Any]] = field(default_factory=list)
+    comparison: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] = field(default_factory=dict)
+    serving_metrics: dict[str, Any] = field(default_factory=dict)
+    report_path: Path | None = None
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def model(self, role: str) -> ModelVersion | None:
+        return next((m for m in self.models if m.role == role), None)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["report_path"] = str(self.report_path) if self.report_path else ""
+        data["mlflow_uri"] = self.mlflow_uri
+        data["logs_dir"] = str(self.logs_dir)
+        return data
+
+
+# --- run folders, ownership, leftovers ---------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_record(run_dir: Path, **values: Any) -> None:
+    data = {**_read_record(run_dir), **values}
+    temporary = run_dir / f".{RECORD}.tmp"
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
+    temporary.replace(run_dir / RECORD)
+
+
+def clean_leftovers(state_dir: Path) -> list[str]:
+    """Stop what demo runs whose owner process died (e.g. SIGKILL) left running. Returns lines to print."""
+    from mlops.serve_local import stop_recorded
+
+    lines = []
+    for run_dir in sorted((state_dir / DEMO_DIR).glob("*/")):
+        record = _read_record(run_dir)
+        if record.get("status") != "running" or _alive(int(record.get("pid") or 0)):
+            continue
+        stopped = stop_recorded(run_dir)
+        aws_stopped = local_aws.stop(run_dir)
+        _write_record(run_dir, status="interrupted")
+        what = ", ".join(
+            [*(f"endpoint pid {pid}" for pid in stopped), *(["embedded AWS"] if aws_stopped else [])]
+        )
+        lines.append(f"cleaned up after interrupted run {run_dir.name}" + (f" (stopped {what})" if what else ""))
+    return lines
+
+
+def running_demos(state_dir: Path) -> list[tuple[str, int]]:
+    """(run id, pid) of the demo runs of this state folder still in progress."""
+    found = []
+    for run_dir in sorted((state_dir / DEMO_DIR).glob("*/")):
+        record = _read_record(run_dir)
+        pid = int(record.get("pid") or 0)
+        if record.get("status") == "running" and pid != os.getpid() and _alive(pid):
+            found.append((run_dir.name, pid))
+    return found
+
+
+def _new_run_dir(state_dir: Path) -> tuple[str, Path]:
+    run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run_dir = state_dir / DEMO_DIR / run_id
+    run_dir.mkdir(parents=True)
+    latest = state_dir / DEMO_DIR / LATEST
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(run_id)
+    return run_id, run_dir
+
+
+# --- signals: SIGTERM / SIGHUP behave like Ctrl-C ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    saved = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+# --- traffic -------------------------------------------------------------------------------------------
+
+
+def _csv_rows(frame: pd.DataFrame, feature_names: list[str]) -> list[str]:
+    text = frame[feature_names].to_csv(index=False, header=False, float_format="%.10g", lineterminator="\n")
+    return text.splitlines()
+
+
+def send_traffic(url: str, frame: pd.DataFrame, feature_names: list[str], *, requests: int, seed: int,
+                 max_rows: int = 20) -> dict[str, Any]:
+    """`requests` CSV requests of 1..`max_rows` rows drawn from `frame`, over one keep-alive connection.
+    Returns client-side latencies (ms), status counts and rows sent."""
+    rng = np.random.default_rng(seed)
+    lines = _csv_rows(frame, feature_names)
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    rows = 0
+    position = 0
+    try:
+        for _ in range(requests):
+            size = int(rng.integers(1, max_rows + 1))
+            if position + size > len(lines):
+                position = 0
+            body = ("\n".join(lines[position : position + size]) + "\n").encode()
+            position += size
+            started = time.perf_counter()
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+            response = connection.getresponse()
+            response.read()
+            latencies.append((time.perf_counter() - started) * 1000)
+            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+            rows += size
+    finally:
+        connection.close()
+    return {"requests": requests, "rows": rows, "latency_ms": [round(x, 3) for x in latencies], "status": statuses}
+
+
+def _wait_for_capture(capture_root: Path, deadline_s: float = FLUSH_TIMEOUT_S) -> None:
+    """Until no capture file is still open (`*.jsonl.partial`): the drift job reads closed files only."""
+    deadline = time.monotonic() + deadline_s
+    while any(capture_root.rglob("*.jsonl.partial")):
+        if time.monotonic() > deadline:
+            raise DemoError(f"capture files under {capture_root} were not closed within {deadline_s:.0f} s")
+        time.sleep(0.1)
+
+
+def _window_end() -> datetime:
+    """The first whole second after now, once the clock has passed it: every record captured so far
+    (inferenceTime has whole seconds) lies before it, and everything sent afterwards after it."""
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    while datetime.now(UTC) < end:
+        time.sleep(0.02)
+    return end
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    values = np.asarray(latencies)
+    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
+            "p99": float(np.percentile(values, 99)), "max": float(values.max()), "mean": float(values.mean())}
+
+
+def parse_prometheus(text: str) -> dict[str, Any]:
+    """The serving counters the report shows, from GET /metrics."""
+    out: dict[str, Any] = {"requests": {}, "duration_sum_s": 0.0, "duration_count": 0}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith("mlops_serve_requests_total{"):
+            out["requests"][name[len("mlops_serve_requests_total") :]] = float(value)
+        elif name.startswith("mlops_serve_request_duration_seconds_sum{") and 'handler="invocations"' in name:
+            out["duration_sum_s"] += float(value)
+        elif name.startswith("mlops_serve_request_duration_seconds_count{") and 'handler="invocations"' in name:
+            out["duration_count"] += int(float(value))
+        elif name == "mlops_serve_rows_scored_total":
+            out["rows_scored"] = int(float(value))
+        elif name.startswith("mlops_serve_capture_records_total{"):
+            out.setdefault("capture", {})[name.split('"')[1]] = int(float(value))
+    if out["duration_count"]:
+        out["server_mean_ms"] = 1000 * out["duration_sum_s"] / out["duration_count"]
+    return out
+
+
+# --- the demo ------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, result: DemoResult, out: Callable[[str], None], total: int):
+        self.result, self.out, self.total = result, out, total
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[Stage]:
+        stage = Stage(len(self.result.stages) + 1, name, datetime.now(UTC).isoformat(timespec="seconds"))
+        self.result.stages.append(stage)
+        self.out(f"[{stage.number:>2}/{self.total}] {name}")
+        started = time.monotonic()
+        try:
+            yield stage
+        except BaseException:
+            stage.status = "interrupted" if sys.exc_info()[0] is KeyboardInterrupt else "failed"
+            stage.seconds = round(time.monotonic() - started, 2)
+            raise
+        stage.seconds = round(time.monotonic() - started, 2)
+        stage.status = "ok"
+        self.out(f"        done in {stage.seconds:.1f} s")
+
+    def line(self, stage: Stage, text: str) -> None:
+        stage.detail.append(text)
+        self.out(f"        {text}")
+
+
+STAGES = 11
+SMALL: dict[str, int] = {"train_rows": 4000, "challenger_rows": 4000, "heldout_rows": 2000, "requests": 80}
+"""Sizes of a reduced demo (`--small`, tests): the same stages on less data."""
+
+
+def run_demo(
+    *,
+    state_dir: Path,
+    stack: str = "dev",
+    out: Callable[[str], None] = print,
+    train_rows: int = 16_000,
+    challenger_rows: int = 16_000,
+    heldout_rows: int = 5_000,
+    requests: int = 200,
+    seed: int = 7,
+    root: Path = REPO_ROOT,
+) -> DemoResult:
+    """The whole lifecycle in `<state_dir>/demo/<run id>/`; see the module docstring.
+
+    `train_rows` real rows train the champion (the rest are held out and feed the first traffic
+    stream), `challenger_rows` labelled rows of the new population train the challenger,
+    `heldout_rows` fresh rows of the new population decide between them, and every traffic window
+    sends `requests` requests. Raises DemoError when a stage fails, KeyboardInterrupt when
+    interrupted; either way every process it started is stopped first.
+    """
+    state_dir = Path(state_dir)
+    (state_dir / DEMO_DIR).mkdir(parents=True, exist_ok=True)
+    for line in clean_leftovers(state_dir):
+        out(line)
+    for other, pid in running_demos(state_dir):
+        out(f"note: demo run {other} (pid {pid}) is also running; both work (separate folders, free ports) "
+            "but share the CPU")
+    settings = load_stack_file(stack_file(stack, root))
+    run_id, run_dir = _new_run_dir(state_dir)
+    result = DemoResult(run_id, run_dir, settings.stack, datetime.now(UTC).isoformat(timespec="seconds"))
+    _write_record(run_dir, pid=os.getpid(), status="running", started=result.started, stack=settings.stack)
+    out(f"mlops demo: the lifecycle of stack {settings.stack} on embedded defaults")
+    out(f"run folder: {run_dir}")
+    started = time.monotonic()
+    endpoint_holder: list[Any] = []
+    try:
+        with _interruptible():
+            _lifecycle(settings, run_dir, result, _Progress(result, out, STAGES), endpoint_holder,
+                       train_rows=train_rows, challenger_rows=challenger_rows, heldout_rows=heldout_rows,
+                       requests=requests, seed=seed, root=root)
+        result.status = "succeeded"
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        out("interrupted: stopping the endpoint and the embedded AWS")
+        raise
+    except BaseException:
+        result.status = "failed"
+        raise
+    finally:
+        for endpoint in endpoint_holder:
+            endpoint.stop()
+        local_aws.stop(run_dir)
+        result.seconds = round(time.monotonic() - started, 1)
+        with contextlib.suppress(OSError):
+            (run_dir / "result.json").write_text(json.dumps(result.as_json(), indent=2, default=str))
+            # Final version of the report: every stage's timing and the outcome (also of a partial run).
+            from mlops.report import write_report
+
+            result.report_path = write_report(result.as_json(), run_dir / "report.html")
+        _write_record(run_dir, status=result.status, seconds=result.seconds)
+    _print_summary(result, out)
+    return result
+
+
+def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progress: _Progress,
+               endpoints: list[Any], *, train_rows: int, challenger_rows: int, heldout_rows: int, requests: int,
+               seed: int, root: Path) -> None:
+    import mlflow
+
+    from mlops import monitor
+    from mlops.local.pipeline import mlflow_uri, run_local
+    from mlops.plan import plan_stack_file
+    from mlops.registry import Aws, approve
+    from mlops.serve_local import serve_local
+    from model_code.data import load_adult, write_csv
+    from model_code.schema import ADULT
+    from policies.offline import evaluate
+
+    features = ADULT.feature_names
+    data_dir = run_dir / "data"
+    stage = progress.stage
+    line = progress.line
+
+    # 1 ----------------------------------------------------------------------------------------------
+    with stage("Embedded AWS and MLflow") as s:
+        server = local_aws.start(run_dir, account_id=settings.account_id, region=settings.region)
+        line(s, f"embedded AWS (moto) on {server.endpoint_url}, pid {server.pid}, account {settings.account_id}")
+        _quiet_mlflow()
+        mlflow.MlflowClient(mlflow_uri(run_dir)).search_experiments()  # creates and migrates the store
+        line(s, f"MLflow tracking store {mlflow_uri(run_dir)}")
+    aws = Aws(endpoint_url=server.endpoint_url, max_attempts=2)
+
+    # 2 ----------------------------------------------------------------------------------------------
+    with stage(f"Offline plan of stack {settings.stack} + policy pack") as s:
+        plan = plan_stack_file(stack_file(settings.stack, root))
+        violations = evaluate([r.as_json() for r in plan.resources])
+        mandatory = [v for v in violations if v.level == "mandatory"]
+        result.plan = {
+            "resources": len(plan.resources), "components": plan.components,
+            "violations": [{"policy": v.policy, "resource": v.resource, "level": v.level, "message": v.message}
+                           for v in violations],
+        }
+        line(s, f"{len(plan.resources)} resources in {len(plan.components)} components "
+                f"({', '.join(plan.components)})")
+        verdict = "PASS" if not mandatory else "FAIL"
+        line(s, f"policy verdict: {verdict}: {len(mandatory)} mandatory, "
+                f"{len(violations) - len(mandatory)} advisory violation(s)")
+        for v in violations[:5]:
+            line(s, f"  {v.level} {v.policy} on {v.resource}: {v.message}")
+
+    # 3 ----------------------------------------------------------------------------------------------
+    with stage("Train the champion (training pipeline, locally)") as s:
+        real = load_adult()
+        parts = _partition(len(real), seed, train=train_rows, challenger=challenger_rows, comparison=heldout_rows)
+        train, later, comparison, heldout_real = (real.iloc[parts[k]].reset_index(drop=True)
+                                                  for k in ("train", "challenger", "comparison", "rest"))
+        train_csv = write_csv(train, data_dir / "champion-train.csv")
+        line(s, f"data: {len(train):,} rows of the real Adult dataset; the other {len(real) - len(train):,} are "
+                "held out (traffic, the retrain's data, the final comparison)")
+        champion = _train(settings, run_dir, train_csv, "champion",
+                          f"{len(train):,} real Adult rows (random sample, seed {seed})", run_local, progress, s)
+        result.models.append(champion)
+
+    # 4 ----------------------------------------------------------------------------------------------
+    with stage("Approve the champion") as s, local_aws.environment(server):
+        change = approve(settings, champion.package_arn, description="demo: first model", aws=aws)
+        champion.status = change.package.status
+        line(s, f"{champion.package_arn}: {change.previous_status} -> {change.package.status}")
+
+    # 5 ----------------------------------------------------------------------------------------------
+    with stage("Serve the champion on a local endpoint") as s:
+        endpoint = serve_local(settings, state_dir=run_dir, model="champion", port=0, capture=True,
+                               capture_rotate_seconds=1.0, unknown_categories="score")
+        endpoints.append(endpoint)
+        line(s, f"{endpoint.url} serves v{endpoint.package.version} (pid {endpoint.pid}); capture -> "
+                f"{endpoint.capture_root}")
+        line(s, "unseen categories are scored as missing (MLOPS_SERVE_UNKNOWN_CATEGORIES=score), so the "
+                "drift job sees them")
+        monitored = monitor.baseline(settings, run_dir)
+        line(s, f"monitor baseline: v{monitored.version} ({monitored.selected_because}); alarm rule: "
+                f"{monitor.AlarmRule.of(settings).describe()}")
+    capture_root, capture_dir = endpoint.capture_root, endpoint.capture_dir
+    if capture_root is None or capture_dir is None:
+        raise DemoError("the local endpoint does not capture")
+
+    def window(stage_: Stage, name: str, frame: pd.DataFrame, traffic_seed: int,
+               data: Path | None) -> Any:
+        t0 = time.monotonic()
+        stream = send_traffic(endpoint.url, frame, features, requests=requests, seed=traffic_seed)
+        stats = latency_summary(stream["latency_ms"])
+        result.traffic.append({"name": name, "model_version": endpoint.package.version, **stream,
+                               "summary": stats, "seconds": round(time.monotonic() - t0, 2)})
+        line(stage_, f"{name}: {stream['requests']} requests, {stream['rows']:,} rows, status {stream['status']}, "
+                     f"latency p50 {stats['p50']:.1f} ms p99 {stats['p99']:.1f} ms")
+        _wait_for_capture(capture_root)
+        end = _window_end()
+        t1 = time.monotonic()
+        outcome = monitor.run(settings, run_dir, capture_dir, now=end, data=data)
+        seconds = time.monotonic() - t1
+        point = outcome.datapoint
+        drifted = ", ".join(point.features_drifted) or "none"
+        timing = f"{seconds:.1f} s" if outcome.retrain.action != monitor.STARTED else \
+            f"{seconds:.1f} s including the retrain it started"
+        line(stage_, f"drift job on {point.window_start} .. {point.window_end}: {point.rows:,} rows, "
+                     f"drift={'yes' if point.value else 'no'} (features: {drifted}; prediction drifted: "
+                     f"{point.prediction_drifted}); monitor run {timing}")
+        retrain = outcome.retrain
+        line(stage_, f"alarm {outcome.alarm_before} -> {outcome.alarm_after} ({outcome.breaching} of last "
+                     f"{len(outcome.evaluated)} datapoints breaching; rule {outcome.rule.datapoints} of "
+                     f"{outcome.rule.evaluation_periods}); retrain: {retrain.action} ({retrain.reason})")
+        result.datapoints.append({**asdict(point), "name": name, "alarm_before": outcome.alarm_before,
+                                  "alarm_after": outcome.alarm_after, "evaluated": outcome.evaluated,
+                                  "retrain": asdict(outcome.retrain)})
+        return outcome
+
+    # 6 ----------------------------------------------------------------------------------------------
+    with stage("Traffic from held-out real data, then the drift job") as s:
+        clean = window(s, "held-out real rows", heldout_real, seed + 1, None)
+        if clean.datapoint.value:
+            line(s, "note: the drift job flagged held-out data from the training distribution (a false alarm)")
+
+    # 7 ----------------------------------------------------------------------------------------------
+    with stage("Drifted traffic, drift alarm, retrain") as s:
+        # The retrain's labelled data: the new population's rows, age shifted; without the new
+        # category, which the schema does not know (validate rejects it; serving scores it as missing).
+        challenger_csv = write_csv(shift_population(later, seed + 100, new_category=False),
+                                   data_dir / "challenger-train.csv")
+        line(s, f"the population changes: age +{AGE_SHIFT:g} years, a new workclass '{NEW_CATEGORY[1]}' on "
+                f"{NEW_CATEGORY[2]:.0%} of rows (applied to held-out real rows)")
+        rule = monitor.AlarmRule.of(settings)
+        retrain = None
+        for index in range(rule.evaluation_periods):
+            drifted = shift_population(later, seed + 10 + index, new_category=True).sample(
+                frac=1.0, random_state=seed + index)
+            outcome = window(s, f"drifted window {index + 1}", drifted, seed + 20 + index, challenger_csv)
+            if outcome.retrain.action == monitor.STARTED:
+                retrain = outcome.retrain
+                break
+        if retrain is None:
+            raise DemoError(
+                f"the drift alarm did not start a retrain after {rule.evaluation_periods} drifted windows; "
+                f"see {monitor.history_path(run_dir)}"
+            )
+        if retrain.status != "Succeeded" or not retrain.package_arn:
+            raise DemoError(
+                f"the retrain {retrain.execution_id or ''} did not register a model: {retrain.status} "
+                f"{retrain.failure}; see {run_dir / 'runs'}"
+            )
+        challenger = _model_from_run(run_dir, retrain.execution_id, "challenger",
+                                     f"{len(later):,} labelled rows of the new population (held-out real rows, "
+                                     f"age +{AGE_SHIFT:g})")
+        result.models.append(challenger)
+        line(s, f"retrain {retrain.execution_id}: {retrain.status} in {challenger.seconds:.1f} s; registered "
+                f"{challenger.package_arn} (PendingManualApproval), test auc {challenger.metrics.get('auc', 0):.4f}")
+
+    result.serving_metrics["champion"] = parse_prometheus(endpoint.get("/metrics")[1].decode())
+
+    # 8 ----------------------------------------------------------------------------------------------
+    with stage("Challenger vs champion on fresh data of the new population") as s:
+        fresh = shift_population(comparison, seed + 1000, new_category=True)
+        write_csv(fresh, data_dir / "comparison-heldout.csv")
+        scores = {}
+        for model in (champion, challenger):
+            scores[model.role] = _score(settings, run_dir, model.package_arn, fresh, features, ADULT.label)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in scores[model.role].items())
+            line(s, f"{model.role} v{model.version}: {shown}")
+        better = scores["challenger"]["auc"] > scores["champion"]["auc"]
+        result.comparison = {
+            "data": f"{len(fresh):,} held-out real rows with the population change applied (age +{AGE_SHIFT:g}, "
+                    f"{NEW_CATEGORY[2]:.0%} '{NEW_CATEGORY[1]}'), seen by neither model",
+            "rows": len(fresh), "metric": "auc", "scores": scores,
+            "winner": "challenger" if better else "champion",
+        }
+        line(s, f"winner on auc: {result.comparison['winner']} "
+                f"({scores['challenger']['auc']:.4f} vs {scores['champion']['auc']:.4f})")
+
+    # 9 ----------------------------------------------------------------------------------------------
+    with stage("Promote the challenger" if better else "Keep the champion") as s:
+        if better:
+            _promote(settings, run_dir, result, challenger, aws, server, progress, s, root)
+            endpoint.stop()
+            endpoints.remove(endpoint)
+            follower = serve_local(settings, state_dir=run_dir, model="champion", port=0, capture=True,
+                                   capture_rotate_seconds=1.0, unknown_categories="score")
+            endpoints.append(follower)
+            status, body = follower.invoke(("\n".join(_csv_rows(fresh.head(3), features)) + "\n").encode())
+            line(s, f"local endpoint follows the latest approved package: {follower.url} serves "
+                    f"v{follower.package.version}; smoke request -> {status} {body.decode().split()}")
+            monitored = monitor.baseline(settings, run_dir)
+            line(s, f"monitor re-baselined on v{monitored.version}")
+            result.serving_metrics["follower"] = parse_prometheus(follower.get("/metrics")[1].decode())
+        else:
+            line(s, f"challenger v{challenger.version} is not better on the same data: it stays "
+                    "PendingManualApproval; the champion keeps serving")
+            result.promotion = {"promoted": False}
+
+    # 10 ---------------------------------------------------------------------------------------------
+    with stage("Report") as s:
+        from mlops.report import write_report
+
+        result.report_path = write_report(result.as_json(), run_dir / "report.html")
+        line(s, f"{result.report_path} ({result.report_path.stat().st_size / 1024:.0f} KiB, self-contained)")
+
+    # 11 ---------------------------------------------------------------------------------------------
+    with stage("Shut down") as s:
+        for running in list(endpoints):
+            running.stop()
+            endpoints.remove(running)
+        stopped = local_aws.stop(run_dir)
+        line(s, f"endpoint stopped; embedded AWS {'stopped' if stopped else 'was not running'}")
+
+
+def _quiet_mlflow() -> None:
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _partition(rows: int, seed: int, **sizes: int) -> dict[str, np.ndarray]:
+    """Disjoint random row sets of the given sizes (shrunk to fit), and `rest`: the rows left over."""
+    order = np.random.default_rng(seed).permutation(rows)
+    parts, position = {}, 0
+    budget = max(rows - 2000, 0)  # keep at least 2,000 rows for the held-out traffic
+    scale = min(1.0, budget / max(sum(sizes.values()), 1))
+    for name, size in sizes.items():
+        take = int(size * scale)
+        parts[name] = order[position : position + take]
+        position += take
+    parts["rest"] = order[position:]
+    return parts
+
+
+def shift_population(frame: pd.DataFrame, seed: int, *, new_category: bool) -> pd.DataFrame:
+    """The population change of the demo, applied to real rows (the same knobs as
+    model_code.data.Drift: mean_shift age, new_category workclass): every age + AGE_SHIFT (clipped to
+    the schema's maximum: beyond it a row is a data error, not drift), and a category the schema does
+    not know on a share of the rows."""
+    from model_code.schema import ADULT, NumericFeature
+
+    out = frame.copy()
+    age = ADULT.feature("age")
+    upper = age.maximum if isinstance(age, NumericFeature) else None
+    out["age"] = (out["age"] + AGE_SHIFT).clip(upper=upper)
+    if new_category:
+        column, category, share = NEW_CATEGORY
+        rows = np.random.default_rng(seed).choice(len(out), size=round(share * len(out)), replace=False)
+        out[column] = out[column].astype(object)
+        out.iloc[rows, out.columns.get_loc(column)] = category
+    return out
+
+
+def _train(settings: StackSettings, run_dir: Path, data: Path, role: str, description: str, run_local: Any,
+           progress: _Progress, stage: Stage) -> ModelVersion:
+    def finished(step: Any) -> None:
+        mark = "ok" if step.status == "Succeeded" else step.status
+        progress.line(stage, f"  {step.name:<14} {mark:<9} {step.seconds:6.1f} s")
+
+    run = run_local(settings, state_dir=run_dir, data=data, on_step=finished)
+    if run.status != "Succeeded" or not run.package_arn:
+        folder = run_dir / "runs" / run.execution_id
+        raise DemoError(f"training the {role} failed: {run.failure}; step logs under {folder}")
+    model = _model_from_run(run_dir, run.execution_id, role, description)
+    progress.line(stage, f"registered {model.package_arn} (PendingManualApproval), test auc "
+                         f"{model.metrics.get('auc', 0):.4f}, MLflow run {model.lineage.get('mlflow_run_id', '')}")
+    return model
+
+
+def _model_from_run(run_dir: Path, execution_id: str, role: str, description: str) -> ModelVersion:
+    """A model version from its local run record (`<run>/runs/<id>/run.json` and step outputs)."""
+    folder = run_dir / "runs" / execution_id
+    record = json.loads((folder / "run.json").read_text())
+    lineage = dict(record.get("lineage") or {})
+    lineage["mlflow_run_id"] = record.get("mlflow_run_id", "")
+    bundle = lineage.get("code_bundle", "").split("/")  # s3://<bucket>/code/<sha256>/model_code.tar.gz
+    lineage["code_bundle_sha256"] = bundle[-2] if len(bundle) > 4 else ""
+    report = next(folder.glob("steps/Validate/**/validation_report.json"), None)
+    if report is not None:
+        files = json.loads(report.read_text()).get("input", {}).get("files", [])
+        lineage["data_sha256"] = ",".join(f["sha256"] for f in files if f.get("sha256"))
+    lineage["input_data_uri"] = record.get("input_data_uri", "")
+    arn = record.get("package_arn", "")
+    return ModelVersion(
+        role=role, version=int(arn.rsplit("/", 1)[-1]) if arn else 0, package_arn=arn, execution_id=execution_id,
+        data=description, status="PendingManualApproval" if arn else record.get("status", ""),
+        metrics={k: float(v) for k, v in (record.get("metrics") or {}).items()}, lineage=lineage,
+        mlflow_model_version=record.get("mlflow_model_version", ""), seconds=float(record.get("seconds") or 0),
+    )
+
+
+def _score(settings: StackSettings, run_dir: Path, package_arn: str, frame: pd.DataFrame, features: list[str],
+           label: str) -> dict[str, float]:
+    """A registered model's metrics on `frame`, scored in this process from its model.tar.gz."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    from mlops.serve_local import download_model, resolve_package
+    from model_code.model import load_model
+
+    package, url = resolve_package(settings, package_arn, state_dir=run_dir)
+    model = load_model(download_model(settings, package, url, state_dir=run_dir))
+    scores = model.predict_proba(frame.loc[:, features])
+    y = frame[label].to_numpy()
+    return {"auc": float(roc_auc_score(y, scores)), "log_loss": float(log_loss(y, np.clip(scores, 1e-7, 1 - 1e-7))),
+            "accuracy": float(accuracy_score(y, scores >= model.threshold))}
+
+
+def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, challenger: ModelVersion, aws: Any,
+             server: local_aws.LocalAws, progress: _Progress, stage: Stage, root: Path) -> None:
+    from mlops.registry import ReleaseError, approve
+    from mlops.release import promote
+
+    line = progress.line
+    with local_aws.environment(server):
+        change = approve(settings, challenger.package_arn,
+                         description="demo: beat the champion on fresh data of the new population", aws=aws)
+        challenger.status = change.package.status
+        champion = result.model("champion")
+        line(stage, f"approved {challenger.package_arn}: the new champion (v{champion.version if champion else '?'} "
+                    "stays Approved as the previous one)")
+        release_dir = run_dir / "release"
+        release_dir.mkdir(exist_ok=True)
+        target = release_dir / stack_file("prod", root).name
+        shutil.copyfile(stack_file("prod", root), target)
+        try:
+            pin = promote(settings, target, package_arn=challenger.package_arn, aws=aws)
+        except ReleaseError as error:
+            line(stage, f"`mlops release promote --to prod` refused: {error}")
+            result.promotion = {"promoted": True, "pin_refused": str(error), "stack_file": str(target)}
+            return
+    line(stage, f"`mlops release promote --from {settings.stack} --to prod` on a copy ({target}):")
+    for diff_line in pin.diff.splitlines():
+        line(stage, f"    {diff_line}")
+    result.promotion = {"promoted": True, "stack_file": str(target), "old_pin": pin.old_arn, "new_pin": pin.new_arn,
+                        "diff": pin.diff, "metric": pin.metric, "new_metric": pin.new_metric}
+
+
+def _print_summary(result: DemoResult, out: Callable[[str], None]) -> None:
+    out("")
+    out(f"demo {result.status} in {result.seconds:.1f} s")
+    for stage in result.stages:
+        out(f"  {stage.number:>2}. {stage.name:<62} {stage.seconds:7.1f} s")
+    if result.report_path:
+        out(f"report:       {result.report_path}")
+    out(f"MLflow store: {result.mlflow_uri}")
+    out(f"logs:         {result.logs_dir} (endpoint, moto); steps: {result.run_dir / 'runs'}/*/steps/*/logs.txt")
+    venv_mlflow = REPO_ROOT / ".venv" / "bin" / "mlflow"
+    out(f"MLflow UI:    {venv_mlflow if venv_mlflow.exists() else 'mlflow'} ui --backend-store-uri {result.mlflow_uri}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mlops.demo [--state-dir DIR] [--stack dev] [--small]` (the CLI wires `mlops demo`)."""
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m mlops.demo", description="the lifecycle demo (mlops demo)")
+    default_state = Path(os.environ.get("MLOPS_STATE_DIR") or REPO_ROOT / ".mlops")
+    parser.add_argument("--state-dir", type=Path, default=default_state)
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--small", action="store_true", help="small data and traffic (tests)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sizes = SMALL if args.small else {}
+    try:
+        run_demo(state_dir=args.state_dir, stack=args.stack, out=lambda text: print(text, flush=True),
+                 train_rows=sizes.get("train_rows", 16_000), challenger_rows=sizes.get("challenger_rows", 16_000),
+                 heldout_rows=sizes.get("heldout_rows", 5_000), requests=sizes.get("requests", 200))
+    except KeyboardInterrupt:
+        print("demo interrupted; every process it started is stopped. Run it again to start over.", flush=True)
+        return 130
+    except DemoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""The demo report: one self-contained HTML file (inline CSS, inline SVG, PNGs as data: URIs; no
+scripts, no network), from the demo's result (`DemoResult.as_json()`, also `<run>/result.json`).
+
+Sections (ids in brackets):
+
+- summary [summary]: run, status, total time, where the MLflow store and logs are;
+- timeline [timeline]: each stage, its start offset and duration (a Gantt-style SVG and a table);
+- offline plan [plan]: resource count and the policy verdict;
+- pipeline metrics [metrics]: the test metrics of each model version the pipeline registered;
+- evaluation plots [evaluation]: the PNGs the Evaluate step wrote (`<run>/runs/<id>/steps/Evaluate/...`);
+- drift [drift]: every drift-job datapoint (window, rows, verdict, alarm, retrain decision), a PSI chart
+  per window, baseline-vs-current charts of each drifted feature, and the drift job's own HTML report
+  embedded (`<iframe srcdoc>`, collapsed);
+- challenger vs champion [comparison], promotion and the pin diff [promotion];
+- serving latency [latency]: client-side latency percentiles and histogram per traffic stream, and the
+  server's own counters from GET /metrics;
+- lineage [lineage]: per model version: git sha, data digest, code bundle hash, model content sha256,
+  MLflow run id and model version, package ARN, input data.
+
+`render_report(result) -> str`, `write_report(result, path) -> Path`. Missing parts (a run that
+stopped early) are shown as such, never fail the rendering.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("summary", "timeline", "plan", "metrics", "evaluation", "drift", "comparison", "promotion", "latency",
+            "lineage")
+COLORS = ("#3b6ea8", "#d9534f", "#5cb85c", "#f0ad4e", "#6f42c1", "#17a2b8")
+BASE_COLOR, CURRENT_COLOR = "#7f8c9a", "#d9534f"
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px}h2{margin-top:32px;border-bottom:2px solid #3b6ea8;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0;background:#fff}
+td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #e3e3e3;font-size:13px;vertical-align:top}
+th{background:#f0f3f7}code,pre{font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
+pre{background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto}
+.ok{color:#2e7d32;font-weight:bold}.bad{color:#c62828;font-weight:bold}.muted{color:#777}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+figure{margin:0;background:#fff;border:1px solid #e3e3e3;padding:6px}figcaption{font-size:12px;color:#555}
+img.plot{width:320px;height:auto}iframe{width:100%;height:600px;border:1px solid #ddd;background:#fff}
+nav a{margin-right:12px;font-size:13px}
+"""
+
+
+# --- small helpers -------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _hbars(labels: list[str], values: list[float], title: str, *, unit: str = "", highlight: set[str] | None = None,
+           threshold: float | None = None) -> str:
+    """Horizontal bars, one per label (inline SVG)."""
+    label_w, bar_w, row_h, top = 170, 360, 18, 24
+    peak = max([*values, threshold or 0.0, 1e-9])
+    height = top + row_h * len(labels) + 8
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{label_w + bar_w + 90}" height="{height}">',
+             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>']
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y = top + i * row_h
+        color = CURRENT_COLOR if highlight and label in highlight else COLORS[0]
+        parts.append(f'<text x="{label_w - 6}" y="{y + 12}" font-size="11" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{bar_w * value / peak:.1f}" height="11" fill="{color}"/>')
+        parts.append(f'<text x="{label_w + bar_w * value / peak + 4:.1f}" y="{y + 12}" font-size="10">'
+                     f"{value:.3g}{escape(unit)}</text>")
+    if threshold is not None:
+        x = label_w + bar_w * threshold / peak
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{height - 4}" stroke="#555" '
+                     f'stroke-dasharray="3,3"/><text x="{x + 3:.1f}" y="{top - 6}" font-size="10">{threshold:g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _paired_bars(labels: list[str], baseline: list[float], current: list[float], title: str) -> str:
+    """Baseline vs current shares per bin/category (inline SVG)."""
+    label_w, bar_w, row_h, top = 150, 260, 20, 26
+    peak = max([*baseline, *current, 1e-9])
+    height = top + row_h * len(labels) + 8
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{label_w + bar_w + 90}" height="{height}">',
+             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
+             f'<rect x="{label_w + bar_w - 120}" y="4" width="10" height="10" fill="{BASE_COLOR}"/>'
+             f'<text x="{label_w + bar_w - 106}" y="13" font-size="11">baseline</text>'
+             f'<rect x="{label_w + bar_w - 50}" y="4" width="10" height="10" fill="{CURRENT_COLOR}"/>'
+             f'<text x="{label_w + bar_w - 36}" y="13" font-size="11">current</text>']
+    for i, (label, b, c) in enumerate(zip(labels, baseline, current, strict=True)):
+        y = top + i * row_h
+        text = label if len(label) <= 24 else label[:23] + "…"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" font-size="10" text-anchor="end">{escape(text)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{bar_w * b / peak:.1f}" height="7" fill="{BASE_COLOR}"/>')
+        parts.append(f'<rect x="{label_w}" y="{y + 10}" width="{bar_w * c / peak:.1f}" height="7" '
+                     f'fill="{CURRENT_COLOR}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _histogram(values: list[float], title: str, bins: int = 30) -> str:
+    """Histogram of latencies (ms), inline SVG."""
+    if not values:
+        return f"<p class=muted>{escape(title)}: no data</p>"
+    ordered = sorted(values)
+    high = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] or 1.0
+    width, height, left, bottom = 420, 150, 34, 22
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int(v / high * bins))] += 1
+    peak = max(counts) or 1
+    bar = (width - left) / bins
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width + 10}" height="{height + bottom + 18}">',
+             f'<text x="0" y="12" font-size="12" font-weight="bold">{escape(title)}</text>']
+    for i, count in enumerate(counts):
+        h = (height - 20) * count / peak
+        parts.append(f'<rect x="{left + i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" '
+                     f'fill="{COLORS[0]}"/>')
+    parts.append(f'<line x1="{left}" x2="{width}" y1="{height}" y2="{height}" stroke="#333"/>')
+    for frac in (0, 0.5, 1):
+        x = left + (width - left) * frac
+        parts.append(f'<text x="{x:.1f}" y="{height + 14}" font-size="10" text-anchor="middle">'
+                     f"{high * frac:.1f}{'+' if frac == 1 else ''} ms</text>")
+    parts.append(f'<text x="{left - 4}" y="24" font-size="10" text-anchor="end">{peak}</text></svg>')
+    return "".join(parts)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# --- sections --------------------------------------------------------------------------------------------
+
+
+def _summary(result: dict[str, Any]) -> str:
+    status = result.get("status", "?")
+    css = "ok" if status == "succeeded" else "bad"
+    rows = [
+        ["run", escape(str(result.get("run_id", "")))],
+        ["stack", escape(str(result.get("stack", "")))],
+        ["started (UTC)", escape(str(result.get("started", "")))],
+        ["status", f'<span class="{css}">{escape(status)}</span>'],
+        ["total time", f"{float(result.get('seconds') or 0):.1f} s"],
+        ["run folder", f"<code>{escape(str(result.get('run_dir', '')))}</code>"],
+        ["MLflow store", f"<code>{escape(str(result.get('mlflow_uri', '')))}</code>"],
+        ["MLflow UI", f"<code>.venv/bin/mlflow ui --backend-store-uri {escape(str(result.get('mlflow_uri', '')))}"
+                      "</code>"],
+        ["logs", f"<code>{escape(str(result.get('logs_dir', '')))}</code>"],
+    ]
+    return f'<section id="summary"><h2>Summary</h2>{_table(["", ""], rows)}</section>'
+
+
+def _timeline(result: dict[str, Any]) -> str:
+    stages = result.get("stages") or []
+    if not stages:
+        return '<section id="timeline"><h2>Timeline</h2><p class=muted>no stage ran</p></section>'
+    total = sum(float(s.get("seconds") or 0) for s in stages) or 1.0
+    label_w, bar_w, row_h, top = 330, 560, 20, 10
+    height = top + row_h * len(stages) + 24
+    parts = [f'<svg role="img" aria-label="timeline" width="{label_w + bar_w + 80}" height="{height}">']
+    offset = 0.0
+    rows = []
+    for i, stage in enumerate(stages):
+        seconds = float(stage.get("seconds") or 0)
+        y = top + i * row_h
+        color = COLORS[0] if stage.get("status") == "ok" else CURRENT_COLOR
+        x = label_w + bar_w * offset / total
+        parts.append(f'<text x="{label_w - 8}" y="{y + 13}" font-size="11" text-anchor="end">'
+                     f'{stage.get("number")}. {escape(str(stage.get("name")))}</text>')
+        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(bar_w * seconds / total, 1.5):.1f}" height="13" '
+                     f'fill="{color}"/>')
+        parts.append(f'<text x="{x + max(bar_w * seconds / total, 1.5) + 4:.1f}" y="{y + 13}" font-size="10">'
+                     f"{seconds:.1f} s</text>")
+        rows.append([str(stage.get("number")), escape(str(stage.get("name"))), f"{offset:.1f} s", f"{seconds:.1f} s",
+                     escape(str(stage.get("status"))),
+                     "<br>".join(escape(str(d)) for d in (stage.get("detail") or [])[:12])])
+        offset += seconds
+    parts.append(f'<text x="{label_w}" y="{height - 6}" font-size="10">0 s</text>'
+                 f'<text x="{label_w + bar_w}" y="{height - 6}" font-size="10" text-anchor="end">{total:.0f} s</text>'
+                 "</svg>")
+    return ('<section id="timeline"><h2>Timeline</h2>' + "".join(parts)
+            + _table(["#", "stage", "start", "duration", "status", "what happened"], rows) + "</section>")
+
+
+def _plan(result: dict[str, Any]) -> str:
+    plan = result.get("plan") or {}
+    if not plan:
+        return '<section id="plan"><h2>Offline plan and policies</h2><p class=muted>not run</p></section>'
+    violations = plan.get("violations") or []
+    mandatory = [v for v in violations if v.get("level") == "mandatory"]
+    verdict = '<span class="ok">PASS</span>' if not mandatory else '<span class="bad">FAIL</span>'
+    rows = [[escape(v["level"]), escape(v["policy"]), escape(v["resource"]), escape(v["message"])] for v in violations]
+    return (f'<section id="plan"><h2>Offline plan and policies (stack {escape(str(result.get("stack")))})</h2>'
+            f"<p>{plan.get('resources')} resources in {len(plan.get('components') or [])} components "
+            f"({escape(', '.join(plan.get('components') or []))}); policy verdict {verdict}: {len(mandatory)} "
+            f"mandatory, {len(violations) - len(mandatory)} advisory violation(s).</p>"
+            + (_table(["level", "policy", "resource", "message"], rows) if rows else "") + "</section>")
+
+
+def _metrics(result: dict[str, Any]) -> str:
+    models = result.get("models") or []
+    names = ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier", "rows")
+    rows = []
+    for m in models:
+        metrics = m.get("metrics") or {}
+        cells = [_fmt(float(metrics[n])) if n in metrics else "" for n in names[:-1]]
+        cells.append(f"{int(metrics.get('rows', 0)):,}")
+        rows.append([escape(m["role"]), f"v{m['version']}", escape(m.get("status", "")), escape(m.get("data", "")),
+                     *cells, f"{float(m.get('seconds') or 0):.1f} s"])
+    body = _table(["model", "version", "status", "trained on", *names[:-1], "test rows", "pipeline time"], rows) \
+        if rows else "<p class=muted>no model was trained</p>"
+    return ('<section id="metrics"><h2>Pipeline metrics (test split of each run)</h2>' + body
+            + "<p class=muted>Each pipeline run measures its model on the test split of its own data; the "
+              "head-to-head on the same data is under <a href=\"#comparison\">challenger vs champion</a>.</p>"
+              "</section>")
+
+
+def evaluation_plots(run_dir: Path, execution_id: str) -> list[Path]:
+    """The PNGs the Evaluate step of a local run wrote."""
+    folder = run_dir / "runs" / execution_id / "steps" / "Evaluate"
+    return sorted(folder.rglob("*.png")) if folder.is_dir() else []
+
+
+def _evaluation(result: dict[str, Any], run_dir: Path) -> str:
+    blocks = []
+    for m in result.get("models") or []:
+        plots = evaluation_plots(run_dir, m.get("execution_id", ""))
+        figures = "".join(f'<figure><img class="plot" alt="{escape(p.stem)}" src="{_png(p)}">'
+                          f"<figcaption>{escape(p.name)}</figcaption></figure>" for p in plots)
+        blocks.append(f"<h3>{escape(m['role'])} v{m['version']} (run {escape(m.get('execution_id', ''))})</h3>"
+                      + (f'<div class="row">{figures}</div>' if figures else "<p class=muted>no plots found</p>"))
+    return ('<section id="evaluation"><h2>Evaluation plots</h2>'
+            + ("".join(blocks) or "<p class=muted>no model was evaluated</p>") + "</section>")
+
+
+def _load_json(path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _drift(result: dict[str, Any]) -> str:
+    points = result.get("datapoints") or []
+    if not points:
+        return '<section id="drift"><h2>Drift</h2><p class=muted>the drift job did not run</p></section>'
+    rows = []
+    for p in points:
+        value = p.get("value")
+        verdict = ('<span class="bad">drift</span>' if value else '<span class="ok">no drift</span>') \
+            if value is not None else "<span class=muted>no data</span>"
+        retrain = p.get("retrain") or {}
+        rows.append([escape(p.get("name", "")), f"{escape(p['window_start'])} .. {escape(p['window_end'])}",
+                     f"{p.get('rows', 0):,}", verdict, escape(", ".join(p.get("features_drifted") or []) or "-"),
+                     escape(str(p.get("prediction_drifted"))), f"{escape(p.get('alarm_before', ''))} &rarr; "
+                     f"{escape(p.get('alarm_after', ''))}",
+                     escape(f"{retrain.get('action', '')}: {retrain.get('reason', '')}")])
+    blocks = []
+    for p in points:
+        report = _load_json(p.get("report", ""))
+        if report is None or report.get("status") == "no_data":
+            blocks.append(f"<h3>{escape(p.get('name', ''))}</h3><p class=muted>no report data</p>")
+            continue
+        features = report.get("features") or {}
+        names = list(features)
+        psis = [float(features[n].get("psi") or 0) for n in names]
+        drifted = {n for n in names if features[n].get("drifted")}
+        if report.get("prediction"):
+            names.append("prediction (score)")
+            psis.append(float(report["prediction"].get("psi") or 0))
+            if report["prediction"].get("drifted"):
+                drifted.add("prediction (score)")
+        charts = [_hbars(names, psis, f"PSI per feature: {p.get('name', '')}", highlight=drifted,
+                         threshold=float((report.get("thresholds") or {}).get("psi") or 0.2))]
+        shown = [n for n in features if features[n].get("drifted")]
+        if report.get("prediction") and report["prediction"].get("drifted"):
+            shown.append("prediction")
+        for name in shown[:6]:
+            out = report["prediction"] if name == "prediction" else features[name]
+            d = out.get("distribution") or {}
+            if d.get("labels"):
+                charts.append(_paired_bars([str(x) for x in d["labels"]], d["baseline"], d["current"],
+                                           f"{name}: share of values"))
+        embedded = ""
+        html_path = Path(p.get("report_html", ""))
+        if html_path.is_file():
+            embedded = (f"<details><summary>the drift job's own report ({escape(html_path.name)})</summary>"
+                        f'<iframe title="drift report" sandbox srcdoc="{escape(html_path.read_text(), quote=True)}">'
+                        "</iframe></details>")
+        blocks.append(f"<h3>{escape(p.get('name', ''))}</h3>"
+                      f'<div class="row">{"".join(f"<figure>{c}</figure>" for c in charts)}</div>{embedded}')
+    return ('<section id="drift"><h2>Drift (one datapoint per drift-job run)</h2>'
+            + _table(["traffic", "window (UTC)", "rows", "verdict", "features drifted", "prediction drifted",
+                      "alarm", "retrain"], rows) + "".join(blocks) + "</section>")
+
+
+def _comparison(result: dict[str, Any]) -> str:
+    comparison = result.get("comparison") or {}
+    if not comparison:
+        return ('<section id="comparison"><h2>Challenger vs champion</h2><p class=muted>no comparison ran</p>'
+                "</section>")
+    scores = comparison.get("scores") or {}
+    metrics = sorted({k for s in scores.values() for k in s})
+    rows = [[escape(role), *[_fmt(s.get(k)) for k in metrics]] for role, s in scores.items()]
+    chart = _hbars(list(scores), [float(s.get("auc") or 0) for s in scores.values()], "AUC on the same fresh data",
+                   highlight={comparison.get("winner", "")})
+    return (f'<section id="comparison"><h2>Challenger vs champion</h2><p>{escape(comparison.get("data", ""))}. '
+            f"Winner on {escape(comparison.get('metric', 'auc'))}: <b>{escape(comparison.get('winner', ''))}</b>.</p>"
+            f'{_table(["model", *metrics], rows)}<figure>{chart}</figure></section>')
+
+
+def _promotion(result: dict[str, Any]) -> str:
+    promotion = result.get("promotion") or {}
+    if not promotion:
+        return '<section id="promotion"><h2>Promotion</h2><p class=muted>not reached</p></section>'
+    if not promotion.get("promoted"):
+        return ('<section id="promotion"><h2>Promotion</h2><p>The challenger was not better: nothing promoted.</p>'
+                "</section>")
+    text = ""
+    if promotion.get("pin_refused"):
+        text = f"<p>`mlops release promote` refused: {escape(promotion['pin_refused'])}</p>"
+    elif promotion.get("diff"):
+        text = (f"<p><code>mlops release promote --to prod</code> on a copy of the stack file "
+                f"(<code>{escape(promotion.get('stack_file', ''))}</code>):</p><pre>{escape(promotion['diff'])}</pre>")
+    return f'<section id="promotion"><h2>Promotion</h2><p>The challenger was approved.</p>{text}</section>'
+
+
+def _latency(result: dict[str, Any]) -> str:
+    streams = result.get("traffic") or []
+    if not streams:
+        return '<section id="latency"><h2>Serving latency</h2><p class=muted>no traffic was sent</p></section>'
+    rows, charts = [], []
+    for s in streams:
+        values = [float(v) for v in s.get("latency_ms") or []]
+        rows.append([escape(s.get("name", "")), f"v{s.get('model_version', '')}", str(s.get("requests", 0)),
+                     f"{s.get('rows', 0):,}", escape(json.dumps(s.get("status") or {})),
+                     *[f"{_percentile(values, q):.2f}" for q in (0.5, 0.9, 0.99)],
+                     f"{max(values) if values else float('nan'):.2f}"])
+        title = f"client latency (ms): {s.get('name', '')}"
+        charts.append(f"<figure>{_histogram(values, title)}</figure>")
+    server = []
+    for name, m in (result.get("serving_metrics") or {}).items():
+        if not m:
+            continue
+        requests = ", ".join(f"{escape(k)} {v:.0f}" for k, v in (m.get("requests") or {}).items())
+        server.append([escape(name), requests, f"{m.get('rows_scored', 0):,}",
+                       f"{m['server_mean_ms']:.2f}" if "server_mean_ms" in m else "-",
+                       escape(json.dumps(m.get("capture") or {}))])
+    return ('<section id="latency"><h2>Serving latency</h2>'
+            "<p>Client side: one keep-alive connection, CSV requests of 1-20 rows, sequential "
+            "(time from sending the request to reading the whole response).</p>"
+            + _table(["traffic", "model", "requests", "rows", "status", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
+            + f'<div class="row">{"".join(charts)}</div>'
+            + ("<p>Server side (GET /metrics of the endpoint):</p>"
+               + _table(["endpoint", "requests by handler and code", "rows scored", "mean /invocations ms",
+                         "capture records"], server) if server else "")
+            + "</section>")
+
+
+def _lineage(result: dict[str, Any]) -> str:
+    rows = []
+    for m in result.get("models") or []:
+        lineage = m.get("lineage") or {}
+        rows.append([
+            f"{escape(m['role'])} v{m['version']}", f"<code>{escape(lineage.get('git_sha', ''))}</code>",
+            f"<code>{escape(lineage.get('data_sha256', ''))}</code>",
+            f"<code>{escape(lineage.get('code_bundle_sha256', ''))}</code>",
+            f"<code>{escape(lineage.get('model_sha256', ''))}</code>",
+            f"<code>{escape(lineage.get('mlflow_run_id', ''))}</code> (model version "
+            f"{escape(str(m.get('mlflow_model_version', '')))})",
+            f"<code>{escape(m.get('package_arn', ''))}</code>",
+            f"<code>{escape(lineage.get('input_data_uri', ''))}</code>",
+        ])
+    body = _table(["model", "git sha", "data sha256", "code bundle sha256", "model content sha256",
+                   "MLflow run", "model package", "input data"], rows) if rows else "<p class=muted>no model</p>"
+    return f'<section id="lineage"><h2>Lineage of each model version</h2>{body}</section>'
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+
+
+def render_report(result: dict[str, Any]) -> str:
+    """The report page for a demo result (`DemoResult.as_json()`)."""
+    run_dir = Path(str(result.get("run_dir") or "."))
+    nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
+    body = "".join([
+        _summary(result), _timeline(result), _plan(result), _metrics(result), _evaluation(result, run_dir),
+        _drift(result), _comparison(result), _promotion(result), _latency(result), _lineage(result),
+    ])
+    title = f"mlops-stack demo {escape(str(result.get('run_id', '')))}"
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content=\"width=device-width\"><title>{title}</title><style>{CSS}</style></head>"
+            f"<body><main><h1>{title}</h1><nav>{nav}</nav>{body}</main></body></html>\n")
+
+
+def write_report(result: dict[str, Any], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(result), encoding="utf-8")
+    return path
