@@ -139,15 +139,6 @@ class DemoResult:
 # --- run folders, ownership, leftovers ---------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
     try:
@@ -171,7 +162,7 @@ def clean_leftovers(state_dir: Path) -> list[str]:
     lines = []
     for run_dir in sorted((state_dir / DEMO_DIR).glob("*/")):
         record = _read_record(run_dir)
-        if record.get("status") != "running" or _alive(int(record.get("pid") or 0)):
+        if record.get("status") != "running" or local_aws.pid_alive(int(record.get("pid") or 0)):
             continue
         stopped = stop_recorded(run_dir)
         aws_stopped = local_aws.stop(run_dir)
@@ -189,7 +180,7 @@ def running_demos(state_dir: Path) -> list[tuple[str, int]]:
     for run_dir in sorted((state_dir / DEMO_DIR).glob("*/")):
         record = _read_record(run_dir)
         pid = int(record.get("pid") or 0)
-        if record.get("status") == "running" and pid != os.getpid() and _alive(pid):
+        if record.get("status") == "running" and pid != os.getpid() and local_aws.pid_alive(pid):
             found.append((run_dir.name, pid))
     return found
 

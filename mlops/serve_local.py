@@ -378,7 +378,7 @@ def stop_recorded(state_dir: Path) -> list[int]:
         except (OSError, ValueError, KeyError):
             record.unlink(missing_ok=True)
             continue
-        if owner and _pid_alive(owner):
+        if owner and local_aws.pid_alive(owner):
             continue  # its owner is alive and stops it itself
         if _is_model_server(pid):
             _signal_group(pid, signal.SIGTERM)
@@ -392,12 +392,3 @@ def stop_recorded(state_dir: Path) -> list[int]:
         record.unlink(missing_ok=True)
     return stopped
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -64,7 +64,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 probes without signalling)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,7 +89,7 @@ def running(state_dir: Path) -> LocalAws | None:
         server = LocalAws(data["endpoint_url"], int(data["pid"]), data["account_id"], data["region"])
     except (ValueError, KeyError):
         return None
-    return server if _alive(server.pid) and _answers(server.endpoint_url) else None
+    return server if pid_alive(server.pid) and _answers(server.endpoint_url) else None
 
 
 def start(state_dir: Path, *, account_id: str, region: str) -> LocalAws:
@@ -138,13 +139,13 @@ def stop(state_dir: Path) -> bool:
         return False
     os.killpg(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _alive(server.pid) and time.monotonic() < deadline:
+    while pid_alive(server.pid) and time.monotonic() < deadline:
         try:
             os.waitpid(server.pid, os.WNOHANG)
         except ChildProcessError:
             pass
         time.sleep(0.05)
-    if _alive(server.pid):
+    if pid_alive(server.pid):
         os.killpg(server.pid, signal.SIGKILL)
     return True
 
