@@ -107,11 +107,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-local", action="store_true", help="only the 1M-row throughput part")
+    parser.add_argument("--local-only", action="store_true", help="only the local pipeline run")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average "
+          f"{os.getloadavg()[0]:.1f} (other work on the machine slows both sides)")
     if not args.skip_local:
         local_pipeline()
-    throughput(args.rows)
+    if not args.local_only:
+        throughput(args.rows)
 
 
 if __name__ == "__main__":
