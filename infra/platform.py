@@ -35,6 +35,7 @@ def build_platform(settings: StackSettings) -> None:
             noncurrent_version_expiry_days=settings.noncurrent_version_expiry_days,
             capture_retention_days=settings.capture_retention_days,
             access_log_retention_days=settings.access_log_retention_days,
+            model_consumers=tuple(settings.model_consumers),
         ),
     )
     images = Images(
@@ -47,6 +48,7 @@ def build_platform(settings: StackSettings) -> None:
             force_delete=settings.force_destroy,
             protect=settings.protect_resources,
             tags=tags,
+            model_consumers=tuple(settings.model_consumers),
         ),
     )
     access = Access(
@@ -64,6 +66,7 @@ def build_platform(settings: StackSettings) -> None:
             metrics_namespace=names.metrics_namespace,
             state_bucket=settings.pulumi_state_bucket,
             secrets_key_arn=settings.pulumi_secrets_key_arn,
+            served_model_package_arn=settings.approved_model_package_arn,
         ),
     )
 
@@ -79,6 +82,7 @@ def build_platform(settings: StackSettings) -> None:
             execution_role_arn=access.execution_role_arn,
             repository_url=images.repository_url,
             tags=tags,
+            model_consumers=tuple(settings.model_consumers),
         ),
     )
 

@@ -118,3 +118,16 @@ class Names:
     @property
     def alarm_topic(self) -> str:
         return fit(f"{self.prefix}-alarms", "sns")
+
+
+_PACKAGE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+    rf"model-package/{PROJECT}-(?P<stack>[a-z][a-z0-9-]*)/[0-9]+$"
+)
+
+
+def source_of(model_package_arn: str) -> Names | None:
+    """The names of the stack that registered `model_package_arn` (its group is `mlops-stack-<stack>`),
+    or None for a package of another project."""
+    match = _PACKAGE_ARN.match(model_package_arn)
+    return Names(match["stack"], match["account"], match["region"]) if match else None

@@ -283,6 +283,12 @@ class StackSettings:
         50, doc="Invocation4XXErrors per minute at or above this for 2 of 3 minutes raises the 4xx alarm.",
         check=_between(1, 100000),
     )
+    model_consumer_account_ids: str = _setting(
+        "",
+        doc="Comma-separated accounts (e.g. prod's) allowed to deploy this stack's registered models: they may "
+        "read the model packages, artifacts and image, and decrypt them with the stack key.",
+        check=_optional(_matches(re.compile(r"^[0-9]{12}(,[0-9]{12})*$"), "comma-separated 12-digit account ids")),
+    )
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )
@@ -330,6 +336,10 @@ class StackSettings:
     def tags(self) -> dict[str, str]:
         """Tags on every taggable resource (the policy pack requires project, environment, owner)."""
         return {"project": PROJECT, "environment": self.stack, "owner": self.owner, "managed-by": "pulumi"}
+
+    @property
+    def model_consumers(self) -> list[str]:
+        return [account for account in self.model_consumer_account_ids.split(",") if account]
 
     @property
     def gitlab_host(self) -> str:

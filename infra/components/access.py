@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mlops.naming import ENCRYPTED_BUCKET_KINDS, Names
+from mlops.naming import ENCRYPTED_BUCKET_KINDS, Names, source_of
 
 STS_AUDIENCE = "sts.amazonaws.com"
 
@@ -130,10 +130,11 @@ class Arns:
         return f"arn:aws:{service}:{self._region_account}:{kind}{separator}{self.names.prefix}-*"
 
 
-def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str) -> dict:
+def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = ()) -> dict:
     names = arns.names
     kinds = ENCRYPTED_BUCKET_KINDS
     return _document(
+        *extra,
         _statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
         _statement(
             "ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], arns.objects(kinds)
@@ -226,6 +227,34 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str) -> dict:
             {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
     )
+
+
+def source_model_statements(source: Names, package_arn: str) -> list[dict]:
+    """What this stack's endpoint needs to run a package registered by another stack (prod pins dev's):
+    its metadata, artifacts and image there, decrypted with that stack's key through S3 and ECR."""
+    region_account = f"{source.region}:{source.account_id}"
+    return [
+        _statement("DescribeSourceModel", ["sagemaker:DescribeModelPackage"], [package_arn]),
+        _statement(
+            "ReadSourceModelArtifacts", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket('artifacts')}/pipelines/*"]
+        ),
+        _statement(
+            "PullSourceModelImage",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [f"arn:aws:ecr:{region_account}:repository/{source.ecr_repository}"],
+        ),
+        _statement(
+            "DecryptSourceModel",
+            ["kms:Decrypt", "kms:DescribeKey"],
+            [f"arn:aws:kms:{region_account}:key/*"],
+            {
+                "StringEquals": {
+                    "kms:ViaService": [f"s3.{source.region}.amazonaws.com", f"ecr.{source.region}.amazonaws.com"]
+                },
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [source.kms_alias]},
+            },
+        ),
+    ]
 
 
 def mlflow_policy(arns: Arns, key_arn: str) -> dict:
@@ -536,6 +565,9 @@ class AccessArgs:
     metrics_namespace: str
     state_bucket: str
     secrets_key_arn: str
+    # The package this stack's endpoint runs; when another stack registered it (prod pins dev's),
+    # the execution role may read it there.
+    served_model_package_arn: str = ""
 
 
 class Access(pulumi.ComponentResource):
@@ -551,6 +583,10 @@ class Access(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account = names.account_id
 
+        source = source_of(args.served_model_package_arn) if args.served_model_package_arn else None
+        source_reads: tuple[dict, ...] = ()
+        if source is not None and (source.stack, source.account_id) != (names.stack, names.account_id):
+            source_reads = tuple(source_model_statements(source, args.served_model_package_arn))
         execution = aws.iam.Role(
             f"{name}-execution-role",
             name=names.execution_role,
@@ -564,7 +600,7 @@ class Access(pulumi.ComponentResource):
             f"{name}-execution-policy",
             role=execution.name,
             policy=pulumi.Output.from_input(args.key_arn).apply(
-                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace))
+                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace, source_reads))
             ),
             opts=child,
         )

@@ -49,6 +49,7 @@ class ImagesArgs:
     force_delete: bool
     protect: bool
     tags: dict[str, str]
+    model_consumers: tuple[str, ...] = ()
 
 
 class Images(pulumi.ComponentResource):
@@ -75,6 +76,31 @@ class Images(pulumi.ComponentResource):
             policy=lifecycle_policy(args.keep_tagged_images, args.untagged_expiry_days),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.model_consumers:
+            # Consumer accounts (prod) run this stack's registered models, whose image lives here.
+            aws.ecr.RepositoryPolicy(
+                f"{name}-consumer-pull",
+                repository=repository.name,
+                policy=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "ConsumerAccountsPull",
+                                "Effect": "Allow",
+                                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in args.model_consumers]},
+                                "Action": [
+                                    "ecr:BatchCheckLayerAvailability",
+                                    "ecr:BatchGetImage",
+                                    "ecr:GetDownloadUrlForLayer",
+                                ],
+                            }
+                        ],
+                    },
+                    sort_keys=True,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.repository_url = repository.repository_url
         self.repository_arn = repository.arn
         self.register_outputs({"repositoryUrl": self.repository_url, "repositoryArn": self.repository_arn})

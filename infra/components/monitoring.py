@@ -68,23 +68,41 @@ def drift_job_request(args: MonitoringArgs, role_arn: str, key_arn: str) -> dict
             "ImageUri": args.image_uri,
             "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
             "ContainerArguments": [
-                "--input", f"s3://{args.capture_bucket}/datacapture/{args.endpoint_name}",
-                "--baseline-from-endpoint", "--endpoint", args.endpoint_name,
-                "--hours", str(args.drift_window_hours),
-                "--namespace", args.metrics_namespace,
-                "--output", output,
+                "--input",
+                f"s3://{args.capture_bucket}/datacapture/{args.endpoint_name}",
+                "--baseline-from-endpoint",
+                "--endpoint",
+                args.endpoint_name,
+                "--hours",
+                str(args.drift_window_hours),
+                "--namespace",
+                args.metrics_namespace,
+                "--output",
+                output,
             ],
         },
         "Environment": {"AWS_DEFAULT_REGION": args.region},
         "ProcessingOutputConfig": {
             "KmsKeyId": key_arn,
-            "Outputs": [{"OutputName": "drift", "S3Output": {
-                "S3Uri": f"s3://{args.artifacts_bucket}/monitoring/{args.endpoint_name}/<aws.scheduler.execution-id>",
-                "LocalPath": output, "S3UploadMode": "EndOfJob"}}],
+            "Outputs": [
+                {
+                    "OutputName": "drift",
+                    "S3Output": {
+                        "S3Uri": f"s3://{args.artifacts_bucket}/monitoring/{args.endpoint_name}/<aws.scheduler.execution-id>",
+                        "LocalPath": output,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ],
         },
-        "ProcessingResources": {"ClusterConfig": {
-            "InstanceCount": 1, "InstanceType": args.processing_instance_type, "VolumeSizeInGB": 30,
-            "VolumeKmsKeyId": key_arn}},
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": args.processing_instance_type,
+                "VolumeSizeInGB": 30,
+                "VolumeKmsKeyId": key_arn,
+            }
+        },
         "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(args.tags.items())],
@@ -110,11 +128,21 @@ class Monitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-events-policy",
             role=events_role.name,
-            policy=pulumi.Output.from_input(args.pipeline_arn).apply(lambda arn: json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Sid": "StartThisPipeline", "Effect": "Allow",
-                               "Action": ["sagemaker:StartPipelineExecution"], "Resource": [arn]}],
-            })),
+            policy=pulumi.Output.from_input(args.pipeline_arn).apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "StartThisPipeline",
+                                "Effect": "Allow",
+                                "Action": ["sagemaker:StartPipelineExecution"],
+                                "Resource": [arn],
+                            }
+                        ],
+                    }
+                )
+            ),
             opts=child,
         )
 
@@ -127,7 +155,9 @@ class Monitoring(pulumi.ComponentResource):
                 sagemaker_pipeline_target=aws.cloudwatch.EventTargetSagemakerPipelineTargetArgs(
                     pipeline_parameter_lists=[
                         aws.cloudwatch.EventTargetSagemakerPipelineTargetPipelineParameterListArgs(name=k, value=v)
-                        for k, v in parameters.items()]),
+                        for k, v in parameters.items()
+                    ]
+                ),
                 opts=child,
             )
 
@@ -137,43 +167,63 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-new-data-rule",
             name=f"{args.prefix}-new-data",
             description=f"New objects under s3://{args.data_bucket}/{RAW_PREFIX} retrain {args.pipeline_name}",
-            event_pattern=json.dumps({
-                "source": ["aws.s3"], "detail-type": ["Object Created"],
-                "detail": {"bucket": {"name": [args.data_bucket]}, "object": {"key": [{"prefix": RAW_PREFIX}]}},
-            }, sort_keys=True),
+            event_pattern=json.dumps(
+                {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Created"],
+                    "detail": {"bucket": {"name": [args.data_bucket]}, "object": {"key": [{"prefix": RAW_PREFIX}]}},
+                },
+                sort_keys=True,
+            ),
             tags=args.tags,
             opts=child,
         )
-        start_pipeline(new_data, "new-data", {"Trigger": "new-data",
-                                              "InputDataUri": f"s3://{args.data_bucket}/{RAW_PREFIX}"})
+        start_pipeline(
+            new_data, "new-data", {"Trigger": "new-data", "InputDataUri": f"s3://{args.data_bucket}/{RAW_PREFIX}"}
+        )
 
         if args.alarm_topic_arn is not None:
             approvals = aws.cloudwatch.EventRule(
                 f"{name}-approval-rule",
                 name=f"{args.prefix}-model-approvals",
                 description=f"Approval changes of model packages in {args.model_package_group}",
-                event_pattern=json.dumps({
-                    "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
-                    "detail": {"ModelPackageGroupName": [args.model_package_group],
-                               "ModelApprovalStatus": ["Approved", "Rejected"]},
-                }, sort_keys=True),
+                event_pattern=json.dumps(
+                    {
+                        "source": ["aws.sagemaker"],
+                        "detail-type": ["SageMaker Model Package State Change"],
+                        "detail": {
+                            "ModelPackageGroupName": [args.model_package_group],
+                            "ModelApprovalStatus": ["Approved", "Rejected"],
+                        },
+                    },
+                    sort_keys=True,
+                ),
                 tags=args.tags,
                 opts=child,
             )
-            aws.cloudwatch.EventTarget(f"{name}-approval-target", rule=approvals.name, arn=args.alarm_topic_arn,
-                                       opts=child)
+            aws.cloudwatch.EventTarget(
+                f"{name}-approval-target", rule=approvals.name, arn=args.alarm_topic_arn, opts=child
+            )
             aws.sns.TopicPolicy(
                 f"{name}-topic-policy",
                 arn=args.alarm_topic_arn,
-                policy=pulumi.Output.from_input(args.alarm_topic_arn).apply(lambda topic: json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [{
-                        "Sid": "AlarmsAndEventsPublish", "Effect": "Allow",
-                        "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
-                        "Action": "sns:Publish", "Resource": topic,
-                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                    }],
-                })),
+                policy=pulumi.Output.from_input(args.alarm_topic_arn).apply(
+                    lambda topic: json.dumps(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "AlarmsAndEventsPublish",
+                                    "Effect": "Allow",
+                                    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                                    "Action": "sns:Publish",
+                                    "Resource": topic,
+                                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                                }
+                            ],
+                        }
+                    )
+                ),
                 opts=child,
             )
 
@@ -195,15 +245,28 @@ class Monitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
-            policy=pulumi.Output.from_input(args.execution_role_arn).apply(lambda role: json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Sid": "StartDriftJobs", "Effect": "Allow",
-                     "Action": ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], "Resource": [jobs]},
-                    {"Sid": "PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [role],
-                     "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
-                ],
-            })),
+            policy=pulumi.Output.from_input(args.execution_role_arn).apply(
+                lambda role: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "StartDriftJobs",
+                                "Effect": "Allow",
+                                "Action": ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"],
+                                "Resource": [jobs],
+                            },
+                            {
+                                "Sid": "PassExecutionRole",
+                                "Effect": "Allow",
+                                "Action": ["iam:PassRole"],
+                                "Resource": [role],
+                                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                            },
+                        ],
+                    }
+                )
+            ),
             opts=child,
         )
         aws.scheduler.Schedule(
@@ -217,7 +280,8 @@ class Monitoring(pulumi.ComponentResource):
                 arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
                 role_arn=scheduler_role.arn,
                 input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                    lambda values: json.dumps(drift_job_request(args, values[0], values[1]), sort_keys=True)),
+                    lambda values: json.dumps(drift_job_request(args, values[0], values[1]), sort_keys=True)
+                ),
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
             ),
             opts=child,
@@ -226,7 +290,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-drift-alarm",
             name=f"{args.prefix}-drift",
             alarm_description=f"{args.endpoint_name}: drift in {args.alarm_datapoints} of the last "
-                              f"{args.alarm_evaluation_periods} drift runs; starts a retrain",
+            f"{args.alarm_evaluation_periods} drift runs; starts a retrain",
             namespace=args.metrics_namespace,
             metric_name=DRIFT_METRIC,
             dimensions={"Endpoint": args.endpoint_name},
@@ -245,10 +309,17 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-drift-rule",
             name=f"{args.prefix}-drift-retrain",
             description=f"The drift alarm entering ALARM retrains {args.pipeline_name}",
-            event_pattern=alarm.arn.apply(lambda arn: json.dumps({
-                "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-                "resources": [arn], "detail": {"state": {"value": ["ALARM"]}},
-            }, sort_keys=True)),
+            event_pattern=alarm.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "source": ["aws.cloudwatch"],
+                        "detail-type": ["CloudWatch Alarm State Change"],
+                        "resources": [arn],
+                        "detail": {"state": {"value": ["ALARM"]}},
+                    },
+                    sort_keys=True,
+                )
+            ),
             tags=args.tags,
             opts=child,
         )

@@ -66,21 +66,49 @@ class ServingArgs:
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
-        decisive = [self.model_package_arn, self.instance_type, self.min_capacity, self.data_capture_percent,
-                    self.capture_bucket]
+        decisive = [
+            self.model_package_arn,
+            self.instance_type,
+            self.min_capacity,
+            self.data_capture_percent,
+            self.capture_bucket,
+        ]
         return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:8]
 
     def alarms(self) -> list[AlarmSpec]:
         return [
-            AlarmSpec("model-latency-p99", "ModelLatency", "AWS/SageMaker", self.latency_p99_ms * 1000.0,
-                      f"ModelLatency p99 above {self.latency_p99_ms} ms", extended_statistic="p99"),
-            AlarmSpec("overhead-latency-p99", "OverheadLatency", "AWS/SageMaker",
-                      self.overhead_latency_p99_ms * 1000.0,
-                      f"OverheadLatency p99 above {self.overhead_latency_p99_ms} ms", extended_statistic="p99"),
-            AlarmSpec("5xx-errors", "Invocation5XXErrors", "AWS/SageMaker", float(self.error_5xx_count),
-                      f"{self.error_5xx_count} or more 5xx responses a minute", statistic="Sum"),
-            AlarmSpec("4xx-errors", "Invocation4XXErrors", "AWS/SageMaker", float(self.error_4xx_count),
-                      f"{self.error_4xx_count} or more 4xx responses a minute", statistic="Sum"),
+            AlarmSpec(
+                "model-latency-p99",
+                "ModelLatency",
+                "AWS/SageMaker",
+                self.latency_p99_ms * 1000.0,
+                f"ModelLatency p99 above {self.latency_p99_ms} ms",
+                extended_statistic="p99",
+            ),
+            AlarmSpec(
+                "overhead-latency-p99",
+                "OverheadLatency",
+                "AWS/SageMaker",
+                self.overhead_latency_p99_ms * 1000.0,
+                f"OverheadLatency p99 above {self.overhead_latency_p99_ms} ms",
+                extended_statistic="p99",
+            ),
+            AlarmSpec(
+                "5xx-errors",
+                "Invocation5XXErrors",
+                "AWS/SageMaker",
+                float(self.error_5xx_count),
+                f"{self.error_5xx_count} or more 5xx responses a minute",
+                statistic="Sum",
+            ),
+            AlarmSpec(
+                "4xx-errors",
+                "Invocation4XXErrors",
+                "AWS/SageMaker",
+                float(self.error_4xx_count),
+                f"{self.error_4xx_count} or more 4xx responses a minute",
+                statistic="Sum",
+            ),
         ]
 
 
@@ -88,18 +116,50 @@ def dashboard_body(endpoint: str, region: str) -> str:
     dimensions = ["EndpointName", endpoint, "VariantName", VARIANT]
 
     def widget(title: str, metrics: list[list], stat: str, y: int, x: int) -> dict:
-        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {
-            "title": title, "region": region, "stat": stat, "period": PERIOD_S, "view": "timeSeries",
-            "metrics": metrics}}
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "stat": stat,
+                "period": PERIOD_S,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
 
-    return json.dumps({"widgets": [
-        widget("Invocations", [["AWS/SageMaker", "Invocations", *dimensions]], "Sum", 0, 0),
-        widget("Latency p99 (us)", [["AWS/SageMaker", "ModelLatency", *dimensions],
-                                    ["AWS/SageMaker", "OverheadLatency", *dimensions]], "p99", 0, 12),
-        widget("Errors", [["AWS/SageMaker", "Invocation4XXErrors", *dimensions],
-                          ["AWS/SageMaker", "Invocation5XXErrors", *dimensions]], "Sum", 6, 0),
-        widget("CPU and instances", [["/aws/sagemaker/Endpoints", "CPUUtilization", *dimensions]], "Average", 6, 12),
-    ]}, sort_keys=True)
+    return json.dumps(
+        {
+            "widgets": [
+                widget("Invocations", [["AWS/SageMaker", "Invocations", *dimensions]], "Sum", 0, 0),
+                widget(
+                    "Latency p99 (us)",
+                    [["AWS/SageMaker", "ModelLatency", *dimensions], ["AWS/SageMaker", "OverheadLatency", *dimensions]],
+                    "p99",
+                    0,
+                    12,
+                ),
+                widget(
+                    "Errors",
+                    [
+                        ["AWS/SageMaker", "Invocation4XXErrors", *dimensions],
+                        ["AWS/SageMaker", "Invocation5XXErrors", *dimensions],
+                    ],
+                    "Sum",
+                    6,
+                    0,
+                ),
+                widget(
+                    "CPU and instances", [["/aws/sagemaker/Endpoints", "CPUUtilization", *dimensions]], "Average", 6, 12
+                ),
+            ]
+        },
+        sort_keys=True,
+    )
 
 
 class Serving(pulumi.ComponentResource):
@@ -112,11 +172,17 @@ class Serving(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         versioned = f"{args.endpoint_name}-{args.content_hash()}"
 
-        topic = aws.sns.Topic(f"{name}-alarm-topic", name=args.alarm_topic_name, kms_master_key_id=args.kms_key_arn,
-                              tags=args.tags, opts=child)
+        topic = aws.sns.Topic(
+            f"{name}-alarm-topic",
+            name=args.alarm_topic_name,
+            kms_master_key_id=args.kms_key_arn,
+            tags=args.tags,
+            opts=child,
+        )
         if args.alarm_email:
-            aws.sns.TopicSubscription(f"{name}-alarm-email", topic=topic.arn, protocol="email",
-                                      endpoint=args.alarm_email, opts=child)
+            aws.sns.TopicSubscription(
+                f"{name}-alarm-email", topic=topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
+            )
 
         model = aws.sagemaker.Model(
             f"{name}-model",
@@ -131,12 +197,14 @@ class Serving(pulumi.ComponentResource):
             f"{name}-endpoint-config",
             name=versioned,
             kms_key_arn=args.kms_key_arn,
-            production_variants=[aws.sagemaker.EndpointConfigurationProductionVariantArgs(
-                variant_name=VARIANT,
-                model_name=model.name,
-                instance_type=args.instance_type,
-                initial_instance_count=args.min_capacity,
-            )],
+            production_variants=[
+                aws.sagemaker.EndpointConfigurationProductionVariantArgs(
+                    variant_name=VARIANT,
+                    model_name=model.name,
+                    instance_type=args.instance_type,
+                    initial_instance_count=args.min_capacity,
+                )
+            ],
             data_capture_config=aws.sagemaker.EndpointConfigurationDataCaptureConfigArgs(
                 enable_capture=True,
                 initial_sampling_percentage=args.data_capture_percent,
@@ -147,7 +215,8 @@ class Serving(pulumi.ComponentResource):
                     aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Output"),
                 ],
                 capture_content_type_header=aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureContentTypeHeaderArgs(
-                    csv_content_types=["text/csv"], json_content_types=["application/json"]),
+                    csv_content_types=["text/csv"], json_content_types=["application/json"]
+                ),
             ),
             tags=args.tags,
             opts=child,
@@ -189,15 +258,18 @@ class Serving(pulumi.ComponentResource):
                             type="CANARY",
                             wait_interval_in_seconds=args.canary_wait_seconds,
                             canary_size=aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs(
-                                type="CAPACITY_PERCENT", value=args.canary_traffic_percent),
+                                type="CAPACITY_PERCENT", value=args.canary_traffic_percent
+                            ),
                         )
                     ),
                     termination_wait_in_seconds=300,
                     maximum_execution_timeout_in_seconds=3600,
                 ),
                 auto_rollback_configuration=aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationArgs(
-                    alarms=[aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(alarm_name=n)
-                            for n in alarm_names],
+                    alarms=[
+                        aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(alarm_name=n)
+                        for n in alarm_names
+                    ],
                 ),
             ),
             tags=args.tags,
@@ -227,7 +299,9 @@ class Serving(pulumi.ComponentResource):
                 target_value=float(args.target_invocations),
                 predefined_metric_specification=(
                     aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type="SageMakerVariantInvocationsPerInstance")),
+                        predefined_metric_type="SageMakerVariantInvocationsPerInstance"
+                    )
+                ),
                 scale_in_cooldown=300,
                 scale_out_cooldown=60,
             ),
@@ -266,5 +340,6 @@ class Serving(pulumi.ComponentResource):
         self.endpoint_name = args.endpoint_name
         self.endpoint_config_name = versioned
         self.alarm_topic_arn = topic.arn
-        self.register_outputs({"endpointName": self.endpoint_name, "endpointConfigName": versioned,
-                               "alarmTopicArn": self.alarm_topic_arn})
+        self.register_outputs(
+            {"endpointName": self.endpoint_name, "endpointConfigName": versioned, "alarmTopicArn": self.alarm_topic_arn}
+        )

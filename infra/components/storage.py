@@ -54,27 +54,48 @@ _KEY_ACCOUNT_ACTIONS = [
 _KEY_SERVICE_PRINCIPALS = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
 
 
-def key_policy(account_id: str) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+# Where the pipeline writes model artifacts in the artifacts bucket (pipelines/training.py).
+MODEL_ARTIFACTS_PREFIX = "pipelines/"
+
+
+def consumer_principals(accounts: list[str]) -> dict:
+    return {"AWS": [f"arn:aws:iam::{account}:root" for account in accounts]}
+
+
+def key_policy(account_id: str, region: str = "", consumers: list[str] | None = None) -> dict:
+    """Account administration, alarm/event publishing and, for consumer accounts (prod deploying dev's
+    models), decryption of model artifacts and image layers through S3 and ECR only."""
+    statements: list[dict] = [
+        {
+            "Sid": "AccountAdministersAndDelegatesToIam",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Action": _KEY_ACCOUNT_ACTIONS,
+            "Resource": "*",
+        },
+        {
+            "Sid": "AlarmAndEventServicesPublishToEncryptedTopics",
+            "Effect": "Allow",
+            "Principal": {"Service": _KEY_SERVICE_PRINCIPALS},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        },
+    ]
+    if consumers:
+        statements.append(
             {
-                "Sid": "AccountAdministersAndDelegatesToIam",
+                "Sid": "ConsumerAccountsReadModels",
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                "Action": _KEY_ACCOUNT_ACTIONS,
+                "Principal": consumer_principals(consumers),
+                "Action": ["kms:Decrypt", "kms:DescribeKey"],
                 "Resource": "*",
-            },
-            {
-                "Sid": "AlarmAndEventServicesPublishToEncryptedTopics",
-                "Effect": "Allow",
-                "Principal": {"Service": _KEY_SERVICE_PRINCIPALS},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            },
-        ],
-    }
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": [f"s3.{region}.amazonaws.com", f"ecr.{region}.amazonaws.com"]}
+                },
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def tls_only_statement(bucket: str) -> dict:
@@ -88,9 +109,20 @@ def tls_only_statement(bucket: str) -> dict:
     }
 
 
-def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str]) -> dict:
-    """TLS-only for every bucket; the logs bucket also lets S3's log delivery write (ACLs are off)."""
+def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str], consumers: list[str] | None = None) -> dict:
+    """TLS-only for every bucket; the logs bucket also lets S3's log delivery write (ACLs are off);
+    the artifacts bucket lets consumer accounts read model artifacts."""
     statements = [tls_only_statement(bucket)]
+    if consumers:
+        statements.append(
+            {
+                "Sid": "ConsumerAccountsReadModelArtifacts",
+                "Effect": "Allow",
+                "Principal": consumer_principals(consumers),
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/{MODEL_ARTIFACTS_PREFIX}*",
+            }
+        )
     if log_sources:
         statements.append(
             {
@@ -118,6 +150,7 @@ class StorageArgs:
     noncurrent_version_expiry_days: int
     capture_retention_days: int
     access_log_retention_days: int
+    model_consumers: tuple[str, ...] = ()
 
 
 class Storage(pulumi.ComponentResource):
@@ -137,7 +170,7 @@ class Storage(pulumi.ComponentResource):
             description=f"{names.prefix}: data, artifacts, capture, images, topics",
             enable_key_rotation=True,
             deletion_window_in_days=args.kms_deletion_window_days,
-            policy=pulumi.Output.json_dumps(key_policy(names.account_id)),
+            policy=pulumi.Output.json_dumps(key_policy(names.account_id, names.region, list(args.model_consumers))),
             tags=args.tags,
             opts=stateful,
         )
@@ -204,7 +237,12 @@ class Storage(pulumi.ComponentResource):
                 f"{name}-{kind}-policy",
                 bucket=bucket.bucket,
                 policy=pulumi.Output.json_dumps(
-                    bucket_policy(bucket_name, account_id=names.account_id, log_sources=log_sources)
+                    bucket_policy(
+                        bucket_name,
+                        account_id=names.account_id,
+                        log_sources=log_sources,
+                        consumers=list(args.model_consumers) if kind == "artifacts" else None,
+                    )
                 ),
                 opts=on_bucket,
             )

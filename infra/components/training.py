@@ -8,6 +8,7 @@ an image: until CI has pushed one (`imageTag`), the group and bundle exist and t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class TrainingArgs:
     execution_role_arn: pulumi.Input[str]
     repository_url: pulumi.Input[str]
     tags: dict[str, str]
+    model_consumers: tuple[str, ...] = ()
 
 
 class Training(pulumi.ComponentResource):
@@ -71,6 +73,34 @@ class Training(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
+        if args.model_consumers:
+            region, account = settings.region, settings.account_id
+            group_arn = f"arn:aws:sagemaker:{region}:{account}:model-package-group/{args.model_package_group_name}"
+            package_arns = f"arn:aws:sagemaker:{region}:{account}:model-package/{args.model_package_group_name}/*"
+            aws.sagemaker.ModelPackageGroupPolicy(
+                f"{name}-consumer-policy",
+                model_package_group_name=group.model_package_group_name,
+                resource_policy=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "ConsumerAccountsDeployModels",
+                                "Effect": "Allow",
+                                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in args.model_consumers]},
+                                "Action": [
+                                    "sagemaker:DescribeModelPackage",
+                                    "sagemaker:DescribeModelPackageGroup",
+                                    "sagemaker:ListModelPackages",
+                                ],
+                                "Resource": [group_arn, package_arns],
+                            }
+                        ],
+                    },
+                    sort_keys=True,
+                ),
+                opts=child,
+            )
         self.model_package_group_name = args.model_package_group_name
         self.code_bundle_uri = args.bundle.uri(args.artifacts_bucket)
 
@@ -97,8 +127,10 @@ class Training(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[group, bundle_object]),
             )
             self.pipeline_arn = pipeline.arn
-        self.register_outputs({
-            "modelPackageGroupName": self.model_package_group_name,
-            "codeBundleUri": self.code_bundle_uri,
-            "pipelineArn": self.pipeline_arn,
-        })
+        self.register_outputs(
+            {
+                "modelPackageGroupName": self.model_package_group_name,
+                "codeBundleUri": self.code_bundle_uri,
+                "pipelineArn": self.pipeline_arn,
+            }
+        )

@@ -25,14 +25,22 @@ def test_one_customer_managed_key_with_rotation(plan: Plan, settings: StackSetti
 
 def test_key_policy_is_scoped_to_the_account(plan: Plan, settings: StackSettings) -> None:
     [key] = plan.of_type("aws:kms/key:Key")
+    consumers = {f"arn:aws:iam::{a}:root" for a in settings.model_consumers}
     for statement in statements(key.inputs["policy"]):
         principal = statement["Principal"]
         assert principal != "*" and principal.get("AWS") != "*"
         assert all("*" not in action for action in as_list(statement["Action"]))
-        if "AWS" in principal:
+        if statement["Sid"] == "ConsumerAccountsReadModels":
+            assert set(as_list(principal["AWS"])) == consumers
+            assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"] == [
+                f"s3.{settings.region}.amazonaws.com", f"ecr.{settings.region}.amazonaws.com"]
+        elif "AWS" in principal:
             assert principal["AWS"] == f"arn:aws:iam::{settings.account_id}:root"
         else:
             assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
+    sids = {s["Sid"] for s in statements(key.inputs["policy"])}
+    assert ("ConsumerAccountsReadModels" in sids) == bool(consumers)
 
 
 def test_four_buckets_with_settings_driven_destroy_and_protection(plan: Plan, settings: StackSettings) -> None:
@@ -91,6 +99,11 @@ def test_tls_only_bucket_policies(plan: Plan, settings: StackSettings) -> None:
             }
         ]
         for allow in (s for s in statements(policy.inputs["policy"]) if s["Effect"] == "Allow"):
+            if allow["Sid"] == "ConsumerAccountsReadModelArtifacts":
+                assert bucket == Names.of(settings).bucket("artifacts")
+                assert allow["Principal"] == {"AWS": [f"arn:aws:iam::{a}:root" for a in settings.model_consumers]}
+                assert (allow["Action"], allow["Resource"]) == ("s3:GetObject", f"arn:aws:s3:::{bucket}/pipelines/*")
+                continue
             assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"}
             assert allow["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
 
