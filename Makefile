@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench plan ci-local report-screenshot clean
+.PHONY: run test lint bench plan ci-local report-screenshot image-check clean
 
 # The venv is rebuilt whenever the dependency declarations change.
 $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
@@ -43,6 +43,10 @@ bench: $(STAMP) $(EVIDENTLY)
 # The lint and unit-test jobs of .gitlab-ci.yml under gitlab-ci-local's shell executor.
 ci-local: $(STAMP)
 	bash scripts/ci_local.sh lint unit-tests
+
+# The image's Python contents in a fresh venv: requirements install, every entrypoint resolves.
+image-check:
+	bash scripts/image_check.sh
 
 plan: $(STAMP)
 	$(BIN)/mlops infra plan --stack dev
