@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.storage import consumer_principals
+
 
 def lifecycle_policy(keep_tagged: int, untagged_expiry_days: int) -> str:
     return json.dumps(
@@ -88,7 +90,7 @@ class Images(pulumi.ComponentResource):
                             {
                                 "Sid": "ConsumerAccountsPull",
                                 "Effect": "Allow",
-                                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in args.model_consumers]},
+                                "Principal": consumer_principals(list(args.model_consumers)),
                                 "Action": [
                                     "ecr:BatchCheckLayerAvailability",
                                     "ecr:BatchGetImage",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.storage import consumer_principals
 from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import Bundle
 from pipelines.training import definition_json
@@ -87,7 +88,7 @@ class Training(pulumi.ComponentResource):
                             {
                                 "Sid": "ConsumerAccountsDeployModels",
                                 "Effect": "Allow",
-                                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in args.model_consumers]},
+                                "Principal": consumer_principals(list(args.model_consumers)),
                                 "Action": [
                                     "sagemaker:DescribeModelPackage",
                                     "sagemaker:DescribeModelPackageGroup",
