@@ -91,13 +91,11 @@ def build_platform(settings: StackSettings) -> None:
         serving = Serving(
             "serving",
             ServingArgs(
-                endpoint_name=names.endpoint,
-                region=settings.region,
+                names=names,
                 model_package_arn=settings.approved_model_package_arn,
                 execution_role_arn=access.execution_role_arn,
                 kms_key_arn=storage.key_arn,
                 capture_bucket=names.bucket("capture"),
-                alarm_topic_name=names.alarm_topic,
                 alarm_email=settings.alarm_email,
                 instance_type=settings.endpoint_instance_type,
                 min_capacity=settings.endpoint_min_capacity,
@@ -125,9 +123,7 @@ def build_platform(settings: StackSettings) -> None:
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
-                prefix=names.prefix,
-                account_id=settings.account_id,
-                region=settings.region,
+                names=names,
                 pipeline_name=names.pipeline,
                 pipeline_arn=training.pipeline_arn,
                 model_package_group=names.model_package_group,

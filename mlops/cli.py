@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,13 +23,7 @@ def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> Non
 
 def _config_overrides(pairs: list[str]) -> dict[str, str]:
     """`KEY=VALUE` pairs as `pulumi -c` takes them; a bare key is in the project's namespace."""
-    overrides = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise SettingsError("--config", [f"{pair!r} is not KEY=VALUE"])
-        overrides[key if ":" in key else f"{PROJECT}:{key}"] = value
-    return overrides
+    return {key if ":" in key else f"{PROJECT}:{key}": value for key, value in _pairs(pairs, "--config")}
 
 
 def cmd_infra_plan(args: argparse.Namespace) -> int:
@@ -233,15 +226,10 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-STATE_DIR_ENV = "MLOPS_STATE_DIR"
-"""Environment variable: the local-mode state folder (runs, MLflow store, embedded AWS record, logs).
-Default: `.mlops/` in the project."""
-
-
 def _state_dir() -> Path:
-    from mlops.local.pipeline import DEFAULT_STATE_DIR
+    from mlops.local.pipeline import state_dir
 
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    return state_dir()
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:

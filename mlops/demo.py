@@ -752,7 +752,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     parser = argparse.ArgumentParser(prog="python -m mlops.demo", description="the lifecycle demo (mlops demo)")
-    default_state = Path(os.environ.get("MLOPS_STATE_DIR") or REPO_ROOT / ".mlops")
+    from mlops.local.pipeline import state_dir
+
+    default_state = state_dir()
     parser.add_argument("--state-dir", type=Path, default=default_state)
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--small", action="store_true", help="small data and traffic (tests)")

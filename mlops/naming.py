@@ -31,6 +31,10 @@ LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     "sns": (256, re.compile(r"^[A-Za-z0-9_-]+$")),
     "cloudwatch": (255, re.compile(r"^[^\x00-\x1f]+$")),
     "events": (64, re.compile(r"^[.\-_A-Za-z0-9]+$")),
+    "scheduler": (64, re.compile(r"^[0-9a-zA-Z\-_.]+$")),
+    "autoscaling-policy": (256, re.compile(r"^[^:/]+$")),
+    # Scheduler appends "-<execution id>" (37 characters) to make processing job names (63 at most).
+    "processing-job-prefix": (26, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
 }
 
 
@@ -74,6 +78,19 @@ class Names:
     @property
     def ecr_repository(self) -> str:
         return fit(f"{PROJECT}/{self.stack}/model", "ecr")
+
+    def resource(self, purpose: str, service: str) -> str:
+        """`<project>-<stack>-<purpose>` within `service`'s rules: alarms, rules, schedules, policies."""
+        return fit(f"{self.prefix}-{purpose}", service)
+
+    @property
+    def execution_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.execution_role}"
+
+    @property
+    def drift_job_prefix(self) -> str:
+        """Processing jobs of the drift schedule are named `<this>-<scheduler execution id>`."""
+        return fit(f"{self.prefix}-drift", "processing-job-prefix")
 
     @property
     def ecr_url(self) -> str:

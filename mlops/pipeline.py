@@ -43,9 +43,9 @@ def stack_definition(settings: StackSettings, image_tag: str, *, aws: Aws | None
         ) from None
     return definition_json(
         settings,
-        image_uri=f"{settings.account_id}.dkr.ecr.{settings.region}.amazonaws.com/{names.ecr_repository}:{image_tag}",
+        image_uri=f"{names.ecr_url}:{image_tag}",
         code_bundle_uri=build_bundle().uri(names.bucket("artifacts")),
-        role_arn=f"arn:aws:iam::{settings.account_id}:role/{names.execution_role}",
+        role_arn=names.execution_role_arn,
         kms_key_arn=key_arn,
         git_sha=image_tag,
     )
@@ -59,7 +59,7 @@ def upsert(settings: StackSettings, image_tag: str, *, aws: Aws | None = None) -
     request = {
         "PipelineName": names.pipeline,
         "PipelineDefinition": stack_definition(settings, image_tag, aws=aws),
-        "RoleArn": f"arn:aws:iam::{settings.account_id}:role/{names.execution_role}",
+        "RoleArn": names.execution_role_arn,
     }
     try:
         try:

@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.access import service_trust_policy
+from mlops.naming import Names
 
 RAW_PREFIX = "raw/"
 DRIFT_METRIC = "DriftDetected"
@@ -34,9 +35,7 @@ DRIFT_METRIC = "DriftDetected"
 
 @dataclass(frozen=True)
 class MonitoringArgs:
-    prefix: str
-    account_id: str
-    region: str
+    names: Names
     pipeline_name: str
     pipeline_arn: pulumi.Input[str]
     model_package_group: str
@@ -62,7 +61,7 @@ def drift_job_request(args: MonitoringArgs, role_arn: str, key_arn: str) -> dict
     """The CreateProcessingJob request Scheduler sends; `<aws.scheduler.execution-id>` makes names unique."""
     output = "/opt/ml/processing/output/drift"
     return {
-        "ProcessingJobName": f"{args.prefix}-drift-<aws.scheduler.execution-id>",
+        "ProcessingJobName": f"{args.names.drift_job_prefix}-<aws.scheduler.execution-id>",
         "RoleArn": role_arn,
         "AppSpecification": {
             "ImageUri": args.image_uri,
@@ -81,7 +80,7 @@ def drift_job_request(args: MonitoringArgs, role_arn: str, key_arn: str) -> dict
                 output,
             ],
         },
-        "Environment": {"AWS_DEFAULT_REGION": args.region},
+        "Environment": {"AWS_DEFAULT_REGION": args.names.region},
         "ProcessingOutputConfig": {
             "KmsKeyId": key_arn,
             "Outputs": [
@@ -115,12 +114,13 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops-stack:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = args.account_id
+        names = args.names
+        account = names.account_id
 
         # EventBridge may start exactly this pipeline, nothing else.
         events_role = aws.iam.Role(
             f"{name}-events-role",
-            name=f"{args.prefix}-retrain-trigger",
+            name=names.role("retrain-trigger"),
             assume_role_policy=json.dumps(service_trust_policy("events.amazonaws.com", account)),
             tags=args.tags,
             opts=child,
@@ -165,7 +165,7 @@ class Monitoring(pulumi.ComponentResource):
         aws.s3.BucketNotification(f"{name}-data-events", bucket=args.data_bucket, eventbridge=True, opts=child)
         new_data = aws.cloudwatch.EventRule(
             f"{name}-new-data-rule",
-            name=f"{args.prefix}-new-data",
+            name=names.resource("new-data", "events"),
             description=f"New objects under s3://{args.data_bucket}/{RAW_PREFIX} retrain {args.pipeline_name}",
             event_pattern=json.dumps(
                 {
@@ -185,7 +185,7 @@ class Monitoring(pulumi.ComponentResource):
         if args.alarm_topic_arn is not None:
             approvals = aws.cloudwatch.EventRule(
                 f"{name}-approval-rule",
-                name=f"{args.prefix}-model-approvals",
+                name=names.resource("model-approvals", "events"),
                 description=f"Approval changes of model packages in {args.model_package_group}",
                 event_pattern=json.dumps(
                     {
@@ -234,14 +234,15 @@ class Monitoring(pulumi.ComponentResource):
 
     def _drift(self, name: str, args: MonitoringArgs, events_role: aws.iam.Role, start_pipeline) -> None:
         child = pulumi.ResourceOptions(parent=self)
+        names = args.names
         scheduler_role = aws.iam.Role(
             f"{name}-scheduler-role",
-            name=f"{args.prefix}-drift-scheduler",
-            assume_role_policy=json.dumps(service_trust_policy("scheduler.amazonaws.com", args.account_id)),
+            name=names.role("drift-scheduler"),
+            assume_role_policy=json.dumps(service_trust_policy("scheduler.amazonaws.com", names.account_id)),
             tags=args.tags,
             opts=child,
         )
-        jobs = f"arn:aws:sagemaker:{args.region}:{args.account_id}:processing-job/{args.prefix}-drift-*"
+        jobs = f"arn:aws:sagemaker:{names.region}:{names.account_id}:processing-job/{names.drift_job_prefix}-*"
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
@@ -271,7 +272,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         aws.scheduler.Schedule(
             f"{name}-drift-schedule",
-            name=f"{args.prefix}-drift",
+            name=names.resource("drift", "scheduler"),
             description=f"Drift job on the capture of {args.endpoint_name}",
             schedule_expression=args.drift_schedule,
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
@@ -288,7 +289,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-drift-alarm",
-            name=f"{args.prefix}-drift",
+            name=names.resource("drift", "cloudwatch"),
             alarm_description=f"{args.endpoint_name}: drift in {args.alarm_datapoints} of the last "
             f"{args.alarm_evaluation_periods} drift runs; starts a retrain",
             namespace=args.metrics_namespace,
@@ -307,7 +308,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         drift_rule = aws.cloudwatch.EventRule(
             f"{name}-drift-rule",
-            name=f"{args.prefix}-drift-retrain",
+            name=names.resource("drift-retrain", "events"),
             description=f"The drift alarm entering ALARM retrains {args.pipeline_name}",
             event_pattern=alarm.arn.apply(
                 lambda arn: json.dumps(
@@ -324,4 +325,4 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         start_pipeline(drift_rule, "drift", {"Trigger": "drift"})
-        self.drift_alarm_name = f"{args.prefix}-drift"
+        self.drift_alarm_name = names.resource("drift", "cloudwatch")

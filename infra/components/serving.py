@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mlops.naming import Names
+
 VARIANT = "primary"
 PERIOD_S = 60
 EVALUATION_PERIODS = 3
@@ -42,13 +44,11 @@ class AlarmSpec:
 
 @dataclass(frozen=True)
 class ServingArgs:
-    endpoint_name: str
-    region: str
+    names: Names
     model_package_arn: str
     execution_role_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
     capture_bucket: str
-    alarm_topic_name: str
     alarm_email: str
     instance_type: str
     min_capacity: int
@@ -170,11 +170,13 @@ class Serving(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops-stack:serving:Serving", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        versioned = f"{args.endpoint_name}-{args.content_hash()}"
+        names = args.names
+        endpoint_name = names.endpoint
+        versioned = names.resource(args.content_hash(), "sagemaker")
 
         topic = aws.sns.Topic(
             f"{name}-alarm-topic",
-            name=args.alarm_topic_name,
+            name=names.alarm_topic,
             kms_master_key_id=args.kms_key_arn,
             tags=args.tags,
             opts=child,
@@ -222,13 +224,13 @@ class Serving(pulumi.ComponentResource):
             opts=child,
         )
 
-        dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
+        dimensions = {"EndpointName": endpoint_name, "VariantName": VARIANT}
         alarm_names = []
         for spec in args.alarms():
             alarm = aws.cloudwatch.MetricAlarm(
                 f"{name}-{spec.suffix}",
-                name=f"{args.endpoint_name}-{spec.suffix}",
-                alarm_description=f"{args.endpoint_name}: {spec.description}",
+                name=names.resource(spec.suffix, "cloudwatch"),
+                alarm_description=f"{endpoint_name}: {spec.description}",
                 namespace=spec.namespace,
                 metric_name=spec.metric,
                 dimensions=dimensions,
@@ -249,7 +251,7 @@ class Serving(pulumi.ComponentResource):
 
         endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
-            name=args.endpoint_name,
+            name=endpoint_name,
             endpoint_config_name=config.name,
             deployment_config=aws.sagemaker.EndpointDeploymentConfigArgs(
                 blue_green_update_policy=aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
@@ -276,7 +278,7 @@ class Serving(pulumi.ComponentResource):
             opts=child,
         )
 
-        resource_id = f"endpoint/{args.endpoint_name}/variant/{VARIANT}"
+        resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
         target = aws.appautoscaling.Target(
             f"{name}-scaling-target",
             service_namespace="sagemaker",
@@ -290,7 +292,7 @@ class Serving(pulumi.ComponentResource):
         scaling = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
         aws.appautoscaling.Policy(
             f"{name}-scale-on-invocations",
-            name=f"{args.endpoint_name}-invocations",
+            name=names.resource("invocations", "autoscaling-policy"),
             policy_type="TargetTrackingScaling",
             service_namespace=target.service_namespace,
             resource_id=target.resource_id,
@@ -312,7 +314,7 @@ class Serving(pulumi.ComponentResource):
         dimension = autoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs
         aws.appautoscaling.Policy(
             f"{name}-scale-on-cpu",
-            name=f"{args.endpoint_name}-cpu",
+            name=names.resource("cpu", "autoscaling-policy"),
             policy_type="TargetTrackingScaling",
             service_namespace=target.service_namespace,
             resource_id=target.resource_id,
@@ -332,12 +334,12 @@ class Serving(pulumi.ComponentResource):
         )
         aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
-            dashboard_name=args.endpoint_name,
-            dashboard_body=dashboard_body(args.endpoint_name, args.region),
+            dashboard_name=endpoint_name,
+            dashboard_body=dashboard_body(endpoint_name, names.region),
             opts=child,
         )
 
-        self.endpoint_name = args.endpoint_name
+        self.endpoint_name = endpoint_name
         self.endpoint_config_name = versioned
         self.alarm_topic_arn = topic.arn
         self.register_outputs(

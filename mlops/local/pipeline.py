@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,13 @@ from pipelines.bundle import build_bundle
 from pipelines.training import DEFAULT_DATASET, default_input_data_uri, definition
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".mlops"
+STATE_DIR_ENV = "MLOPS_STATE_DIR"
+"""Environment variable: the local-mode state folder (runs, MLflow store, embedded AWS record, logs)."""
+
+
+def state_dir() -> Path:
+    """The local-mode state folder: $MLOPS_STATE_DIR, else `.mlops/` in the project."""
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 SAMPLE_DATA = REPO_ROOT / "model_code" / "datasets" / "adult.csv.gz"
 
 
@@ -156,9 +164,9 @@ def run_local(
         git_sha = _git_sha()
         document = definition(
             settings,
-            image_uri=f"{names.account_id}.dkr.ecr.{settings.region}.amazonaws.com/{names.ecr_repository}:local",
+            image_uri=f"{names.ecr_url}:local",
             code_bundle_uri=bundle_uri,
-            role_arn=f"arn:aws:iam::{names.account_id}:role/{names.execution_role}",
+            role_arn=names.execution_role_arn,
             kms_key_arn=f"arn:aws:kms:{settings.region}:{names.account_id}:key/local",
             mlflow_tracking_uri=tracking_uri,
             mlflow_experiment=names.pipeline,

@@ -74,3 +74,11 @@ def test_fit_keeps_short_names() -> None:
     long = "x" * 100
     assert len(fit(long, "sagemaker")) == 63
     assert fit(long, "sagemaker") != fit("x" * 101, "sagemaker")
+
+
+def test_drift_job_names_fit_sagemakers_limit_for_any_stack_name() -> None:
+    """Scheduler appends '-<execution id>' (37 characters); the job name must stay within 63."""
+    for stack in ("dev", "prod", "integration-eu2", "a" * 16):
+        names = Names(stack, "123456789012", "eu-west-1")
+        assert len(f"{names.drift_job_prefix}-{'0' * 36}") <= 63, stack
+    assert Names("prod", "1" * 12, "eu-west-1").drift_job_prefix == "mlops-stack-prod-drift"
