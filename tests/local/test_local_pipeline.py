@@ -118,7 +118,7 @@ def _bad(sample: Path, tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize(("kind", "named"), [
     ("missing-column", "age"), ("wrong-type", "hours_per_week"), ("nan-in-required", "age"),
-    ("empty-file", "empty"), ("header-only", "row"),
+    ("empty-file", "cannot be read as csv"), ("header-only", "0 row(s), fewer than the minimum"),
 ])
 def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_dir, dev, sample, tmp_path, kind,
                                                                named) -> None:
