@@ -121,9 +121,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import itertools
 import json
 import math
+import operator
 import os
 import re
 import sys
@@ -131,7 +131,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from io import StringIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any
 
@@ -267,28 +267,17 @@ class CaptureData:
 
 @dataclass
 class _Block:
-    """Up to BLOCK_RECORDS records of one file, parsed together."""
+    """Up to BLOCK_RECORDS records of one file read line by line with json, parsed together."""
 
     source: str
     lines: list[int] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)   # empty for bulk-parsed blocks: see _where
-    text: str = ""                                     # bulk-parsed blocks: their lines' text
-    positions: list[int] = field(default_factory=list)  # bulk-parsed blocks: record -> line of text
-    numbers: Sequence[int] = ()                         # bulk-parsed blocks: line of text -> file line
+    events: list[str] = field(default_factory=list)
     inputs: list[tuple[str, str]] = field(default_factory=list)   # (kind csv|json, text)
     outputs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _where(block: _Block, i: int) -> str:
-    if block.events:
-        event = block.events[i]
-    else:   # bulk-parsed: look the event id up only now, for the message
-        line = block.text.split("\n")[block.positions[i]]
-        try:
-            event = json.loads(line)["eventMetadata"]["eventId"]
-        except (ValueError, KeyError, TypeError):
-            event = "?"
-    return f"{block.source} line {block.lines[i]} (eventId {event!r})"
+    return f"{block.source} line {block.lines[i]} (eventId {block.events[i]!r})"
 
 
 def _payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
@@ -314,13 +303,14 @@ def _payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
                        "BASE64 of text/csv or application/json")
 
 
-def _iter_records(lines: Iterable[str], source: str, window: Window, acc: CaptureData,
-                  numbers: Iterable[int] | None = None) -> Iterator[_Block]:
+def _iter_records(lines: Iterable[tuple[int, str]], source: str, window: Window, acc: CaptureData,
+                  ) -> Iterator[_Block]:
+    """Blocks of the (line number, text) lines, each record read with json."""
     start = _iso(window.start) if window.start else None
     end = _iso(window.end) if window.end else None
     block = _Block(source)
     loads = json.loads
-    for lineno, line in zip(itertools.count(1) if numbers is None else numbers, lines, strict=False):
+    for lineno, line in lines:
         if not line or line.isspace():
             continue
         try:
@@ -376,130 +366,187 @@ def _token_index(tokens: list[str], q: int, *path: str) -> int | None:
     return k + 2 if k + 2 < q and tokens[k + 1] == ":" else None
 
 
-def _bulk_block(text: str, source: str, numbers: Sequence[int], window: Window, acc: CaptureData) -> _Block | None:
-    """Fast path for a chunk of whole lines written compactly with CSV payloads (what SageMaker and
-    serve write), using only C-speed string operations; None when the chunk does not qualify (then
-    it is parsed line by line with json).
+# The fast path. SageMaker and serve write every record of a file compactly with the same keys in
+# the same order; real-time invocations are mostly one CSV row (with or without a trailing
+# newline). Such lines are read on the raw bytes with numpy: with the same number of quotes on
+# every line, a line's k-th quote-delimited token lies between its (k-1)-th and k-th quote, so the
+# keys are checked and the payloads cut out for all lines at once, then read by pandas' C parser.
+# Every other line (JSON or BASE64 payloads, several rows per record, other escapes, another
+# layout, times not in SageMaker's format) is read with json by _iter_records, and so is every
+# fast line when pandas rejects one of them: the messages that name file, line and event come
+# from one place.
+_FAST_PATHS = (("endpointInput", "data"), ("endpointInput", "encoding"), ("endpointInput", "mode"),
+               ("endpointOutput", "data"), ("endpointOutput", "encoding"), ("endpointOutput", "mode"),
+               ("eventMetadata", "inferenceTime"))
+_FAST_VALUES = {("endpointInput", "encoding"): "CSV", ("endpointInput", "mode"): "INPUT",
+                ("endpointOutput", "encoding"): "CSV", ("endpointOutput", "mode"): "OUTPUT"}
+_TIME_WIDTH = len("2024-05-01T12:00:00Z")
 
-    One writer writes a file, so every line has the same layout: the same keys in the same order
-    and the same number of ``"``. Splitting the chunk at ``"`` then puts line L's k-th token at
-    L * q + k, and a value is a slice of the token list. Qualifies when there is no escaped quote,
-    every line has the first line's number of quotes, and every line's keys ``data``,
-    ``encoding`` (CSV), ``mode`` and ``inferenceTime`` sit where the first line's do."""
-    n = text.count("\n")
-    if n == 0 or not text.endswith("\n") or '\\"' in text or "\n\n" in text:
-        return None
-    first = text[:text.find("\n") + 1]
-    q = first.count('"')
-    if q == 0 or text.count('"') != q * n:
-        return None
-    tokens = text.split('"')
-    idx = {(side, key): _token_index(tokens, q, side, key)
-           for side in ("endpointInput", "endpointOutput") for key in ("data", "encoding", "mode")}
-    t_idx = _token_index(tokens, q, "eventMetadata", "inferenceTime")
-    if t_idx is None or any(v is None for v in idx.values()):
-        return None
-    for (side, key), k in idx.items():   # the same keys at the same places on every line
-        assert k is not None
-        if tokens[k - 2::q].count(key) != n or tokens[k - 1::q].count(":") != n:
+
+def _fast_layout(line: str) -> tuple[dict[tuple[str, str], int], list[tuple[int, bytes]]] | None:
+    """From one line: the token index of each value of _FAST_PATHS, and the (token index,
+    expected text) pairs that every line of the same layout has: each key of _FAST_PATHS followed
+    by ":", and the values of _FAST_VALUES (the modes tell the two sides apart)."""
+    tokens = line.split('"')
+    q = len(tokens) - 1
+    where: dict[tuple[str, str], int] = {}
+    checks: dict[int, bytes] = {}
+    for path in _FAST_PATHS:
+        k = _token_index(tokens, q, *path)
+        if k is None:
             return None
-        if key == "encoding" and tokens[k::q].count("CSV") != n:
-            return None
-        if key == "mode" and tokens[k::q].count("INPUT" if side == "endpointInput" else "OUTPUT") != n:
-            return None
-    if tokens[t_idx - 2::q].count("inferenceTime") != n:
+        where[path] = k
+        checks.update({k - 2: path[1].encode(), k - 1: b":"})
+        if path in _FAST_VALUES:
+            checks[k] = _FAST_VALUES[path].encode()
+    return where, sorted(checks.items())
+
+
+def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    """The byte ranges [start, start + length) of buf, each followed by a newline."""
+    ends = np.cumsum(lengths + 1)
+    idx = np.arange(ends[-1]) - np.repeat(ends - lengths - 1 - starts, lengths + 1)
+    out = buf[idx]
+    out[ends - 1] = 10
+    return out.tobytes()
+
+
+def _read_fast_payloads(inputs: bytes, outputs: bytes, schema: Schema) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """One CSV row and one score per line -> (features, scores); None if a line is not that."""
+    names = schema.feature_names
+    if not (_field_counts(inputs[:-1]) == len(names)).all():
         return None
-    ins = tokens[idx["endpointInput", "data"]::q]
-    outs = tokens[idx["endpointOutput", "data"]::q]
-    times = tokens[t_idx::q]
-    del tokens
-    if "\\" in text:   # escapes (e.g. \n between rows of a payload): unescape in one go
-        ins = json.loads('["' + '","'.join(ins) + '"]')
-        outs = json.loads('["' + '","'.join(outs) + '"]')
-    positions: Sequence[int] = range(n)
+    try:
+        frame = pd.read_csv(BytesIO(inputs), header=None, names=names, dtype=_dtypes(schema), na_values=[""],
+                            keep_default_na=False, skipinitialspace=b", " in inputs, engine="c")
+        scores = pd.read_csv(BytesIO(outputs), header=None, usecols=[0], dtype="float64",
+                             engine="c").iloc[:, 0].to_numpy()
+    except ValueError:   # includes UnicodeDecodeError
+        return None
+    if len(scores) != len(frame) or any(f.name in frame[f.name].cat.categories for f in schema.categorical):
+        return None   # a header line, or a blank score
+    return frame, scores
+
+
+def _per_line(positions: np.ndarray, nl: np.ndarray) -> np.ndarray:
+    """How many of the sorted byte positions fall on each line (nl: the lines' end positions)."""
+    return np.diff(np.searchsorted(positions, nl), prepend=0)
+
+
+def _read_fast(buf: np.ndarray, nl: np.ndarray, schema: Schema, window: Window, acc: CaptureData) -> list[int]:
+    """Read the fast lines (see above) of a chunk into acc; return the indexes of the other lines.
+
+    ``buf``: the chunk's bytes, whole lines each ending with a newline; ``nl``: their positions."""
+    n = len(nl)
+    quotes = np.flatnonzero(buf == 34)
+    per_line = _per_line(quotes, nl)
+    if not per_line.any() or len(buf) < 64:
+        return list(range(n))
+    q = int(np.bincount(per_line[per_line > 0]).argmax())
+    cand = np.flatnonzero(per_line == q)
+    line_start = np.concatenate(([0], nl[:-1] + 1))
+    layout = _fast_layout(buf[line_start[cand[0]]:nl[cand[0]]].tobytes().decode("utf-8", "replace"))
+    if layout is None:
+        return list(range(n))
+    where, checks = layout
+    # quote positions: tok[k] holds every candidate line's k-th quote
+    tok = np.ascontiguousarray(quotes[np.repeat(per_line == q, per_line)].reshape(-1, q).T)
+    top = len(buf) - 1
+    # the 8 bytes from every position as one little-endian number: a key is one or two compares
+    words = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+
+    def token(k: int) -> tuple[np.ndarray, np.ndarray]:
+        return tok[k - 1] + 1, tok[k]
+
+    def token_is(k: int, text: bytes) -> np.ndarray:
+        start, end = token(k)
+        same = end - start == len(text)
+        for off in {*range(0, len(text) - 8, 8), max(len(text) - 8, 0)}:
+            part = text[off:off + 8]
+            word = words[np.minimum(start + off, len(words) - 1)]
+            same &= (word & ((1 << 8 * len(part)) - 1)) == int.from_bytes(part, "little")
+        return same
+
+    ok = np.ones(len(cand), dtype=bool)
+    for k, text in checks:
+        ok &= token_is(k, text)
+    # payloads: non-empty, the only escape allowed is one trailing newline ("...\n")
+    backslashes = _per_line(np.flatnonzero(buf == 92), nl)[cand]
+    payload = {}
+    escapes = np.zeros(len(cand), dtype=np.int64)
+    for side in ("endpointInput", "endpointOutput"):
+        start, end = token(where[side, "data"])
+        esc = (end - start >= 2) & (buf[end - 2] == 92) & (buf[end - 1] == 110)
+        escapes += esc
+        payload[side] = (start, end - start - 2 * esc)
+        ok &= payload[side][1] > 0
+    ok &= backslashes == escapes
+    take = ok
     if window.start or window.end:
-        start, end = _iso(window.start) or "", _iso(window.end) or "~"
-        if not (all(len(t) == 20 and t[-1] == "Z" for t in (min(times), max(times)))
-                and len(set(map(len, times))) == 1):
-            return None   # not the fixed-width UTC format: compare parsed times, line by line
-        if not (start <= min(times) and max(times) < end):
-            keep = [i for i, t in enumerate(times) if start <= t < end]
-            acc.outside_window += n - len(keep)
-            ins, outs = [ins[i] for i in keep], [outs[i] for i in keep]
-            positions = keep
-    block = _Block(source, lines=[numbers[i] for i in positions], text=text, positions=list(positions),
-                   numbers=numbers)
-    block.inputs = [("csv", d) for d in ins]
-    block.outputs = [("csv", d) for d in outs]
-    return block
+        start, end = token(where["eventMetadata", "inferenceTime"])
+        take = ok & (end - start == _TIME_WIDTH) & (buf[np.maximum(end - 1, 0)] == ord("Z"))
+        times = np.ascontiguousarray(buf[np.minimum(start[:, None] + np.arange(_TIME_WIDTH), top)])
+        times = times.view(f"S{_TIME_WIDTH}").ravel()
+        inside = np.ones(len(cand), dtype=bool)
+        if window.start:
+            inside &= times >= (_iso(window.start) or "").encode()
+        if window.end:
+            inside &= times < (_iso(window.end) or "").encode()
+        acc.outside_window += int((take & ~inside).sum())
+        ok, take = take, take & inside
+    if take.any():
+        (si, li), (so, lo) = payload["endpointInput"], payload["endpointOutput"]
+        parsed = _read_fast_payloads(_gather(buf, si[take], li[take]), _gather(buf, so[take], lo[take]), schema)
+        if parsed is None:
+            ok = ok & ~take   # read these lines with json: its messages name the line at fault
+        else:
+            frame, scores = parsed
+            _accumulate(frame, schema, acc)
+            acc.records += len(frame)
+            acc.scores.append(scores)
+    done = np.zeros(n, dtype=bool)
+    done[cand[ok]] = True
+    return np.flatnonzero(~done).tolist()
 
 
-def _non_csv_lines(text: str) -> list[int] | None:
-    """Indexes of the lines holding a JSON or BASE64 payload (None: text is not ASCII)."""
-    if not text.isascii():
-        return None
-    nl = np.flatnonzero(np.frombuffer(text.encode("ascii"), dtype=np.uint8) == 10)
-    pos = []
-    for marker in ('"encoding":"JSON"', '"encoding":"BASE64"'):
-        i = text.find(marker)
-        while i != -1:
-            pos.append(i)
-            i = text.find(marker, i + 1)
-    return sorted(set(np.searchsorted(nl, pos).tolist()))
-
-
-def _text_blocks(chunks: Iterable[str], source: str, window: Window, acc: CaptureData) -> Iterator[_Block]:
-    """Blocks of a file given as chunks of whole lines: bulk when possible, else line by line."""
-    first = 1
-    for text in chunks:
-        n = text.count("\n") + (0 if text.endswith("\n") else 1)
-        mixed = '"encoding":"JSON"' in text or '"encoding":"BASE64"' in text
-        block = None if mixed else _bulk_block(text, source, range(first, first + n), window, acc)
-        if block is not None:
-            if block.lines:
-                yield block
-            first += n
-            continue
-        lines = text.split("\n")
-        others_idx = _non_csv_lines(text) if mixed else None
-        if others_idx is not None and len(others_idx) < len(lines) // 2:   # bulk for the CSV lines
-            chosen = set(others_idx)
-            simple = [k for k in range(len(lines)) if k not in chosen and lines[k]]
-            block = _bulk_block("\n".join([lines[k] for k in simple]) + "\n", source,
-                                [first + k for k in simple], window, acc)
-            if block is not None:
-                if block.lines:
-                    yield block
-                lines = [lines[k] if k in chosen else "" for k in range(len(lines))]
-        yield from _iter_records(lines, source, window, acc, range(first, first + len(lines)))
-        first += n
-
-
-def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[str]:
-    """Read a text file in ~8 MB chunks that end at a line end."""
-    rest = ""
+def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[bytes]:
+    """Read a binary file in ~8 MB chunks of whole lines, each ending with a newline."""
+    rest = b""
     while True:
         data = fh.read(size)
         if not data:
             break
         data = rest + data
-        cut = data.rfind("\n") + 1
+        cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest = data
             continue
         rest = data[cut:]
         yield data[:cut]
     if rest:
-        yield rest
+        yield rest + b"\n"
 
 
-def _field_counts(text: str) -> np.ndarray:
+def _lines(chunk: bytes, ends: np.ndarray, indexes: list[int], first: int, source: str,
+           ) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the chunk's lines at ``indexes``; ``first`` numbers its first line."""
+    for i in indexes:
+        raw = chunk[ends[i - 1] + 1 if i else 0:ends[i]]
+        try:
+            yield first + i, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CaptureError(f"{source} line {first + i}: not UTF-8 text: {exc}") from None
+
+
+def _field_counts(text: str | bytes) -> np.ndarray:
     """Fields per line of CSV text (vectorized; the csv module when quotes are present)."""
-    if '"' in text:
-        import csv
+    if isinstance(text, str):
+        if '"' in text:
+            import csv
 
-        return np.array([len(r) for r in csv.reader(StringIO(text))], dtype=np.int64)
-    b = np.frombuffer(text.encode(), dtype=np.uint8)
+            return np.array([len(r) for r in csv.reader(StringIO(text))], dtype=np.int64)
+        text = text.encode()
+    b = np.frombuffer(text, dtype=np.uint8)
     ends = np.append(np.flatnonzero(b == 10), len(b))
     commas_before = np.searchsorted(np.flatnonzero(b == 44), ends)
     return np.diff(commas_before, prepend=0) + 1
@@ -599,6 +646,7 @@ def _read_features(text: str, cols: list[str], schema: Schema, block: _Block, re
 def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[pd.DataFrame, np.ndarray]:
     names = schema.feature_names
     allowed = set(names) | {schema.label}
+    every_feature = operator.itemgetter(*names)
     records: list[Any] = []
     rows = np.zeros(len(idx), dtype=np.int64)
     for pos, i in enumerate(idx):
@@ -615,7 +663,10 @@ def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[p
                     unexpected = sorted(set(item) - allowed)
                     raise CaptureError(f"{_where(block, i)}: instance {k} has unexpected field(s) "
                                        f"{unexpected}; the schema {schema.name!r} has {names}")
-                records.append([item.get(n) for n in names])
+                try:
+                    records.append(every_feature(item))
+                except KeyError:   # a missing key is a missing value
+                    records.append([item.get(n) for n in names])
             elif isinstance(item, list):
                 if len(item) != len(names):
                     raise CaptureError(f"{_where(block, i)}: instance {k} has {len(item)} values, the "
@@ -624,11 +675,16 @@ def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[p
             else:
                 raise CaptureError(f"{_where(block, i)}: instance {k} is neither an object nor an array")
         rows[pos] = len(inst)
-    frame = pd.DataFrame(records, columns=names, dtype=object)
+    columns = list(zip(*records, strict=True)) if records else [()] * len(names)
     out = {}
-    for f in schema.features:
-        col = frame[f.name]
+    for f, values in zip(schema.features, columns, strict=True):
         if isinstance(f, NumericFeature):
+            try:   # numbers and None (missing): straight to float64
+                out[f.name] = np.array(values, dtype="float64")
+                continue
+            except (TypeError, ValueError):
+                pass
+            col = pd.Series(values, dtype=object)
             num = pd.to_numeric(col, errors="coerce")
             bad = np.flatnonzero((col.notna() & num.isna()).to_numpy())
             if len(bad):
@@ -637,7 +693,7 @@ def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[p
                                    f"{col.iloc[bad[0]]!r}")
             out[f.name] = num.astype("float64")
         else:
-            out[f.name] = col.where(col.notna(), None).astype("category") if len(col) else col
+            out[f.name] = pd.Categorical(values)
     return pd.DataFrame(out), rows
 
 
@@ -685,19 +741,7 @@ def _parse_outputs(block: _Block, rows_in: np.ndarray) -> np.ndarray | None:
     return np.concatenate(scores) if scores else np.empty(0)
 
 
-def _parse_block(block: _Block, schema: Schema, acc: CaptureData, window: Window = Window()) -> None:
-    if block.text:
-        try:
-            _parse_block_once(block, schema, acc)
-        except CaptureError:   # bulk parsing assumed too much: read these lines with json instead
-            scratch = CaptureData(schema)   # (records outside the window were counted already)
-            for b in _iter_records(block.text.split("\n"), block.source, window, scratch, block.numbers):
-                _parse_block_once(b, schema, acc)
-        return
-    _parse_block_once(block, schema, acc)
-
-
-def _parse_block_once(block: _Block, schema: Schema, acc: CaptureData) -> None:
+def _parse_block(block: _Block, schema: Schema, acc: CaptureData) -> None:
     names = schema.feature_names
     csv_idx = [i for i, (k, _) in enumerate(block.inputs) if k == "csv"]
     json_idx = [i for i, (k, _) in enumerate(block.inputs) if k == "json"]
@@ -716,33 +760,47 @@ def _parse_block_once(block: _Block, schema: Schema, acc: CaptureData) -> None:
         acc.scores.append(scores)
     acc.records += len(block.inputs)
     for frame in frames:
-        acc.rows += len(frame)
-        for f in schema.features:
-            col = frame[f.name]
-            if isinstance(f, NumericFeature):
-                values = col.to_numpy(dtype="float64")
-                acc.numeric[f.name].append(values)
-                acc.missing[f.name] += int(np.isnan(values).sum())
-            else:
-                codes = col.cat.codes.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else None
-                if codes is None:
-                    col = col.astype("category")
-                    codes = col.cat.codes.to_numpy()
-                counts = np.bincount(codes + 1, minlength=len(col.cat.categories) + 1)
-                acc.missing[f.name] += int(counts[0])
-                mine = acc.counts[f.name]
-                for cat, n in zip(col.cat.categories, counts[1:], strict=True):
-                    if n:
-                        key = str(cat)
-                        mine[key] = mine.get(key, 0) + int(n)
+        _accumulate(frame, schema, acc)
 
 
-def read_chunks(chunks: Iterable[str], source: str, schema: Schema = ADULT, window: Window = Window()) -> CaptureData:
-    """Parse one capture file, given as text chunks of whole lines, into a CaptureData."""
+def _accumulate(frame: pd.DataFrame, schema: Schema, acc: CaptureData) -> None:
+    """Add a frame of feature rows (numeric float64, categorical category) to acc."""
+    acc.rows += len(frame)
+    for f in schema.features:
+        col = frame[f.name]
+        if isinstance(f, NumericFeature):
+            values = col.to_numpy(dtype="float64")
+            acc.numeric[f.name].append(values)
+            acc.missing[f.name] += int(np.isnan(values).sum())
+        else:
+            codes = col.cat.codes.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else None
+            if codes is None:
+                col = col.astype("category")
+                codes = col.cat.codes.to_numpy()
+            counts = np.bincount(codes + 1, minlength=len(col.cat.categories) + 1)
+            acc.missing[f.name] += int(counts[0])
+            mine = acc.counts[f.name]
+            for cat, n in zip(col.cat.categories, counts[1:], strict=True):
+                if n:
+                    key = str(cat)
+                    mine[key] = mine.get(key, 0) + int(n)
+
+
+def read_chunks(chunks: Iterable[bytes], source: str, schema: Schema = ADULT, window: Window = Window()) -> CaptureData:
+    """Parse one capture file, given as chunks of whole lines (see _chunks), into a CaptureData."""
     acc = CaptureData(schema)
     acc.files = 1
-    for block in _text_blocks(chunks, source, window, acc):
-        _parse_block(block, schema, acc, window)
+
+    def others() -> Iterator[tuple[int, str]]:   # the lines the fast path left, across chunks
+        first = 1
+        for chunk in chunks:
+            buf = np.frombuffer(chunk, dtype=np.uint8)
+            nl = np.flatnonzero(buf == 10)
+            yield from _lines(chunk, nl, _read_fast(buf, nl, schema, window, acc), first, source)
+            first += len(nl)
+
+    for block in _iter_records(others(), source, window, acc):
+        _parse_block(block, schema, acc)
     return acc
 
 
@@ -824,15 +882,9 @@ def _read_one(source: str, schema_dict: dict[str, Any], window: Window) -> Captu
     if source.startswith("s3://"):
         bucket, _, key = source[len("s3://"):].partition("/")
         body = aws_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        try:
-            return read_chunks(_chunks(StringIO(body.decode("utf-8"))), source, schema, window)
-        except UnicodeDecodeError as exc:
-            raise CaptureError(f"{source}: not UTF-8 text: {exc}") from None
-    try:
-        with open(source, encoding="utf-8", newline="") as fh:
-            return read_chunks(_chunks(fh), source, schema, window)
-    except UnicodeDecodeError as exc:
-        raise CaptureError(f"{source}: not UTF-8 text: {exc}") from None
+        return read_chunks(_chunks(BytesIO(body)), source, schema, window)
+    with open(source, "rb") as fh:
+        return read_chunks(_chunks(fh), source, schema, window)
 
 
 def _cpus() -> int:

@@ -432,7 +432,7 @@ def test_metrics_are_sent_in_batches_of_at_most_1000():
 
 
 def test_lines_in_another_key_order_are_read_exactly(tmp_path, synthetic_baseline):
-    """The bulk reader assumes one key order per file; a line that differs is re-read with json."""
+    """The fast reader takes one line's key order for its chunk; a line that differs is read with json."""
     frame = synthesize(2_000, seed=25, drift=Drift(mean_shift={"age": 3}))
     write_capture(tmp_path / "ref" / "cap", frame)
     path = write_capture(tmp_path / "cap", frame)
@@ -446,3 +446,68 @@ def test_lines_in_another_key_order_are_read_exactly(tmp_path, synthetic_baselin
     report = run(tmp_path, synthetic_baseline)
     assert report["input"]["rows"] == 2_000
     assert report["features"] == run(tmp_path / "ref", synthetic_baseline)["features"]
+
+
+def test_every_record_shape_in_one_file_reads_like_one_row_records(tmp_path, synthetic_baseline, monkeypatch):
+    """One-row CSV records (with or without serve's trailing newline) take the numpy fast path; rows
+    of multi-row, JSON, BASE64 and offset-time records the json one; together they read exactly
+    like the same rows as plain one-row records."""
+    frame = synthesize(1_200, seed=26, drift=Drift(mean_shift={"age": 3}, missing_surge={"occupation": 0.2}))
+    write_capture(tmp_path / "ref" / "cap", frame)
+    rows, scores = csv_rows(frame), score(frame)
+    folder = tmp_path / "cap" / "ep" / "AllTraffic" / f"{WHEN:%Y/%m/%d/%H}"
+    folder.mkdir(parents=True)
+    lines, slow_rows = [], 0
+    for i in range(0, 1_200, 10):
+        kind = (i // 10) % 6
+        part = slice(i, i + 10)
+        if kind in (0, 1):   # ten one-row records: without, then with a trailing newline (serve)
+            nl = "\n" if kind else ""
+            recs = [make_record("text/csv", (rows[k] + nl).encode(), "text/csv", f"{scores[k]}{nl}".encode(),
+                                WHEN, f"ev{k}") for k in range(i, i + 10)]
+        elif kind == 2:       # one record of ten rows
+            recs = [make_record("text/csv", "\n".join(rows[part]).encode() + b"\n", "text/csv",
+                                "\n".join(map(str, scores[part])).encode(), WHEN, f"ev{i}")]
+        elif kind == 3:       # JSON instances
+            sub = frame[FEATURES].iloc[part].astype(object)
+            recs = [make_record("application/json", json.dumps({"instances": sub.where(sub.notna(), None)
+                                                                .to_dict("records")}).encode(),
+                                "application/json", json.dumps({"predictions": scores[part].tolist()}).encode(),
+                                WHEN, f"ev{i}")]
+        elif kind == 4:       # BASE64 one-row records
+            recs = [make_record("application/x-csv", rows[k].encode(), "text/csv", str(scores[k]).encode(), WHEN,
+                                f"ev{k}") for k in range(i, i + 10)]
+            for r in recs:
+                r["captureData"]["endpointInput"]["observedContentType"] = "text/csv"
+        else:                 # one-row records with an offset instead of Z
+            recs = [make_record("text/csv", rows[k].encode(), "text/csv", str(scores[k]).encode(), WHEN,
+                                f"ev{k}") for k in range(i, i + 10)]
+            for r in recs:
+                r["eventMetadata"]["inferenceTime"] = "2024-05-01T14:30:00+02:00"
+        slow_rows += 10 if kind >= 2 else 0
+        lines += [json.dumps(r, separators=(",", ":")) for r in recs]
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    json_path_rows = []
+    parse_block = dr._parse_block
+    monkeypatch.setattr(dr, "_parse_block", lambda block, schema, acc: (
+        json_path_rows.append(acc.rows), parse_block(block, schema, acc), json_path_rows.append(acc.rows)))
+    report = run(tmp_path, synthetic_baseline)
+    assert report["input"]["rows"] == 1_200 and report["input"]["predictions"] == 1_200
+    assert sum(json_path_rows[1::2]) - sum(json_path_rows[::2]) == slow_rows
+    monkeypatch.undo()
+    expected = run(tmp_path / "ref", synthetic_baseline)
+    assert report["features"] == expected["features"] and report["prediction"] == expected["prediction"]
+
+
+def test_bad_values_and_bytes_on_one_row_records_are_named(tmp_path, synthetic_baseline):
+    path = write_capture(tmp_path / "cap", synthesize(30, seed=27))
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[12])
+    rec["captureData"]["endpointInput"]["data"] = "abc" + rec["captureData"]["endpointInput"]["data"][2:]
+    path.write_text("\n".join([*lines[:12], json.dumps(rec, separators=(",", ":")), *lines[13:]]) + "\n")
+    r = cli(tmp_path, synthetic_baseline)
+    assert r.returncode == 1 and "line 13 (eventId 'ev12'): feature 'age' must be numeric, got 'abc" in r.stderr
+    path.write_bytes("\n".join(lines).encode().replace(b"Private", b"Priv\xffate", 1) + b"\n")
+    bad_line = next(i for i, line in enumerate(lines) if "Private" in line) + 1
+    r = cli(tmp_path, synthetic_baseline)
+    assert r.returncode == 1 and f"{path} line {bad_line}: not UTF-8 text" in r.stderr, r.stderr
