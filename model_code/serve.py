@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -393,7 +394,7 @@ def validate(batch: Batch, schema: Schema, reject_unknown_categories: bool) -> F
                                            f"got {_example(values[wrong[0]])} at {_rows_text(wrong)}"))
                 continue
             if reject_unknown_categories:
-                cats = _category_set(f)
+                cats = _category_set(f.categories)
                 unknown = [i for i, v in enumerate(values) if v is not None and v not in cats]
                 if unknown:
                     seen = sorted({values[i] for i in unknown})[:MAX_ROWS_SHOWN]
@@ -409,14 +410,11 @@ def validate(batch: Batch, schema: Schema, reject_unknown_categories: bool) -> F
     return Features(numeric, categorical, batch.rows)
 
 
-_CATEGORY_SETS: dict[int, frozenset[str]] = {}
-
-
-def _category_set(f: CategoricalFeature) -> frozenset[str]:
-    key = id(f)
-    if key not in _CATEGORY_SETS:
-        _CATEGORY_SETS[key] = frozenset(f.categories)
-    return _CATEGORY_SETS[key]
+@functools.lru_cache(maxsize=256)
+def _category_set(categories: tuple[str, ...]) -> frozenset[str]:
+    # keyed by the categories themselves: an id() key is reused once a schema is freed, and then
+    # another feature's categories would judge this one's values
+    return frozenset(categories)
 
 
 # --- scoring ------------------------------------------------------------------------------------------

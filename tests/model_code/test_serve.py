@@ -442,3 +442,17 @@ def test_model_loads_from_the_tar_sagemaker_extracts(model_dir, tmp_path):
         app.load()
         assert app.ping().status == 200
         assert app.invocations("text/csv", None, GOOD.encode()).status == 200
+
+
+def test_a_schema_built_after_another_was_freed_judges_categories_by_its_own():
+    """Schemas are built anew from model metadata; a category check cached by object id would use a
+    freed schema's categories for the new one (CPython reuses ids). 200 rounds make reuse certain."""
+    from model_code.schema import CategoricalFeature, Schema
+    from model_code.serve import Batch, validate
+
+    for i in range(200):
+        schema = Schema.from_dict({**ADULT.to_dict(), "features": [
+            CategoricalFeature("colour", (f"red{i}", f"blue{i}")).to_dict()]})
+        features = validate(Batch({"colour": [f"blue{i}"]}, 1, "csv"), schema, reject_unknown_categories=True)
+        assert features.categorical == {"colour": [f"blue{i}"]}
+        del schema, features
