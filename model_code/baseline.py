@@ -17,6 +17,8 @@ Format ``mlops-stack/drift-baseline`` v1::
           "missing_share": 0.0,        # missing / rows
           "mean": 38.6, "std": 13.7, "min": 17.0, "max": 90.0,
           "quantiles": {"0.01": 17.0, "0.05": ..., "0.25": ..., "0.5": ..., "0.75": ..., "0.95": ..., "0.99": ...},
+          "percentiles": [17.0, ...],  # the quantile function at the 100 midpoints (i + 0.5) / 100:
+                                       # the drift job's Wasserstein distance (absent in older files)
           "bin_edges": [22.0, 26.0, ...],   # strictly increasing interior cut points (train deciles, deduped)
           "bin_shares": [0.1, ...]          # len(bin_edges) + 1 shares of non-missing values, sum 1;
                                             # bin i = (edge[i-1], edge[i]], first from -inf, last to +inf
@@ -51,6 +53,7 @@ BASELINE_FORMAT = "mlops-stack/drift-baseline"
 BASELINE_FORMAT_VERSION = 1
 BASELINE_NAME = "baseline.json"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+PERCENTILES = tuple((i + 0.5) / 100 for i in range(100))
 N_BINS = 10
 
 
@@ -100,6 +103,7 @@ def numeric_stats(values: np.ndarray) -> dict[str, Any]:
         stats.update(
             mean=_r(v.mean()), std=_r(v.std()), min=_r(v.min()), max=_r(v.max()),
             quantiles={str(q): _r(x) for q, x in zip(QUANTILES, np.quantile(v, QUANTILES), strict=True)},
+            percentiles=[_r(x) for x in np.quantile(v, PERCENTILES)],
             bin_edges=edges, bin_shares=numeric_shares(v, edges),
         )
     return stats

@@ -95,8 +95,8 @@ def render_html(report: dict[str, Any]) -> str:
     th = report["thresholds"]
     per_test = f" (Bonferroni: {th['p_value_per_test']:.3g} per test)" if "p_value_per_test" in th else ""
     rules = (f"<p>A feature drifts when p &lt; {th['p_value']}{per_test} and (PSI &ge; {th['psi']} or effect size "
-             f"(KS D / total variation) &ge; {th['min_effect']}), or when its missing share moves by "
-             f"&ge; {th['missing_delta']} with that p. PSI shares are floored at "
+             f"(normed Wasserstein distance / total variation) &ge; {th['min_effect']}), or when its missing "
+             f"share moves by &ge; {th['missing_delta']} with that p. PSI shares are floored at "
              f"{th['psi_epsilon']}.</p>")
     if report["status"] == "no_data":
         body = "<p><strong>No data:</strong> " + escape(report["warnings"][0]) + "</p>"

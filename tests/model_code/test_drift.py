@@ -146,6 +146,22 @@ def test_a_trivial_shift_on_half_a_million_rows_is_significant_but_not_drift():
     assert out["drifted"] is False
 
 
+def test_numeric_effect_is_the_normed_wasserstein_distance():
+    """A shift of 0.12 standard deviations: KS D and PSI stay under their thresholds, the
+    normed Wasserstein distance (Evidently's numeric default) does not; it matches scipy's."""
+    ref = synthesize(40_000, seed=1)["age"].to_numpy(dtype=float)
+    base = bl.numeric_stats(ref)
+    cur = synthesize(200_000, seed=4)["age"].to_numpy(dtype=float) + 0.12 * ref.std()
+    out = dr.compare_numeric(cur, base, len(ref), dr.Thresholds())
+    assert out["effect"]["name"] == "wasserstein"
+    assert out["effect"]["value"] == pytest.approx(stats.wasserstein_distance(ref, cur) / ref.std(), rel=0.02)
+    assert out["test"]["statistic"] < 0.1 and out["psi"] < 0.2 and out["effect"]["value"] >= 0.1
+    assert out["drifted"] is True
+    older = {k: v for k, v in base.items() if k != "percentiles"}   # a baseline from before percentiles
+    out = dr.compare_numeric(cur, older, len(ref), dr.Thresholds())
+    assert out["effect"] == {"name": "ks_d", "value": out["test"]["statistic"]} and out["drifted"] is False
+
+
 @pytest.mark.parametrize("seed", [8, 11])   # each had one feature at p < 0.01 before the correction
 def test_small_windows_do_not_flag_noise(tmp_path, synthetic_baseline, seed):
     write_capture(tmp_path / "cap", synthesize(40, seed=seed))
