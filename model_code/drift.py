@@ -516,7 +516,7 @@ def _read_fast(buf: np.ndarray, nl: np.ndarray, schema: Schema, window: Window, 
 
 
 def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[bytes]:
-    """Read a binary file in ~8 MB chunks of whole lines, each ending with a newline."""
+    """Read a binary file in ~8 MB chunks of whole lines (the last may lack its newline)."""
     rest = b""
     while True:
         data = fh.read(size)
@@ -530,7 +530,7 @@ def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[bytes]:
         rest = data[cut:]
         yield data[:cut]
     if rest:
-        yield rest + b"\n"
+        yield rest
 
 
 def _lines(chunk: bytes, ends: np.ndarray, indexes: list[int], first: int, source: str,
@@ -800,6 +800,8 @@ def read_chunks(chunks: Iterable[bytes], source: str, schema: Schema = ADULT, wi
     def others() -> Iterator[tuple[int, str]]:   # the lines the fast path left, across chunks
         first = 1
         for chunk in chunks:
+            if not chunk.endswith(b"\n"):   # a last line without its newline is still a line
+                chunk += b"\n"
             buf = np.frombuffer(chunk, dtype=np.uint8)
             nl = np.flatnonzero(buf == 10)
             yield from _lines(chunk, nl, _read_fast(buf, nl, schema, window, acc), first, source)
