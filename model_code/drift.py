@@ -328,6 +328,9 @@ def _iter_records(lines: Iterable[tuple[int, str]], source: str, window: Window,
             raise CaptureError(f"{source} line {lineno}: not a SageMaker data-capture record (expected a "
                                "JSON object with captureData.endpointInput/endpointOutput)") from None
         if start is not None or end is not None:
+            if not isinstance(t, str):
+                raise CaptureError(f"{source} line {lineno}: eventMetadata.inferenceTime {t!r} is not an "
+                                   "ISO 8601 time")
             if len(t) == 20 and t[-1] == "Z":   # the format SageMaker and serve write: compare as text
                 ts = t
             else:
@@ -374,13 +377,15 @@ def _token_index(tokens: list[str], q: int, *path: str) -> int | None:
 
 # The fast path. SageMaker and serve write every record of a file compactly with the same keys in
 # the same order; real-time invocations are mostly one CSV row (with or without a trailing
-# newline). Such lines are read on the raw bytes with numpy: with the same number of quotes on
-# every line, a line's k-th quote-delimited token lies between its (k-1)-th and k-th quote, so the
-# keys are checked and the payloads cut out for all lines at once, then read by pandas' C parser.
-# Every other line (JSON or BASE64 payloads, several rows per record, other escapes, another
-# layout, times not in SageMaker's format) is read with json by _iter_records, and so is every
-# fast line when pandas rejects one of them: the messages that name file, line and event come
-# from one place.
+# newline). Such lines are read on the raw bytes with numpy. One line of the chunk, parsed with
+# json, gives the layout: its string values are the variable parts, everything between them (keys,
+# punctuation, the encodings and modes) the constant parts. A line with the same number of quotes
+# whose constant parts are byte for byte the layout's, and whose variable parts hold no escape
+# (but a trailing newline in a payload) and no control character, is a record json would read the
+# same way; its payloads are cut out with the others at once and read by pandas' C parser. Every
+# other line (JSON or BASE64 payloads, several rows per record, escapes, another layout, times not
+# in SageMaker's format) is read with json by _iter_records, and so is every fast line when pandas
+# rejects one of them: the messages that name file, line and event come from one place.
 _FAST_PATHS = (("endpointInput", "data"), ("endpointInput", "encoding"), ("endpointInput", "mode"),
                ("endpointOutput", "data"), ("endpointOutput", "encoding"), ("endpointOutput", "mode"),
                ("eventMetadata", "inferenceTime"))
@@ -389,23 +394,54 @@ _FAST_VALUES = {("endpointInput", "encoding"): "CSV", ("endpointInput", "mode"):
 _TIME_WIDTH = len("2024-05-01T12:00:00Z")
 
 
-def _fast_layout(line: str) -> tuple[dict[tuple[str, str], int], list[tuple[int, bytes]]] | None:
-    """From one line: the token index of each value of _FAST_PATHS, and the (token index,
-    expected text) pairs that every line of the same layout has: each key of _FAST_PATHS followed
-    by ":", and the values of _FAST_VALUES (the modes tell the two sides apart)."""
-    tokens = line.split('"')
+@dataclass(frozen=True)
+class _Layout:
+    quotes: int                           # per line
+    values: dict[tuple[str, str], int]    # _FAST_PATHS -> token index (token k: between quotes k-1 and k)
+    constants: list[tuple[int, int, bytes]]   # (from quote, to quote, bytes): -1 = line start, quotes = line end
+    controls: int                         # control characters in the constant parts (e.g. a CR before the LF)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")   # json keeps the last, the token cut the first: no fast path
+    return dict(pairs)
+
+
+def _fast_layout(line: bytes) -> _Layout | None:
+    """The layout of one line, if it is one compact capture record with CSV payloads."""
+    try:
+        text = line.decode("utf-8")
+        rec = json.loads(text, object_pairs_hook=_unique_keys)
+        cap = rec["captureData"]
+        objects = {"endpointInput": cap["endpointInput"], "endpointOutput": cap["endpointOutput"],
+                   "eventMetadata": rec["eventMetadata"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+    tokens = text.split('"')
     q = len(tokens) - 1
-    where: dict[tuple[str, str], int] = {}
-    checks: dict[int, bytes] = {}
-    for path in _FAST_PATHS:
-        k = _token_index(tokens, q, *path)
-        if k is None:
+    values: dict[tuple[str, str], int] = {}
+    for side, key in _FAST_PATHS:
+        k = _token_index(tokens, q, side, key)
+        value = objects[side].get(key) if isinstance(objects[side], dict) else None
+        # json's value must be the token itself (json.dumps escapes only what the file escaped)
+        if k is None or not isinstance(value, str) or json.dumps(value, ensure_ascii=False)[1:-1] != tokens[k]:
             return None
-        where[path] = k
-        checks.update({k - 2: path[1].encode(), k - 1: b":"})
-        if path in _FAST_VALUES:
-            checks[k] = _FAST_VALUES[path].encode()
-    return where, sorted(checks.items())
+        if _FAST_VALUES.get((side, key), value) != value:
+            return None
+        values[side, key] = k
+    variable = [k for k in range(1, q) if tokens[k - 1] == ":" and k not in
+                {values[p] for p in _FAST_VALUES}]
+    raw = line
+    quote_at = [i for i, c in enumerate(raw) if c == 34]
+    constants = []
+    for a, b in zip([None, *variable], [*variable, None], strict=True):
+        lo = 0 if a is None else quote_at[a]             # from the closing quote of a variable part
+        hi = len(raw) if b is None else quote_at[b - 1] + 1   # to the opening quote of the next
+        constants.append((-1 if a is None else a, q if b is None else b - 1, raw[lo:hi]))
+    controls = sum(c < 32 for _, _, part in constants for c in part)
+    return _Layout(q, values, constants, controls)
 
 
 def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
@@ -422,9 +458,11 @@ def _read_fast_payloads(inputs: bytes, outputs: bytes, schema: Schema) -> tuple[
     names = schema.feature_names
     if not (_field_counts(inputs[:-1]) == len(names)).all():
         return None
+    # skipping spaces costs a third of the parse: only when a field starts with one (as json's path does)
+    spaces = inputs.startswith(b" ") or b", " in inputs or b"\n " in inputs
     try:
         frame = pd.read_csv(BytesIO(inputs), header=None, names=names, dtype=_dtypes(schema), na_values=[""],
-                            keep_default_na=False, skipinitialspace=b", " in inputs, engine="c")
+                            keep_default_na=False, skipinitialspace=spaces, engine="c")
         scores = pd.read_csv(BytesIO(outputs), header=None, usecols=[0], dtype="float64",
                              engine="c").iloc[:, 0].to_numpy()
     except ValueError:   # includes UnicodeDecodeError
@@ -439,49 +477,53 @@ def _per_line(positions: np.ndarray, nl: np.ndarray) -> np.ndarray:
     return np.diff(np.searchsorted(positions, nl), prepend=0)
 
 
-def _read_fast(buf: np.ndarray, nl: np.ndarray, schema: Schema, window: Window, acc: CaptureData) -> list[int]:
+def _read_fast(chunk: bytes, nl: np.ndarray, schema: Schema, window: Window, acc: CaptureData) -> list[int]:
     """Read the fast lines (see above) of a chunk into acc; return the indexes of the other lines.
 
-    ``buf``: the chunk's bytes, whole lines each ending with a newline; ``nl``: their positions."""
+    ``chunk``: whole lines each ending with a newline; ``nl``: the newlines' positions."""
     n = len(nl)
+    everything = list(range(n))
+    if not (chunk.isascii() or _utf8(chunk)):
+        return everything   # (json names the line that is not UTF-8)
+    buf = np.frombuffer(chunk, dtype=np.uint8)
     quotes = np.flatnonzero(buf == 34)
     per_line = _per_line(quotes, nl)
-    if not per_line.any() or len(buf) < 64:
-        return list(range(n))
+    if not per_line.any():
+        return everything
     q = int(np.bincount(per_line[per_line > 0]).argmax())
     cand = np.flatnonzero(per_line == q)
+    backslashes = _per_line(np.flatnonzero(buf == 92), nl)[cand]
     line_start = np.concatenate(([0], nl[:-1] + 1))
-    layout = _fast_layout(buf[line_start[cand[0]]:nl[cand[0]]].tobytes().decode("utf-8", "replace"))
+    model = cand[np.argmin(backslashes)]   # a line without escapes if there is one
+    layout = _fast_layout(chunk[line_start[model]:nl[model]])
     if layout is None:
-        return list(range(n))
-    where, checks = layout
+        return everything
     # quote positions: tok[k] holds every candidate line's k-th quote
     tok = np.ascontiguousarray(quotes[np.repeat(per_line == q, per_line)].reshape(-1, q).T)
-    top = len(buf) - 1
-    # the 8 bytes from every position as one little-endian number: a key is one or two compares
-    words = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+    # the 8 bytes from every position as one little-endian number (8 zero bytes past the end, so a
+    # word starts anywhere in the chunk): 8 bytes are one compare
+    words = np.ndarray(shape=(len(chunk),), dtype="<u8", buffer=chunk + bytes(8), strides=(1,))
 
-    def token(k: int) -> tuple[np.ndarray, np.ndarray]:
-        return tok[k - 1] + 1, tok[k]
-
-    def token_is(k: int, text: bytes) -> np.ndarray:
-        start, end = token(k)
-        same = end - start == len(text)
-        for off in {*range(0, len(text) - 8, 8), max(len(text) - 8, 0)}:
-            part = text[off:off + 8]
-            word = words[np.minimum(start + off, len(words) - 1)]
-            same &= (word & ((1 << 8 * len(part)) - 1)) == int.from_bytes(part, "little")
-        return same
+    def position(quote: int) -> np.ndarray:
+        return line_start[cand] if quote == -1 else nl[cand] if quote == q else tok[quote]
 
     ok = np.ones(len(cand), dtype=bool)
-    for k, text in checks:
-        ok &= token_is(k, text)
-    # payloads: non-empty, the only escape allowed is one trailing newline ("...\n")
-    backslashes = _per_line(np.flatnonzero(buf == 92), nl)[cand]
+    for a, b, part in layout.constants:   # the constant parts, byte for byte
+        start = position(a)
+        ok &= position(b) + (b != q) - start == len(part)
+        for off in {*range(0, len(part) - 8, 8), max(len(part) - 8, 0)}:
+            piece = part[off:off + 8]
+            word = words[np.minimum(start + off, len(chunk) - 1)]   # (a line too short for the part)
+            ok &= (word & ((1 << 8 * len(piece)) - 1)) == int.from_bytes(piece, "little")
+    # the variable parts: no control character, no escape but a payload's trailing newline
+    controls = np.count_nonzero(buf < 32) - n
+    if controls != layout.controls * len(cand):
+        ok &= _per_line(np.flatnonzero((buf < 32) & (buf != 10)), nl)[cand] == layout.controls
     payload = {}
     escapes = np.zeros(len(cand), dtype=np.int64)
     for side in ("endpointInput", "endpointOutput"):
-        start, end = token(where[side, "data"])
+        k = layout.values[side, "data"]
+        start, end = tok[k - 1] + 1, tok[k]
         esc = (end - start >= 2) & (buf[end - 2] == 92) & (buf[end - 1] == 110)
         escapes += esc
         payload[side] = (start, end - start - 2 * esc)
@@ -489,9 +531,10 @@ def _read_fast(buf: np.ndarray, nl: np.ndarray, schema: Schema, window: Window, 
     ok &= backslashes == escapes
     take = ok
     if window.start or window.end:
-        start, end = token(where["eventMetadata", "inferenceTime"])
-        take = ok & (end - start == _TIME_WIDTH) & (buf[np.maximum(end - 1, 0)] == ord("Z"))
-        times = np.ascontiguousarray(buf[np.minimum(start[:, None] + np.arange(_TIME_WIDTH), top)])
+        k = layout.values["eventMetadata", "inferenceTime"]
+        start, end = tok[k - 1] + 1, tok[k]
+        times = np.ascontiguousarray(buf[np.minimum(start[:, None] + np.arange(_TIME_WIDTH), len(buf) - 1)])
+        take = ok & (end - start == _TIME_WIDTH) & (times[:, -1] == ord("Z")) & (times < 128).all(axis=1)
         times = times.view(f"S{_TIME_WIDTH}").ravel()
         inside = np.ones(len(cand), dtype=bool)
         if window.start:
@@ -513,6 +556,14 @@ def _read_fast(buf: np.ndarray, nl: np.ndarray, schema: Schema, window: Window, 
     done = np.zeros(n, dtype=bool)
     done[cand[ok]] = True
     return np.flatnonzero(~done).tolist()
+
+
+def _utf8(chunk: bytes) -> bool:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _chunks(fh: Any, size: int = 1 << 23) -> Iterator[bytes]:
@@ -584,9 +635,7 @@ def _parse_csv_inputs(block: _Block, idx: list[int], schema: Schema,
     texts = []
     groups: dict[str, list[int]] = {"": []}   # header ("" = schema order) -> positions in idx
     for pos, i in enumerate(idx):
-        text = block.inputs[i][1].rstrip("\r\n")
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
+        text = _lines_of(block.inputs[i][1].rstrip("\r\n"), block, i, "endpointInput")
         key = ""
         if text.split(",", 1)[0].strip().strip('"') in first_names:   # the first line is a header
             head, _, text = text.partition("\n")
@@ -703,6 +752,25 @@ def _parse_json_inputs(block: _Block, idx: list[int], schema: Schema) -> tuple[p
     return pd.DataFrame(out), rows
 
 
+def _lines_of(text: str, block: _Block, i: int, side: str) -> str:
+    """CSV payload text with LF line ends (CRLF accepted; a lone CR would split a row for pandas)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise CaptureError(f"{_where(block, i)}: {side} CSV has a carriage return inside a line")
+    return text
+
+
+def _scores(text: str) -> bool:
+    """Whether every line of CSV output text starts with a number."""
+    try:
+        for line in text.split("\n"):
+            float(line.split(",", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_outputs(block: _Block, rows_in: np.ndarray) -> np.ndarray | None:
     kinds = {k for k, _ in block.outputs}
     if kinds == {"none"}:
@@ -716,7 +784,7 @@ def _parse_outputs(block: _Block, rows_in: np.ndarray) -> np.ndarray | None:
         if text.count("\n") == len(texts) - 1 and "\r" not in text and all(texts):
             rows_out[csv_idx] = 1   # one score per record
         else:
-            texts = [t.strip() for t in texts]
+            texts = [_lines_of(t.strip(), block, i, "endpointOutput") for i, t in zip(csv_idx, texts, strict=True)]
             for i, t in zip(csv_idx, texts, strict=True):
                 rows_out[i] = t.count("\n") + 1 if t else 0
             text = "\n".join(t for t in texts if t)
@@ -725,8 +793,9 @@ def _parse_outputs(block: _Block, rows_in: np.ndarray) -> np.ndarray | None:
                 scores.append(pd.read_csv(StringIO(text), header=None, usecols=[0], dtype="float64",
                                           engine="c").iloc[:, 0].to_numpy())
             except ValueError:
-                raise CaptureError(f"{block.source}: endpointOutput CSV is not one score per line "
-                                   f"(e.g. {texts[0][:80]!r} at {_where(block, csv_idx[0])})") from None
+                at = next((k for k, t in enumerate(texts) if not _scores(t)), 0)
+                raise CaptureError(f"{_where(block, csv_idx[at])}: endpointOutput CSV is not one score per line "
+                                   f"(got {texts[at][:80]!r})") from None
     for i, (kind, text) in enumerate(block.outputs):
         if kind != "json":
             continue
@@ -802,9 +871,8 @@ def read_chunks(chunks: Iterable[bytes], source: str, schema: Schema = ADULT, wi
         for chunk in chunks:
             if not chunk.endswith(b"\n"):   # a last line without its newline is still a line
                 chunk += b"\n"
-            buf = np.frombuffer(chunk, dtype=np.uint8)
-            nl = np.flatnonzero(buf == 10)
-            yield from _lines(chunk, nl, _read_fast(buf, nl, schema, window, acc), first, source)
+            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            yield from _lines(chunk, nl, _read_fast(chunk, nl, schema, window, acc), first, source)
             first += len(nl)
 
     for block in _iter_records(others(), source, window, acc):

@@ -18,7 +18,7 @@ from model_code import drift as dr
 from model_code.capture import make_record
 from model_code.data import Drift, synthesize
 from model_code.preprocess import preprocess, to_csv_bytes
-from model_code.schema import ADULT
+from model_code.schema import ADULT, CategoricalFeature, NumericFeature, Schema
 from tests.model_code.conftest import run_step
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
@@ -527,3 +527,70 @@ def test_bad_values_and_bytes_on_one_row_records_are_named(tmp_path, synthetic_b
     bad_line = next(i for i, line in enumerate(lines) if "Private" in line) + 1
     r = cli(tmp_path, synthetic_baseline)
     assert r.returncode == 1 and f"{path} line {bad_line}: not UTF-8 text" in r.stderr, r.stderr
+
+
+def _read_both_ways(data: bytes, window: dr.Window, schema: Schema) -> list[tuple]:
+    """read_chunks with the fast path, then with every line sent to json: (outcome, what) each."""
+    out = []
+    for force_json in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            if force_json:
+                mp.setattr(dr, "_read_fast", lambda chunk, nl, schema, window, acc: list(range(len(nl))))
+            try:
+                acc = dr.read_chunks([data], "x", schema, window)
+            except dr.CaptureError as exc:
+                out.append(("error", str(exc)))
+                continue
+        numeric = {k: np.sort(acc.values(k)).tolist() for k in acc.numeric}
+        out.append(("ok", acc.rows, acc.records, acc.outside_window, acc.missing, acc.counts, numeric,
+                     sorted(acc.score_values().tolist())))
+    return out
+
+
+def _line(data: str = "39,State-gov,77516,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,"
+                      "United-States", score: str = "0.25", event: str = "e", **meta) -> str:
+    rec = make_record("text/csv", data.encode(), "text/csv", score.encode(), WHEN, event)
+    rec["eventMetadata"].update(meta)
+    return json.dumps(rec, separators=(",", ":"))
+
+
+_GOOD = [_line(event=f"e{i}", score=f"0.{i + 1}") for i in range(6)]
+_COLOUR = Schema("colours", (CategoricalFeature("colour", ("red", "blue")), NumericFeature("x", "float", 0, 100)),
+                 "y")
+
+
+@pytest.mark.parametrize("name, lines, schema", [
+    ("output key misspelled on one line", [*_GOOD[:3], _GOOD[3].replace('"endpointOutput"', '"endpointOutpuX"'),
+                                           *_GOOD[4:]], ADULT),
+    ("two records on every line", [_GOOD[0] + _GOOD[1], _GOOD[2] + _GOOD[3], _GOOD[4] + _GOOD[5]], ADULT),
+    ("a line without its final brace", [*_GOOD[:3], _GOOD[3][:-1], *_GOOD[4:]], ADULT),
+    ("a byte order mark", ["\ufeff" + _GOOD[0], *_GOOD[1:]], ADULT),
+    ("trailing text", [*_GOOD[:2], _GOOD[2] + ",}", *_GOOD[3:]], ADULT),
+    ("data given twice (json keeps the last)", [g.replace('"mode":"INPUT"', '"mode":"INPUT","data":"'
+                                                           + _line(event="x").split('"data":"')[1].split('"')[0]
+                                                           .replace("39,", "77,") + '"') for g in _GOOD], ADULT),
+    ("sides swapped by name", [*_GOOD[:2], _GOOD[2].replace("endpointInput", "TMP").replace(
+        "endpointOutput", "endpointInput").replace("TMP", "endpointOutput"), *_GOOD[3:]], ADULT),
+    ("a raw tab in a value", [*_GOOD[:2], _GOOD[2].replace("State-gov", "State\tgov"), *_GOOD[3:]], ADULT),
+    ("CRLF line ends", [g + "\r" for g in _GOOD], ADULT),
+    ("a leading space before a category", [_line("red,1")] * 4 + [_line(" blue,2")], _COLOUR),
+    ("a carriage return inside a row", [*_GOOD[:2], _GOOD[2].replace("State-gov", "State\\rgov"), *_GOOD[3:]],
+     ADULT),
+    ("a time that is not text", [*_GOOD[:2], _line(inferenceTime=None), *_GOOD[3:]], ADULT),
+    ("a time of 20 bytes but 19 characters", [*_GOOD[:2], _line(inferenceTime="2024-05-01T12:\u00e9:00Z")
+                                              .replace("\\u00e9", "\u00e9"), *_GOOD[3:]], ADULT),
+])
+def test_the_fast_path_reads_every_line_as_json_would(name, lines, schema):
+    data = ("\n".join(lines) + "\n").encode()
+    for window in (dr.Window(), WINDOW):
+        fast, json_path = _read_both_ways(data, window, schema)
+        assert fast == json_path, name
+        assert "Traceback" not in str(fast)
+
+
+@pytest.mark.parametrize("records", [1, 2, 500])
+def test_a_file_of_one_row_records_is_read_without_json_to_its_last_line(records, monkeypatch):
+    data = ("\n".join(_line(event=f"e{i}", score=f"0.{i + 1}") for i in range(records)) + "\n").encode()
+    monkeypatch.setattr(dr, "_parse_block", lambda *a: pytest.fail("a line went to the json path"))
+    acc = dr.read_chunks([data], "x", ADULT, WINDOW)
+    assert acc.rows == acc.records == records and len(acc.score_values()) == records
