@@ -1377,7 +1377,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the baseline and model of the package --endpoint serves now (the scheduled job)")
     p.add_argument("--model", type=Path, help="model artifact whose prediction_baseline to use")
     p.add_argument("--prediction-baseline", type=Path, help="prediction baseline JSON (overrides --model's)")
-    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                   help=f"folder for {REPORT_JSON} and {REPORT_HTML} (default: %(default)s)")
     p.add_argument("--start", help="window start, ISO 8601 (inclusive)")
     p.add_argument("--end", help="window end, ISO 8601 (exclusive)")
     p.add_argument("--hours", type=int, help="window length in hours (ending at --end or the current hour)")
@@ -1386,10 +1387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None,
                    help=f"Endpoint dimension (default ${env.MLOPS_DRIFT_ENDPOINT_NAME.name})")
     d = Thresholds()
-    p.add_argument("--psi", type=float, default=d.psi)
-    p.add_argument("--p-value", type=float, default=d.p_value)
-    p.add_argument("--min-effect", type=float, default=d.min_effect)
-    p.add_argument("--missing-delta", type=float, default=d.missing_delta)
+    p.add_argument("--psi", type=float, default=d.psi,
+                   help="a significant shift drifts from this PSI (default: %(default)s)")
+    p.add_argument("--p-value", type=float, default=d.p_value,
+                   help="significance level of the window, split over its tests (default: %(default)s)")
+    p.add_argument("--min-effect", type=float, default=d.min_effect,
+                   help="... or from this effect size: normed Wasserstein distance (numeric), total "
+                        "variation distance (categorical) (default: %(default)s)")
+    p.add_argument("--missing-delta", type=float, default=d.missing_delta,
+                   help="a significant change of the missing share drifts from this much (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="parsing processes (0 = one per CPU)")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is detected")
     return p
@@ -1435,8 +1441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("give --baseline, or --baseline-from-endpoint with --endpoint")
         window = window_from_args(args.start, args.end, args.hours)
         th = Thresholds(args.psi, args.p_value, args.min_effect, args.missing_delta)
-        if not (0 < th.p_value < 1 and th.psi > 0 and 0 < th.min_effect <= 1 and 0 < th.missing_delta <= 1):
-            raise UsageError(f"thresholds out of range: {th}")
+        bad = [f"--{name} {value} must be {rule}" for name, value, ok, rule in (
+            ("psi", th.psi, th.psi > 0, "> 0"), ("p-value", th.p_value, 0 < th.p_value < 1, "in (0, 1)"),
+            ("min-effect", th.min_effect, 0 < th.min_effect <= 1, "in (0, 1]"),
+            ("missing-delta", th.missing_delta, 0 < th.missing_delta <= 1, "in (0, 1]")) if not ok]
+        if bad:
+            raise UsageError("; ".join(bad))
         config = DriftConfig(
             input=args.input, baseline=args.baseline, output=args.output, model=args.model,
             prediction_baseline=args.prediction_baseline, window=window, thresholds=th,

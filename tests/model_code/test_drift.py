@@ -300,7 +300,9 @@ def test_prediction_count_mismatch_and_non_numeric_values_are_named(tmp_path, sy
 def test_bad_arguments_exit_2(tmp_path, synthetic_baseline):
     r = cli(tmp_path, synthetic_baseline, "--start", "yesterday")
     assert r.returncode == 2 and "--start: 'yesterday' is not an ISO 8601 time" in r.stderr
-    r = cli(tmp_path, synthetic_baseline, "--namespace", "mlops-stack/dev")
+    r = cli(tmp_path, synthetic_baseline, "--min-effect", "2", "--p-value", "0")
+    assert r.returncode == 2
+    assert "--p-value 0.0 must be in (0, 1); --min-effect 2.0 must be in (0, 1]" in r.stderr, r.stderr
     (tmp_path / "cap").mkdir()
     r = cli(tmp_path, synthetic_baseline, "--namespace", "mlops-stack/dev")
     assert r.returncode == 2 and "publishing metrics needs an endpoint name" in r.stderr
