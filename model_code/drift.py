@@ -396,7 +396,6 @@ _TIME_WIDTH = len("2024-05-01T12:00:00Z")
 
 @dataclass(frozen=True)
 class _Layout:
-    quotes: int                           # per line
     values: dict[tuple[str, str], int]    # _FAST_PATHS -> token index (token k: between quotes k-1 and k)
     constants: list[tuple[int, int, bytes]]   # (from quote, to quote, bytes): -1 = line start, quotes = line end
     controls: int                         # control characters in the constant parts (e.g. a CR before the LF)
@@ -433,15 +432,14 @@ def _fast_layout(line: bytes) -> _Layout | None:
         values[side, key] = k
     variable = [k for k in range(1, q) if tokens[k - 1] == ":" and k not in
                 {values[p] for p in _FAST_VALUES}]
-    raw = line
-    quote_at = [i for i, c in enumerate(raw) if c == 34]
+    quote_at = [i for i, c in enumerate(line) if c == 34]
     constants = []
     for a, b in zip([None, *variable], [*variable, None], strict=True):
         lo = 0 if a is None else quote_at[a]             # from the closing quote of a variable part
-        hi = len(raw) if b is None else quote_at[b - 1] + 1   # to the opening quote of the next
-        constants.append((-1 if a is None else a, q if b is None else b - 1, raw[lo:hi]))
+        hi = len(line) if b is None else quote_at[b - 1] + 1   # to the opening quote of the next
+        constants.append((-1 if a is None else a, q if b is None else b - 1, line[lo:hi]))
     controls = sum(c < 32 for _, _, part in constants for c in part)
-    return _Layout(q, values, constants, controls)
+    return _Layout(values, constants, controls)
 
 
 def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:

@@ -1,5 +1,5 @@
 """Operability rules on single resources: scaling bounds, alarms that notify, encrypted topics,
-safe production deployments. (Which endpoint has which alarm or scaling target: ``stack.py``.)"""
+safe deployments. (Which endpoint has which alarm or scaling target: ``stack.py``.)"""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ SCALABLE_TARGET = frozenset({"aws:appautoscaling/target:Target"})
 SCALING_POLICY = frozenset({"aws:appautoscaling/policy:Policy"})
 METRIC_ALARM = frozenset({"aws:cloudwatch/metricAlarm:MetricAlarm"})
 SNS_TOPIC = frozenset({"aws:sns/topic:Topic"})
-
-PROD_ENVIRONMENTS = frozenset({"prod", "production"})
-"""Values of the ``environment`` tag that mark a production resource."""
 
 
 def autoscaling_capacity_bounds(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -42,30 +39,20 @@ def sns_topic_kms(args: ResourceValidationArgs, report_violation: ReportViolatio
         report_violation("kmsMasterKeyId is not set; topics must be encrypted with a KMS key", None)
 
 
-def endpoint_prod_blue_green(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+def endpoint_blue_green(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    # every stack deploys its endpoint the same way (stacks differ by data, not by name), so a
+    # stack named anything but "prod" gets no weaker check
     props = inputs(args, ENDPOINT)
     if props is None:
-        return
-    environment = dig(props, "tags", "environment")
-    if is_unknown(environment) or environment not in PROD_ENVIRONMENTS:
         return
     config = props.get("deploymentConfig")
     if is_unknown(config):
         return
     if is_blank(dig(config, "blueGreenUpdatePolicy")):
-        report_violation(
-            "deploymentConfig.blueGreenUpdatePolicy is not set; "
-            f'endpoints tagged environment="{environment}" '
-            "must deploy blue/green",
-            None,
-        )
+        report_violation("deploymentConfig.blueGreenUpdatePolicy is not set; endpoints must deploy blue/green", None)
     if is_blank(dig(config, "autoRollbackConfiguration", "alarms")):
-        report_violation(
-            "deploymentConfig.autoRollbackConfiguration.alarms is empty; "
-            f'endpoints tagged environment="{environment}" '
-            "must roll back automatically when an alarm fires",
-            None,
-        )
+        report_violation("deploymentConfig.autoRollbackConfiguration.alarms is empty; endpoints must roll back "
+                         "automatically when an alarm fires", None)
 
 
 POLICIES = [
@@ -86,10 +73,9 @@ POLICIES = [
         validate=sns_topic_kms,
     ),
     ResourceValidationPolicy(
-        name="endpoint-prod-blue-green",
-        description='Endpoints tagged environment "prod" (or "production") deploy with '
-        "deploymentConfig.blueGreenUpdatePolicy and roll back automatically on "
-        "deploymentConfig.autoRollbackConfiguration.alarms.",
-        validate=endpoint_prod_blue_green,
+        name="endpoint-blue-green",
+        description="Endpoints deploy with deploymentConfig.blueGreenUpdatePolicy and roll back automatically on "
+        "deploymentConfig.autoRollbackConfiguration.alarms, in every stack.",
+        validate=endpoint_blue_green,
     ),
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from policies.offline import Violation, evaluate
 from policies.rules import ALL_POLICIES
-from tests.policies.baseline import ARTIFACTS, ENDPOINT, KEY_ARN, LOGS, RESOURCE_ID, TAGS, baseline
+from tests.policies.baseline import ARTIFACTS, ENDPOINT, KEY_ARN, LOGS, RESOURCE_ID, baseline
 
 Mutation = Callable[[list[dict]], None]
 DELETE = object()
@@ -699,29 +699,17 @@ CASES = [
         one("sns-topic-kms", "alerts", "kmsMasterKeyId is not set; topics must be encrypted with a KMS key"),
     ),
     Case(
-        "ops-prod-no-blue-green",
+        "ops-no-blue-green",
         put("endpoint", "deploymentConfig.blueGreenUpdatePolicy", DELETE),
-        one(
-            "endpoint-prod-blue-green",
-            "endpoint",
-            'deploymentConfig.blueGreenUpdatePolicy is not set; endpoints tagged environment="prod" must deploy '
-            "blue/green",
-        ),
+        one("endpoint-blue-green", "endpoint",
+            "deploymentConfig.blueGreenUpdatePolicy is not set; endpoints must deploy blue/green"),
     ),
     Case(
-        "ops-prod-no-rollback",
+        "ops-no-rollback",
         put("endpoint", "deploymentConfig.autoRollbackConfiguration", DELETE),
-        one(
-            "endpoint-prod-blue-green",
-            "endpoint",
-            'deploymentConfig.autoRollbackConfiguration.alarms is empty; endpoints tagged environment="prod" must roll '
-            "back automatically when an alarm fires",
-        ),
-    ),
-    Case(
-        "ops-dev-no-blue-green",
-        lambda rs: (put("endpoint", "deploymentConfig", DELETE)(rs), put("endpoint", "tags.environment", "dev")(rs)),
-        [],
+        one("endpoint-blue-green", "endpoint",
+            "deploymentConfig.autoRollbackConfiguration.alarms is empty; endpoints must roll back automatically "
+            "when an alarm fires"),
     ),
     # --- tags ---
     Case(
@@ -975,9 +963,9 @@ def test_same_aes256_bucket_is_refused_once_it_stops_receiving_logs() -> None:
     ]
 
 
-def test_production_is_recognised_by_the_environment_tag() -> None:
+@pytest.mark.parametrize("environment", ["dev", "prod", "prod-eu"])
+def test_blue_green_is_required_whatever_the_stack_is_called(environment: str) -> None:
     resources = baseline()
-    assert _find(resources, "endpoint")["inputs"]["tags"] == TAGS
-    put("endpoint", "tags.environment", "production")(resources)
+    put("endpoint", "tags.environment", environment)(resources)
     put("endpoint", "deploymentConfig.blueGreenUpdatePolicy", DELETE)(resources)
-    assert [v.policy for v in evaluate(resources)] == ["endpoint-prod-blue-green"]
+    assert [v.policy for v in evaluate(resources)] == ["endpoint-blue-green"]
