@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.naming import Names
-from mlops.registry import Aws, ReleaseError, aws_error, is_not_found
+from mlops.registry import Aws, ReleaseError, aws_call, aws_error, is_not_found
 from mlops.settings import StackSettings
 from pipelines.bundle import build_bundle
 
@@ -35,12 +35,8 @@ def stack_definition(settings: StackSettings, image_tag: str, *, aws: Aws | None
 
     aws = aws or Aws.from_env()
     names = Names.of(settings)
-    try:
-        key_arn = aws.client("kms", settings.region).describe_key(KeyId=names.kms_alias)["KeyMetadata"]["Arn"]
-    except (ClientError, BotoCoreError) as error:
-        raise aws_error(
-            f"looking up the stack key {names.kms_alias} (has `pulumi up -s {settings.stack}` run?)", error
-        ) from None
+    key_arn = aws_call(f"looking up the stack key {names.kms_alias} (has `pulumi up -s {settings.stack}` run?)",
+                       aws.client("kms", settings.region).describe_key, KeyId=names.kms_alias)["KeyMetadata"]["Arn"]
     return definition_json(
         settings,
         image_uri=f"{names.ecr_url}:{image_tag}",
@@ -88,25 +84,17 @@ def start(
     aws = aws or Aws.from_env()
     names = Names.of(settings)
     sagemaker = aws.sagemaker(settings.region)
-    try:
-        response = sagemaker.start_pipeline_execution(
-            PipelineName=names.pipeline,
-            PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in sorted((parameters or {}).items())],
-        )
-    except ClientError as error:
-        if is_not_found(error):
-            raise ReleaseError(
-                f"pipeline {names.pipeline} of stack {settings.stack} not found in {settings.region}: "
-                f"deploy it (`pulumi up -s {settings.stack}` with imageTag set) or pass --image-tag"
-            ) from None
-        raise aws_error(f"starting pipeline {names.pipeline}", error) from None
+    response = aws_call(
+        f"starting pipeline {names.pipeline}", sagemaker.start_pipeline_execution,
+        PipelineName=names.pipeline,
+        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in sorted((parameters or {}).items())],
+        not_found=f"pipeline {names.pipeline} of stack {settings.stack} not found in {settings.region}: "
+                  f"deploy it (`pulumi up -s {settings.stack}` with imageTag set) or pass --image-tag")
     execution = Execution(response["PipelineExecutionArn"], "Executing")
     deadline = time.monotonic() + timeout_s
     while wait:
-        try:
-            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution.arn)
-        except (ClientError, BotoCoreError) as error:
-            raise aws_error(f"describing execution {execution.arn}", error) from None
+        described = aws_call(f"describing execution {execution.arn}", sagemaker.describe_pipeline_execution,
+                             PipelineExecutionArn=execution.arn)
         execution = Execution(execution.arn, described["PipelineExecutionStatus"], described.get("FailureReason", ""))
         if on_poll:
             on_poll(execution)

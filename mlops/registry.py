@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,6 +121,20 @@ def aws_error(action: str, error: ClientError | BotoCoreError) -> ReleaseError:
         info = error.response.get("Error", {})
         return ReleaseError(f"{action}: {info.get('Code', 'Error')}: {info.get('Message', error)}")
     return ReleaseError(f"{action}: {error}")
+
+
+def aws_call(action: str, function: Callable[..., Any], /, *, not_found: str | None = None,
+             **request: Any) -> Any:
+    """``function(**request)``, any boto3 failure a one-line ReleaseError (``not_found`` for a missing
+    resource, when given)."""
+    try:
+        return function(**request)
+    except ClientError as error:
+        if not_found is not None and is_not_found(error):
+            raise ReleaseError(not_found) from None
+        raise aws_error(action, error) from None
+    except BotoCoreError as error:
+        raise aws_error(action, error) from None
 
 
 def is_not_found(error: ClientError) -> bool:
@@ -221,14 +236,9 @@ def describe_package(arn: str, *, aws: Aws | None = None) -> ModelPackage:
     """Any model package, by ARN (its region is taken from the ARN)."""
     aws = aws or Aws.from_env()
     parsed = parse_package_arn(arn)
-    try:
-        description = aws.sagemaker(parsed.region).describe_model_package(ModelPackageName=parsed.arn)
-    except ClientError as error:
-        if is_not_found(error):
-            raise ReleaseError(f"model package {parsed.arn} not found (region {parsed.region})") from None
-        raise aws_error(f"describing model package {parsed.arn}", error) from None
-    except BotoCoreError as error:
-        raise aws_error(f"describing model package {parsed.arn}", error) from None
+    description = aws_call(f"describing model package {parsed.arn}",
+                           aws.sagemaker(parsed.region).describe_model_package, ModelPackageName=parsed.arn,
+                           not_found=f"model package {parsed.arn} not found (region {parsed.region})")
     return ModelPackage.from_description(description)
 
 
@@ -252,17 +262,10 @@ def get_package(settings: StackSettings, arn: str, *, aws: Aws | None = None) ->
 
 def _require_group(settings: StackSettings, aws: Aws) -> str:
     group = Names.of(settings).model_package_group
-    try:
-        aws.sagemaker(settings.region).describe_model_package_group(ModelPackageGroupName=group)
-    except ClientError as error:
-        if is_not_found(error):
-            raise ReleaseError(
-                f"model package group {group} of stack {settings.stack} not found in {settings.region} "
-                f"(has `pulumi up -s {settings.stack}` run?)"
-            ) from None
-        raise aws_error(f"describing model package group {group}", error) from None
-    except BotoCoreError as error:
-        raise aws_error(f"describing model package group {group}", error) from None
+    aws_call(f"describing model package group {group}",
+             aws.sagemaker(settings.region).describe_model_package_group, ModelPackageGroupName=group,
+             not_found=f"model package group {group} of stack {settings.stack} not found in {settings.region} "
+                       f"(has `pulumi up -s {settings.stack}` run?)")
     return group
 
 

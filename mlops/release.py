@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from botocore.exceptions import BotoCoreError, ClientError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
@@ -64,10 +63,9 @@ from mlops.registry import (
     Aws,
     ModelPackage,
     ReleaseError,
-    aws_error,
+    aws_call,
     describe_package,
     get_package,
-    is_not_found,
     latest_approved,
     update_package,
 )
@@ -376,16 +374,9 @@ def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -
 # --- verify ---------------------------------------------------------------------------------------------
 
 
-def _call(action: str, function: Any, **request: Any) -> dict[str, Any]:
-    try:
-        return function(**request)
-    except (ClientError, BotoCoreError) as error:
-        raise aws_error(action, error) from None
-
-
 def _config_packages(sagemaker: Any, config_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(model names, model package ARNs) served by an endpoint config's production variants."""
-    config = _call(
+    config = aws_call(
         f"describing endpoint config {config_name}", sagemaker.describe_endpoint_config, EndpointConfigName=config_name
     )
     models: list[str] = []
@@ -393,7 +384,7 @@ def _config_packages(sagemaker: Any, config_name: str) -> tuple[tuple[str, ...],
     for variant in config.get("ProductionVariants", []):
         model_name = variant["ModelName"]
         models.append(model_name)
-        model = _call(f"describing model {model_name}", sagemaker.describe_model, ModelName=model_name)
+        model = aws_call(f"describing model {model_name}", sagemaker.describe_model, ModelName=model_name)
         containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else model.get("Containers", [])
         packages.extend(container.get("ModelPackageName") or f"<no package: {model_name}>" for container in containers)
     return tuple(models), tuple(dict.fromkeys(packages))
@@ -402,7 +393,7 @@ def _config_packages(sagemaker: Any, config_name: str) -> tuple[tuple[str, ...],
 def _newer_config_serving(sagemaker: Any, endpoint: str, current: str, since: datetime, expected: str) -> str | None:
     """A config of this endpoint created after the one in use that serves `expected`: the trace of a
     deployment SageMaker rolled back."""
-    listed = _call(
+    listed = aws_call(
         f"listing endpoint configs of {endpoint}",
         sagemaker.list_endpoint_configs,
         NameContains=endpoint,
@@ -445,17 +436,9 @@ def verify(
     expected = expected_package_arn or settings.approved_model_package_arn or latest_approved(settings, aws=aws).arn
     sagemaker = aws.sagemaker(settings.region)
     endpoint_name = names.endpoint
-    try:
-        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
-    except ClientError as error:
-        if is_not_found(error):
-            raise ReleaseError(
-                f"endpoint {endpoint_name} of stack {settings.stack} not found in {settings.region}: "
-                f"nothing is deployed (run `pulumi up -s {settings.stack}`)"
-            ) from None
-        raise aws_error(f"describing endpoint {endpoint_name}", error) from None
-    except BotoCoreError as error:
-        raise aws_error(f"describing endpoint {endpoint_name}", error) from None
+    endpoint = aws_call(f"describing endpoint {endpoint_name}", sagemaker.describe_endpoint, EndpointName=endpoint_name,
+                        not_found=f"endpoint {endpoint_name} of stack {settings.stack} not found in {settings.region}: "
+                                  f"nothing is deployed (run `pulumi up -s {settings.stack}`)")
 
     status = endpoint["EndpointStatus"]
     if status != "InService":
@@ -481,7 +464,7 @@ def verify(
             f"endpoint {endpoint_name} serves model package {served} (endpoint config {config_name}, "
             f"model {', '.join(models)}), expected {expected}"
         )
-        config = _call(
+        config = aws_call(
             f"describing endpoint config {config_name}",
             sagemaker.describe_endpoint_config,
             EndpointConfigName=config_name,
@@ -496,7 +479,7 @@ def verify(
 
     runtime = aws.client("sagemaker-runtime", settings.region)
     body = payload.encode() if isinstance(payload, str) else payload
-    response = _call(
+    response = aws_call(
         f"smoke invocation of endpoint {endpoint_name}",
         runtime.invoke_endpoint,
         EndpointName=endpoint_name,

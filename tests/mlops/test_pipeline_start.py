@@ -61,6 +61,22 @@ def test_start_without_a_pipeline_says_how_to_get_one(aws: Aws, dev: StackSettin
         start(dev, aws=aws)
 
 
+def test_start_with_aws_unreachable_is_one_line_not_a_traceback(dev: StackSettings) -> None:
+    """A connection failure is a BotoCoreError, not a ClientError: it must still become a ReleaseError."""
+    from botocore.exceptions import EndpointConnectionError
+
+    class Unreachable:
+        def start_pipeline_execution(self, **_: object) -> None:
+            raise EndpointConnectionError(endpoint_url="https://api.sagemaker.eu-west-1.amazonaws.com/")
+
+    class Offline(Aws):
+        def sagemaker(self, region: str) -> Unreachable:  # type: ignore[override]
+            return Unreachable()
+
+    with pytest.raises(ReleaseError, match="starting pipeline mlops-stack-dev-training: Could not connect"):
+        start(dev, aws=Offline())
+
+
 def test_upsert_without_the_stack_key_names_it(aws: Aws, dev: StackSettings) -> None:
     with pytest.raises(ReleaseError, match="alias/mlops-stack-dev"):
         upsert(dev, "abc1234", aws=aws)
