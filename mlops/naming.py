@@ -148,3 +148,77 @@ def source_of(model_package_arn: str) -> Names | None:
     or None for a package of another project."""
     match = _PACKAGE_ARN.match(model_package_arn)
     return Names(match["stack"], match["account"], match["region"]) if match else None
+
+
+@dataclass(frozen=True)
+class Arns:
+    """ARN patterns of one stack's resources, from its names (known before anything exists)."""
+
+    names: Names
+
+    @property
+    def _region_account(self) -> str:
+        return f"{self.names.region}:{self.names.account_id}"
+
+    def buckets(self, kinds: tuple[str, ...]) -> list[str]:
+        return [f"arn:aws:s3:::{self.names.bucket(kind)}" for kind in kinds]
+
+    def objects(self, kinds: tuple[str, ...]) -> list[str]:
+        return [f"{arn}/*" for arn in self.buckets(kinds)]
+
+    def sagemaker(self, *kinds: str) -> list[str]:
+        prefix = self.names.prefix
+        return [
+            arn
+            for kind in kinds
+            for arn in (
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}",
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}-*",
+                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}/*",
+            )
+        ]
+
+    def jobs(self) -> list[str]:
+        # Pipeline steps name their jobs `pipelines-<execution>-<step>`; SageMaker chooses the names.
+        return [
+            f"arn:aws:sagemaker:{self._region_account}:{kind}/*"
+            for kind in ("training-job", "processing-job", "transform-job")
+        ]
+
+    @property
+    def log_groups(self) -> str:
+        return f"arn:aws:logs:{self._region_account}:log-group:/aws/sagemaker/*"
+
+    def role(self, name: str) -> str:
+        return f"arn:aws:iam::{self.names.account_id}:role/{name}"
+
+    @property
+    def roles(self) -> str:
+        return f"arn:aws:iam::{self.names.account_id}:role/{self.names.prefix}-*"
+
+    @property
+    def keys(self) -> str:
+        return f"arn:aws:kms:{self._region_account}:key/*"
+
+    @property
+    def alias(self) -> str:
+        return f"arn:aws:kms:{self._region_account}:{self.names.kms_alias}"
+
+    @property
+    def repository(self) -> str:
+        return f"arn:aws:ecr:{self._region_account}:repository/{self.names.ecr_repository}"
+
+    @property
+    def model_package_group(self) -> str:
+        return f"arn:aws:sagemaker:{self._region_account}:model-package-group/{self.names.model_package_group}"
+
+    def model_package(self, version: int | str) -> str:
+        """One version's ARN, or with "*" every version of the group."""
+        return f"arn:aws:sagemaker:{self._region_account}:model-package/{self.names.model_package_group}/{version}"
+
+    @property
+    def drift_jobs(self) -> str:
+        return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.drift_job_prefix}-*"
+
+    def scoped(self, service: str, kind: str, separator: str = ":") -> str:
+        return f"arn:aws:{service}:{self._region_account}:{kind}{separator}{self.names.prefix}-*"

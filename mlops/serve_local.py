@@ -50,7 +50,7 @@ from types import TracebackType
 from typing import Any
 
 from mlops.local import aws as local_aws
-from mlops.naming import Names
+from mlops.naming import Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, get_package, latest_approved, list_packages
 from mlops.settings import REPO_ROOT, StackSettings
 
@@ -178,11 +178,7 @@ def _package_by_selector(settings: StackSettings, model: str, aws: Aws) -> Model
             )
         return packages[0]
     if model.isdigit():
-        arn = (
-            f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:model-package/"
-            f"{names.model_package_group}/{int(model)}"
-        )
-        return get_package(settings, arn, aws=aws)
+        return get_package(settings, Arns(names).model_package(int(model)), aws=aws)
     if model.startswith("arn:"):
         return get_package(settings, model, aws=aws)
     raise ServeLocalError(f"--model {model!r}: expected champion, latest, a version number or a model package ARN")

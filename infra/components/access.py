@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mlops.naming import ENCRYPTED_BUCKET_KINDS, Names, source_of
+from mlops.naming import ENCRYPTED_BUCKET_KINDS, Arns, Names, source_of
+from mlops.settings import PROJECT
 
 STS_AUDIENCE = "sts.amazonaws.com"
 
@@ -66,68 +67,6 @@ def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, br
             },
         }
     )
-
-
-@dataclass(frozen=True)
-class Arns:
-    """ARN patterns of one stack's resources, from its names (known before anything exists)."""
-
-    names: Names
-
-    @property
-    def _region_account(self) -> str:
-        return f"{self.names.region}:{self.names.account_id}"
-
-    def buckets(self, kinds: tuple[str, ...]) -> list[str]:
-        return [f"arn:aws:s3:::{self.names.bucket(kind)}" for kind in kinds]
-
-    def objects(self, kinds: tuple[str, ...]) -> list[str]:
-        return [f"{arn}/*" for arn in self.buckets(kinds)]
-
-    def sagemaker(self, *kinds: str) -> list[str]:
-        prefix = self.names.prefix
-        return [
-            arn
-            for kind in kinds
-            for arn in (
-                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}",
-                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}-*",
-                f"arn:aws:sagemaker:{self._region_account}:{kind}/{prefix}/*",
-            )
-        ]
-
-    def jobs(self) -> list[str]:
-        # Pipeline steps name their jobs `pipelines-<execution>-<step>`; SageMaker chooses the names.
-        return [
-            f"arn:aws:sagemaker:{self._region_account}:{kind}/*"
-            for kind in ("training-job", "processing-job", "transform-job")
-        ]
-
-    @property
-    def log_groups(self) -> str:
-        return f"arn:aws:logs:{self._region_account}:log-group:/aws/sagemaker/*"
-
-    def role(self, name: str) -> str:
-        return f"arn:aws:iam::{self.names.account_id}:role/{name}"
-
-    @property
-    def roles(self) -> str:
-        return f"arn:aws:iam::{self.names.account_id}:role/{self.names.prefix}-*"
-
-    @property
-    def keys(self) -> str:
-        return f"arn:aws:kms:{self._region_account}:key/*"
-
-    @property
-    def alias(self) -> str:
-        return f"arn:aws:kms:{self._region_account}:{self.names.kms_alias}"
-
-    @property
-    def repository(self) -> str:
-        return f"arn:aws:ecr:{self._region_account}:repository/{self.names.ecr_repository}"
-
-    def scoped(self, service: str, kind: str, separator: str = ":") -> str:
-        return f"arn:aws:{service}:{self._region_account}:{kind}{separator}{self.names.prefix}-*"
 
 
 def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = ()) -> dict:
@@ -483,7 +422,7 @@ def deploy_policy(arns: Arns, *, stack: str, oidc_provider_arn: str, state_bucke
             "CreateTaggedKeys",
             ["kms:CreateKey", "kms:TagResource"],
             "*",
-            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": "mlops-stack"}},
+            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": PROJECT}},
         ),
         _statement(
             "ManageStackKeys",

@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.access import service_trust_policy
-from mlops.naming import Names
+from mlops.naming import Arns, Names
 
 RAW_PREFIX = "raw/"
 DRIFT_METRIC = "DriftDetected"
@@ -242,7 +242,7 @@ class Monitoring(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        jobs = f"arn:aws:sagemaker:{names.region}:{names.account_id}:processing-job/{names.drift_job_prefix}-*"
+        jobs = Arns(names).drift_jobs
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,

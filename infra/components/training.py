@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.storage import consumer_principals
+from mlops.naming import Arns, Names
 from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import Bundle
 from pipelines.training import definition_json
@@ -75,9 +76,8 @@ class Training(pulumi.ComponentResource):
             opts=child,
         )
         if args.model_consumers:
-            region, account = settings.region, settings.account_id
-            group_arn = f"arn:aws:sagemaker:{region}:{account}:model-package-group/{args.model_package_group_name}"
-            package_arns = f"arn:aws:sagemaker:{region}:{account}:model-package/{args.model_package_group_name}/*"
+            arns = Arns(Names.of(settings))
+            group_arn, package_arns = arns.model_package_group, arns.model_package("*")
             aws.sagemaker.ModelPackageGroupPolicy(
                 f"{name}-consumer-policy",
                 model_package_group_name=group.model_package_group_name,
