@@ -53,6 +53,7 @@ from mlops.local import aws as local_aws
 from mlops.naming import Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, get_package, latest_approved, list_packages
 from mlops.settings import REPO_ROOT, StackSettings
+from model_code import env
 
 VARIANT = "primary"
 STARTUP_TIMEOUT_S = 60.0
@@ -284,22 +285,23 @@ def serve_local(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"endpoint-{package.group}-v{package.version}.log"
     capture_dir = (state_dir / "capture").resolve() if capture else None
+    # the serve entrypoint's variables, by their declarations in model_code.env (a renamed one fails here)
     environment = {
         **os.environ,
-        "MLOPS_SERVE_HOST": HOST,
+        env.MLOPS_SERVE_HOST.name: HOST,
         "PYTHONUNBUFFERED": "1",
-        "MLOPS_CAPTURE_ENDPOINT_NAME": names.endpoint,
-        "MLOPS_CAPTURE_VARIANT_NAME": VARIANT,
-        "MLOPS_SERVE_SHUTDOWN_TIMEOUT": str(min(STOP_TIMEOUT_S - 2, 10.0)),
+        env.MLOPS_CAPTURE_ENDPOINT_NAME.name: names.endpoint,
+        env.MLOPS_CAPTURE_VARIANT_NAME.name: VARIANT,
+        env.MLOPS_SERVE_SHUTDOWN_TIMEOUT.name: str(min(STOP_TIMEOUT_S - 2, 10.0)),
     }
-    environment.pop("MLOPS_CAPTURE_DIR", None)
+    environment.pop(env.MLOPS_CAPTURE_DIR.name, None)
     if capture_dir is not None:
-        environment["MLOPS_CAPTURE_DIR"] = str(capture_dir)
-        environment["MLOPS_CAPTURE_SAMPLING_PERCENTAGE"] = str(float(settings.data_capture_percent))
+        environment[env.MLOPS_CAPTURE_DIR.name] = str(capture_dir)
+        environment[env.MLOPS_CAPTURE_SAMPLING_PERCENTAGE.name] = str(float(settings.data_capture_percent))
         if capture_rotate_seconds is not None:
-            environment["MLOPS_CAPTURE_ROTATE_SECONDS"] = str(capture_rotate_seconds)
+            environment[env.MLOPS_CAPTURE_ROTATE_SECONDS.name] = str(capture_rotate_seconds)
     if unknown_categories is not None:
-        environment["MLOPS_SERVE_UNKNOWN_CATEGORIES"] = unknown_categories
+        environment[env.MLOPS_SERVE_UNKNOWN_CATEGORIES.name] = unknown_categories
     command = [
         sys.executable, "-m", "model_code", "serve",
         "--model", str(model_path), "--host", HOST, "--port", str(port), "--workers", str(workers),

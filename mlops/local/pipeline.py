@@ -30,6 +30,7 @@ from mlops.local import aws as local_aws
 from mlops.local.executor import ExecutionResult, LocalExecutor, StepResult
 from mlops.naming import BUCKET_KINDS, Names
 from mlops.settings import REPO_ROOT, StackSettings
+from model_code import env
 from pipelines.bundle import build_bundle
 from pipelines.training import DEFAULT_DATASET, default_input_data_uri, definition
 
@@ -180,7 +181,8 @@ def run_local(
             s3=s3,
             sagemaker=sagemaker,
             parameters={"InputDataUri": input_uri},
-            environment={**server.environment(), "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "2"},
+            environment={**server.environment(), env.MLFLOW_DISABLE_TELEMETRY.name: "true",
+                         env.OMP_NUM_THREADS.name: "2"},
             on_step=on_step,
             on_start=on_start,
         )
