@@ -24,19 +24,9 @@ import pytest
 from mlops.demo import SMALL, STAGES, DemoResult, run_demo
 from mlops.report import SECTIONS, render_report
 from mlops.settings import REPO_ROOT
+from tests.local.helpers import alive
 
 NETWORK = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|<script|@import""", re.IGNORECASE)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -49,7 +39,7 @@ def _processes_mentioning(text: str) -> list[str]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in command and _alive(int(entry.name)):
+        if text in command and alive(int(entry.name)):
             found.append(f"{entry.name}: {command[:200]}")
     return found
 
@@ -103,7 +93,7 @@ def test_interrupting_the_demo_midway_leaves_no_process(runs: Runs) -> None:
     assert "[ 3/11] Train the champion" in runs.interrupted_output
     assert "interrupted: stopping the endpoint and the embedded AWS" in runs.interrupted_output
     assert runs.pids, runs.interrupted_output  # the embedded AWS announced its pid
-    assert not [pid for pid in runs.pids if _alive(pid)]
+    assert not [pid for pid in runs.pids if alive(pid)]
     record = json.loads((runs.interrupted_dir / "demo.json").read_text())
     assert record["status"] == "interrupted"
     assert not (runs.interrupted_dir / "aws.json").exists()

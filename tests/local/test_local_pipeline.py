@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from mlops.local import aws as local_aws
 from mlops.local.pipeline import SAMPLE_DATA, list_runs, mlflow_uri, run_local
 from mlops.naming import Names
 from mlops.settings import StackSettings, load_stack
+from model_code.validate import REPORT_NAME
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +118,15 @@ def _bad(sample: Path, tmp_path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("kind", "named"), [
-    ("missing-column", "age"), ("wrong-type", "hours_per_week"), ("nan-in-required", "age"),
-    ("empty-file", "cannot be read as csv"), ("header-only", "0 row(s), fewer than the minimum"),
-])
+@pytest.mark.parametrize(("kind", "check", "column", "message"), [
+    ("missing-column", "columns", None, "missing column(s) ['age']; expected ["),
+    ("wrong-type", "type", "hours_per_week", "column 'hours_per_week' must be numeric (int); 4000 non-numeric"),
+    ("nan-in-required", "missing", "age", "column 'age' is missing in 1334 row(s) (33.35%, exceeds the allowed"),
+    ("empty-file", "input", None, "cannot be read as CSV"),
+    ("header-only", "row_count", None, "0 row(s), fewer than the minimum 1000"),
+], ids=["missing-column", "wrong-type", "nan-in-required", "empty-file", "header-only"])
 def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_dir, dev, sample, tmp_path, kind,
-                                                               named) -> None:
+                                                               check, column, message) -> None:
     import mlflow
 
     before = len(_packages(state_dir, dev))
@@ -132,8 +137,14 @@ def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_
 
     assert run.status == "Failed"
     assert [(s["name"], s["status"]) for s in run.steps] == [("CooldownGuard", "Succeeded"), ("Validate", "Failed")]
-    assert named in run.failure.lower() or named in (state_dir / "runs" / run.execution_id / "steps" / "Validate" /
-                                                     "logs.txt").read_text().lower()
+    # the report validate wrote in its (container-mapped) output folder names the failed check
+    report_path = (state_dir / "runs" / run.execution_id / "steps" / "Validate" / "opt" / "ml" / "processing" /
+                   "output" / "report" / REPORT_NAME)
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "failed"
+    found = [(v["check"], v["column"]) for v in report["violations"]]
+    assert found == [(check, column)], report["violations"]
+    assert message in report["violations"][0]["message"]
     assert len(_packages(state_dir, dev)) == before
     assert len(client.search_model_versions(f"name = '{Names.of(dev).model_package_group}'")) == versions_before
 

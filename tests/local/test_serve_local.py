@@ -26,6 +26,7 @@ from mlops.serve_local import ServeLocalError, port_in_use, serve_local, stop_re
 from mlops.settings import StackSettings, load_stack
 from model_code.data import synthesize, write_csv
 from model_code.train import TrainPaths, resolve_hyperparameters, train
+from tests.local.helpers import alive
 
 ROW = b"39,State-gov,77516,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States\n"
 
@@ -36,17 +37,6 @@ class Registry:
     server: local_aws.LocalAws
     first: str
     second: str
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +142,7 @@ def test_stop_leaves_no_process_and_is_idempotent(registry: Registry, settings: 
     group = ep.pid
     assert ep.running()
     assert ep.stop() == 0  # SIGTERM: a graceful exit
-    assert not _alive(group)
+    assert not alive(group)
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _group_of(int(pid)) == group]
     assert ep.stop() == 0
     assert not port_in_use(ep.port)

@@ -269,11 +269,17 @@ def test_verify_passes_when_the_endpoint_serves_the_expected_package(dev: StackS
     config = deploy_config(dev, aws, arn, "v1")
     endpoint = create_endpoint(dev, aws, config)
 
+    # moto answers any invocation with canned data, so record what verify sent instead
+    sent: list[dict] = []
+    aws.client("sagemaker-runtime", dev.region).meta.events.register(
+        "provide-client-params.sagemaker-runtime.InvokeEndpoint", lambda params, **_: sent.append(dict(params)))
+
     report = release.verify(dev, payload=PAYLOAD, aws=aws)  # dev pins nothing: the latest approved
 
     assert (report.endpoint, report.status, report.endpoint_config) == (endpoint, "InService", config)
     assert report.package_arn == arn and report.models == (f"{endpoint}-model-v1",)
-    assert report.smoke_response  # moto answers with canned data
+    assert sent == [{"EndpointName": endpoint, "ContentType": "text/csv", "Body": PAYLOAD.encode()}]
+    assert report.smoke_response == "body"  # moto's canned reply, passed through
     assert release.verify(dev, arn, payload=PAYLOAD, expected_endpoint_config=config, aws=aws).package_arn == arn
 
 

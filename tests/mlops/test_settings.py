@@ -10,7 +10,6 @@ from pulumi.runtime.config import set_all_config
 from mlops.settings import (
     REPO_ROOT,
     SettingsError,
-    StackSettings,
     check_cron,
     declared_keys,
     from_pulumi_config,
@@ -176,19 +175,21 @@ def test_valid_cron_expressions(expression: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "expression",
+    ("expression", "error"),
     [
-        "cron(60 * ? * * *)",
-        "cron(0 * 32 * ? *)",
-        "cron(0 * ? 13 * *)",
-        "cron(0 * ? * 8 *)",
-        "rate(1 hour)",
-        "cron(* * ? * * * *)",
-        "cron(0 * ? * MOON *)",
+        ("cron(60 * ? * * *)", "minutes field '60' is malformed"),
+        ("cron(0 * 32 * ? *)", "day-of-month field '32' is malformed"),
+        ("cron(0 * ? 13 * *)", "month field '13' is malformed"),
+        ("cron(0 * ? * 8 *)", "day-of-week field '8' is malformed"),
+        ("rate(1 hour)", "is not an AWS cron expression: expected cron(minutes hours day-of-month"),
+        ("cron(* * ? * * * *)", "has 7 fields; AWS cron expressions have 6"),
+        ("cron(0 * ? * MOON *)", "day-of-week field 'MOON' is malformed"),
+        ("cron(0 * * * * *)", "exactly one of day-of-month and day-of-week must be '?'"),
     ],
 )
-def test_invalid_cron_expressions(expression: str) -> None:
-    assert check_cron(expression) is not None
+def test_invalid_cron_expressions(expression: str, error: str) -> None:
+    message = check_cron(expression)
+    assert message is not None and message.startswith(repr(expression)) and error in message, message
 
 
 def test_engine_config_and_stack_file_give_the_same_settings(stack: str) -> None:
@@ -222,4 +223,7 @@ def test_direct_construction_validates() -> None:
     base = load_stack("dev")
     with pytest.raises(SettingsError, match="endpointMaxCapacity: 1 is below"):
         dataclasses.replace(base, endpoint_min_capacity=2, endpoint_max_capacity=1)
-    assert isinstance(dataclasses.replace(base, endpoint_max_capacity=5), StackSettings)
+    replaced = dataclasses.replace(base, endpoint_max_capacity=5)
+    assert (base.endpoint_max_capacity, replaced.endpoint_max_capacity) == (2, 5)
+    # only that field changed
+    assert dataclasses.replace(replaced, endpoint_max_capacity=2) == base

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,11 +26,10 @@ def test_schema_shape_ranges_and_label_rate():
     assert frame.loc[frame.workclass.isna(), "occupation"].isna().all()
 
 
-def test_one_million_rows_in_a_few_seconds():
-    started = time.perf_counter()
+def test_one_million_rows():
+    # how fast: bench/, not here
     frame = synthesize(1_000_000, seed=5)
-    assert len(frame) == 1_000_000
-    assert time.perf_counter() - started < 10
+    assert len(frame) == 1_000_000 and list(frame.columns) == ADULT.columns
 
 
 def _changed_columns(base: pd.DataFrame, drifted: pd.DataFrame) -> set[str]:

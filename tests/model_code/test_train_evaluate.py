@@ -12,6 +12,7 @@ from model_code.evaluate import evaluate
 from model_code.model import load_model
 from model_code.preprocess import preprocess
 from model_code.schema import ADULT, DataError
+from model_code.validate import REPORT_NAME
 from tests.model_code.conftest import REPO, raw_strings, run_step
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -142,23 +143,22 @@ def test_bad_training_data_fails_before_writing_the_model(tmp_path):
     assert "hours_per_week" in failure
 
 
-def test_bad_dataset_stops_the_chain_at_validate(tmp_path):
-    """What the pipeline does: validate exits non-zero, so nothing downstream runs or writes."""
+def test_validate_fails_a_bad_dataset_and_writes_only_its_report(tmp_path):
+    """Validate exits 1 (which stops the pipeline: see tests/local) and writes nothing but its report."""
     raw = raw_strings(synthesize(3000, seed=8))
     raw.loc[10, "education_num"] = "17"
     write_csv(raw, tmp_path / "raw" / "d.csv")
-    chain = [
-        ("validate", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "report")),
-        ("preprocess", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "input" / "data")),
-        ("train",),
-    ]
-    for step in chain:
-        r = run_step(*step, env=sagemaker_env(tmp_path))
-        if r.returncode != 0:
-            break
-    assert step[0] == "validate" and r.returncode == 1
-    assert "'education_num'" in r.stderr and "rows 10" in r.stderr
-    assert not (tmp_path / "model").exists() and not (tmp_path / "input").exists()
+
+    r = run_step("validate", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "report"),
+                 env=sagemaker_env(tmp_path))
+
+    assert r.returncode == 1
+    assert "violation [range] column 'education_num' must be within [1, 16]; 1 value(s) outside at rows 10" in r.stderr
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["raw/d.csv", f"report/{REPORT_NAME}"]
+    report = json.loads((tmp_path / "report" / REPORT_NAME).read_text())
+    assert report["status"] == "failed"
+    assert [(v["check"], v["column"], v["rows"]) for v in report["violations"]] == [("range", "education_num", [10])]
 
 
 def test_single_class_split_is_rejected(tmp_path):
@@ -184,7 +184,8 @@ def test_mlflow_is_not_imported_without_a_tracking_uri(tmp_path):
 
 
 def test_mlflow_run_logs_params_metrics_digests_importance_and_model(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
+    import mlflow  # a hard dependency (model_code/requirements.txt): a broken install must fail, not skip
+
     write_csv(raw_strings(synthesize(3000, seed=8)), tmp_path / "raw" / "d.csv")
     prepare(tmp_path / "raw", tmp_path)
     store = tmp_path / "mlruns"
@@ -196,8 +197,6 @@ def test_mlflow_run_logs_params_metrics_digests_importance_and_model(tmp_path, m
     run_id = art["mlflow"]["run_id"]
     assert json.loads((tmp_path / "output" / "data" / "metrics.json").read_text())["mlflow"]["run_id"] == run_id
     assert art["provenance"] == {"MLOPS_GIT_SHA": "0123abc"}
-
-    import mlflow
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 

@@ -187,15 +187,43 @@ def test_instance_types_are_the_parameters(document: dict[str, Any]) -> None:
     assert resources["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
 
 
+def _normalised_leaves(value: Any, identity: dict[str, str], path: str = "") -> dict[str, Any]:
+    """path -> leaf value; a stack's identity strings replaced by placeholders, named items keyed by name."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _normalised_leaves(item, identity, f"{path}/{key}").items()}
+    if isinstance(value, list):
+        keys = [i["Name"] if isinstance(i, dict) and "Name" in i else str(n) for n, i in enumerate(value)]
+        return {k: v for key, item in zip(keys, value, strict=True)
+                for k, v in _normalised_leaves(item, identity, f"{path}/{key}").items()}
+    if isinstance(value, str):
+        for literal, placeholder in identity.items():
+            value = value.replace(literal, placeholder)
+    return {path: value}
+
+
 def test_stacks_differ_only_where_their_settings_differ(definition_texts: dict[str, str]) -> None:
-    dev = json.loads(definition_texts["dev"])
-    prod = json.loads(definition_texts["prod"])
-    defaults = {
-        stack: {p["Name"]: p["DefaultValue"] for p in doc["Parameters"]} for stack, doc in (("dev", dev), ("prod", prod))
+    """Identity (account, region, stack-derived names) aside, dev and prod differ exactly in their tunables."""
+    leaves = {}
+    for stack in ("dev", "prod"):
+        settings, names = load_stack(stack), Names.of(load_stack(stack))
+        identity = {settings.account_id: "<account>", settings.region: "<region>",
+                    names.ecr_repository: "<ecr-repository>", names.prefix: "<prefix>"}
+        leaves[stack] = _normalised_leaves(json.loads(definition_texts[stack]), identity)
+    assert leaves["dev"].keys() == leaves["prod"].keys()
+    differing = {path: (leaves["dev"][path], leaves["prod"][path])
+                 for path in leaves["dev"] if leaves["dev"][path] != leaves["prod"][path]}
+
+    dev, prod = load_stack("dev"), load_stack("prod")
+    register = f"/Steps/{CHECK}/Arguments/IfSteps/{REGISTER}/Arguments"
+    assert differing == {
+        "/Parameters/ProcessingInstanceType/DefaultValue": (dev.processing_instance_type,
+                                                            prod.processing_instance_type),
+        "/Parameters/TrainingInstanceType/DefaultValue": (dev.training_instance_type, prod.training_instance_type),
+        "/Parameters/MinTestAuc/DefaultValue": (dev.evaluation_min_auc, prod.evaluation_min_auc),
+        "/Parameters/CooldownHours/DefaultValue": (dev.retrain_cooldown_hours, prod.retrain_cooldown_hours),
+        f"{register}/InferenceSpecification/SupportedRealtimeInferenceInstanceTypes/0": (
+            dev.endpoint_instance_type, prod.endpoint_instance_type),
     }
-    assert defaults["dev"]["MinTestAuc"] == load_stack("dev").evaluation_min_auc
-    assert defaults["prod"]["MinTestAuc"] == load_stack("prod").evaluation_min_auc
-    assert defaults["prod"]["TrainingInstanceType"] == load_stack("prod").training_instance_type
 
 
 def test_training_container_environment(document: dict[str, Any], stack: str) -> None:
