@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench plan ci-local report-screenshot image-check clean
+.PHONY: run test lint bench plan ci-local report-screenshot image image-check clean
 
 # The venv is rebuilt whenever the dependency declarations change.
 $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
@@ -43,6 +43,11 @@ bench: $(STAMP) $(EVIDENTLY)
 # The lint and unit-test jobs of .gitlab-ci.yml under gitlab-ci-local's shell executor.
 ci-local: $(STAMP)
 	bash scripts/ci_local.sh lint unit-tests
+
+# The model image (model_code/Dockerfile) with docker or podman, tagged by model_code/'s content hash;
+# the last word printed is the image reference. Installs podman where no engine exists (as root).
+image:
+	bash scripts/image.sh
 
 # The image's Python contents in a fresh venv: requirements install, every entrypoint resolves.
 image-check:

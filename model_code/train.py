@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,10 @@ from model_code.schema import ADULT, DataError, Schema
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+
+
+class TrackingError(RuntimeError):
+    """The MLflow tracking server cannot be used (unreachable, refused, or a URI scheme MLflow cannot resolve)."""
 
 
 class HyperparameterError(ValueError):
@@ -281,10 +286,23 @@ def log_to_mlflow(artifact: dict[str, Any], model_dir: Path, x_val: pd.DataFrame
     import cloudpickle  # an MLflow dependency
     import mlflow
     import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    # sagemaker-mlflow's request-header plugin claims every tracking URI and fails to parse a non-ARN
+    # one; MLflow then logs a warning per request (and still sends it). Keep those out of the job's log.
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        return _log_run(mlflow, artifact, model_dir, x_val, scores, tracking_uri, cloudpickle, infer_signature)
+    except MlflowException as exc:
+        reason = " ".join(str(exc).split())[:400]
+        raise TrackingError(f"MLflow tracking server {tracking_uri} cannot be used: {reason}") from None
+
+
+def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.DataFrame, scores: np.ndarray,
+             tracking_uri: str, cloudpickle: Any, infer_signature: Any) -> Path:
     with mlflow.start_run() as run:
         artifact["mlflow"] = {"tracking_uri": tracking_uri, "run_id": run.info.run_id,
                               "experiment_id": run.info.experiment_id}
@@ -352,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hp = resolve_hyperparameters(read_hyperparameters_file(paths.hyperparameters), overrides,
                                      origin=str(paths.hyperparameters))
         summary = train(paths, hp)
-    except (DataError, HyperparameterError) as exc:
+    except (DataError, HyperparameterError, TrackingError) as exc:
         print(f"train failed: {exc}", file=sys.stderr)
         write_failure(f"train failed: {exc}")
         return 1

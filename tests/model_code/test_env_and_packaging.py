@@ -21,6 +21,9 @@ IMPORT_TO_DIST = {
     "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
     "botocore": "boto3",
 }
+# distributions in requirements.txt that nothing imports: plugins MLflow loads by entry point
+# (distribution -> (entry-point group, name)); sagemaker-mlflow resolves `arn:` tracking URIs.
+PLUGINS = {"sagemaker-mlflow": ("mlflow.tracking_store", "arn")}
 
 
 def _imports(path: Path) -> set[str]:
@@ -55,7 +58,17 @@ def test_modules_import_only_stdlib_own_code_and_requirements():
             assert name in IMPORT_TO_DIST, f"{path.name} imports {name!r}, not stdlib nor a requirement"
             assert IMPORT_TO_DIST[name] in pins, f"{path.name} imports {name!r}; add it to requirements.txt"
             used.add(IMPORT_TO_DIST[name])
-    assert used == set(pins), f"requirements not imported anywhere: {set(pins) - used}"
+    assert used | set(PLUGINS) == set(pins), f"requirements not imported anywhere: {set(pins) - used - set(PLUGINS)}"
+
+
+def test_plugin_requirements_register_their_entry_points():
+    from importlib.metadata import entry_points
+
+    pins = _requirements()
+    for dist, (group, name) in PLUGINS.items():
+        assert dist in pins
+        points = [p for p in entry_points(group=group) if p.name == name]
+        assert points and points[0].dist is not None and points[0].dist.name.lower() == dist, (group, name, points)
 
 
 def test_model_code_runs_from_a_folder_holding_only_itself(tmp_path):
@@ -139,7 +152,9 @@ def test_dockerfile_contract():
     assert len(stages) >= 2, "multi-stage build expected"
     assert all(s[0].split()[1] == "${PYTHON_IMAGE}" for s in stages), "every stage uses the pinned base"
     final = "\n".join(stages[-1])
-    assert re.search(r"^USER (?!root|0\b)\S+", final, re.M), "final stage must run as non-root"
+    # SageMaker's contract: root (tests/image/ shows a non-root user failing on root-owned mounts)
+    users = re.findall(r"^USER (\S+)", final, re.M)
+    assert users and users[-1] in ("root", "0", "0:0"), "final stage must run as root (SageMaker's contract)"
     assert 'ENTRYPOINT ["python", "-m", "model_code"]' in final
     assert not re.search(r"apt-get|gcc|build-essential|pip install", final), "no build tooling in the final stage"
     assert "--only-binary=:all:" in text
@@ -147,3 +162,15 @@ def test_dockerfile_contract():
         if line.startswith("COPY") and "--from" not in line:
             src = line.split()[-2]
             assert (PKG / src).exists(), f"COPY source {src} is not in the model_code/ build context"
+
+
+def test_python_floor_is_stated_once_and_matches_the_distribution():
+    import tomllib
+
+    project = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=" + ".".join(map(str, model_code.MIN_PYTHON))
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.version_info = (3, 11, 2, 'final', 0); import model_code"],
+        capture_output=True, text=True, cwd=PKG.parent, check=False)
+    assert result.returncode == 1
+    assert "model_code needs Python >= 3.11.4 (tarfile extraction filters)" in result.stderr
