@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,11 +248,12 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         print(f"\r  {step.name:<18} {mark:<6} {step.seconds:6.1f} s{detail}")
 
     try:
-        run = run_local(settings, state_dir=_state_dir(), data=args.data, on_step=finished, on_start=started)
+        run = run_local(settings, state_dir=_state_dir(), data=args.data, container=args.container,
+                        on_step=finished, on_start=started)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"run {run.execution_id}: {run.status} in {run.seconds:.1f} s")
+    print(f"run {run.execution_id}: {run.status} in {run.seconds:.1f} s (jobs ran in {_where(run.container)})")
     if run.metrics:
         print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(run.metrics.items()) if k != "rows"))
     if run.package_arn:
@@ -267,6 +269,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         )
         return EXIT_VIOLATIONS
     return EXIT_OK
+
+
+def _where(mode: str) -> str:
+    return {"container": "the image", "process": "a venv of model_code/requirements.txt"}.get(mode, mode)
 
 
 def cmd_pipeline_runs(args: argparse.Namespace) -> int:
@@ -340,7 +346,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"monitoring {result.package_arn} ({result.approval_status}, {result.selected_because})")
             print(f"baseline {result.baseline_path}")
     elif args.action == "run":
-        result = monitor.run(settings, state, args.capture, retrain=not args.no_retrain, data=args.data)
+        result = monitor.run(settings, state, args.capture, retrain=not args.no_retrain, data=args.data,
+                             container=args.container)
         if not args.json:
             point = result.datapoint
             value = {1: "DRIFT", 0: "no drift", None: "no data (missing datapoint)"}[point.value]
@@ -376,23 +383,40 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlops.demo import main as demo_main
 
-    return demo_main(["--state-dir", str(_state_dir()), "--stack", args.stack, *(["--small"] if args.small else [])])
+    return demo_main(["--state-dir", str(_state_dir()), "--stack", args.stack, "--container", args.container,
+                      *(["--small"] if args.small else [])])
+
+
+class _Terminated(Exception):
+    """SIGTERM to the command: stop what it started, as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlops.serve_local import serve_local
 
     settings = _stack_settings(args)
-    with serve_local(
-        settings, state_dir=_state_dir(), model=args.model, port=args.port, workers=args.workers
-    ) as endpoint:
-        print(f"serving {endpoint.package_arn} on {endpoint.url} (Ctrl-C stops it)")
-        print(f"  curl -s {endpoint.url}/ping; capture in {endpoint.capture_root}", flush=True)
-        try:
-            endpoint.wait()
-        except KeyboardInterrupt:
-            print("stopping")
-    return EXIT_OK
+    # SIGTERM (a supervisor, `kill`) stops the model server too, instead of orphaning it.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with serve_local(
+            settings, state_dir=_state_dir(), model=args.model, port=args.port, workers=args.workers,
+            container=args.container,
+        ) as endpoint:
+            print(f"serving {endpoint.package_arn} on {endpoint.url} in {_where(endpoint.mode)} (Ctrl-C stops it)")
+            print(f"  curl -s {endpoint.url}/ping; capture in {endpoint.capture_root}", flush=True)
+            code = endpoint.wait()
+            print(f"error: the model server exited by itself with code {code}; log {endpoint.log_path}",
+                  file=sys.stderr)
+            return EXIT_VIOLATIONS
+    except (KeyboardInterrupt, _Terminated):
+        print("stopped")
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
@@ -403,6 +427,16 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
             raise SettingsError(option, [f"{item!r} is not NAME=VALUE"])
         pairs.append((key, value))
     return pairs
+
+
+def _container_option(parser: argparse.ArgumentParser) -> None:
+    from mlops.local.runners import CONTAINER_MODES
+
+    parser.add_argument(
+        "--container", choices=CONTAINER_MODES, default="auto",
+        help="run SageMaker's jobs in the model image (always), in a venv of exactly model_code/requirements.txt "
+        "(never), or in the image when docker or podman answers (auto, the default)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -505,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", required=True, help="run locally (the only mode of `run`)")
     run.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
     run.add_argument("--data", type=Path, help="CSV file or folder to train on (default: the bundled sample)")
+    _container_option(run)
     run.set_defaults(func=cmd_pipeline_run)
     runs = pipeline_actions.add_parser("runs", help="past local runs, newest first")
     runs.set_defaults(func=cmd_pipeline_runs)
@@ -534,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
     demo.add_argument("--small", action="store_true", help="small data and traffic (a quicker run)")
+    _container_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     serve = commands.add_parser("serve", help="serve a registered model on a local endpoint")
@@ -544,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
     serve.add_argument("--workers", type=int, default=1, help="server worker processes")
+    _container_option(serve)
     serve.set_defaults(func=cmd_serve)
 
     monitor = commands.add_parser("monitor", help="drift monitoring of the local endpoint (local mode)")
@@ -561,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_run.add_argument("--capture", type=Path, help="capture folder (default <state>/capture)")
     monitor_run.add_argument("--data", type=Path, help="data a triggered retrain uses (default the bundled sample)")
     monitor_run.add_argument("--no-retrain", action="store_true", help="evaluate the alarm but never retrain")
+    _container_option(monitor_run)
     monitor_status = monitor_actions.add_parser("status", help="alarm state, last datapoints, cooldown")
     for sub in (monitor_baseline, monitor_run, monitor_status):
         sub.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
@@ -578,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=cmd_local)
 
     for sub in (
+        serve,
         listing,
         promote,
         rollback,
@@ -597,6 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mlops.local.aws import LocalAwsError
+    from mlops.local.container import ContainerError
+    from mlops.local.tracking import TrackingServerError
     from mlops.monitor import MonitorError
     from mlops.registry import ReleaseError
     from mlops.serve_local import ServeLocalError
@@ -606,7 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError) as error:
+    except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError, ContainerError,
+            TrackingServerError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -58,6 +58,9 @@ import numpy as np
 import pandas as pd
 
 from mlops.local import aws as local_aws
+from mlops.local import tracking
+from mlops.local.aliases import sync_aliases
+from mlops.naming import Names
 from mlops.settings import REPO_ROOT, StackSettings, load_stack_file, stack_file
 
 DEMO_DIR = "demo"
@@ -118,7 +121,7 @@ class DemoResult:
 
     @property
     def mlflow_uri(self) -> str:
-        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+        return tracking.store_uri(self.run_dir)
 
     @property
     def logs_dir(self) -> Path:
@@ -348,6 +351,7 @@ def run_demo(
     requests: int = 200,
     seed: int = 7,
     root: Path = REPO_ROOT,
+    container: str = "auto",
 ) -> DemoResult:
     """The whole lifecycle in `<state_dir>/demo/<run id>/`; see the module docstring.
 
@@ -376,7 +380,7 @@ def run_demo(
         with _interruptible():
             _lifecycle(settings, run_dir, result, _Progress(result, out, STAGES), endpoint_holder,
                        train_rows=train_rows, challenger_rows=challenger_rows, heldout_rows=heldout_rows,
-                       requests=requests, seed=seed, root=root)
+                       requests=requests, seed=seed, root=root, container=container)
         result.status = "succeeded"
     except KeyboardInterrupt:
         result.status = "interrupted"
@@ -403,18 +407,23 @@ def run_demo(
 
 def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progress: _Progress,
                endpoints: list[Any], *, train_rows: int, challenger_rows: int, heldout_rows: int, requests: int,
-               seed: int, root: Path) -> None:
+               seed: int, root: Path, container: str) -> None:
+    import functools
+
     import mlflow
 
     from mlops import monitor
-    from mlops.local.pipeline import mlflow_uri, run_local
+    from mlops import serve_local as local_serving
+    from mlops.local import pipeline as local_pipeline
     from mlops.plan import plan_stack_file
     from mlops.registry import Aws, approve
-    from mlops.serve_local import serve_local
     from model_code.data import load_adult, write_csv
     from model_code.schema import ADULT
     from policies.offline import evaluate
 
+    # Every job and endpoint of the demo runs where --container says (the image, or its requirements' venv).
+    run_local = functools.partial(local_pipeline.run_local, container=container)
+    serve_local = functools.partial(local_serving.serve_local, container=container)
     features = ADULT.feature_names
     data_dir = run_dir / "data"
     stage = progress.stage
@@ -425,8 +434,8 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         server = local_aws.start(run_dir, account_id=settings.account_id, region=settings.region)
         line(s, f"embedded AWS (moto) on {server.endpoint_url}, pid {server.pid}, account {settings.account_id}")
         _quiet_mlflow()
-        mlflow.MlflowClient(mlflow_uri(run_dir)).search_experiments()  # creates and migrates the store
-        line(s, f"MLflow tracking store {mlflow_uri(run_dir)}")
+        mlflow.MlflowClient(tracking.store_uri(run_dir)).search_experiments()  # creates and migrates the store
+        line(s, f"MLflow tracking store {tracking.store_uri(run_dir)} (served over HTTP to the jobs while they run)")
     aws = Aws(endpoint_url=server.endpoint_url, max_attempts=2)
 
     # 2 ----------------------------------------------------------------------------------------------
@@ -465,6 +474,9 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         change = approve(settings, champion.package_arn, description="demo: first model", aws=aws)
         champion.status = change.package.status
         line(s, f"{champion.package_arn}: {change.previous_status} -> {change.package.status}")
+        aliases = sync_aliases(settings, run_dir, aws)
+        group = Names.of(settings).model_package_group
+        line(s, f"MLflow: models:/{group}@champion is version {aliases.get('champion')}")
 
     # 5 ----------------------------------------------------------------------------------------------
     with stage("Serve the champion on a local endpoint") as s:
@@ -494,7 +506,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         _wait_for_capture(capture_root)
         end = _window_end()
         t1 = time.monotonic()
-        outcome = monitor.run(settings, run_dir, capture_dir, now=end, data=data)
+        outcome = monitor.run(settings, run_dir, capture_dir, now=end, data=data, container=container)
         seconds = time.monotonic() - t1
         point = outcome.datapoint
         drifted = ", ".join(point.features_drifted) or "none"
@@ -713,6 +725,7 @@ def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, challen
         change = approve(settings, challenger.package_arn,
                          description="demo: beat the champion on fresh data of the new population", aws=aws)
         challenger.status = change.package.status
+        sync_aliases(settings, run_dir, aws)
         champion = result.model("champion")
         line(stage, f"approved {challenger.package_arn}: the new champion (v{champion.version if champion else '?'} "
                     "stays Approved as the previous one)")
@@ -758,13 +771,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=default_state)
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--small", action="store_true", help="small data and traffic (tests)")
+    parser.add_argument("--container", choices=("auto", "always", "never"), default="auto")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sizes = SMALL if args.small else {}
     try:
         run_demo(state_dir=args.state_dir, stack=args.stack, out=lambda text: print(text, flush=True),
                  train_rows=sizes.get("train_rows", 16_000), challenger_rows=sizes.get("challenger_rows", 16_000),
-                 heldout_rows=sizes.get("heldout_rows", 5_000), requests=sizes.get("requests", 200))
+                 heldout_rows=sizes.get("heldout_rows", 5_000), requests=sizes.get("requests", 200),
+                 container=args.container)
     except KeyboardInterrupt:
         print("demo interrupted; every process it started is stopped. Run it again to start over.", flush=True)
         return 130

@@ -33,11 +33,16 @@ Alarm and retrain
 The alarm state after each datapoint is ALARM when at least M of the last N datapoints are 1, else OK
 (no INSUFFICIENT_DATA: missing data is not breaching). A retrain starts only on a state change into
 ALARM (what EventBridge delivers), never while the alarm stays in ALARM, and only when the cooldown
-has passed: `now >= last retrain + retrainCooldownHours`. "Last retrain" is the latest trigger time
-recorded in the history or in a `trigger.json` of a local run folder (`<state>/runs/<id>/`), which
-the monitor writes into the runs it starts, so an automatic run is honoured even if the monitor's
-history was reset. An alarm skipped by the cooldown does not start a retrain later on its own: the
-alarm has to clear and fire again (as in AWS, where the state change event is gone).
+allows it. The cooldown is the pipeline's CooldownGuard rule itself (`model_code.guard.decide`),
+applied to the local runs as the guard step sees them: a drift retrain starting now stops when an
+automatically triggered run started within the last `retrainCooldownHours` and is still running or
+succeeded; failed runs and manual ones do not count. The runs are the run folders' `run.json`
+(`<state>/runs/<id>/`: trigger, start, real outcome), so a run is honoured even if the monitor's
+history was reset, plus a retrain the history started whose result it does not hold yet (running,
+or its monitor died), counted as Executing, as the embedded AWS reports it. Retrains run with
+`Trigger=drift`, as EventBridge starts them, so the guard step inside the run applies the same rule.
+An alarm skipped by the cooldown does not start a retrain later on its own: the alarm has to clear
+and fire again (as in AWS, where the state change event is gone).
 
 State (under `<state>/monitor/`)
 --------------------------------
@@ -62,10 +67,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
 import pickle
-import subprocess
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -78,9 +80,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local import aws as local_aws
+from mlops.local.runners import open_runner
 from mlops.naming import Names
 from mlops.registry import APPROVED, REJECTED, Aws, ModelPackage, ReleaseError, get_package, list_packages
-from mlops.settings import REPO_ROOT, StackSettings
+from mlops.settings import StackSettings
+from model_code import guard
 
 MONITOR_DIR = "monitor"
 CAPTURE_DIR = "capture"
@@ -88,9 +92,8 @@ CAPTURE_DIR = "capture"
 MONITORED_FILE = "monitored.json"
 HISTORY_FILE = "history.jsonl"
 LOCK_FILE = ".lock"
-TRIGGER_FILE = "trigger.json"
-"""Written into `<state>/runs/<execution id>/` of every run the monitor starts; any run folder holding
-one counts towards the cooldown."""
+RUN_RECORD = "run.json"
+"""`<state>/runs/<execution id>/run.json`: a local run's record (mlops/local/pipeline.py)."""
 BASELINE_FILE = "baseline.json"
 MODEL_FILE = "model.tar.gz"
 PREDICTION_BASELINE_FILE = "prediction_baseline.json"
@@ -111,7 +114,8 @@ OK = "OK"
 ALARM = "ALARM"
 
 STARTED, SKIPPED, NONE = "started", "skipped", "none"
-TRIGGER = "drift-alarm"
+TRIGGER = guard.DRIFT
+"""The Trigger parameter of the retrains the monitor starts, as EventBridge's drift rule passes it."""
 
 
 class MonitorError(ValueError):
@@ -284,6 +288,7 @@ class MonitorStatus:
     """When the alarm entered its current state ("" if it never changed)."""
     last_retrain: Retrain | None
     next_retrain_allowed: datetime | None
+    """When the cooldown in force ends; None when a drift retrain may start now."""
     cooldown_remaining: timedelta
     next_window_start: str
     last_failure: dict[str, Any] | None = field(default=None)
@@ -582,11 +587,12 @@ def _drift_job(
     output: Path,
     server: local_aws.LocalAws | None,
     timeout: float,
+    container: str,
 ) -> dict[str, Any]:
     """Run `python -m model_code drift` over [start, end) and return its report (MonitorError if it fails)."""
     names = Names.of(settings)
     command = [
-        sys.executable, "-m", "model_code", "drift",
+        "python", "-m", "model_code", "drift",
         "--input", str(source),
         "--baseline", str(monitored.baseline_path),
         "--output", str(output),
@@ -597,29 +603,30 @@ def _drift_job(
         command += ["--prediction-baseline", str(monitored.prediction_baseline_path)]
     else:
         command += ["--model", str(monitored.model_path)]
-    # Local mode never talks to real AWS: no inherited AWS_* variables; the embedded AWS when it runs.
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_DRIFT_"))}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    # The job's environment is its own (nothing of this process leaks in): the embedded AWS when it runs.
+    environment: dict[str, str] = {}
+    ports: list[int] = []
     if server is not None:
         environment.update(server.environment())
+        ports.append(int(server.endpoint_url.rsplit(":", 1)[1]))
         command += ["--namespace", names.metrics_namespace, "--endpoint", names.endpoint]
     output.mkdir(parents=True, exist_ok=True)
     report_path = output / REPORT_JSON
     window = f"{iso(start)} .. {iso(end)}"
-    try:
-        job = subprocess.run(
-            command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
+    log_path = output / "drift.log"
+    inputs = sorted({source.resolve(), monitored.baseline_path.parent.resolve(), monitored.model_path.parent.resolve()})
+    # The image's job, in the image or in a venv of its requirements; host paths are mounted at their own path.
+    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()]) as runner:
+        code = runner.run(output, command[:3], command[3:], environment, log_path, timeout=timeout)
+    if code is None:
         raise MonitorError(
             f"drift job over {source} for {window} did not finish within {timeout:.0f} s; report path {report_path}"
-        ) from None
-    (output / "drift.log").write_text(f"$ {' '.join(command)}\n{job.stdout}{job.stderr}")
-    if job.returncode != 0:
+        )
+    if code != 0:
         written = report_path if report_path.is_file() else f"{report_path} (not written)"
         raise MonitorError(
-            f"drift job over {source} for {window} failed with exit code {job.returncode}; report {written}; "
-            f"stderr:\n{_tail(job.stderr)}"
+            f"drift job over {source} for {window} failed with exit code {code}; report {written}; "
+            f"log {log_path}:\n{_tail(log_path.read_text(errors='replace'))}"
         )
     try:
         report = json.loads(report_path.read_text())
@@ -638,34 +645,37 @@ def _drift_job(
 # --- cooldown and retrain ----------------------------------------------------------------------------------
 
 
-def _retrain_times(settings: StackSettings, state_dir: Path, events: list[dict[str, Any]]) -> list[datetime]:
-    """Trigger times of automatic retrains: the history's and the run folders' `trigger.json`."""
-    times = [parse_iso(e["triggered_at"], str(history_path(state_dir))) for e in events if e["event"] == "retrain"]
-    for marker in sorted((state_dir / "runs").glob(f"*/{TRIGGER_FILE}")):
+def _executions(settings: StackSettings, state_dir: Path, events: list[dict[str, Any]]) -> list[guard.Execution]:
+    """This stack's local runs as the guard step sees them (see "Alarm and retrain")."""
+    executions = []
+    for record in sorted((state_dir / "runs").glob(f"*/{RUN_RECORD}")):
         try:
-            data = json.loads(marker.read_text())
+            run = json.loads(record.read_text())
         except (OSError, ValueError):
-            raise MonitorError(f"{marker}: not a JSON trigger record") from None
-        if data.get("stack", settings.stack) == settings.stack and data.get("triggered_at"):
-            times.append(parse_iso(data["triggered_at"], str(marker)))
-    return times
+            raise MonitorError(f"{record}: not a JSON run record") from None
+        if not isinstance(run, dict) or not {"execution_id", "started", "status"} <= run.keys():
+            raise MonitorError(f"{record}: not a local run record (no execution_id, started or status)")
+        if run.get("stack", settings.stack) == settings.stack:
+            # Runs recorded before they carried a trigger were all started as manual ones.
+            executions.append(guard.Execution(run["execution_id"], parse_iso(run["started"], str(record)),
+                                              run["status"], run.get("trigger", guard.MANUAL)))
+    ended = {e["datapoint"] for e in events if e["event"] == "retrain_result"}
+    executions += [
+        guard.Execution(f"the retrain of datapoint {e['datapoint']}",
+                        parse_iso(e["triggered_at"], str(history_path(state_dir))), guard.EXECUTING, TRIGGER)
+        for e in events if e["event"] == "retrain" and e["datapoint"] not in ended
+    ]  # fmt: skip
+    return executions
 
 
-def _next_allowed(
-    settings: StackSettings, state_dir: Path, events: list[dict[str, Any]]
-) -> tuple[datetime | None, datetime | None]:
-    """(last retrain, next retrain allowed), or (None, None) when none was started."""
-    times = _retrain_times(settings, state_dir, events)
-    if not times:
-        return None, None
-    last = max(times)
-    return last, last + AlarmRule.of(settings).cooldown
+def _cooldown(settings: StackSettings, state_dir: Path, events: list[dict[str, Any]], now: datetime) -> guard.Verdict:
+    """The guard step's verdict on a drift retrain starting `now`."""
+    return guard.decide(TRIGGER, now, _executions(settings, state_dir, events), settings.retrain_cooldown_hours)
 
 
 def _decide(
-    rule: AlarmRule, before: str, after: str, breaching: int, retrain: bool, now: datetime,
-    last: datetime | None, next_allowed: datetime | None,
-) -> Retrain:  # fmt: skip
+    rule: AlarmRule, before: str, after: str, breaching: int, retrain: bool, now: datetime, cooldown: guard.Verdict
+) -> Retrain:
     counted = f"{breaching} of the last {rule.evaluation_periods} datapoints flag drift (alarm at {rule.datapoints})"
     if after != ALARM:
         return Retrain(NONE, f"alarm {after}: {counted}")
@@ -673,17 +683,14 @@ def _decide(
         return Retrain(NONE, f"alarm stays in ALARM ({counted}): a retrain starts only when the alarm enters ALARM")
     if not retrain:
         return Retrain(SKIPPED, f"alarm entered ALARM ({counted}) but retraining is disabled")
-    if last is not None and next_allowed is not None and now < next_allowed:
-        return Retrain(
-            SKIPPED,
-            f"cooldown: last retrain at {iso(last)}, next allowed after {iso(next_allowed)}",
-            next_allowed=iso(next_allowed),
-        )
+    if not cooldown.proceed:
+        return Retrain(SKIPPED, cooldown.reason, next_allowed="" if cooldown.until is None else iso(cooldown.until))
     return Retrain(STARTED, f"alarm entered ALARM ({counted})", triggered_at=iso(now))
 
 
 def _start_retrain(
-    settings: StackSettings, state_dir: Path, datapoint: Datapoint, decision: Retrain, data: Path | None
+    settings: StackSettings, state_dir: Path, datapoint: Datapoint, decision: Retrain, data: Path | None,
+    container: str,
 ) -> Retrain:
     from mlops.local import pipeline as local_pipeline
 
@@ -693,7 +700,7 @@ def _start_retrain(
          "triggered_at": decision.triggered_at, "data": "" if data is None else str(data)},
     )  # fmt: skip
     try:
-        run = local_pipeline.run_local(settings, state_dir=state_dir, data=data)
+        run = local_pipeline.run_local(settings, state_dir=state_dir, data=data, trigger=TRIGGER, container=container)
     except (OSError, RuntimeError, ValueError) as error:
         outcome = Retrain(**{**asdict(decision), "status": "Error", "failure": f"{type(error).__name__}: {error}"})
     else:
@@ -701,13 +708,6 @@ def _start_retrain(
             **{**asdict(decision), "execution_id": run.execution_id, "status": run.status,
                "package_arn": run.package_arn, "failure": run.failure},
         )  # fmt: skip
-        run_folder = state_dir / "runs" / run.execution_id
-        if run_folder.is_dir():
-            _write_json(
-                run_folder / TRIGGER_FILE,
-                {"trigger": TRIGGER, "stack": settings.stack, "triggered_at": decision.triggered_at,
-                 "datapoint": datapoint.id},
-            )  # fmt: skip
     _append(
         state_dir,
         {"event": "retrain_result", "stack": settings.stack, "datapoint": datapoint.id,
@@ -729,6 +729,7 @@ def run(
     retrain: bool = True,
     data: Path | None = None,
     timeout: float = DRIFT_TIMEOUT_S,
+    container: str = "auto",
 ) -> MonitorRun:
     """One evaluation period: drift job -> datapoint -> alarm -> retrain on OK->ALARM past the cooldown.
 
@@ -767,7 +768,7 @@ def run(
         output = monitor_dir(state_dir) / "reports" / point_id
         server = _embedded_aws(settings, state_dir)
         try:
-            report = _drift_job(settings, monitored, source, start, end, output, server, timeout)
+            report = _drift_job(settings, monitored, source, start, end, output, server, timeout, container)
         except MonitorError as error:
             _append(
                 state_dir,
@@ -793,8 +794,7 @@ def run(
         before, _ = _alarm_state(events)
         evaluated = rule.window([p.value for p in points] + [datapoint.value])
         after, breaching = rule.evaluate(evaluated)
-        last, next_allowed = _next_allowed(settings, state_dir, events)
-        decision = _decide(rule, before, after, breaching, retrain, end, last, next_allowed)
+        decision = _decide(rule, before, after, breaching, retrain, end, _cooldown(settings, state_dir, events, end))
         _append(
             state_dir,
             {"event": "datapoint", "stack": settings.stack, **asdict(datapoint), "evaluated": evaluated,
@@ -802,7 +802,7 @@ def run(
              "retrain": {"action": decision.action, "reason": decision.reason}},
         )  # fmt: skip
         if decision.action == STARTED:
-            decision = _start_retrain(settings, state_dir, datapoint, decision, data)
+            decision = _start_retrain(settings, state_dir, datapoint, decision, data, container)
     return MonitorRun(
         stack=settings.stack,
         monitored=monitored,
@@ -844,8 +844,8 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
     events = _events(settings, state_dir)
     points = _datapoints(events)
     alarm, since = _alarm_state(events)
-    _, next_allowed = _next_allowed(settings, state_dir, events)
-    remaining = max(next_allowed - current, timedelta(0)) if next_allowed else timedelta(0)
+    next_allowed = _cooldown(settings, state_dir, events, current).until
+    remaining = timedelta(0) if next_allowed is None else next_allowed - current
     failures = [e for e in events if e["event"] == "drift_failed"]
     unresolved = failures and (not points or failures[-1]["window_end"] > points[-1].window_end)
     last_failure = failures[-1] if unresolved else None

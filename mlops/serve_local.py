@@ -7,8 +7,9 @@ What a SageMaker endpoint does with a model package, done on this machine:
    registered one, a version number (`3`) or a package ARN;
 2. download its `ModelDataUrl` (model.tar.gz) from the embedded S3 into
    `<state>/endpoints/<group>/v<version>/model.tar.gz`;
-3. start `python -m model_code serve --model <that file> --port N --workers W` as a process on
-   127.0.0.1, in its own process group, logs in `<state>/logs/endpoint-<group>-v<version>.log`,
+3. start the image's `serve` on 127.0.0.1:N (`--container`: `IMAGE serve` with the model mounted at
+   /opt/ml/model and SAGEMAKER_BIND_TO_PORT=N, or `python -m model_code serve` in a venv of exactly
+   the image's requirements), in its own process group, logs in `<state>/logs/endpoint-<group>-v<version>.log`,
    data capture (SageMaker's JSONL layout) under `<state>/capture/<endpoint>/primary/...` with the
    endpoint name from `Names.of(settings).endpoint`;
 4. wait for `GET /ping` = 200 (a deadline; the process dying first is an error naming its log).
@@ -40,16 +41,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from mlops.local import aws as local_aws
+from mlops.local.container import IMAGE_NAME, ensure_image, find_engine
+from mlops.local.runners import step_venv
 from mlops.naming import Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, get_package, latest_approved, list_packages
 from mlops.settings import REPO_ROOT, StackSettings
@@ -80,6 +83,9 @@ class LocalEndpoint:
     variant: str
     log_path: Path
     record_path: Path
+    mode: str = "process"
+    """Where the server runs: container (the image) or process (a venv of the image's requirements)."""
+    container_name: str = ""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     exit_code: int | None = None
 
@@ -119,6 +125,10 @@ class LocalEndpoint:
                     process.wait(5)
             # Forked workers share the group: make sure none outlives the supervisor.
             _signal_group(process.pid, signal.SIGKILL)
+            if self.container_name:  # a killed engine client leaves its container running
+                engine = find_engine()
+                if engine is not None:
+                    engine.run("rm", "-f", "-t", "0", self.container_name)
             self.exit_code = process.returncode
             self._process = None
         self.record_path.unlink(missing_ok=True)
@@ -267,11 +277,13 @@ def serve_local(
     capture_rotate_seconds: float | None = None,
     unknown_categories: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_S,
+    container: str = "auto",
 ) -> LocalEndpoint:
     """Serve a registered model on 127.0.0.1:`port` (0: any free port) until `stop()`.
 
     `capture_rotate_seconds` closes capture files sooner than serve's 60 s default (the demo reads
-    them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score).
+    them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score);
+    `container` is auto|always|never, as for the pipeline's jobs (`mlops/local/runners.py`).
     """
     if port != 0 and port_in_use(port):
         raise ServeLocalError(
@@ -302,10 +314,8 @@ def serve_local(
             environment[env.MLOPS_CAPTURE_ROTATE_SECONDS.name] = str(capture_rotate_seconds)
     if unknown_categories is not None:
         environment[env.MLOPS_SERVE_UNKNOWN_CATEGORIES.name] = unknown_categories
-    command = [
-        sys.executable, "-m", "model_code", "serve",
-        "--model", str(model_path), "--host", HOST, "--port", str(port), "--workers", str(workers),
-    ]
+    container_name = f"mlops-endpoint-{names.endpoint}-{uuid.uuid4().hex[:8]}"
+    command, mode = _serve_command(container, container_name, model_path, capture_dir, port, workers, environment)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -315,7 +325,7 @@ def serve_local(
     endpoint = LocalEndpoint(
         url="", port=port, pid=process.pid, package=package, model_path=model_path, capture_dir=capture_dir,
         endpoint_name=names.endpoint, variant=VARIANT, log_path=log_path, record_path=record_path,
-        _process=process,
+        mode=mode, container_name=container_name if mode == "container" else "", _process=process,
     )
     try:
         _wait_ready(endpoint, process, port, startup_timeout)
@@ -326,6 +336,31 @@ def serve_local(
     record_path.write_text(json.dumps(
         {"pid": process.pid, "url": endpoint.url, "package_arn": package.arn, "owner_pid": os.getpid()}, indent=2))
     return endpoint
+
+
+def _serve_command(container: str, container_name: str, model_path: Path, capture_dir: Path | None, port: int,
+                   workers: int, environment: dict[str, str]) -> tuple[list[str], str]:
+    """`IMAGE serve` as SageMaker hosting starts it (the model at /opt/ml/model, the port in
+    SAGEMAKER_BIND_TO_PORT), on this machine's network so clients reach 127.0.0.1:port; or serve in
+    a venv of exactly the image's requirements. Capture goes to the same folder either way."""
+    engine = find_engine() if container != "never" else None
+    if engine is None:
+        if container == "always":
+            raise ServeLocalError("--container always: no container engine (docker or podman) answers here")
+        environment["PYTHONPATH"] = str(REPO_ROOT)  # what the image's PYTHONPATH=/opt/program holds: model_code/
+        return [str(step_venv()), "-m", "model_code", "serve", "--model", str(model_path), "--host", HOST,
+                "--port", str(port), "--workers", str(workers)], "process"
+    image = ensure_image(engine)
+    environment.update({k: v for k, v in engine.environment().items() if k not in environment})
+    served = {name: environment[name] for name in environment if name.startswith(("MLOPS_", "SAGEMAKER_"))}
+    served |= {env.SAGEMAKER_BIND_TO_PORT.name: str(port), env.SAGEMAKER_MODEL_SERVER_WORKERS.name: str(workers)}
+    mounts = ["-v", f"{model_path}:/opt/ml/model/{model_path.name}:ro"]
+    if capture_dir is not None:
+        capture_dir.mkdir(parents=True, exist_ok=True)
+        mounts += ["-v", f"{capture_dir}:{capture_dir}"]
+    # --sig-proxy (the default) hands our SIGTERM to serve, which drains; its exit code is ours.
+    return [engine.name, "run", "--rm", "--name", container_name, "--network=host", *mounts,
+            *[a for k, v in sorted(served.items()) for a in ("-e", f"{k}={v}")], image, "serve"], "container"
 
 
 def _wait_ready(endpoint: LocalEndpoint, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
@@ -361,7 +396,7 @@ def _is_model_server(pid: int) -> bool:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"model_code" in command and b"serve" in command
+    return b"serve" in command and (b"model_code" in command or any(IMAGE_NAME.encode() in part for part in command))
 
 
 def stop_recorded(state_dir: Path) -> list[int]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 from model_code.data import read_split, sha256_file  # noqa: E402
 from model_code.model import LoadedModel, load_model  # noqa: E402
 from model_code.schema import DataError  # noqa: E402
+from model_code.tracking import TrackingError, tracking  # noqa: E402
 from model_code.train import classification_metrics  # noqa: E402
 
 EVALUATION_FORMAT = "mlops-stack/evaluation"
@@ -127,7 +129,21 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
         "plots": plots,
     }
     (output / EVALUATION_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    log_test_metrics(mlflow_info, metrics)
     return report
+
+
+def log_test_metrics(mlflow_info: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The test-split metrics as `test_<name>` on the MLflow run that trained the model (if it was tracked)."""
+    if not mlflow_info.get("run_id") or not mlflow_info.get("tracking_uri"):
+        return
+    with tracking(mlflow_info["tracking_uri"]) as mlflow:
+        from mlflow.entities import Metric
+
+        client = mlflow.MlflowClient()
+        stamp = int(time.time() * 1000)
+        client.log_batch(mlflow_info["run_id"], metrics=[
+            Metric(f"test_{name}", float(value), stamp, 0) for name, value in sorted(metrics.items())])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = load_model(args.model)
         report = evaluate(model, args.test, args.output)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
         print(f"evaluate failed: {exc}", file=sys.stderr)
         return 1
     m = report["metrics"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,13 +56,10 @@ from model_code.model import (
     versions,
 )
 from model_code.schema import ADULT, DataError, Schema
+from model_code.tracking import TrackingError, tracking
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking server cannot be used (unreachable, refused, or a URI scheme MLflow cannot resolve)."""
 
 
 class HyperparameterError(ValueError):
@@ -282,27 +278,17 @@ def log_to_mlflow(artifact: dict[str, Any], model_dir: Path, x_val: pd.DataFrame
 
     mlflow is imported here only, so the step runs without it when tracking is off.
     """
-    env.disable_mlflow_telemetry()
-    import cloudpickle  # an MLflow dependency
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
-
-    # sagemaker-mlflow's request-header plugin claims every tracking URI and fails to parse a non-ARN
-    # one; MLflow then logs a warning per request (and still sends it). Keep those out of the job's log.
-    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
-    try:
-        mlflow.set_tracking_uri(tracking_uri)
+    with tracking(tracking_uri) as mlflow:
         mlflow.set_experiment(experiment)
-        return _log_run(mlflow, artifact, model_dir, x_val, scores, tracking_uri, cloudpickle, infer_signature)
-    except MlflowException as exc:
-        reason = " ".join(str(exc).split())[:400]
-        raise TrackingError(f"MLflow tracking server {tracking_uri} cannot be used: {reason}") from None
+        return _log_run(mlflow, artifact, model_dir, x_val, scores, tracking_uri)
 
 
 def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.DataFrame, scores: np.ndarray,
-             tracking_uri: str, cloudpickle: Any, infer_signature: Any) -> Path:
+             tracking_uri: str) -> Path:
+    import cloudpickle  # an MLflow dependency
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
     with mlflow.start_run() as run:
         artifact["mlflow"] = {"tracking_uri": tracking_uri, "run_id": run.info.run_id,
                               "experiment_id": run.info.experiment_id}

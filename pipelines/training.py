@@ -448,6 +448,8 @@ def training_environment(params: Any, inputs: PipelineInputs) -> dict[str, Any]:
         "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
         "SM_MODEL_DIR": "/opt/ml/model",
         "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "SM_OUTPUT_DIR": "/opt/ml/output",
+        "SM_INPUT_CONFIG_DIR": "/opt/ml/input/config",
         **provenance_environment(params, inputs),
     }
     if inputs.mlflow_tracking_uri:

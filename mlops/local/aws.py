@@ -4,6 +4,8 @@ One server per state folder (`.mlops/` by default) runs in the background, so a 
 `mlops pipeline run --local` is still there for `mlops model approve --local`; `mlops local down`
 stops it. Its address and pid live in `<state>/aws.json`. Moto keeps everything in memory: stopping
 the server forgets the registry (the run folders under `<state>/runs/` keep their own records).
+It is moto's server with one gap filled (mlops/local/moto_server.py): a pipeline execution's status
+is its local run's outcome.
 
 Every variable the control plane sets for local mode is here: AWS_ENDPOINT_URL (boto3 and the
 AWS CLI send every call to the server) and fake credentials (moto accepts any; real ones are never
@@ -108,7 +110,8 @@ def start(state_dir: Path, *, account_id: str, region: str) -> LocalAws:
     log = (state_dir / "logs" / "moto.log").open("ab")
     # MOTO_ACCOUNT_ID makes every ARN carry the stack's account, as in the real account.
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "mlops.local.moto_server", "--state-dir", str(state_dir), "-H", "127.0.0.1",
+         "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -4,31 +4,31 @@ It reads the same JSON that `aws.sagemaker.Pipeline` deploys (`pipelines/trainin
 what SageMaker does with it, except that compute is a local process:
 
 - Processing and Training steps: inputs are downloaded from S3 (the embedded AWS) into a job
-  folder laid out like the container (`/opt/ml/...` mapped to `<run>/steps/<step>/opt/ml/...`), the
-  step's own entrypoint and arguments run as a subprocess with its environment, and outputs are
-  uploaded to the S3 URIs the definition names (a training job's model folder as model.tar.gz).
+  folder laid out like the container (`/opt/ml/...` is `<run>/steps/<step>/opt/ml/...`), the
+  step's own entrypoint, arguments and environment run by a `StepRunner` (`mlops/local/runners.py`:
+  in the image, or in a venv of the image's requirements), and outputs are uploaded to the S3 URIs
+  the definition names (a training job's model folder as model.tar.gz).
 - Condition steps evaluate their conditions (`Std:JsonGet` reads property files) and run the if
   or else branch; Fail steps stop the run with their message; RegisterModel steps call
   `CreateModelPackage` with the resolved arguments, through boto3, like SageMaker.
 
 Expressions: `Get` of Parameters, Execution.PipelineExecutionId and step properties, `Std:Join`,
-`Std:JsonGet`. The images are not used: the host's Python runs the same entrypoint.
+`Std:JsonGet`.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlops.local.runners import StepRunner
 
 CONTAINER_ROOT = "/opt/ml/"
 _PATH_TOKEN = re.compile(r"\.?(\w+)|\['([^']+)'\]|\[(\d+)\]")
@@ -88,20 +88,25 @@ class LocalExecutor:
         definition: dict[str, Any],
         *,
         execution_id: str,
+        execution_arn: str = "",
         work_dir: Path,
         s3: Any,
         sagemaker: Any,
         parameters: dict[str, Any] | None = None,
         environment: dict[str, str] | None = None,
+        runner: StepRunner | None = None,
         on_step: Callable[[StepResult], None] | None = None,
         on_start: Callable[[str], None] | None = None,
     ):
         self.definition = definition
         self.execution_id = execution_id
+        local_arn = f"arn:aws:sagemaker:local:000000000000:pipeline/local/execution/{execution_id}"
+        self.execution_arn = execution_arn or local_arn
         self.work_dir = work_dir
         self.s3 = s3
         self.sagemaker = sagemaker
         self.environment = environment or {}
+        self.runner = runner
         self.on_step = on_step or (lambda result: None)
         self.on_start = on_start or (lambda name: None)
         declared = {p["Name"]: p for p in definition.get("Parameters", [])}
@@ -147,7 +152,7 @@ class LocalExecutor:
         if reference == "Execution.PipelineExecutionId":
             return self.execution_id
         if reference == "Execution.PipelineExecutionArn":
-            return f"arn:aws:sagemaker:local:000000000000:pipeline/local/execution/{self.execution_id}"
+            return self.execution_arn
         if reference.startswith("Steps."):
             step, _, path = reference.removeprefix("Steps.").partition(".")
             if step not in self.properties:
@@ -183,10 +188,6 @@ class LocalExecutor:
             raise ValueError(f"step {step}: {container_path!r} is not under {CONTAINER_ROOT}")
         return self._job_dir(step) / container_path.lstrip("/")
 
-    def _map(self, step: str, value: str) -> str:
-        """A container path in an argument or environment value, as this machine's path."""
-        return str(self._local(step, value)) if value.startswith(CONTAINER_ROOT) else value
-
     def _download(self, uri: str, target: Path) -> None:
         bucket, key = _split_s3(uri)
         target.mkdir(parents=True, exist_ok=True)
@@ -216,21 +217,12 @@ class LocalExecutor:
     # --- steps ----------------------------------------------------------------------------------------
 
     def _run_container(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict) -> None:
-        command = [self._map(step, str(a)) for a in [*entrypoint, *arguments]]
-        if command and command[0] in ("python", "python3"):
-            command[0] = sys.executable
-        env = {**os.environ, **self.environment, **{k: self._map(step, self._text(v)) for k, v in environment.items()}}
+        if self.runner is None:
+            raise PipelineFailed(step, "no step runner: the executor was made to resolve expressions only")
         log_path = self._job_dir(step) / "logs.txt"
-        with log_path.open("w") as log:
-            code = subprocess.run(
-                command,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self._job_dir(step),
-                check=False,
-            ).returncode
+        env = {**self.environment, **{k: self._text(v) for k, v in environment.items()}}
+        code = self.runner.run(self._job_dir(step), [str(a) for a in entrypoint], [str(a) for a in arguments], env,
+                               log_path)
         if code != 0:
             tail = log_path.read_text().strip().splitlines()[-5:]
             raise PipelineFailed(step, f"exit code {code}; log {log_path}:\n  " + "\n  ".join(tail))

@@ -137,3 +137,148 @@ def test_dev_deploy_follows_the_latest_approved_package(ci: dict) -> None:
     script = " ".join(map(str, _flatten(ci["deploy-dev"]["script"])))
     assert "mlops model latest --stack dev --or-empty" in script
     assert script.index("approvedModelPackageArn") < script.index("pulumi up -s dev")
+
+
+# --- build-image: podman builds, tests/image smoke-tests that image, then it goes to ECR ------------------
+
+
+def _script(job: dict) -> list[str]:
+    return list(map(str, _flatten(job["script"])))
+
+
+def _line(script: list[str], needle: str) -> int:
+    [index] = [i for i, line in enumerate(script) if needle in line]
+    return index
+
+
+def test_build_job_smoke_tests_the_image_it_built_before_pushing_it(ci: dict) -> None:
+    build = _resolve(ci, ci["build-image"])
+    script = _script(build)
+    built = _line(script, "scripts/image.sh")
+    smoke = script.index(".venv/bin/python -m pytest tests/image -q --junitxml=image-junit.xml")
+    token = script.index(ci[".write-oidc-token"][0])
+    push = _line(script, "podman push")
+    assert built < smoke < token < push
+    assert not any(word in line for line in script for word in ("podman build", "buildah", "podman pull"))
+    assert script[built] == """MODEL_IMAGE="$(env -u PYTHON_IMAGE bash scripts/image.sh | awk 'END {print $NF}')\""""
+    assert '"$MODEL_IMAGE" "$DEV_ECR_REPOSITORY:$CI_COMMIT_SHA"' in script[push]
+    # The smoke test cannot be skipped for want of an engine, nor run on another engine than the build's.
+    assert build["variables"]["MLOPS_REQUIRE_CONTAINER"] == "1"
+    assert build["variables"]["MLOPS_CONTAINER_ENGINE"] == "podman"
+    assert build["artifacts"]["reports"]["junit"] == "image-junit.xml"
+    assert "image-digest.txt" in build["artifacts"]["paths"]
+
+
+def test_build_job_builder_is_podman_in_the_pinned_python_image(ci: dict) -> None:
+    build = _resolve(ci, ci["build-image"])
+    assert "kaniko" not in yaml.safe_dump(ci).lower()  # the comments may say why not
+    assert "image" not in build and "services" not in build  # $PYTHON_IMAGE; no docker:dind daemon
+    script = _script(build)
+    assert script[0] == "bash scripts/install_container_engine.sh"
+    installer = (REPO_ROOT / "scripts" / "install_container_engine.sh").read_text()
+    assert re.search(r"apt-get install .*\bpodman\b.*\brunc\b.*\bfuse-overlayfs\b", installer)
+    variables = build["variables"]
+    assert variables["STORAGE_DRIVER"] == "overlay"
+    assert variables["STORAGE_OPTS"] == "overlay.mount_program=/usr/bin/fuse-overlayfs"
+    # SageMaker refuses OCI manifests: built and pushed as Docker v2 schema 2.
+    assert variables["BUILDAH_FORMAT"] == "docker"
+    assert "podman push --format v2s2 " in script[_line(script, "podman push")]
+    # The Dockerfile's pinned base, never this job's image nor image.sh's local fallback.
+    assert variables["MLOPS_IMAGE_BASE"] == "official"
+    assert "env -u PYTHON_IMAGE bash scripts/image.sh" in script[_line(script, "scripts/image.sh")]
+
+
+def test_build_job_reaches_aws_only_through_oidc(ci: dict) -> None:
+    build = _resolve(ci, ci["build-image"])
+    assert build["id_tokens"]["GITLAB_OIDC_TOKEN"]["aud"] == "sts.amazonaws.com"
+    assert build["variables"]["AWS_ROLE_ARN"] == "$DEV_DEPLOY_ROLE_ARN"
+    assert build["variables"]["AWS_WEB_IDENTITY_TOKEN_FILE"] == "$CI_PROJECT_DIR/.gitlab-oidc-token"
+    assert [rule["if"] for rule in build["rules"]] == ["$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"]
+    assert not any(re.search(r"aws configure|--profile|credentials", line) for line in _script(build))
+
+
+REPOSITORY = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/mlops-stack-dev"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+EXISTING, PUSHED = "sha256:" + "e" * 64, "sha256:" + "p" * 64
+FAKE_AWS = r"""#!/usr/bin/env bash
+echo "aws $*" >>"$CALLS"
+[ -s "$AWS_WEB_IDENTITY_TOKEN_FILE" ] || { echo "Unable to locate credentials" >&2; exit 253; }
+[ "$AWS_ROLE_ARN" = arn:aws:iam::111111111111:role/mlops-stack-dev-deploy ] || exit 253
+case "$1 $2/$FAKE_ECR" in
+  "ecr describe-images/exists") echo "$EXISTING" ;;
+  "ecr describe-images/missing")
+    echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation: no such tag" >&2
+    exit 254 ;;
+  "ecr describe-images/denied")
+    echo "An error occurred (AccessDeniedException) when calling the DescribeImages operation: denied" >&2
+    exit 254 ;;
+  "ecr get-login-password/"*) echo ecr-password ;;
+  *) echo "unexpected: aws $*" >&2; exit 2 ;;
+esac
+"""
+FAKE_PODMAN = r"""#!/usr/bin/env bash
+echo "podman $*" >>"$CALLS"
+case "$1" in
+  login) read -r password; [ "$password" = ecr-password ] || exit 125 ;;
+  push) while [ $# -gt 0 ]; do [ "$1" = --digestfile ] && printf '%s' "$PUSHED" >"$2"; shift; done ;;
+  *) exit 125 ;;
+esac
+"""
+
+
+def _push(ci: dict, tmp_path: Path, ecr: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The build job's script from the OIDC token on, as GitLab runs it, against fake aws and podman."""
+    build = _resolve(ci, ci["build-image"])
+    script = _script(build)
+    tail = script[script.index(ci[".write-oidc-token"][0]):]
+    bin_dir, project = tmp_path / "bin", tmp_path / "project"
+    bin_dir.mkdir()
+    project.mkdir()
+    for name, text in (("aws", FAKE_AWS), ("podman", FAKE_PODMAN)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.touch()
+    predefined = {"CI_PROJECT_DIR": str(project), "CI_COMMIT_SHA": SHA, "CI_PROJECT_ID": "7", "CI_JOB_ID": "42",
+                  "DEV_ECR_REPOSITORY": REPOSITORY, "GITLAB_OIDC_TOKEN": "header.payload.signature",
+                  "DEV_DEPLOY_ROLE_ARN": "arn:aws:iam::111111111111:role/mlops-stack-dev-deploy"}
+    expand = lambda value: re.sub(r"\$\{?(\w+)\}?", lambda m: predefined.get(m[1], ""), str(value))  # noqa: E731
+    env = {**predefined, **{k: expand(v) for k, v in {**ci["variables"], **build["variables"]}.items()},
+           "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls), "FAKE_ECR": ecr,
+           "EXISTING": EXISTING, "PUSHED": PUSHED, "MODEL_IMAGE": "localhost/mlops-stack-model:abcdef012345"}
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(tail)], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result, calls.read_text().splitlines()
+
+
+def test_push_of_a_new_commit_logs_in_with_the_role_and_pushes_the_tested_image(ci: dict, tmp_path: Path) -> None:
+    result, calls = _push(ci, tmp_path, "missing")
+    assert result.returncode == 0, result.stderr
+    describe, *login, push = calls
+    assert describe == (f"aws ecr describe-images --region eu-west-1 --repository-name mlops-stack-dev"
+                        f" --image-ids imageTag={SHA} --query imageDetails[0].imageDigest --output text")
+    assert sorted(login) == [  # the two ends of one pipe: either may log first
+        "aws ecr get-login-password --region eu-west-1",
+        "podman login --username AWS --password-stdin 111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+    ]
+    assert push == (f"podman push --format v2s2 --digestfile image-digest.txt localhost/mlops-stack-model:abcdef012345"
+                    f" {REPOSITORY}:{SHA}")
+    assert (tmp_path / "project" / "image-digest.txt").read_text() == PUSHED
+    assert (tmp_path / "project" / ".gitlab-oidc-token").read_text() == "header.payload.signature"
+
+
+def test_push_is_skipped_when_the_commit_tag_exists(ci: dict, tmp_path: Path) -> None:
+    """Tags are immutable: a retry of the same commit records the existing image and pushes nothing."""
+    result, calls = _push(ci, tmp_path, "exists")
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[:3] for call in calls] == [["aws", "ecr", "describe-images"]]
+    assert (tmp_path / "project" / "image-digest.txt").read_text() == EXISTING
+    assert f"{REPOSITORY}:{SHA} exists ({EXISTING}): not pushed again" in result.stdout
+
+
+def test_push_fails_when_ecr_cannot_say_whether_the_tag_exists(ci: dict, tmp_path: Path) -> None:
+    result, calls = _push(ci, tmp_path, "denied")
+    assert result.returncode != 0
+    assert "AccessDeniedException" in result.stderr
+    assert not any(call.startswith("podman") for call in calls)
+    assert not (tmp_path / "project" / "image-digest.txt").exists()

@@ -62,10 +62,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     state = tmp_path_factory.mktemp("demo-state")
     prod_before = (REPO_ROOT / "Pulumi.prod.yaml").read_bytes()
 
-    # 1. Interrupted while the champion trains (a step subprocess is running).
+    # 1. `mlops demo` (the installed entry point, what `make run` runs), interrupted while the champion
+    #    trains (a step subprocess is running).
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlops.demo", "--state-dir", str(state), "--small"],
+        [str(Path(sys.executable).with_name("mlops")), "demo", "--small"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "MLOPS_STATE_DIR": str(state)},
     )
     lines: list[str] = []
     assert process.stdout is not None

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from mlops.local import aws as local_aws
-from mlops.local.pipeline import SAMPLE_DATA, list_runs, mlflow_uri, run_local
+from mlops.local.pipeline import SAMPLE_DATA, list_runs, run_local
+from mlops.local.tracking import store_uri as mlflow_uri
 from mlops.naming import Names
 from mlops.settings import StackSettings, load_stack
 from model_code.validate import REPORT_NAME

@@ -2,7 +2,8 @@
 files, the M-of-N alarm, retrain on OK -> ALARM, the cooldown, missing data and failures.
 
 One small model is trained in-process and registered once per module (no pipeline run); each test
-works on its own copy of the monitor state. Retrains go to a recording fake of `run_local`.
+works on its own copy of the monitor state. Retrains go to a recording fake of `run_local`, which
+records its runs as the real one does (run.json, on the test's clock).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from mlops import monitor
 from mlops.local import aws as local_aws
 from mlops.local import pipeline as local_pipeline
+from mlops.local.executions import start_execution
 from mlops.local.pipeline import LocalRun
 from mlops.naming import Names
 from mlops.registry import PENDING, Aws, approve, get_package, update_package
@@ -33,6 +35,7 @@ from model_code import baseline as bl
 from model_code import drift as dr
 from model_code.capture import make_record
 from model_code.data import Drift, synthesize, write_csv
+from model_code.guard import check
 from model_code.model import load_model
 from model_code.preprocess import to_csv_bytes
 from model_code.schema import ADULT
@@ -183,17 +186,29 @@ def write(capture: Path, settings: StackSettings, traffic) -> Any:
 
 
 class FakePipeline:
-    """Records `run_local` calls; makes the run folder as the real one does."""
+    """Records `run_local` calls; records each run in its folder as the real one does.
+
+    `now` is when the next run starts; `outcomes` the statuses of the next runs (then Succeeded).
+    """
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.now = T0
+        self.outcomes: list[str] = []
 
-    def __call__(self, settings: StackSettings, *, state_dir: Path, data: Path | None = None, **_: Any) -> LocalRun:
+    def __call__(self, settings: StackSettings, *, state_dir: Path, data: Path | None = None,
+                 trigger: str = "manual", **_: Any) -> LocalRun:
         execution_id = f"fake-{len(self.calls) + 1}"
-        self.calls.append({"stack": settings.stack, "state_dir": state_dir, "data": data})
-        (state_dir / "runs" / execution_id).mkdir(parents=True)
-        return LocalRun(execution_id=execution_id, stack=settings.stack, status="Succeeded", started="", seconds=1.0,
-                        steps=[], package_arn=f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/x/{len(self.calls) + 1}")
+        self.calls.append({"stack": settings.stack, "state_dir": state_dir, "data": data, "trigger": trigger})
+        status = self.outcomes.pop(0) if self.outcomes else "Succeeded"
+        run = LocalRun(execution_id=execution_id, stack=settings.stack, status=status, started=self.now.isoformat(),
+                       seconds=1.0, steps=[], trigger=trigger,
+                       package_arn=f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/x/{len(self.calls)}"
+                       if status == "Succeeded" else "")
+        folder = state_dir / "runs" / execution_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(dataclasses.asdict(run)))
+        return run
 
 
 @pytest.fixture()
@@ -318,6 +333,7 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
 
     def step(kind: str, h: float) -> monitor.MonitorRun:
         write(kind, hour(h - 0.5))
+        pipeline.now = hour(h)
         return monitor.run(settings, state, capture, now=hour(h), data=data)
 
     first = step("drifted", 1)
@@ -328,9 +344,7 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
     assert (second.alarm_before, second.alarm_after, second.evaluated) == ("OK", "ALARM", [1, 1])
     assert second.retrain.action == "started" and second.retrain.status == "Succeeded"
     assert second.retrain.execution_id == "fake-1" and second.retrain.triggered_at == "2024-05-01T02:00:00Z"
-    assert pipeline.calls == [{"stack": "dev", "state_dir": state, "data": data}]
-    trigger = json.loads((state / "runs" / "fake-1" / "trigger.json").read_text())
-    assert trigger["triggered_at"] == "2024-05-01T02:00:00Z" and trigger["datapoint"] == second.datapoint.id
+    assert pipeline.calls == [{"stack": "dev", "state_dir": state, "data": data, "trigger": "drift"}]
 
     third = step("drifted", 3)
     assert (third.alarm_before, third.alarm_after, third.retrain.action) == ("ALARM", "ALARM", "none")
@@ -343,8 +357,9 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
     again = step("drifted", 7)
     assert (again.alarm_before, again.alarm_after) == ("OK", "ALARM")
     assert again.retrain.action == "skipped"
-    assert again.retrain.reason == ("cooldown: last retrain at 2024-05-01T02:00:00Z, "
-                                    "next allowed after 2024-05-02T02:00:00Z")
+    assert again.retrain.reason == ("cooldown: fake-1 (drift) started at 2024-05-01T02:00:00+00:00; "
+                                    "the next automatic retrain is allowed after 2024-05-02T02:00:00+00:00")
+    assert again.retrain.next_allowed == "2024-05-02T02:00:00Z"
     assert len(pipeline.calls) == 1
 
     step("clean", 8)
@@ -396,20 +411,99 @@ def test_an_empty_window_is_a_missing_datapoint(state: Path, capture: Path, sett
     assert status.last_retrain is None and status.cooldown_remaining == timedelta(0)
 
 
-def test_a_retrain_started_by_the_monitor_counts_even_without_history(
+def _record_run(state: Path, execution_id: str, started: datetime, status: str, trigger: str, stack: str = "dev") -> None:
+    """A run folder as run_local leaves it."""
+    run = LocalRun(execution_id=execution_id, stack=stack, status=status, started=started.isoformat(), seconds=1.0,
+                   steps=[], trigger=trigger)
+    (state / "runs" / execution_id).mkdir(parents=True)
+    (state / "runs" / execution_id / "run.json").write_text(json.dumps(dataclasses.asdict(run)))
+
+
+def test_the_cooldown_counts_the_runs_automatic_successes_even_without_history(
     state: Path, capture: Path, settings: StackSettings, write, pipeline
 ) -> None:
-    marker = state / "runs" / "20240501-000000-abcdef" / "trigger.json"
-    marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"trigger": "drift-alarm", "stack": "dev", "triggered_at": "2024-05-01T00:30:00Z"}))
+    # None of these holds a retrain back: a failed automatic run, a manual one, one of another stack,
+    # one outside the window, and one recorded before runs carried their trigger (all were manual).
+    _record_run(state, "failed", hour(0.25), "Failed", "drift")
+    _record_run(state, "manual", hour(0.5), "Succeeded", "manual")
+    _record_run(state, "qa", hour(0.5), "Succeeded", "drift", stack="qa")
+    _record_run(state, "old", hour(-30), "Succeeded", "new-data")
+    _record_run(state, "legacy", hour(0.5), "Succeeded", "drift")
+    legacy = state / "runs" / "legacy" / "run.json"
+    legacy.write_text(json.dumps({k: v for k, v in json.loads(legacy.read_text()).items() if k != "trigger"}))
+    assert monitor.status(settings, state, now=hour(1)).cooldown_remaining == timedelta(0)
+    _record_run(state, "20240501-000000-abcdef", hour(0.5), "Succeeded", "new-data")
+    assert monitor.status(settings, state, now=hour(1)).cooldown_remaining == timedelta(hours=23, minutes=30)
     for h in (1, 2):
         write("drifted", hour(h - 0.5))
         result = monitor.run(settings, state, capture, now=hour(h))
     assert result.alarm_after == "ALARM" and result.retrain.action == "skipped"
-    assert result.retrain.reason == ("cooldown: last retrain at 2024-05-01T00:30:00Z, "
-                                     "next allowed after 2024-05-02T00:30:00Z")
+    assert result.retrain.reason == ("cooldown: 20240501-000000-abcdef (new-data) started at 2024-05-01T00:30:00+00:00; "
+                                     "the next automatic retrain is allowed after 2024-05-02T00:30:00+00:00")
     assert pipeline.calls == []
     assert monitor.status(settings, state, now=hour(2)).cooldown_remaining == timedelta(hours=22, minutes=30)
+
+
+def test_a_failed_local_retrain_does_not_block_the_next_one_a_succeeded_one_does(
+    state: Path, capture: Path, settings: StackSettings, write, pipeline
+) -> None:
+    pipeline.outcomes = ["Failed", "Succeeded"]
+
+    def step(kind: str, h: float) -> monitor.MonitorRun:
+        write(kind, hour(h - 0.5))
+        pipeline.now = hour(h)
+        return monitor.run(settings, state, capture, now=hour(h))
+
+    step("drifted", 1)
+    failed = step("drifted", 2)
+    assert (failed.retrain.action, failed.retrain.status, failed.retrain.execution_id) == ("started", "Failed", "fake-1")
+    assert monitor.status(settings, state, now=hour(2)).cooldown_remaining == timedelta(0)
+    for kind, h in (("clean", 3), ("clean", 4), ("drifted", 5)):
+        step(kind, h)
+    retried = step("drifted", 6)  # 4 h after the failed retrain, well within its cooldown
+    assert (retried.alarm_before, retried.alarm_after) == ("OK", "ALARM")
+    assert (retried.retrain.action, retried.retrain.status, retried.retrain.execution_id) == ("started", "Succeeded", "fake-2")
+    for kind, h in (("clean", 7), ("clean", 8), ("drifted", 9)):
+        step(kind, h)
+    blocked = step("drifted", 10)
+    assert (blocked.alarm_before, blocked.alarm_after, blocked.retrain.action) == ("OK", "ALARM", "skipped")
+    assert blocked.retrain.reason.startswith("cooldown: fake-2 (drift) started at 2024-05-01T06:00:00+00:00")
+    assert [c["trigger"] for c in pipeline.calls] == ["drift", "drift"]
+    assert monitor.status(settings, state, now=hour(10)).cooldown_remaining == timedelta(hours=20)
+
+
+def test_a_retrain_without_a_result_counts_as_executing(state: Path, settings: StackSettings) -> None:
+    """The monitor died during a retrain (or it is still running): the history holds no result."""
+    history = state / "monitor" / "history.jsonl"
+    history.write_text(json.dumps({"event": "retrain", "stack": "dev", "datapoint": "p1",
+                                   "triggered_at": "2024-05-01T01:00:00Z", "data": ""}) + "\n")
+    status = monitor.status(settings, state, now=hour(3))
+    assert (status.next_retrain_allowed, status.cooldown_remaining) == (hour(25), timedelta(hours=22))
+    with history.open("a") as out:
+        out.write(json.dumps({"event": "retrain_result", "stack": "dev", "datapoint": "p1", "execution_id": "",
+                              "status": "Error", "package_arn": "", "failure": "OSError: disk full"}) + "\n")
+    assert monitor.status(settings, state, now=hour(3)).next_retrain_allowed is None
+
+
+def test_the_monitor_and_the_guard_step_agree_on_the_same_runs(registered: Registered,
+                                                              settings: StackSettings) -> None:
+    """Each local run is an execution of the embedded AWS; at each start both rules judge a drift retrain."""
+    names = Names.of(settings)
+    sagemaker = _sagemaker(registered.server, settings.region)
+    definition = json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []})
+    runs = [("manual", "Succeeded"), ("drift", "Failed"), ("drift", "Succeeded"), ("new-data", "Succeeded")]
+    proceeds = []
+    for trigger, outcome in runs:
+        arn = start_execution(sagemaker, names.pipeline, definition, names.execution_role_arn, {"Trigger": trigger})
+        started = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["CreationTime"]
+        verdict = check(sagemaker, names.pipeline, arn, "drift", settings.retrain_cooldown_hours)
+        # The monitor's clock has whole seconds: the next one, before which nothing else started.
+        status = monitor.status(settings, registered.state, now=started + timedelta(seconds=1))
+        assert status.next_retrain_allowed == verdict.until
+        assert (status.cooldown_remaining == timedelta(0)) == verdict.proceed
+        proceeds.append(verdict.proceed)
+        _record_run(registered.state, arn.rsplit("/", 1)[-1], started, outcome, trigger)
+    assert proceeds == [True, True, True, False]
 
 
 def test_a_failed_drift_job_names_its_stderr_and_report_and_is_retried(

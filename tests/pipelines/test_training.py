@@ -235,6 +235,8 @@ def test_training_container_environment(document: dict[str, Any], stack: str) ->
         "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
         "SM_MODEL_DIR": "/opt/ml/model",
         "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "SM_OUTPUT_DIR": "/opt/ml/output",
+        "SM_INPUT_CONFIG_DIR": "/opt/ml/input/config",
         "MLOPS_GIT_SHA": {"Get": "Parameters.GitSha"},
         "MLOPS_IMAGE_URI": pipeline_kwargs(settings)["image_uri"],
         "MLOPS_CODE_SHA256": CODE_SHA256,

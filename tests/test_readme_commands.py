@@ -1,0 +1,217 @@
+"""Every `mlops` command the README shows, as a user runs it: the installed `mlops` entry point in a
+subprocess, a happy path and one bad input each.
+
+`test_every_readme_command_is_covered` keeps the README and this file together: a command the README
+gains fails it until a case below runs it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops.local.pipeline import SAMPLE_DATA
+from mlops.settings import REPO_ROOT
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+README = REPO_ROOT / "README.md"
+# README command (its words up to the first option or placeholder) -> the test that runs it
+COVERED = {
+    "infra plan": "test_infra_and_policy_commands",
+    "policy list": "test_infra_and_policy_commands",
+    "pipeline run": "test_the_local_lifecycle_commands",
+    "pipeline runs": "test_the_local_lifecycle_commands",
+    "pipeline start": "test_the_local_lifecycle_commands",
+    "pipeline definition": "test_infra_and_policy_commands",
+    "model list": "test_the_local_lifecycle_commands",
+    "model latest": "test_the_local_lifecycle_commands",
+    "model approve": "test_the_local_lifecycle_commands",
+    "model reject": "test_the_local_lifecycle_commands",
+    "local up": "test_the_local_lifecycle_commands",
+    "local status": "test_the_local_lifecycle_commands",
+    "local down": "test_the_local_lifecycle_commands",
+    "release promote": "test_the_local_lifecycle_commands",
+    "release rollback": "test_the_local_lifecycle_commands",
+    "release verify": "test_the_local_lifecycle_commands",
+    "serve": "test_the_local_lifecycle_commands",
+    "monitor baseline": "test_the_local_lifecycle_commands",
+    "monitor status": "test_the_local_lifecycle_commands",
+    "demo": "tests/local/test_demo.py::runs (`mlops demo --small`, interrupted, then run again)",
+}
+
+
+def readme_commands() -> set[str]:
+    """`mlops` commands in the README's code blocks, by their leading words (`a|b` alternatives split)."""
+    found = set()
+    for block in re.findall(r"```[a-z]*\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            for command in re.findall(r"(?:^|;\s*|\$ )(?:\.venv/bin/)?mlops ((?:[a-z|]+ ?(?:\| ?)?)+)", line):
+                words = [w for w in re.split(r"\s+", command.replace(" | ", "|").strip()) if w]
+                head, *rest = words
+                for second in (rest[0].split("|") if rest else [""]):
+                    for first in head.split("|"):
+                        found.add(f"{first} {second}".strip())
+    return found
+
+
+def mlops(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("readme-state")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
+    environment["MLOPS_STATE_DIR"] = str(state)
+    yield environment
+    mlops("local", "down", env=environment)
+
+
+def test_every_readme_command_is_covered():
+    commands = readme_commands()
+    assert {"infra plan", "pipeline run", "model approve", "local down", "serve"} <= commands  # the parser works
+    assert commands - set(COVERED) == set()
+
+
+def test_infra_and_policy_commands(env: dict[str, str]):
+    table = mlops("infra", "plan", "--stack", "prod", env=env)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("Stack prod: ") and "Policies: no violations." in table.stdout
+    as_json = mlops("infra", "plan", "--stack", "prod", "--json", env=env)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["stack"] == "prod"
+    every = mlops("infra", "plan", "--all", env=env)
+    assert every.returncode == 0 and "Stack dev: " in every.stdout and "Stack prod: " in every.stdout
+    bad = mlops("infra", "plan", "--stack", "prod", "-c", "endpointMaxCapacity=0", env=env)
+    assert bad.returncode == 2
+    assert "mlops-stack:endpointMaxCapacity" in bad.stderr and "Traceback" not in bad.stderr
+    assert mlops("infra", "plan", "--stack", "nosuch", env=env).returncode == 2
+
+    policies = mlops("policy", "list", env=env)
+    assert policies.returncode == 0 and re.search(r"\n\d+ policies\n$", policies.stdout)
+    assert mlops("policy", "frobnicate", env=env).returncode == 2
+
+    definition = mlops("pipeline", "definition", "--stack", "dev", "--image-tag", "abc", env=env)
+    assert definition.returncode == 2 and "has `pulumi up -s dev` run?" in definition.stderr  # needs the account
+
+
+def _stack_copies(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    for path in REPO_ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(path, root / path.name)
+    return root
+
+
+def test_the_local_lifecycle_commands(env: dict[str, str], tmp_path: Path):
+    up = mlops("local", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    endpoint_url = re.search(r"AWS_ENDPOINT_URL=(\S+)", up.stdout).group(1)
+    assert "embedded AWS on" in mlops("local", "status", env=env).stdout
+    assert mlops("local", "up", "--stack", "nosuch", env=env).returncode == 2
+
+    run = mlops("pipeline", "run", "--local", env=env, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Register" in run.stdout and "registered: arn:aws:sagemaker:" in run.stdout
+    package = re.search(r"registered: (\S+)", run.stdout).group(1)
+    sample = tmp_path / "my.csv"
+    with gzip.open(SAMPLE_DATA, "rt") as source:
+        sample.write_text("".join(line for _, line in zip(range(4001), source, strict=False)))
+    second_run = mlops("pipeline", "run", "--local", "--data", str(sample), env=env, timeout=900)
+    assert second_run.returncode == 0, second_run.stdout + second_run.stderr
+    second = re.search(r"registered: (\S+)", second_run.stdout).group(1)
+    bad_data = tmp_path / "bad.csv"
+    bad_data.write_text("age,workclass\n39,Private\n")
+    failed = mlops("pipeline", "run", "--local", "--data", str(bad_data), env=env, timeout=900)
+    assert failed.returncode == 1 and "nothing was registered" in failed.stderr
+    assert mlops("pipeline", "run", "--local", "--data", str(tmp_path / "none.csv"), env=env).returncode == 2
+    runs = mlops("pipeline", "runs", env=env)
+    assert runs.returncode == 0 and "Succeeded" in runs.stdout and "Failed" in runs.stdout
+
+    aws_env = {**env, "AWS_ENDPOINT_URL": endpoint_url, "AWS_ACCESS_KEY_ID": "local",
+               "AWS_SECRET_ACCESS_KEY": "local"}
+    listed = mlops("model", "list", "--stack", "dev", env=aws_env)
+    assert listed.returncode == 0 and package in listed.stdout and "PendingManualApproval" in listed.stdout
+    assert mlops("model", "list", "--stack", "dev", "--status", "Bogus", env=aws_env).returncode == 2
+    assert mlops("model", "latest", "--stack", "dev", env=aws_env).returncode == 2  # nothing approved yet
+    for arn in (package, second):
+        approved = mlops("model", "approve", arn, "--stack", "dev", env=aws_env)
+        assert approved.returncode == 0 and "PendingManualApproval -> Approved" in approved.stdout
+    assert mlops("model", "latest", "--stack", "dev", env=aws_env).stdout.strip() == second
+    missing = package.rsplit("/", 1)[0] + "/99"
+    assert mlops("model", "approve", missing, "--stack", "dev", env=aws_env).returncode == 2
+    assert mlops("model", "reject", package, "--stack", "dev", env=aws_env).returncode == 2  # --description needed
+
+    root = _stack_copies(tmp_path)
+    assert mlops("release", "rollback", "--stack", "prod", "--root", str(root), env=aws_env).returncode == 2  # no pin
+    for arn in (package, second):
+        promoted = mlops("release", "promote", "--from", "dev", "--to", "prod", "--package", arn, "--force",
+                         "--root", str(root), env=aws_env)
+        assert promoted.returncode == 0, promoted.stderr
+        assert arn in (root / "Pulumi.prod.yaml").read_text()
+    assert mlops("release", "promote", "--from", "dev", "--to", "nosuch", "--root", str(root),
+                 env=aws_env).returncode == 2
+    rolled = mlops("release", "rollback", "--stack", "prod", "--root", str(root), env=aws_env)
+    assert rolled.returncode == 0, rolled.stderr
+    pinned = (root / "Pulumi.prod.yaml").read_text()
+    assert package in pinned and second not in pinned
+    verify = mlops("release", "verify", "--stack", "dev", env=aws_env)
+    assert verify.returncode == 2 and "endpoint" in verify.stderr  # the embedded AWS has no endpoint
+
+    started = mlops("pipeline", "start", "--stack", "dev", env=aws_env)
+    assert started.returncode == 0 and ": Executing" in started.stdout, started.stdout + started.stderr
+    assert mlops("pipeline", "start", "--stack", "dev", "--parameter", "oops", env=aws_env).returncode == 2
+
+    assert mlops("monitor", "baseline", "--stack", "dev", env=env).returncode == 0
+    status = mlops("monitor", "status", "--stack", "dev", "--json", env=env)
+    assert status.returncode == 0 and json.loads(status.stdout)["monitored"]["package_arn"] == second
+    assert mlops("monitor", "status", "--stack", "nosuch", env=env).returncode == 2
+
+    _serve_until_sigterm(env)
+    bad_model = mlops("serve", "--local", "--port", "0", "--model", "99", env=env)
+    assert bad_model.returncode == 2 and "error:" in bad_model.stderr
+
+    assert mlops("local", "down", env=env).returncode == 0
+    assert "not running" in mlops("local", "status", env=env).stdout
+
+
+def _serve_until_sigterm(env: dict[str, str]) -> None:
+    """`mlops serve --local`, a request, then SIGTERM: exit 0, no server left, no endpoint record."""
+    process = subprocess.Popen([MLOPS, "serve", "--local", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        line = process.stdout.readline()  # "serving <arn> on http://127.0.0.1:<port> in ..."
+        match = re.search(r" on (http://127\.0\.0\.1:\d+) ", line)
+        assert match, line + process.stderr.read()
+        with urllib.request.urlopen(f"{match.group(1)}/ping", timeout=10) as response:
+            assert response.status == 200
+        state = Path(env["MLOPS_STATE_DIR"])
+        records = list((state / "endpoints").glob("*.json"))
+        assert len(records) == 1
+        server_pid = json.loads(records[0].read_text())["pid"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert "stopped" in process.stdout.read()
+        assert not list((state / "endpoints").glob("*.json"))
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{server_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{server_pid}").exists(), "the model server outlived `mlops serve`"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{match.group(1)}/ping", timeout=2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
