@@ -84,6 +84,38 @@ def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_d
     assert list_runs(state_dir)[0].execution_id == first_run.execution_id
 
 
+def test_the_mlflow_model_version_loads_and_its_aliases_follow_the_registry(
+        first_run, state_dir: Path, dev: StackSettings, sample: Path) -> None:
+    import mlflow
+
+    from mlops.local.aliases import sync_aliases
+    from mlops.registry import Aws, approve
+
+    group = Names.of(dev).model_package_group
+    client = mlflow.MlflowClient(mlflow_uri(state_dir))
+    run = client.get_run(first_run.mlflow_run_id)
+    assert run.data.metrics["test_auc"] == pytest.approx(first_run.metrics["auc"])  # logged by Evaluate
+    rows = pd.read_csv(sample, nrows=5).drop(columns=["income_gt_50k"])
+    rows = rows.astype({c: float for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])})  # the signature
+    server = local_aws.running(state_dir)
+    assert server is not None
+    aws = Aws(endpoint_url=server.endpoint_url, max_attempts=1)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_uri(state_dir))
+    try:
+        by_version = mlflow.pyfunc.load_model(f"models:/{group}/{first_run.mlflow_model_version}")
+        assert len(by_version.predict(rows)) == 5
+        with local_aws.environment(server):
+            approve(dev, first_run.package_arn, aws=aws)
+            aliases = sync_aliases(dev, state_dir, aws)
+        assert aliases["champion"] == first_run.mlflow_model_version
+        assert "challenger" not in aliases or aliases["challenger"] != first_run.mlflow_model_version
+        champion = mlflow.pyfunc.load_model(f"models:/{group}@champion")
+        assert list(champion.predict(rows)) == list(by_version.predict(rows))
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def test_same_data_and_seed_give_the_same_metrics_and_model(first_run, state_dir, dev, sample) -> None:
     second = run_local(dev, state_dir=state_dir, data=sample)
     assert second.status == "Succeeded"
