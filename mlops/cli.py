@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -173,7 +174,24 @@ def cmd_model_status(args: argparse.Namespace) -> int:
         change = reject(settings, args.arn, description=args.description or "")
     verb = "unchanged" if not change.changed else f"{change.previous_status} -> {change.package.status}"
     print(f"{change.package.arn}: {verb}")
+    _sync_local_aliases(settings)
     return EXIT_OK
+
+
+def _sync_local_aliases(settings) -> None:
+    """In local mode (AWS_ENDPOINT_URL is the state folder's embedded AWS), MLflow's champion and
+    challenger aliases follow the approval just made."""
+    from mlops.local import aws as local_aws
+    from mlops.local.aliases import sync_aliases
+    from mlops.registry import Aws
+
+    server = local_aws.running(_state_dir())
+    if server is None or os.environ.get("AWS_ENDPOINT_URL") != server.endpoint_url:
+        return
+    aliases = sync_aliases(settings, _state_dir(), Aws(endpoint_url=server.endpoint_url))
+    if aliases:
+        pairs = sorted(aliases.items())
+        print("MLflow aliases: " + ", ".join(f"{name} -> version {version}" for name, version in pairs))
 
 
 def _print_pin_change(change) -> None:

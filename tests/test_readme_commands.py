@@ -7,7 +7,6 @@ gains fails it until a case below runs it.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from mlops.local.pipeline import SAMPLE_DATA
 from mlops.settings import REPO_ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -115,7 +113,7 @@ def _stack_copies(tmp_path: Path) -> Path:
     return root
 
 
-def test_the_local_lifecycle_commands(env: dict[str, str], tmp_path: Path):
+def test_the_local_lifecycle_commands(env: dict[str, str], sample: Path, tmp_path: Path):
     up = mlops("local", "up", env=env)
     assert up.returncode == 0, up.stderr
     endpoint_url = re.search(r"AWS_ENDPOINT_URL=(\S+)", up.stdout).group(1)
@@ -126,9 +124,6 @@ def test_the_local_lifecycle_commands(env: dict[str, str], tmp_path: Path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Register" in run.stdout and "registered: arn:aws:sagemaker:" in run.stdout
     package = re.search(r"registered: (\S+)", run.stdout).group(1)
-    sample = tmp_path / "my.csv"
-    with gzip.open(SAMPLE_DATA, "rt") as source:
-        sample.write_text("".join(line for _, line in zip(range(4001), source, strict=False)))
     second_run = mlops("pipeline", "run", "--local", "--data", str(sample), env=env, timeout=900)
     assert second_run.returncode == 0, second_run.stdout + second_run.stderr
     second = re.search(r"registered: (\S+)", second_run.stdout).group(1)
@@ -146,9 +141,11 @@ def test_the_local_lifecycle_commands(env: dict[str, str], tmp_path: Path):
     assert listed.returncode == 0 and package in listed.stdout and "PendingManualApproval" in listed.stdout
     assert mlops("model", "list", "--stack", "dev", "--status", "Bogus", env=aws_env).returncode == 2
     assert mlops("model", "latest", "--stack", "dev", env=aws_env).returncode == 2  # nothing approved yet
-    for arn in (package, second):
-        approved = mlops("model", "approve", arn, "--stack", "dev", env=aws_env)
-        assert approved.returncode == 0 and "PendingManualApproval -> Approved" in approved.stdout
+    approved = mlops("model", "approve", package, "--stack", "dev", env=aws_env)
+    assert approved.returncode == 0 and "PendingManualApproval -> Approved" in approved.stdout
+    assert "MLflow aliases: challenger -> version 2, champion -> version 1" in approved.stdout
+    approved = mlops("model", "approve", second, "--stack", "dev", env=aws_env)
+    assert "MLflow aliases: champion -> version 2" in approved.stdout
     assert mlops("model", "latest", "--stack", "dev", env=aws_env).stdout.strip() == second
     missing = package.rsplit("/", 1)[0] + "/99"
     assert mlops("model", "approve", missing, "--stack", "dev", env=aws_env).returncode == 2
@@ -180,6 +177,7 @@ def test_the_local_lifecycle_commands(env: dict[str, str], tmp_path: Path):
     assert mlops("monitor", "status", "--stack", "nosuch", env=env).returncode == 2
 
     _serve_until_sigterm(env)
+    _serve_until_the_server_dies(env)
     bad_model = mlops("serve", "--local", "--port", "0", "--model", "99", env=env)
     assert bad_model.returncode == 2 and "error:" in bad_model.stderr
 
@@ -211,6 +209,23 @@ def _serve_until_sigterm(env: dict[str, str]) -> None:
         assert not Path(f"/proc/{server_pid}").exists(), "the model server outlived `mlops serve`"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{match.group(1)}/ping", timeout=2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _serve_until_the_server_dies(env: dict[str, str]) -> None:
+    """A model server killed from outside makes `mlops serve --local` exit 1, naming the server's log."""
+    process = subprocess.Popen([MLOPS, "serve", "--local", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert " on http://127.0.0.1:" in process.stdout.readline()
+        [record] = (Path(env["MLOPS_STATE_DIR"]) / "endpoints").glob("*.json")
+        os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
+        assert process.wait(30) == 1
+        assert "error: the model server exited by itself with code -9; log " in process.stderr.read()
+        assert not list((Path(env["MLOPS_STATE_DIR"]) / "endpoints").glob("*.json"))
     finally:
         if process.poll() is None:
             process.kill()

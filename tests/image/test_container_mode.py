@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
-import pandas as pd
-import pytest
-
 from mlops.local import aws as local_aws
-from mlops.local.pipeline import SAMPLE_DATA, run_local
+from mlops.local.pipeline import run_local
 from mlops.local.runners import open_runner
 from mlops.settings import load_stack
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with gzip.open(SAMPLE_DATA, "rt") as source:
-        frame = pd.read_csv(source, nrows=4000)
-    path = tmp_path_factory.mktemp("data") / "sample.csv"
-    frame.to_csv(path, index=False)
-    return path
 
 
 def test_the_pipeline_in_the_image_matches_the_pipeline_in_the_requirements_venv(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlops.local import aws as local_aws
-from mlops.local.pipeline import SAMPLE_DATA, list_runs, run_local
+from mlops.local.pipeline import list_runs, run_local
 from mlops.local.tracking import store_uri as mlflow_uri
 from mlops.naming import Names
 from mlops.settings import StackSettings, load_stack
@@ -30,16 +29,6 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def dev() -> StackSettings:
     return load_stack("dev")
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4,000 rows of the bundled dataset: the same schema, a faster run."""
-    with gzip.open(SAMPLE_DATA, "rt") as source:
-        frame = pd.read_csv(source, nrows=4000)
-    path = tmp_path_factory.mktemp("data") / "sample.csv"
-    frame.to_csv(path, index=False)
-    return path
 
 
 def _packages(state_dir: Path, settings: StackSettings) -> list[dict]:
