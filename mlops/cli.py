@@ -1,5 +1,5 @@
 """The `mlops` command: thin. It parses arguments, calls the domain modules, prints, and exits
-with a code CI can act on (0 ok, 1 policy violations, 2 bad input)."""
+with a code CI can act on (0 ok, 1 policy violations or a failed run, 2 bad input, 130 interrupted)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlops.settings import PROJECT, REPO_ROOT, SettingsError, load_stack_file, stack_file, stack_names
 
-EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
@@ -271,6 +271,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run stopped (recorded as Stopped), its jobs and servers are gone; "
+              "nothing was registered", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"run {run.execution_id}: {run.status} in {run.seconds:.1f} s (jobs ran in {_where(run.container)})")
     if run.metrics:
         print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(run.metrics.items()) if k != "rows"))
@@ -550,9 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipeline_actions.add_parser(
         "run",
         help="run the pipeline on this machine (--local)",
-        description="Run the stack's pipeline definition locally: each step as a process, the embedded AWS "
-        "(moto) as S3 and model registry, MLflow on SQLite. Exit 0 registered or below the bar, "
-        "1 a step failed, 2 bad input.",
+        description="Run the stack's pipeline definition locally: each job in the model image (or a venv of "
+        "exactly its requirements; --container), the embedded AWS (moto) as S3 and model registry, MLflow on "
+        "SQLite served to the jobs over HTTP. Exit 0 registered, 1 a step failed or below the bar, 2 bad input.",
     )
     run.add_argument("--local", action="store_true", required=True, help="run locally (the only mode of `run`)")
     run.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")

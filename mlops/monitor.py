@@ -616,7 +616,7 @@ def _drift_job(
     log_path = output / "drift.log"
     inputs = sorted({source.resolve(), monitored.baseline_path.parent.resolve(), monitored.model_path.parent.resolve()})
     # The image's job, in the image or in a venv of its requirements; host paths are mounted at their own path.
-    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()]) as runner:
+    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()], owner=output) as runner:
         code = runner.run(output, command[:3], command[3:], environment, log_path, timeout=timeout)
     if code is None:
         raise MonitorError(

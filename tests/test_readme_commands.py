@@ -230,3 +230,36 @@ def _serve_until_the_server_dies(env: dict[str, str]) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_ctrl_c_stops_a_local_run_and_everything_it_started(env: dict[str, str], tmp_path: Path):
+    state = tmp_path / "interrupted"
+    run_env = {**env, "MLOPS_STATE_DIR": str(state)}
+    process = subprocess.Popen([MLOPS, "pipeline", "run", "--local"], env=run_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 300
+        while b"Train              running" not in seen:  # the Train job (a container or a process) runs
+            chunk = process.stdout.read1(4096)
+            assert chunk and time.monotonic() < deadline, seen.decode() + process.stderr.read().decode()
+            seen += chunk
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 130
+        assert b"interrupted: the run stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        mlops("local", "down", env=run_env)
+    [record] = state.glob("runs/*/run.json")
+    assert json.loads(record.read_text())["status"] == "Stopped"
+    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(state) not in leftovers, "a server of the interrupted run is still running"
+    from mlops.local.container import find_engine
+    from mlops.local.runners import OWNER_LABEL
+
+    engine = find_engine()
+    if engine is not None:
+        listed = engine.run("ps", "-a", "--filter", f"label={OWNER_LABEL}={state.resolve()}", "--format", "{{.Names}}")
+        assert listed.returncode == 0 and listed.stdout.strip() == "", listed

@@ -163,7 +163,7 @@ def run_local(
         local_aws.environment(server),
         tracking.serving(state_dir) as tracking_uri,
         open_runner(container, ports=[_port(server.endpoint_url), _port(tracking_uri)],
-                    mounts=[tracking.artifacts_dir(state_dir)]) as runner,
+                    mounts=[tracking.artifacts_dir(state_dir)], owner=state_dir) as runner,
     ):
         s3 = boto3.client("s3", region_name=settings.region)
         sagemaker = boto3.client("sagemaker", region_name=settings.region)
@@ -202,17 +202,30 @@ def run_local(
             on_step=on_step,
             on_start=on_start,
         )
-        result = executor.run()
+        try:
+            result = executor.run()
+        except KeyboardInterrupt:
+            # Recorded as Stopped, so the embedded AWS does not report the execution Executing forever
+            # (which would hold back an automatic retrain, as an execution that runs does).
+            executor.result.status, executor.result.failure = "Stopped", "interrupted (Ctrl-C)"
+            stopped = _record(settings, executor.result, started, input_uri, git_sha, bundle_uri)
+            stopped.trigger, stopped.container = trigger, runner.mode
+            _write_run(run_dir, stopped)
+            raise
     run = _record(settings, result, started, input_uri, git_sha, bundle_uri)
     run.trigger, run.container = trigger, runner.mode
     if run.package_arn and run.mlflow_run_id:
         run.mlflow_model_version = _register_mlflow_version(state_dir, names.model_package_group, run)
         sync_aliases(settings, state_dir, Aws(endpoint_url=server.endpoint_url))
-    # Written whole, then renamed: the embedded AWS reads the status from this file at any time.
+    _write_run(run_dir, run)
+    return run
+
+
+def _write_run(run_dir: Path, run: LocalRun) -> None:
+    """`run.json`, written whole, then renamed: the embedded AWS reads the status from it at any time."""
     partial = run_dir / "run.json.partial"
     partial.write_text(json.dumps(asdict(run), indent=2, sort_keys=True))
     partial.replace(run_dir / "run.json")
-    return run
 
 
 def _port(url: str) -> int:

@@ -40,6 +40,7 @@ from mlops.local.container import ContainerError, Engine, ensure_image, find_eng
 from mlops.settings import REPO_ROOT
 
 CONTAINER_MODES = ("auto", "always", "never")
+OWNER_LABEL = "io.mlops-stack.state-dir"
 CONTAINER_ROOT = "/opt/ml/"
 REQUIREMENTS = REPO_ROOT / "model_code" / "requirements.txt"
 # What the image's ENV gives every job (model_code/Dockerfile); process mode sets the same.
@@ -97,12 +98,17 @@ class ContainerRunner:
     mounts: list[Path] = field(default_factory=list)
     mode: str = "container"
 
+    @property
+    def labels(self) -> list[str]:
+        return ["--label", f"{OWNER_LABEL}={self.network.owner}"]
+
     def run(self, job_dir: Path, entrypoint: list[str], arguments: list[str], environment: dict[str, str],
             log_path: Path, timeout: float | None = None) -> int | None:
         ml = job_dir / "opt" / "ml"
         ml.mkdir(parents=True, exist_ok=True)
         name = f"mlops-job-{uuid.uuid4().hex[:12]}"
-        command = [self.engine.name, "run", "--rm", "--name", name, f"--network=container:{self.network.holder}",
+        command = [self.engine.name, "run", "--rm", "--name", name, *self.labels,
+                   f"--network=container:{self.network.holder}",
                    "-v", f"{ml.resolve()}:/opt/ml", *[a for m in self.mounts for a in ("-v", f"{m}:{m}")],
                    *[a for k, v in environment.items() for a in ("-e", f"{k}={v}")]]
         if entrypoint:
@@ -162,17 +168,18 @@ class JobNetwork:
     """A container holding a loopback-only network namespace that jobs join (`--network=container:`)."""
 
     holder: str
+    owner: str
     listeners: list[socket.socket]
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, engine: Engine, image: str, ports: list[int]) -> Iterator[JobNetwork]:
-        started = engine.run("run", "-d", "--rm", "--network=none", "--entrypoint", "python", image, "-c",
-                             "import signal; signal.pause()")
+    def open(cls, engine: Engine, image: str, ports: list[int], owner: str) -> Iterator[JobNetwork]:
+        started = engine.run("run", "-d", "--rm", "--label", f"{OWNER_LABEL}={owner}", "--network=none",
+                             "--entrypoint", "python", image, "-c", "import signal; signal.pause()")
         if started.returncode != 0:
             raise ContainerError(f"could not start the job network holder: {started.stderr.strip()}")
         holder = started.stdout.strip()
-        network = cls(holder, [])
+        network = cls(holder, owner, [])
         try:
             inspected = engine.run("inspect", "--format", "{{.State.Pid}}", holder, check=True)
             pid = int(inspected.stdout.strip())
@@ -228,8 +235,9 @@ def step_venv() -> Path:
 
 
 @contextlib.contextmanager
-def open_runner(container: str, ports: list[int], mounts: list[Path]) -> Iterator[StepRunner]:
-    """The runner `--container` asks for; `auto` takes the image when an engine answers."""
+def open_runner(container: str, ports: list[int], mounts: list[Path], owner: Path) -> Iterator[StepRunner]:
+    """The runner `--container` asks for; `auto` takes the image when an engine answers. Its containers
+    carry the label `OWNER_LABEL=<owner>` (the state folder), so what a run started can be found."""
     if container not in CONTAINER_MODES:
         raise ValueError(f"--container {container!r}: expected one of {', '.join(CONTAINER_MODES)}")
     engine = find_engine() if container != "never" else None
@@ -240,5 +248,5 @@ def open_runner(container: str, ports: list[int], mounts: list[Path]) -> Iterato
         yield ProcessRunner(step_venv())
         return
     image = ensure_image(engine)
-    with JobNetwork.open(engine, image, ports) as network:
+    with JobNetwork.open(engine, image, ports, str(owner.resolve())) as network:
         yield ContainerRunner(engine, image, network, mounts)

@@ -45,7 +45,7 @@ def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str
         "    print('no route:', type(error).__name__)\n"
     )
     try:
-        with open_runner("always", ports=[port], mounts=[]) as runner:
+        with open_runner("always", ports=[port], mounts=[], owner=tmp_path) as runner:
             assert runner.mode == "container"
             log = tmp_path / "log.txt"
             code = runner.run(tmp_path / "job", ["python", "-c", probe], [], {}, log)
