@@ -668,6 +668,8 @@ def _train(settings: StackSettings, run_dir: Path, data: Path, role: str, descri
         progress.line(stage, f"  {step.name:<14} {mark:<9} {step.seconds:6.1f} s")
 
     run = run_local(settings, state_dir=run_dir, data=data, on_step=finished)
+    where = {"container": "in the model image", "process": "in a venv of model_code/requirements.txt"}
+    progress.line(stage, f"  jobs ran {where.get(run.container, run.container)}")
     if run.status != "Succeeded" or not run.package_arn:
         folder = run_dir / "runs" / run.execution_id
         raise DemoError(f"training the {role} failed: {run.failure}; step logs under {folder}")
