@@ -31,7 +31,11 @@ def sync_aliases(settings: StackSettings, state_dir: Path, aws: Aws) -> dict[str
     client = mlflow.MlflowClient(tracking.store_uri(state_dir))
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         return {}
-    versions = {v.tags.get("model_package_arn"): v.version for v in client.search_model_versions(f"name = '{name}'")}
+    # The newest version of each package ARN: a restarted embedded AWS numbers its packages from 1 again.
+    versions: dict[str, int] = {}
+    for v in client.search_model_versions(f"name = '{name}'"):
+        arn = v.tags.get("model_package_arn", "")
+        versions[arn] = max(versions.get(arn, 0), int(v.version))
     packages = list_packages(settings, aws=aws)  # newest first
     champion = next((p for p in packages if p.status == APPROVED), None)
     challenger = next((p for p in packages if p.status == PENDING
@@ -43,6 +47,6 @@ def sync_aliases(settings: StackSettings, state_dir: Path, aws: Aws) -> dict[str
             if alias in client.get_registered_model(name).aliases:
                 client.delete_registered_model_alias(name, alias)
             continue
-        client.set_registered_model_alias(name, alias, version)
+        client.set_registered_model_alias(name, alias, str(version))
         aliases[alias] = str(version)
     return aliases

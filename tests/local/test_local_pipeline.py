@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,25 +87,38 @@ def test_the_mlflow_model_version_loads_and_its_aliases_follow_the_registry(
     client = mlflow.MlflowClient(mlflow_uri(state_dir))
     run = client.get_run(first_run.mlflow_run_id)
     assert run.data.metrics["test_auc"] == pytest.approx(first_run.metrics["auc"])  # logged by Evaluate
-    rows = pd.read_csv(sample, nrows=5).drop(columns=["income_gt_50k"])
-    rows = rows.astype({c: float for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])})  # the signature
     server = local_aws.running(state_dir)
     assert server is not None
     aws = Aws(endpoint_url=server.endpoint_url, max_attempts=1)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_uri(state_dir))
-    try:
-        by_version = mlflow.pyfunc.load_model(f"models:/{group}/{first_run.mlflow_model_version}")
-        assert len(by_version.predict(rows)) == 5
-        with local_aws.environment(server):
-            approve(dev, first_run.package_arn, aws=aws)
-            aliases = sync_aliases(dev, state_dir, aws)
-        assert aliases["champion"] == first_run.mlflow_model_version
-        assert "challenger" not in aliases or aliases["challenger"] != first_run.mlflow_model_version
-        champion = mlflow.pyfunc.load_model(f"models:/{group}@champion")
-        assert list(champion.predict(rows)) == list(by_version.predict(rows))
-    finally:
-        mlflow.set_tracking_uri(previous)
+
+    def predict(model_uri: str) -> list[str]:
+        """What a user runs: MLflow's loader in a fresh process, pointed at the store by MLFLOW_TRACKING_URI."""
+        script = (
+            "import sys, mlflow, pandas as pd\n"
+            "rows = pd.read_csv(sys.argv[2], nrows=5).drop(columns=['income_gt_50k'])\n"
+            "rows = rows.astype({c: float for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])})\n"
+            "print(' '.join(map(str, mlflow.pyfunc.load_model(sys.argv[1]).predict(rows))))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script, model_uri, str(sample)], capture_output=True, text=True,
+                              env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri(state_dir)}, check=False,
+                              cwd=state_dir, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    by_version = predict(f"models:/{group}/{first_run.mlflow_model_version}")
+    assert len(by_version) == 5
+    with local_aws.environment(server):
+        approve(dev, first_run.package_arn, aws=aws)
+        aliases = sync_aliases(dev, state_dir, aws)
+    assert aliases["champion"] == first_run.mlflow_model_version
+    assert "challenger" not in aliases or aliases["challenger"] != first_run.mlflow_model_version
+    assert predict(f"models:/{group}@champion") == by_version
+    # A restarted embedded AWS numbers packages from 1 again: the newest MLflow version of an ARN wins.
+    source = client.get_model_version(group, first_run.mlflow_model_version).source
+    newer = client.create_model_version(group, source, run_id=first_run.mlflow_run_id,
+                                        tags={"model_package_arn": first_run.package_arn})
+    with local_aws.environment(server):
+        assert sync_aliases(dev, state_dir, aws)["champion"] == str(newer.version)
 
 
 def test_same_data_and_seed_give_the_same_metrics_and_model(first_run, state_dir, dev, sample) -> None:
