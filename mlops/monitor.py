@@ -588,6 +588,7 @@ def _drift_job(
     server: local_aws.LocalAws | None,
     timeout: float,
     container: str,
+    state_dir: Path,
 ) -> dict[str, Any]:
     """Run `python -m model_code drift` over [start, end) and return its report (MonitorError if it fails)."""
     names = Names.of(settings)
@@ -608,7 +609,7 @@ def _drift_job(
     ports: list[int] = []
     if server is not None:
         environment.update(server.environment())
-        ports.append(int(server.endpoint_url.rsplit(":", 1)[1]))
+        ports.append(server.port)
         command += ["--namespace", names.metrics_namespace, "--endpoint", names.endpoint]
     output.mkdir(parents=True, exist_ok=True)
     report_path = output / REPORT_JSON
@@ -616,7 +617,7 @@ def _drift_job(
     log_path = output / "drift.log"
     inputs = sorted({source.resolve(), monitored.baseline_path.parent.resolve(), monitored.model_path.parent.resolve()})
     # The image's job, in the image or in a venv of its requirements; host paths are mounted at their own path.
-    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()], owner=output) as runner:
+    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()], owner=state_dir) as runner:
         code = runner.run(output, command[:3], command[3:], environment, log_path, timeout=timeout)
     if code is None:
         raise MonitorError(
@@ -768,7 +769,8 @@ def run(
         output = monitor_dir(state_dir) / "reports" / point_id
         server = _embedded_aws(settings, state_dir)
         try:
-            report = _drift_job(settings, monitored, source, start, end, output, server, timeout, container)
+            report = _drift_job(settings, monitored, source, start, end, output, server, timeout, container,
+                                state_dir)
         except MonitorError as error:
             _append(
                 state_dir,

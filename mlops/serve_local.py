@@ -51,8 +51,8 @@ from types import TracebackType
 from typing import Any
 
 from mlops.local import aws as local_aws
-from mlops.local.container import IMAGE_NAME, ensure_image, find_engine
-from mlops.local.runners import step_venv
+from mlops.local.container import IMAGE_NAME, Engine, ensure_image, find_engine
+from mlops.local.runners import OWNER_LABEL, step_venv
 from mlops.naming import Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, get_package, latest_approved, list_packages
 from mlops.settings import REPO_ROOT, StackSettings
@@ -86,6 +86,8 @@ class LocalEndpoint:
     mode: str = "process"
     """Where the server runs: container (the image) or process (a venv of the image's requirements)."""
     container_name: str = ""
+    engine: str = ""
+    """docker or podman when the server runs in the image."""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     exit_code: int | None = None
 
@@ -126,9 +128,7 @@ class LocalEndpoint:
             # Forked workers share the group: make sure none outlives the supervisor.
             _signal_group(process.pid, signal.SIGKILL)
             if self.container_name:  # a killed engine client leaves its container running
-                engine = find_engine()
-                if engine is not None:
-                    engine.run("rm", "-f", "-t", "0", self.container_name)
+                Engine(self.engine).run("rm", "-f", "-t", "0", self.container_name)
             self.exit_code = process.returncode
             self._process = None
         self.record_path.unlink(missing_ok=True)
@@ -315,7 +315,9 @@ def serve_local(
     if unknown_categories is not None:
         environment[env.MLOPS_SERVE_UNKNOWN_CATEGORIES.name] = unknown_categories
     container_name = f"mlops-endpoint-{names.endpoint}-{uuid.uuid4().hex[:8]}"
-    command, mode = _serve_command(container, container_name, model_path, capture_dir, port, workers, environment)
+    command, engine = _serve_command(container, container_name, state_dir.resolve(), model_path, capture_dir, port,
+                                     workers, environment)
+    mode = "container" if engine else "process"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -325,7 +327,7 @@ def serve_local(
     endpoint = LocalEndpoint(
         url="", port=port, pid=process.pid, package=package, model_path=model_path, capture_dir=capture_dir,
         endpoint_name=names.endpoint, variant=VARIANT, log_path=log_path, record_path=record_path,
-        mode=mode, container_name=container_name if mode == "container" else "", _process=process,
+        mode=mode, container_name=container_name if engine else "", engine=engine, _process=process,
     )
     try:
         _wait_ready(endpoint, process, port, startup_timeout)
@@ -338,18 +340,19 @@ def serve_local(
     return endpoint
 
 
-def _serve_command(container: str, container_name: str, model_path: Path, capture_dir: Path | None, port: int,
-                   workers: int, environment: dict[str, str]) -> tuple[list[str], str]:
+def _serve_command(container: str, container_name: str, owner: Path, model_path: Path, capture_dir: Path | None,
+                   port: int, workers: int, environment: dict[str, str]) -> tuple[list[str], str]:
     """`IMAGE serve` as SageMaker hosting starts it (the model at /opt/ml/model, the port in
     SAGEMAKER_BIND_TO_PORT), on this machine's network so clients reach 127.0.0.1:port; or serve in
-    a venv of exactly the image's requirements. Capture goes to the same folder either way."""
+    a venv of exactly the image's requirements. Capture goes to the same folder either way.
+    Returns the command and the engine's name ("" for the venv)."""
     engine = find_engine() if container != "never" else None
     if engine is None:
         if container == "always":
             raise ServeLocalError("--container always: no container engine (docker or podman) answers here")
         environment["PYTHONPATH"] = str(REPO_ROOT)  # what the image's PYTHONPATH=/opt/program holds: model_code/
         return [str(step_venv()), "-m", "model_code", "serve", "--model", str(model_path), "--host", HOST,
-                "--port", str(port), "--workers", str(workers)], "process"
+                "--port", str(port), "--workers", str(workers)], ""
     image = ensure_image(engine)
     environment.update({k: v for k, v in engine.environment().items() if k not in environment})
     served = {name: environment[name] for name in environment if name.startswith(("MLOPS_", "SAGEMAKER_"))}
@@ -359,8 +362,9 @@ def _serve_command(container: str, container_name: str, model_path: Path, captur
         capture_dir.mkdir(parents=True, exist_ok=True)
         mounts += ["-v", f"{capture_dir}:{capture_dir}"]
     # --sig-proxy (the default) hands our SIGTERM to serve, which drains; its exit code is ours.
-    return [engine.name, "run", "--rm", "--name", container_name, "--network=host", *mounts,
-            *[a for k, v in sorted(served.items()) for a in ("-e", f"{k}={v}")], image, "serve"], "container"
+    return [engine.name, "run", "--rm", "--name", container_name, "--label", f"{OWNER_LABEL}={owner}",
+            "--network=host", *mounts,
+            *[a for k, v in sorted(served.items()) for a in ("-e", f"{k}={v}")], image, "serve"], engine.name
 
 
 def _wait_ready(endpoint: LocalEndpoint, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:

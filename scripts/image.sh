@@ -27,6 +27,9 @@ if [ "$engine" = podman ]; then
   export CONTAINERS_CONF="${CONTAINERS_CONF:-$root/mlops/local/containers.conf}"
 fi
 
+# The same name and tag rule as mlops/local/container.py (Engine.image_reference), which finds the image
+# without asking the engine; ensure_image fails if the two ever disagree. This script runs before any venv
+# exists, so it cannot import that module (mlops.settings needs PyYAML).
 tag="$(cd "$root" && "$python" -c 'from pipelines.bundle import build_bundle; print(build_bundle().sha256[:12])')"
 reference="$name:$tag"
 [ "$engine" = podman ] && reference="localhost/$reference"

@@ -132,6 +132,8 @@ def test_the_local_lifecycle_commands(env: dict[str, str], sample: Path, tmp_pat
     failed = mlops("pipeline", "run", "--local", "--data", str(bad_data), env=env, timeout=900)
     assert failed.returncode == 1 and "nothing was registered" in failed.stderr
     assert mlops("pipeline", "run", "--local", "--data", str(tmp_path / "none.csv"), env=env).returncode == 2
+    device = mlops("pipeline", "run", "--local", "--data", "/dev/null", env=env)
+    assert device.returncode == 2 and "not a regular file or a folder" in device.stderr, device.stderr
     runs = mlops("pipeline", "runs", env=env)
     assert runs.returncode == 0 and "Succeeded" in runs.stdout and "Failed" in runs.stdout
 
@@ -209,6 +211,7 @@ def _serve_until_sigterm(env: dict[str, str]) -> None:
         assert not Path(f"/proc/{server_pid}").exists(), "the model server outlived `mlops serve`"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{match.group(1)}/ping", timeout=2)
+        assert _containers_of(state) == ""
     finally:
         if process.poll() is None:
             process.kill()
@@ -256,10 +259,17 @@ def test_ctrl_c_stops_a_local_run_and_everything_it_started(env: dict[str, str],
     assert json.loads(record.read_text())["status"] == "Stopped"
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(state) not in leftovers, "a server of the interrupted run is still running"
+    assert _containers_of(state) == ""
+
+
+def _containers_of(state: Path) -> str:
+    """Names of the containers local mode started for this state folder (labelled with it), if any."""
     from mlops.local.container import find_engine
     from mlops.local.runners import OWNER_LABEL
 
     engine = find_engine()
-    if engine is not None:
-        listed = engine.run("ps", "-a", "--filter", f"label={OWNER_LABEL}={state.resolve()}", "--format", "{{.Names}}")
-        assert listed.returncode == 0 and listed.stdout.strip() == "", listed
+    if engine is None:
+        return ""
+    listed = engine.run("ps", "-a", "--filter", f"label={OWNER_LABEL}={state.resolve()}", "--format", "{{.Names}}")
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout.strip()

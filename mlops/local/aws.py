@@ -41,6 +41,10 @@ class LocalAws:
     account_id: str
     region: str
 
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
     def environment(self) -> dict[str, str]:
         """Variables that point boto3 (in this process and in step subprocesses) at the server."""
         return {
@@ -51,7 +55,8 @@ class LocalAws:
         }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -105,7 +110,7 @@ def start(state_dir: Path, *, account_id: str, region: str) -> LocalAws:
         return server
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (state_dir / "logs" / "moto.log").open("ab")
     # MOTO_ACCOUNT_ID makes every ARN carry the stack's account, as in the real account.

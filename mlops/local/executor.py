@@ -216,7 +216,7 @@ class LocalExecutor:
 
     # --- steps ----------------------------------------------------------------------------------------
 
-    def _run_container(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict) -> None:
+    def _run_job(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict) -> None:
         if self.runner is None:
             raise PipelineFailed(step, "no step runner: the executor was made to resolve expressions only")
         log_path = self._job_dir(step) / "logs.txt"
@@ -235,7 +235,7 @@ class LocalExecutor:
         for output in outputs:
             self._local(step, output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         app = arguments["AppSpecification"]
-        self._run_container(
+        self._run_job(
             step,
             app.get("ContainerEntrypoint", []),
             app.get("ContainerArguments", []),
@@ -264,7 +264,7 @@ class LocalExecutor:
         for folder in ("/opt/ml/model", "/opt/ml/output/data"):
             self._local(step, folder).mkdir(parents=True, exist_ok=True)
         algorithm = arguments["AlgorithmSpecification"]
-        self._run_container(
+        self._run_job(
             step,
             algorithm.get("ContainerEntrypoint", []),
             algorithm.get("ContainerArguments", []),

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -153,6 +154,8 @@ def run_local(
     """
     if data is not None and not data.exists():
         raise FileNotFoundError(f"--data {data}: no such file or folder")
+    if data is not None and not (data.is_file() or data.is_dir()):
+        raise FileNotFoundError(f"--data {data}: not a regular file or a folder (a pipe or device cannot be uploaded)")
     names = Names.of(settings)
     started = datetime.now(UTC)
     upload_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -229,7 +232,10 @@ def _write_run(run_dir: Path, run: LocalRun) -> None:
 
 
 def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(url).port
+    if port is None:
+        raise ValueError(f"{url} names no port")
+    return port
 
 
 def _record(

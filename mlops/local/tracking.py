@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlops.local import aws as local_aws
+
 STARTUP_TIMEOUT_S = 60.0
 HOST = "127.0.0.1"
 
@@ -57,14 +59,6 @@ def ensure_experiment(state_dir: Path, name: str) -> str:
     return client.create_experiment(name, artifact_location=(artifacts_dir(state_dir) / name).as_uri())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310 (127.0.0.1)
@@ -79,7 +73,7 @@ def serving(state_dir: Path) -> Iterator[str]:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
     artifacts_dir(state_dir).mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = local_aws.free_port()
     url = f"http://{HOST}:{port}"
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri(state_dir),

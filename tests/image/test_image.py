@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tarfile
 import time
 import urllib.error
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops.local import aws as local_aws
 from mlops.local.container import Engine
 from mlops.local.executor import LocalExecutor
 from mlops.naming import Names
@@ -169,12 +169,6 @@ def test_a_non_root_image_user_cannot_write_the_root_owned_outputs(engine: Engin
 # --- serve ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _http(method: str, url: str, body: bytes | None = None, content_type: str = "text/csv") -> tuple[int, str, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
     try:
@@ -195,7 +189,7 @@ def served(request: pytest.FixtureRequest, engine: Engine, image: str, trained_m
         with tarfile.open(model / "model.tar.gz", "w:gz") as archive:
             for path in sorted(trained_model.iterdir()):
                 archive.add(path, arcname=path.name)
-    port = _free_port()
+    port = local_aws.free_port()
     started = engine.run("run", "-d", "--network=host", *_mount(model, "/opt/ml/model", "ro"),
                          "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "MLOPS_SERVE_HOST=127.0.0.1",
                          "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", image, "serve")

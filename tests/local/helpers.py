@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
+
+from tests.model_code.conftest import run_step
 
 
 def alive(pid: int) -> bool:
@@ -16,3 +19,18 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def train_model(work: Path, *, max_iter: int) -> Path:
+    """`<work>/model.tar.gz` trained from `<work>/train` and `<work>/validation` by the train step's own
+    command in a fresh process, as the pipeline runs it. Not in the test process: pulumi's dynamic
+    providers import dill there, which rewires the pure-Python pickler joblib uses, and the image has no
+    dill to load such a model."""
+    trained = run_step("train", "--train", str(work / "train"), "--validation", str(work / "validation"),
+                       "--model-dir", str(work / "model"), "--output-data-dir", str(work / "out"),
+                       "--hyperparameters", str(work / "hp.json"), "--max-iter", str(max_iter),
+                       "--permutation-repeats", "1")
+    assert trained.returncode == 0, trained.stderr
+    with tarfile.open(work / "model.tar.gz", "w:gz") as tar:
+        tar.add(work / "model" / "model.joblib", arcname="model.joblib")
+    return work / "model.tar.gz"

@@ -11,11 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +29,7 @@ from mlops.local.executions import start_execution
 from mlops.local.pipeline import LocalRun
 from mlops.naming import Names
 from mlops.registry import PENDING, Aws, approve, get_package, update_package
-from mlops.settings import REPO_ROOT, StackSettings, load_stack
+from mlops.settings import StackSettings, load_stack
 from model_code import baseline as bl
 from model_code import drift as dr
 from model_code.capture import make_record
@@ -42,6 +38,7 @@ from model_code.guard import check
 from model_code.model import load_model
 from model_code.preprocess import to_csv_bytes
 from model_code.schema import ADULT
+from tests.local.helpers import train_model
 
 FEATURES = ADULT.feature_names
 T0 = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
@@ -109,18 +106,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, settings: StackSettings
         train_frame = synthesize(3000, seed=5)
         write_csv(train_frame, work / "train" / "train.csv")
         write_csv(synthesize(1000, seed=6), work / "validation" / "validation.csv")
-        # The train step's command in a fresh process, as the pipeline runs it (a model pickled in this test
-        # process, where pulumi's dynamic providers imported dill, would need dill to load: the image has none).
-        # One OpenMP thread: the boosting's spin-waiting threads crawl when other processes compete for the cores.
-        trained = subprocess.run(
-            [sys.executable, "-m", "model_code", "train", "--train", str(work / "train"),
-             "--validation", str(work / "validation"), "--model-dir", str(work / "model"),
-             "--output-data-dir", str(work / "out"), "--hyperparameters", str(work / "hp.json"),
-             "--max-iter", "40", "--permutation-repeats", "1"],
-            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-        assert trained.returncode == 0, trained.stderr
-        with tarfile.open(work / "model.tar.gz", "w:gz") as tar:
-            tar.add(work / "model" / "model.joblib", arcname="model.joblib")
+        train_model(work, max_iter=40)
         (work / "baseline.json").write_text(
             bl.dumps(bl.compute_baseline(train_frame, ADULT, {"split": "train", "rows": len(train_frame)}))
         )

@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +21,9 @@ from mlops.local import pipeline as local_pipeline
 from mlops.naming import Names
 from mlops.registry import Aws, approve
 from mlops.serve_local import ServeLocalError, port_in_use, serve_local, stop_recorded
-from mlops.settings import REPO_ROOT, StackSettings, load_stack
+from mlops.settings import StackSettings, load_stack
 from model_code.data import synthesize, write_csv
-from tests.local.helpers import alive
+from tests.local.helpers import alive, train_model
 
 ROW = b"39,State-gov,77516,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States\n"
 
@@ -53,18 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, settings: StackSettings) 
     try:
         write_csv(synthesize(2000, seed=5), work / "train" / "train.csv")
         write_csv(synthesize(500, seed=6), work / "validation" / "validation.csv")
-        # The train step's own command in a fresh process, as the pipeline runs it: pickling in this test
-        # process would not do (pulumi's dynamic providers import dill, which rewires the pure-Python
-        # pickler joblib uses, and the image has no dill to unpickle that).
-        trained = subprocess.run(
-            [sys.executable, "-m", "model_code", "train", "--train", str(work / "train"),
-             "--validation", str(work / "validation"), "--model-dir", str(work / "model"),
-             "--output-data-dir", str(work / "out"), "--hyperparameters", str(work / "hp.json"),
-             "--max-iter", "30", "--permutation-repeats", "1"],
-            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-        assert trained.returncode == 0, trained.stderr
-        with tarfile.open(work / "model.tar.gz", "w:gz") as tar:
-            tar.add(work / "model" / "model.joblib", arcname="model.joblib")
+        train_model(work, max_iter=30)
         with local_aws.environment(server):
             s3 = boto3.client("s3", region_name=settings.region)
             sagemaker = boto3.client("sagemaker", region_name=settings.region)
