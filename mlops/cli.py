@@ -612,10 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor_run = monitor_actions.add_parser(
         "run",
-        help="one drift run over the capture since the last run; evaluate the alarm; retrain if it fires",
-        description="One evaluation period: the drift job (the image's entrypoint) over the captured traffic, a "
-        "datapoint, the M-of-N alarm with the stack's settings, and a local retrain when the alarm "
-        "enters ALARM and the cooldown has passed.",
+        help="one tick of the drift schedule: the drift job, the alarm, a retrain if it fires",
+        description="One evaluation period: the stack's scheduled drift job (its request, run in the image) over "
+        "the last driftWindowHours of captured traffic, a datapoint, the M-of-N alarm with the stack's settings, "
+        "and a local retrain when the alarm enters ALARM and the cooldown has passed. Needs the embedded AWS "
+        "and `mlops monitor baseline` (which points the stack's endpoint at the monitored package).",
     )
     monitor_run.add_argument("--capture", type=Path, help="capture folder (default <state>/capture)")
     monitor_run.add_argument("--data", type=Path, help="data a triggered retrain uses (default the bundled sample)")

@@ -268,6 +268,19 @@ def _wait_for_capture(capture_root: Path, deadline_s: float = FLUSH_TIMEOUT_S) -
         time.sleep(0.1)
 
 
+def _set_aside(capture_root: Path, target: Path) -> None:
+    """Move the closed capture files out of the endpoint's capture folder.
+
+    The demo compresses the schedule's hour into seconds: the drift job's window (the last
+    `driftWindowHours`) would hold every window's traffic, where in AWS each period is an hour of its
+    own. Setting each period's files aside after its run gives the next run only its own traffic.
+    """
+    for path in sorted(capture_root.rglob("*.jsonl")):
+        destination = target / path.relative_to(capture_root)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(destination)
+
+
 def _window_end() -> datetime:
     """The first whole second after now, once the clock has passed it: every record captured so far
     (inferenceTime has whole seconds) lies before it, and everything sent afterwards after it."""
@@ -508,6 +521,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         t1 = time.monotonic()
         outcome = monitor.run(settings, run_dir, capture_dir, now=end, data=data, container=container)
         seconds = time.monotonic() - t1
+        _set_aside(capture_root, run_dir / "capture-evaluated" / outcome.datapoint.id)
         point = outcome.datapoint
         drifted = ", ".join(point.features_drifted) or "none"
         timing = f"{seconds:.1f} s" if outcome.retrain.action != monitor.STARTED else \

@@ -7,26 +7,27 @@ Change" rule starts the training pipeline when the alarm enters ALARM, behind a 
 most one retrain per cooldown window). Locally the same steps run on this machine, with the same
 settings:
 
-- the drift job is the image's entrypoint, `python -m model_code drift ...`, run as a process over
-  the capture folder the local endpoint writes (default `<state>/capture`; SageMaker's layout
-  `<capture>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl`: when `<capture>/<stack's endpoint name>/`
-  exists only that endpoint's capture is read, else every file under `<capture>`); when the
-  embedded AWS is running it also publishes the CloudWatch metrics there, as the scheduled job does;
+- the drift job is the stack's scheduled one: `pipelines.monitoring.drift_job_request`, run in the image
+  by the local executor over the capture the local endpoint writes (default `<state>/capture`;
+  SageMaker's layout `<capture>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl`: when `<capture>/<stack's
+  endpoint name>/` exists that folder is the endpoint's capture, else `<capture>` itself is), delivered
+  to the embedded S3 first; it resolves the baseline of the package the endpoint serves and publishes
+  the CloudWatch metrics to the embedded AWS (mlops/local/drift_job.py says what stands in for AWS);
 - the alarm rule is `driftAlarmDatapoints` (M) of `driftAlarmEvaluationPeriods` (N);
 - the retrain is `mlops.local.pipeline.run_local`, guarded by `retrainCooldownHours`.
 
 Periods and datapoints
 ----------------------
-One `run` = one evaluation period = one datapoint. Its window is `[start, now)`: `start` is the end
-of the previous datapoint's window (so consecutive runs cover the capture without gaps or overlap,
-whatever the interval between them), or `now - 1 hour` for the first run (the drift schedule's
-period). A window without captured rows is a *missing* datapoint (`value` None): it never breaches,
-and, like CloudWatch's `treat_missing_data=notBreaching`, it can let an ALARM clear when it pushes a
-breaching datapoint out of the last N. Periods in which the loop did not run at all are not
-invented: the last N datapoints are the last N runs.
+One `run` = one tick of the drift schedule = one datapoint. Its window is the schedule's:
+`[now - driftWindowHours, now)`. Run it once per `driftWindowHours` as the schedule does: runs closer
+together evaluate overlapping windows, as a schedule faster than its window would in AWS. A window
+without captured rows is a *missing* datapoint (`value` None): it never breaches, and, like
+CloudWatch's `treat_missing_data=notBreaching`, it can let an ALARM clear when it pushes a breaching
+datapoint out of the last N. Periods in which the loop did not run at all are not invented: the last
+N datapoints are the last N runs.
 
-A failed drift job records no datapoint (a `drift_failed` event instead), so the next run covers the
-failed window again; the error names the job's exit code, its stderr tail and the report path.
+A failed drift job records no datapoint (a `drift_failed` event instead); the error names the job,
+its exit code, its log tail and the report path.
 
 Alarm and retrain
 -----------------
@@ -47,14 +48,15 @@ and fire again (as in AWS, where the state change event is gone).
 State (under `<state>/monitor/`)
 --------------------------------
 - `monitored.json`: the monitored package (ARN, version, approval status, why it was chosen,
-  S3 URIs, local paths relative to `monitor/`, MLflow run id, baseline digest).
-- `<package version>/baseline.json`, `<package version>/model.tar.gz`: the package's drift baseline
-  and model artifact, fetched from the embedded AWS; `prediction_baseline.json`: the model's score
-  baseline, extracted once so each drift run skips unpickling the model (same verdicts, ~4x faster).
+  S3 URIs, the baseline's local path relative to `monitor/`, MLflow run id, baseline digest); the
+  stack's endpoint in the embedded AWS serves it.
+- `<package version>/baseline.json`: the package's drift baseline, fetched and checked by `baseline`.
 - `history.jsonl`: one JSON object per line, append-only, `event` one of `baseline`, `datapoint`
   (window, value, rows, features drifted, report paths, alarm before/after, retrain decision),
   `drift_failed`, `retrain` (written before the pipeline starts) and `retrain_result`.
-- `reports/<datapoint id>/drift_report.json|.html`, `drift.log`: each drift job's output.
+- `reports/<datapoint id>/steps/DriftJob/`: each drift job's folder as the executor lays it out
+  (`logs.txt`, `opt/ml/processing/output/drift/drift_report.json|.html`), also uploaded to
+  `s3://<artifacts>/monitoring/<endpoint>/<datapoint id>/` as SageMaker uploads a job's output.
 - `.lock`: held by `baseline` and `run`, so two loops never trigger two retrains.
 
 Errors are `MonitorError` (a ValueError), one message naming what is missing or failed. Time is
@@ -67,8 +69,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import pickle
-import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,7 +80,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local import aws as local_aws
-from mlops.local.runners import open_runner
+from mlops.local import drift_job
+from mlops.local.drift_job import REPORT_FORMAT, REPORT_FORMAT_VERSION, REPORT_HTML, REPORT_JSON  # noqa: F401
 from mlops.naming import Names
 from mlops.registry import APPROVED, REJECTED, Aws, ModelPackage, ReleaseError, get_package, list_packages
 from mlops.settings import StackSettings
@@ -95,20 +96,9 @@ LOCK_FILE = ".lock"
 RUN_RECORD = "run.json"
 """`<state>/runs/<execution id>/run.json`: a local run's record (mlops/local/pipeline.py)."""
 BASELINE_FILE = "baseline.json"
-MODEL_FILE = "model.tar.gz"
-PREDICTION_BASELINE_FILE = "prediction_baseline.json"
 
-# The drift job's contracts (model_code/baseline.py, model_code/drift.py; a test keeps them equal).
+# The drift baseline's contract (model_code/baseline.py; a test keeps them equal).
 BASELINE_FORMAT = "mlops-stack/drift-baseline"
-REPORT_FORMAT = "mlops-stack/drift-report"
-REPORT_FORMAT_VERSION = 1
-REPORT_JSON = "drift_report.json"
-REPORT_HTML = "drift_report.html"
-
-FIRST_WINDOW = timedelta(hours=1)
-"""The window of the first run: the drift schedule's period (hourly)."""
-DRIFT_TIMEOUT_S = 1800.0
-STDERR_TAIL_LINES = 15
 
 OK = "OK"
 ALARM = "ALARM"
@@ -182,7 +172,7 @@ class AlarmRule:
 
 @dataclass(frozen=True)
 class MonitorBaseline:
-    """The monitored model package and its local copies of the drift baseline and model artifact."""
+    """The monitored model package (the stack endpoint's) and its drift baseline, fetched and checked."""
 
     stack: str
     package_arn: str
@@ -192,28 +182,18 @@ class MonitorBaseline:
     baseline_uri: str
     model_uri: str
     baseline_path: Path
-    model_path: Path
     baseline_sha256: str
     mlflow_run_id: str
     fetched_at: str
-    prediction_baseline_path: Path | None = None
-    """The model's `prediction_baseline`, extracted once (see `baseline`); None: the job reads the model."""
 
     def to_record(self, monitor_dir: Path) -> dict[str, Any]:
-        record = asdict(self)
-        for name in ("baseline_path", "model_path", "prediction_baseline_path"):
-            path = getattr(self, name)
-            record[name] = "" if path is None else str(path.relative_to(monitor_dir))
-        return record
+        return {**asdict(self), "baseline_path": str(self.baseline_path.relative_to(monitor_dir))}
 
     @classmethod
     def from_record(cls, record: dict[str, Any], monitor_dir: Path) -> MonitorBaseline:
-        values = {**record}
-        values["baseline_path"] = monitor_dir / record["baseline_path"]
-        values["model_path"] = monitor_dir / record["model_path"]
-        prediction = record.get("prediction_baseline_path")
-        values["prediction_baseline_path"] = monitor_dir / prediction if prediction else None
-        return cls(**values)
+        # Records of earlier versions held local model copies too; those fields are not read any more.
+        values = {name: record[name] for name in cls.__dataclass_fields__}
+        return cls(**{**values, "baseline_path": monitor_dir / record["baseline_path"]})
 
 
 @dataclass(frozen=True)
@@ -290,7 +270,6 @@ class MonitorStatus:
     next_retrain_allowed: datetime | None
     """When the cooldown in force ends; None when a drift retrain may start now."""
     cooldown_remaining: timedelta
-    next_window_start: str
     last_failure: dict[str, Any] | None = field(default=None)
     """The latest `drift_failed` event, if it came after the latest datapoint."""
 
@@ -457,41 +436,12 @@ def _fetch(s3: Any, uri: str, target: Path, what: str) -> None:
     temporary.replace(target)
 
 
-def _extract_prediction_baseline(model_path: Path, target: Path, what: str) -> Path | None:
-    """Write the model's prediction baseline to `target` when the drift job can use it instead of the model.
-
-    Every drift run would otherwise unpickle the model (importing scikit-learn: ~2 s of a ~2.5 s job) only
-    to read this one field. The file is equivalent to `--model` when the model's schema is the job's
-    default schema (the job takes the schema from `--model` only); otherwise None and runs pass `--model`.
-    """
-    from model_code.model import load_model
-    from model_code.schema import ADULT
-
-    try:
-        model = load_model(model_path)
-    except (OSError, ValueError, KeyError, EOFError, tarfile.TarError, pickle.UnpicklingError) as error:
-        raise MonitorError(f"{what} {model_path} is not a loadable model artifact: {error}") from None
-    prediction = model.artifact.get("prediction_baseline")
-    if not prediction or model.schema.name != ADULT.name:
-        target.unlink(missing_ok=True)
-        return None
-    _write_json(target, prediction)
-    return target
-
-
-def _embedded_aws(settings: StackSettings, state_dir: Path) -> local_aws.LocalAws | None:
-    server = local_aws.running(state_dir)
-    if server is None or (server.account_id, server.region) != (settings.account_id, settings.region):
-        return None
-    return server
-
-
-def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None = None) -> MonitorBaseline:
-    """Choose the package to monitor and fetch its drift baseline and model into `<state>/monitor/<version>/`."""
+def _embedded_aws(settings: StackSettings, state_dir: Path, why: str) -> local_aws.LocalAws:
+    """The state folder's embedded AWS, running as the stack's account and region (`why` it is needed)."""
     server = local_aws.running(state_dir)
     if server is None:
         raise MonitorError(
-            f"no registered model: the embedded AWS of {state_dir} is not running (its registry lives in memory); "
+            f"{why}: the embedded AWS of {state_dir} is not running (its registry lives in memory); "
             "run `mlops pipeline run --local` first"
         )
     if (server.account_id, server.region) != (settings.account_id, settings.region):
@@ -499,6 +449,12 @@ def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None =
             f"the embedded AWS of {state_dir} runs as account {server.account_id} in {server.region}, not stack "
             f"{settings.stack}'s {settings.account_id} in {settings.region}"
         )
+    return server
+
+
+def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None = None) -> MonitorBaseline:
+    """Choose the package to monitor and fetch its drift baseline and model into `<state>/monitor/<version>/`."""
+    server = _embedded_aws(settings, state_dir, "no registered model")
     fetched_at = _utc(now)
     with _locked(state_dir):
         with local_aws.environment(server):
@@ -525,19 +481,22 @@ def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None =
             folder.mkdir(parents=True, exist_ok=True)
             s3 = aws.client("s3", settings.region)
             _fetch(s3, baseline_uri, folder / BASELINE_FILE, f"drift baseline of model package {package.arn}")
-            _fetch(s3, model_uri, folder / MODEL_FILE, f"model artifact of model package {package.arn}")
-        prediction = _extract_prediction_baseline(
-            folder / MODEL_FILE, folder / PREDICTION_BASELINE_FILE, f"model artifact of model package {package.arn}"
-        )
-        data = (folder / BASELINE_FILE).read_bytes()
-        try:
-            document = json.loads(data)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
-            raise MonitorError(
-                f"drift baseline {baseline_uri} of model package {package.arn} is not a {BASELINE_FORMAT} file"
-            )
+            data = (folder / BASELINE_FILE).read_bytes()
+            try:
+                document = json.loads(data)
+            except ValueError:
+                document = None
+            if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
+                raise MonitorError(
+                    f"drift baseline {baseline_uri} of model package {package.arn} is not a {BASELINE_FORMAT} file"
+                )
+            # What `pulumi up` deploys in AWS: the endpoint serves the monitored package, so the drift job
+            # (--baseline-from-endpoint) resolves it as the scheduled one does.
+            try:
+                drift_job.register_endpoint(settings, aws.sagemaker(settings.region), package.arn, package.version)
+            except (ClientError, BotoCoreError) as error:
+                endpoint = Names.of(settings).endpoint
+                raise MonitorError(f"pointing endpoint {endpoint} at {package.arn}: {error}") from None
         monitored = MonitorBaseline(
             stack=settings.stack,
             package_arn=package.arn,
@@ -547,11 +506,9 @@ def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None =
             baseline_uri=baseline_uri,
             model_uri=model_uri,
             baseline_path=folder / BASELINE_FILE,
-            model_path=folder / MODEL_FILE,
             baseline_sha256=hashlib.sha256(data).hexdigest(),
             mlflow_run_id=package.metadata.get("mlflow_run_id", ""),
             fetched_at=iso(fetched_at),
-            prediction_baseline_path=prediction,
         )
         _write_json(monitor_dir(state_dir) / MONITORED_FILE, monitored.to_record(monitor_dir(state_dir)))
         _append(
@@ -571,76 +528,6 @@ def _capture_source(capture_dir: Path, endpoint: str) -> Path:
         raise MonitorError(f"capture folder {capture_dir} does not exist (is the local endpoint capturing there?)")
     own = capture_dir / endpoint
     return own if own.is_dir() else capture_dir
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-STDERR_TAIL_LINES:]) or "(no output on stderr)"
-
-
-def _drift_job(
-    settings: StackSettings,
-    monitored: MonitorBaseline,
-    source: Path,
-    start: datetime,
-    end: datetime,
-    output: Path,
-    server: local_aws.LocalAws | None,
-    timeout: float,
-    container: str,
-    state_dir: Path,
-) -> dict[str, Any]:
-    """Run `python -m model_code drift` over [start, end) and return its report (MonitorError if it fails)."""
-    names = Names.of(settings)
-    command = [
-        "python", "-m", "model_code", "drift",
-        "--input", str(source),
-        "--baseline", str(monitored.baseline_path),
-        "--output", str(output),
-        "--start", iso(start),
-        "--end", iso(end),
-    ]  # fmt: skip
-    if monitored.prediction_baseline_path is not None:
-        command += ["--prediction-baseline", str(monitored.prediction_baseline_path)]
-    else:
-        command += ["--model", str(monitored.model_path)]
-    # The job's environment is its own (nothing of this process leaks in): the embedded AWS when it runs.
-    environment: dict[str, str] = {}
-    ports: list[int] = []
-    if server is not None:
-        environment.update(server.environment())
-        ports.append(server.port)
-        command += ["--namespace", names.metrics_namespace, "--endpoint", names.endpoint]
-    output.mkdir(parents=True, exist_ok=True)
-    report_path = output / REPORT_JSON
-    window = f"{iso(start)} .. {iso(end)}"
-    log_path = output / "drift.log"
-    inputs = sorted({source.resolve(), monitored.baseline_path.parent.resolve(), monitored.model_path.parent.resolve()})
-    # The image's job, in the image or in a venv of its requirements; host paths are mounted at their own path.
-    with open_runner(container, ports=ports, mounts=[*inputs, output.resolve()], owner=state_dir) as runner:
-        code = runner.run(output, command[:3], command[3:], environment, log_path, timeout=timeout)
-    if code is None:
-        raise MonitorError(
-            f"drift job over {source} for {window} did not finish within {timeout:.0f} s; report path {report_path}"
-        )
-    if code != 0:
-        written = report_path if report_path.is_file() else f"{report_path} (not written)"
-        raise MonitorError(
-            f"drift job over {source} for {window} failed with exit code {code}; report {written}; "
-            f"log {log_path}:\n{_tail(log_path.read_text(errors='replace'))}"
-        )
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError) as error:
-        raise MonitorError(
-            f"drift job over {source} for {window} exited 0 but left no readable report: {error}"
-        ) from None
-    if report.get("format") != REPORT_FORMAT or report.get("format_version") != REPORT_FORMAT_VERSION:
-        raise MonitorError(
-            f"{report_path}: not a {REPORT_FORMAT} v{REPORT_FORMAT_VERSION} report "
-            f"(format={report.get('format')!r}, format_version={report.get('format_version')!r})"
-        )
-    return report
 
 
 # --- cooldown and retrain ----------------------------------------------------------------------------------
@@ -729,7 +616,6 @@ def run(
     now: datetime | None = None,
     retrain: bool = True,
     data: Path | None = None,
-    timeout: float = DRIFT_TIMEOUT_S,
     container: str = "auto",
 ) -> MonitorRun:
     """One evaluation period: drift job -> datapoint -> alarm -> retrain on OK->ALARM past the cooldown.
@@ -751,46 +637,46 @@ def run(
                 f"{monitor_dir(state_dir)} monitors stack {monitored.stack}, not {settings.stack}: "
                 "run `mlops monitor baseline` for this stack"
             )
-        needed = [(monitored.baseline_path, "drift baseline"), (monitored.model_path, "model artifact")]
-        if monitored.prediction_baseline_path is not None:
-            needed.append((monitored.prediction_baseline_path, "prediction baseline"))
-        for path, what in needed:
-            if not path.is_file():
-                raise MonitorError(f"{what} {path} of {monitored.package_arn} is missing: run `mlops monitor baseline`")
         events = _events(settings, state_dir)
         points = _datapoints(events)
-        start = parse_iso(points[-1].window_end, str(history_path(state_dir))) if points else end - FIRST_WINDOW
-        if start >= end:
+        if points and parse_iso(points[-1].window_end, str(history_path(state_dir))) >= end:
             raise MonitorError(
-                f"nothing to evaluate: now ({iso(end)}) is not after the end of the previous window ({iso(start)})"
+                f"nothing to evaluate: now ({iso(end)}) is not after the end of the previous window "
+                f"({points[-1].window_end})"
             )
         source = _capture_source(capture_dir, Names.of(settings).endpoint)
+        server = _embedded_aws(settings, state_dir, "the drift job reads the endpoint and its capture from AWS")
         point_id = f"{end:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        output = monitor_dir(state_dir) / "reports" / point_id
-        server = _embedded_aws(settings, state_dir)
+        window_start = end - timedelta(hours=settings.drift_window_hours)
         try:
-            report = _drift_job(settings, monitored, source, start, end, output, server, timeout, container,
-                                state_dir)
-        except MonitorError as error:
+            with local_aws.environment(server):
+                aws = Aws(endpoint_url=server.endpoint_url, max_attempts=2)
+                job = drift_job.run(
+                    settings, server, aws.client("s3", settings.region), aws.sagemaker(settings.region),
+                    capture=source, end=end, execution_id=point_id,
+                    work_dir=monitor_dir(state_dir) / "reports" / point_id, container=container, owner=state_dir,
+                )  # fmt: skip
+        except (drift_job.DriftJobError, ClientError, BotoCoreError) as error:
             _append(
                 state_dir,
-                {"event": "drift_failed", "stack": settings.stack, "id": point_id, "window_start": iso(start),
-                 "window_end": iso(end), "error": str(error)},
+                {"event": "drift_failed", "stack": settings.stack, "id": point_id,
+                 "window_start": iso(window_start), "window_end": iso(end), "error": str(error)},
             )  # fmt: skip
-            raise
+            raise MonitorError(f"{error}") from None
+        report = job.report
         has_data = report["status"] != "no_data"
         summary = report.get("summary") or {}
         datapoint = Datapoint(
             id=point_id,
-            window_start=iso(start),
-            window_end=iso(end),
+            window_start=report["window"]["start"],
+            window_end=report["window"]["end"],
             value=int(bool(report["drift_detected"])) if has_data else None,
             rows=int(report["input"]["rows"]),
             features_drifted=list(summary.get("drifted") or []),
             prediction_drifted=summary.get("prediction_drifted"),
-            package_arn=monitored.package_arn,
-            report=str(output / REPORT_JSON),
-            report_html=str(output / REPORT_HTML),
+            package_arn=report["baseline"].get("package_arn") or "",
+            report=str(job.report_path),
+            report_html=str(job.report_html),
             metrics_published=int((report.get("metrics") or {}).get("published") or 0),
         )
         before, _ = _alarm_state(events)
@@ -862,6 +748,5 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
         last_retrain=_last_retrain(events),
         next_retrain_allowed=next_allowed,
         cooldown_remaining=remaining,
-        next_window_start=points[-1].window_end if points else "",
         last_failure=last_failure,
     )

@@ -79,7 +79,7 @@ Report ``<output>/drift_report.json`` (format ``mlops-stack/drift-report`` v1)::
      "status": "ok" | "no_data", "drift_detected": bool,
      "window": {"start": iso | null, "end": iso | null},
      "input": {"uri", "files", "records", "records_outside_window", "rows", "predictions"},
-     "baseline": {"path", "schema", "rows", "sha256"},
+     "baseline": {"path", "schema", "rows", "sha256", "package_arn" | null},
      "prediction_baseline": {"source": "file" | "model" | "baseline", "path"} | null,
      "thresholds": {"psi", "p_value", "min_effect", "missing_delta", "psi_epsilon",
                     "tests", "p_value_per_test"},   # the last two when there was data
@@ -132,6 +132,7 @@ import operator
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -1285,6 +1286,8 @@ class DriftConfig:
     endpoint: str | None = None
     workers: int = 0
     schema: Schema | None = None
+    package_arn: str | None = None
+    """The model package the baseline came from (--baseline-from-endpoint); None for a baseline file."""
 
 
 @dataclass
@@ -1339,7 +1342,8 @@ def run_drift(config: DriftConfig) -> DriftResult:
                   "records_outside_window": capture.outside_window, "rows": capture.rows,
                   "predictions": int(sum(len(s) for s in capture.scores))},
         "baseline": {"path": str(config.baseline), "schema": baseline.get("schema"),
-                     "rows": source.get("rows"), "sha256": source.get("sha256")},
+                     "rows": source.get("rows"), "sha256": source.get("sha256"),
+                     "package_arn": config.package_arn},
         "prediction_baseline": pred_info,
         "thresholds": config.thresholds.to_dict(),
         "summary": {"features": len(schema.features), "features_drifted": 0, "drifted": [],
@@ -1415,7 +1419,8 @@ def window_from_args(start: str | None, end: str | None, hours: int | None, now:
     return Window(s, e)
 
 
-def _from_endpoint(endpoint: str | None, output: Path) -> tuple[Path, Path]:
+def _from_endpoint(endpoint: str | None, target: Path) -> tuple[Path, Path, str]:
+    """(baseline, model, package ARN) of what `endpoint` serves now, downloaded into `target`."""
     if not endpoint:
         raise UsageError("--baseline-from-endpoint needs --endpoint (or $MLOPS_DRIFT_ENDPOINT_NAME)")
     from botocore.exceptions import BotoCoreError, ClientError
@@ -1424,17 +1429,26 @@ def _from_endpoint(endpoint: str | None, output: Path) -> tuple[Path, Path]:
 
     try:
         served = resolve(aws_client("sagemaker"), endpoint)
-        return download(aws_client("s3"), served, output / "served")
+        return (*download(aws_client("s3"), served, target), served.package_arn)
     except (ClientError, BotoCoreError) as exc:
         raise EndpointSourceError(f"resolving what endpoint {endpoint} serves: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What the endpoint serves is downloaded beside --output, not into it: a processing job uploads its
+    # output to S3 after every run, and a copy of the model per scheduled run is waste.
+    with tempfile.TemporaryDirectory(prefix="drift-served-") as served:
+        return _main(args, Path(served))
+
+
+def _main(args: argparse.Namespace, served: Path) -> int:
+    package_arn = None
     try:
         if args.baseline_from_endpoint:
-            args.baseline, args.model = _from_endpoint(args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(),
-                                                       args.output)
+            args.baseline, args.model, package_arn = _from_endpoint(
+                args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(), served
+            )
         if args.baseline is None:
             raise UsageError("give --baseline, or --baseline-from-endpoint with --endpoint")
         window = window_from_args(args.start, args.end, args.hours)
@@ -1450,6 +1464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prediction_baseline=args.prediction_baseline, window=window, thresholds=th,
             namespace=args.namespace or env.MLOPS_DRIFT_METRICS_NAMESPACE.get(),
             endpoint=args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(), workers=args.workers,
+            package_arn=package_arn,
         )
     except (UsageError, env.EnvError) as exc:
         print(f"drift: {exc}", file=sys.stderr)

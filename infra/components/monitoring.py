@@ -28,6 +28,7 @@ import pulumi_aws as aws
 
 from infra.components.access import service_trust_policy
 from mlops.naming import Arns, Names
+from pipelines.monitoring import drift_job_request
 
 RAW_PREFIX = "raw/"
 DRIFT_METRIC = "DriftDetected"
@@ -55,57 +56,6 @@ class MonitoringArgs:
     drift_window_hours: int = 1
     alarm_datapoints: int = 2
     alarm_evaluation_periods: int = 3
-
-
-def drift_job_request(args: MonitoringArgs, role_arn: str, key_arn: str) -> dict:
-    """The CreateProcessingJob request Scheduler sends; `<aws.scheduler.execution-id>` makes names unique."""
-    output = "/opt/ml/processing/output/drift"
-    return {
-        "ProcessingJobName": f"{args.names.drift_job_prefix}-<aws.scheduler.execution-id>",
-        "RoleArn": role_arn,
-        "AppSpecification": {
-            "ImageUri": args.image_uri,
-            "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
-            "ContainerArguments": [
-                "--input",
-                f"s3://{args.capture_bucket}/datacapture/{args.endpoint_name}",
-                "--baseline-from-endpoint",
-                "--endpoint",
-                args.endpoint_name,
-                "--hours",
-                str(args.drift_window_hours),
-                "--namespace",
-                args.metrics_namespace,
-                "--output",
-                output,
-            ],
-        },
-        "Environment": {"AWS_DEFAULT_REGION": args.names.region},
-        "ProcessingOutputConfig": {
-            "KmsKeyId": key_arn,
-            "Outputs": [
-                {
-                    "OutputName": "drift",
-                    "S3Output": {
-                        "S3Uri": f"s3://{args.artifacts_bucket}/monitoring/{args.endpoint_name}/<aws.scheduler.execution-id>",
-                        "LocalPath": output,
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ],
-        },
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": 1,
-                "InstanceType": args.processing_instance_type,
-                "VolumeSizeInGB": 30,
-                "VolumeKmsKeyId": key_arn,
-            }
-        },
-        "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        "Tags": [{"Key": k, "Value": v} for k, v in sorted(args.tags.items())],
-    }
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -281,7 +231,22 @@ class Monitoring(pulumi.ComponentResource):
                 arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
                 role_arn=scheduler_role.arn,
                 input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                    lambda values: json.dumps(drift_job_request(args, values[0], values[1]), sort_keys=True)
+                    lambda values: json.dumps(
+                        drift_job_request(
+                            names,
+                            endpoint_name=args.endpoint_name,
+                            image_uri=args.image_uri,
+                            capture_bucket=args.capture_bucket,
+                            artifacts_bucket=args.artifacts_bucket,
+                            metrics_namespace=args.metrics_namespace,
+                            instance_type=args.processing_instance_type,
+                            window_hours=args.drift_window_hours,
+                            tags=args.tags,
+                            role_arn=values[0],
+                            key_arn=values[1],
+                        ),
+                        sort_keys=True,
+                    )
                 ),
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
             ),

@@ -31,6 +31,7 @@ from typing import Any
 from mlops.local.runners import StepRunner
 
 CONTAINER_ROOT = "/opt/ml/"
+LOG_TAIL_LINES = 5
 _PATH_TOKEN = re.compile(r"\.?(\w+)|\['([^']+)'\]|\[(\d+)\]")
 
 
@@ -216,16 +217,20 @@ class LocalExecutor:
 
     # --- steps ----------------------------------------------------------------------------------------
 
-    def _run_job(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict) -> None:
+    def _run_job(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict,
+                 stopping: dict[str, Any]) -> None:
         if self.runner is None:
             raise PipelineFailed(step, "no step runner: the executor was made to resolve expressions only")
         log_path = self._job_dir(step) / "logs.txt"
         env = {**self.environment, **{k: self._text(v) for k, v in environment.items()}}
+        # SageMaker stops a job at its StoppingCondition; so does the local executor.
+        limit = stopping.get("MaxRuntimeInSeconds")
         code = self.runner.run(self._job_dir(step), [str(a) for a in entrypoint], [str(a) for a in arguments], env,
-                               log_path)
+                               log_path, timeout=None if limit is None else float(limit))
         if code != 0:
-            tail = log_path.read_text().strip().splitlines()[-5:]
-            raise PipelineFailed(step, f"exit code {code}; log {log_path}:\n  " + "\n  ".join(tail))
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
+            what = f"stopped at MaxRuntimeInSeconds={limit}" if code is None else f"exit code {code}"
+            raise PipelineFailed(step, f"{what}; log {log_path}:\n  " + "\n  ".join(tail))
 
     def _processing(self, step: str, arguments: dict[str, Any], property_files: list[dict[str, str]]) -> None:
         for source in arguments.get("ProcessingInputs", []):
@@ -240,6 +245,7 @@ class LocalExecutor:
             app.get("ContainerEntrypoint", []),
             app.get("ContainerArguments", []),
             arguments.get("Environment", {}),
+            arguments.get("StoppingCondition", {}),
         )
         for output in outputs:
             self._upload(self._local(step, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"])
@@ -269,6 +275,7 @@ class LocalExecutor:
             algorithm.get("ContainerEntrypoint", []),
             algorithm.get("ContainerArguments", []),
             arguments.get("Environment", {}),
+            arguments.get("StoppingCondition", {}),
         )
         job_name = f"pipelines-{self.execution_id}-{step}"
         output_path = arguments["OutputDataConfig"]["S3OutputPath"].rstrip("/")

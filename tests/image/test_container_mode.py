@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+
+from mlops import monitor
 from mlops.local import aws as local_aws
+from mlops.local import drift_job
 from mlops.local.pipeline import run_local
 from mlops.local.runners import open_runner
+from mlops.naming import Names
+from mlops.registry import Aws
 from mlops.settings import load_stack
+from model_code.capture import make_record
+from model_code.preprocess import to_csv_bytes
+from model_code.schema import ADULT
 
 
 def test_the_pipeline_in_the_image_matches_the_pipeline_in_the_requirements_venv(
@@ -26,6 +37,47 @@ def test_the_pipeline_in_the_image_matches_the_pipeline_in_the_requirements_venv
     assert image_run.package_arn and venv_run.package_arn
     assert image_run.metrics == venv_run.metrics
     assert image_run.lineage["model_sha256"] == venv_run.lineage["model_sha256"] != ""
+
+
+def test_the_scheduled_drift_job_in_the_image_matches_the_one_in_the_requirements_venv(
+        image: str, sample: Path, tmp_path: Path):
+    """The schedule's request as `mlops monitor run` runs it: capture from S3, the endpoint's package, metrics."""
+    settings = load_stack("dev")
+    names = Names.of(settings)
+    state = tmp_path / "state"
+    try:
+        assert run_local(settings, state_dir=state, data=sample, container="never").status == "Succeeded"
+        monitored = monitor.baseline(settings, state)
+        now = datetime.now(UTC).replace(microsecond=0)
+        frame = pd.read_csv(sample, nrows=400)[ADULT.feature_names]
+        folder = state / "capture" / names.endpoint / "AllTraffic" / f"{now - timedelta(minutes=10):%Y/%m/%d/%H}"
+        folder.mkdir(parents=True)
+        body = to_csv_bytes(frame, ADULT).split(b"\n", 1)[1]  # the rows, without the header
+        record = make_record("text/csv", body, "text/csv", "\n".join(["0.25"] * len(frame)).encode(),
+                             now - timedelta(minutes=10))
+        (folder / "capture.jsonl").write_text(json.dumps(record) + "\n")
+        server = local_aws.running(state)
+        assert server is not None
+        jobs = {}
+        with local_aws.environment(server):
+            aws = Aws(endpoint_url=server.endpoint_url, max_attempts=1)
+            for mode in ("always", "never"):
+                jobs[mode] = drift_job.run(
+                    settings, server, aws.client("s3", settings.region), aws.sagemaker(settings.region),
+                    capture=state / "capture" / names.endpoint, end=now, execution_id=f"job-{mode}",
+                    work_dir=tmp_path / mode, container=mode, owner=state,
+                )
+    finally:
+        local_aws.stop(state)
+    image_job, venv_job = jobs["always"], jobs["never"]
+    assert (image_job.runner, venv_job.runner) == ("container", "process")
+    for job in (image_job, venv_job):
+        assert job.report["input"]["rows"] == len(frame) and job.report["baseline"]["package_arn"] == monitored.package_arn
+        assert job.report["metrics"]["published"] > 0
+    verdicts = {mode: {name: (f["drifted"], f.get("psi")) for name, f in job.report["features"].items()}
+                for mode, job in jobs.items()}
+    assert verdicts["always"] == verdicts["never"] and verdicts["always"]
+    assert image_job.report["summary"] == venv_job.report["summary"]
 
 
 def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str, tmp_path: Path):

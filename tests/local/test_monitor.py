@@ -1,9 +1,10 @@
-"""The local monitoring loop: baseline from the embedded registry, real drift jobs over capture
-files, the M-of-N alarm, retrain on OK -> ALARM, the cooldown, missing data and failures.
+"""The local monitoring loop: baseline from the embedded registry, the stack's scheduled drift job
+(its request, run by the local executor) over capture files, the M-of-N alarm, retrain on
+OK -> ALARM, the cooldown, missing data and failures.
 
-One small model is trained in-process and registered once per module (no pipeline run); each test
-works on its own copy of the monitor state. Retrains go to a recording fake of `run_local`, which
-records its runs as the real one does (run.json, on the test's clock).
+One small model is trained in a step process and registered once per module (no pipeline run); each
+test works on its own copy of the monitor state, on the module's embedded AWS. Retrains go to a
+recording fake of `run_local`, which records its runs as the real one does (run.json, on the test's clock).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops import monitor
 from mlops.local import aws as local_aws
+from mlops.local import drift_job
 from mlops.local import pipeline as local_pipeline
 from mlops.local.executions import start_execution
 from mlops.local.pipeline import LocalRun
@@ -38,6 +40,7 @@ from model_code.guard import check
 from model_code.model import load_model
 from model_code.preprocess import to_csv_bytes
 from model_code.schema import ADULT
+from pipelines.monitoring import OUTPUT_PATH
 from tests.local.helpers import train_model
 
 FEATURES = ADULT.feature_names
@@ -130,9 +133,10 @@ def registered(tmp_path_factory: pytest.TempPathFactory, settings: StackSettings
 
 @pytest.fixture()
 def state(tmp_path: Path, registered: Registered) -> Path:
-    """A fresh state folder monitoring the registered package (no history, no embedded AWS)."""
+    """A fresh state folder monitoring the registered package (no history), on the module's embedded AWS."""
     folder = tmp_path / "state"
     shutil.copytree(registered.snapshot, folder / "monitor")
+    shutil.copy(registered.state / "aws.json", folder / "aws.json")
     return folder
 
 
@@ -219,8 +223,8 @@ def hour(n: float) -> datetime:
 
 
 def test_the_drift_jobs_contracts_are_the_ones_model_code_writes() -> None:
-    assert (monitor.REPORT_FORMAT, monitor.REPORT_FORMAT_VERSION) == (dr.REPORT_FORMAT, dr.REPORT_FORMAT_VERSION)
-    assert (monitor.REPORT_JSON, monitor.REPORT_HTML) == (dr.REPORT_JSON, dr.REPORT_HTML)
+    assert (drift_job.REPORT_FORMAT, drift_job.REPORT_FORMAT_VERSION) == (dr.REPORT_FORMAT, dr.REPORT_FORMAT_VERSION)
+    assert (drift_job.REPORT_JSON, drift_job.REPORT_HTML) == (dr.REPORT_JSON, dr.REPORT_HTML)
     assert monitor.BASELINE_FORMAT == bl.BASELINE_FORMAT
 
 
@@ -239,19 +243,24 @@ def test_the_alarm_rule_is_m_of_the_last_n_with_missing_data_not_breaching(setti
 # --- baseline --------------------------------------------------------------------------------------
 
 
-def test_baseline_fetches_the_packages_drift_baseline_and_model(registered: Registered, settings: StackSettings,
-                                                                 tmp_path: Path) -> None:
+def _served(registered: Registered, settings: StackSettings) -> str:
+    """The model package the stack's endpoint serves in the embedded AWS, resolved as the drift job does."""
+    from model_code.endpoint_source import resolve
+
+    return resolve(_sagemaker(registered.server, settings.region), Names.of(settings).endpoint).package_arn
+
+
+def test_baseline_fetches_the_drift_baseline_and_points_the_endpoint_at_the_package(
+    registered: Registered, settings: StackSettings, tmp_path: Path
+) -> None:
     record = json.loads((registered.snapshot / "monitored.json").read_text())
     assert record["package_arn"] == registered.package_arn
     assert record["selected_because"] == "latest registered (none approved)"
     assert record["baseline_uri"] == registered.baseline_uri and record["model_uri"] == registered.model_uri
-    assert record["baseline_path"] == "1/baseline.json" and record["model_path"] == "1/model.tar.gz"
+    assert record["baseline_path"] == "1/baseline.json"
     assert record["mlflow_run_id"] == "run-1" and record["approval_status"] == "PendingManualApproval"
     assert json.loads((registered.snapshot / "1" / "baseline.json").read_text())["format"] == bl.BASELINE_FORMAT
-    model = load_model(registered.snapshot / "1" / "model.tar.gz")
-    assert record["prediction_baseline_path"] == "1/prediction_baseline.json"
-    extracted = json.loads((registered.snapshot / "1" / "prediction_baseline.json").read_text())
-    assert extracted == json.loads(json.dumps(model.artifact["prediction_baseline"]))
+    assert _served(registered, settings) == registered.package_arn
 
     # A newer registered package wins; an approved one wins over newer pending ones.
     state = tmp_path / "s"
@@ -261,15 +270,21 @@ def test_baseline_fetches_the_packages_drift_baseline_and_model(registered: Regi
     try:
         chosen = monitor.baseline(settings, state, now=T0)
         assert (chosen.package_arn, chosen.version) == (newer, 2)
-        assert chosen.baseline_path == state / "monitor" / "2" / "baseline.json" and chosen.model_path.is_file()
+        assert chosen.baseline_path == state / "monitor" / "2" / "baseline.json" and chosen.baseline_path.is_file()
+        assert _served(registered, settings) == newer
         registered.set_status(settings, "Approved")
         chosen = monitor.baseline(settings, state, now=T0)
         assert (chosen.package_arn, chosen.selected_because) == (registered.package_arn, "latest approved")
-        assert monitor.load_monitored(state) == chosen
+        assert monitor.load_monitored(state) == chosen and _served(registered, settings) == registered.package_arn
         events = monitor.read_history(state)
         assert [(e["event"], e["version"]) for e in events] == [("baseline", 2), ("baseline", 1)]
     finally:
         registered.set_status(settings, PENDING)
+        with local_aws.environment(registered.server):
+            aws = Aws(endpoint_url=registered.server.endpoint_url, max_attempts=1)
+            update_package(get_package(settings, newer, aws=aws), status="Rejected", aws=aws)
+        monitor.baseline(settings, registered.state, now=T0)  # the endpoint serves the module's package again
+    assert _served(registered, settings) == registered.package_arn
 
 
 def test_baseline_names_what_is_missing(registered: Registered, settings: StackSettings, tmp_path: Path) -> None:
@@ -301,19 +316,30 @@ def test_baseline_names_what_is_missing(registered: Registered, settings: StackS
 # --- run -------------------------------------------------------------------------------------------
 
 
-def test_held_out_traffic_is_no_drift(state: Path, capture: Path, settings: StackSettings, write, pipeline) -> None:
+def test_held_out_traffic_is_no_drift(state: Path, capture: Path, settings: StackSettings, write, pipeline,
+                                      registered: Registered) -> None:
     write("clean", hour(0.5))
+    write("drifted", hour(-0.5))  # before the window: the job reads only the last driftWindowHours
     result = monitor.run(settings, state, capture, now=hour(1))
     point = result.datapoint
     assert (point.value, point.rows, point.features_drifted) == (0, 600, [])
     assert (point.window_start, point.window_end) == ("2024-05-01T00:00:00Z", "2024-05-01T01:00:00Z")
     assert (result.alarm_before, result.alarm_after, result.evaluated) == ("OK", "OK", [0])
     assert result.retrain.action == "none" and pipeline.calls == []
+    job = state / "monitor" / "reports" / point.id / "steps" / drift_job.STEP
+    assert Path(point.report) == job / OUTPUT_PATH.lstrip("/") / "drift_report.json" and Path(point.report_html).is_file()
     report = json.loads(Path(point.report).read_text())
     assert report["status"] == "ok" and report["prediction"]["drifted"] is False
-    assert report["prediction_baseline"] == {"source": "file", "path": str(state / "monitor" / "1" / "prediction_baseline.json")}
-    assert Path(point.report_html).is_file() and Path(point.report).parent == state / "monitor" / "reports" / point.id
-    assert point.metrics_published == 0  # no embedded AWS in this state folder: nothing to publish to
+    # The schedule's job: the baseline and the model of what the endpoint serves, the capture from S3.
+    assert point.package_arn == report["baseline"]["package_arn"] == _served(registered, settings)
+    assert report["prediction_baseline"]["source"] == "model"
+    assert report["input"]["uri"] == f"s3://{Names.of(settings).bucket('capture')}/datacapture/{Names.of(settings).endpoint}"
+    assert point.metrics_published > 0
+    # SageMaker uploads the output folder, which holds the report and nothing the job downloaded.
+    artifacts = Names.of(settings).bucket("artifacts")
+    listed = _s3(registered.server, settings.region).list_objects_v2(
+        Bucket=artifacts, Prefix=f"monitoring/{Names.of(settings).endpoint}/{point.id}/")
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]) == ["drift_report.html", "drift_report.json"]
     [event] = monitor.read_history(state)
     assert event["event"] == "datapoint" and event["value"] == 0 and event["alarm_after"] == "OK"
 
@@ -357,8 +383,8 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
 
     step("clean", 8)
     assert step("clean", 9).alarm_after == "OK"
-    # Past the cooldown the next OK -> ALARM retrains (the first window is long: since the previous run).
-    assert step("drifted", 26.5).datapoint.window_start == "2024-05-01T09:00:00Z"
+    # Past the cooldown the next OK -> ALARM retrains; each window is the schedule's last hour.
+    assert step("drifted", 26.5).datapoint.window_start == "2024-05-02T01:30:00Z"
     late = step("drifted", 27)
     assert (late.alarm_before, late.alarm_after, late.retrain.action) == ("OK", "ALARM", "started")
     assert late.retrain.execution_id == "fake-2" and len(pipeline.calls) == 2
@@ -371,7 +397,6 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
     assert (status.last_retrain.execution_id, status.last_retrain.status) == ("fake-2", "Succeeded")
     assert status.next_retrain_allowed == hour(27 + 24)
     assert status.cooldown_remaining == timedelta(hours=21)
-    assert status.next_window_start == "2024-05-02T03:00:00Z"
     printed = json.loads(json.dumps(monitor.as_dict(status)))
     assert printed["cooldown_remaining"] == 21 * 3600 and printed["next_retrain_allowed"] == "2024-05-03T03:00:00Z"
     assert printed["monitored"]["baseline_path"] == str(state / "monitor" / "1" / "baseline.json")
@@ -508,14 +533,15 @@ def test_a_failed_drift_job_names_its_stderr_and_report_and_is_retried(
     with pytest.raises(monitor.MonitorError) as failure:
         monitor.run(settings, state, capture, now=hour(1))
     message = str(failure.value)
-    assert "failed with exit code 1" in message and "not a SageMaker data-capture record" in message
+    assert message.startswith(f"drift job {Names.of(settings).drift_job_prefix}-")
+    assert "exit code 1" in message and "not a SageMaker data-capture record" in message
     assert "bad.jsonl line 1" in message and "drift_report.json (not written)" in message
     assert [e["event"] for e in monitor.read_history(state)] == ["drift_failed"]
     assert monitor.status(settings, state).last_failure is not None
 
     bad.unlink()
     retried = monitor.run(settings, state, capture, now=hour(1) + timedelta(minutes=5))
-    assert retried.datapoint.window_start == "2024-05-01T00:05:00Z"  # the first window: the last hour
+    assert retried.datapoint.window_start == "2024-05-01T00:05:00Z"  # the schedule's window: the last hour
     assert retried.datapoint.rows == 600
     assert monitor.status(settings, state).last_failure is None
 
@@ -540,15 +566,15 @@ def test_run_names_what_is_missing(state: Path, capture: Path, settings: StackSe
         fcntl.flock(handle, fcntl.LOCK_EX)
         with pytest.raises(monitor.MonitorError, match="another `mlops monitor` is running"):
             monitor.run(settings, state, capture, now=hour(3))
-    (state / "monitor" / "1" / "model.tar.gz").unlink()
-    with pytest.raises(monitor.MonitorError, match=r"model artifact .*model.tar.gz of .* is missing"):
+    (state / "aws.json").unlink()
+    with pytest.raises(monitor.MonitorError, match=r"the drift job reads the endpoint and its capture from AWS: "
+                                                   r"the embedded AWS of .* is not running"):
         monitor.run(settings, state, capture, now=hour(3))
 
 
-def test_with_the_embedded_aws_running_the_job_publishes_drift_metrics(
+def test_the_job_publishes_drift_metrics_and_resolves_the_endpoint_at_run_time(
     state: Path, capture: Path, settings: StackSettings, registered: Registered, write
 ) -> None:
-    shutil.copy(registered.state / "aws.json", state / "aws.json")
     write("drifted", hour(0.5))
     result = monitor.run(settings, state, capture, now=hour(1))
     assert result.datapoint.metrics_published > 0
@@ -557,6 +583,16 @@ def test_with_the_embedded_aws_running_the_job_publishes_drift_metrics(
                               aws_access_key_id="local", aws_secret_access_key="local")
     metrics = cloudwatch.list_metrics(Namespace=names.metrics_namespace, MetricName="DriftDetected")["Metrics"]
     assert {"Name": "Endpoint", "Value": names.endpoint} in metrics[0]["Dimensions"]
+
+    # With no endpoint (an embedded AWS restarted since `monitor baseline`) the job names it and records nothing.
+    sagemaker = _sagemaker(registered.server, settings.region)
+    sagemaker.delete_endpoint(EndpointName=names.endpoint)
+    try:
+        with pytest.raises(monitor.MonitorError, match=f"resolving what endpoint {names.endpoint} serves"):
+            monitor.run(settings, state, capture, now=hour(2))
+    finally:
+        monitor.baseline(settings, registered.state, now=T0)
+    assert [e["event"] for e in monitor.read_history(state)] == ["datapoint", "drift_failed"]
 
 
 def test_status_before_anything_ran(settings: StackSettings, tmp_path: Path) -> None:

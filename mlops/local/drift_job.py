@@ -1,0 +1,164 @@
+"""The scheduled drift job in local mode: Scheduler's request, run by the local executor as SageMaker runs it.
+
+In AWS the endpoint captures into `s3://<capture>/datacapture/<endpoint>/<variant>/yyyy/mm/dd/hh/`,
+EventBridge Scheduler sends `pipelines.monitoring.drift_job_request` to CreateProcessingJob at every
+`driftSchedule` tick, the job resolves what the endpoint serves, reads the last `driftWindowHours` of
+capture and publishes `DriftDetected`, and SageMaker uploads its output folder to
+`s3://<artifacts>/monitoring/<endpoint>/<execution id>/`.
+
+Locally the same request runs in the image (or the image's venv) through `LocalExecutor`: the
+definition's entrypoint, arguments and environment verbatim, the output uploaded to the embedded S3.
+What stands in for AWS is here and nowhere else:
+
+- the capture delivery: the local endpoint writes SageMaker's capture files to a folder
+  (`<state>/capture`); `deliver_capture` makes the capture prefix of the embedded S3 hold exactly the
+  complete `*.jsonl` files of that folder before each run;
+- the deployment: `register_endpoint` points the stack's endpoint in the embedded AWS at the
+  monitored package (what `pulumi up` deploys in AWS), so `--baseline-from-endpoint` resolves it;
+- the scheduler's clock: the run's `now` is appended as `--end` (a scheduled job reads the wall clock,
+  and `--hours N` alone means the N full hours before the current hour; the local loop is the
+  scheduler, its time injectable, and a window ends at the tick, not at the top of the hour);
+- the endpoints: the AWS endpoint and credentials reach the job as `LocalAws.environment()`, as for
+  pipeline steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlops.local.aws import LocalAws
+from mlops.local.executor import LocalExecutor
+from mlops.local.runners import open_runner
+from mlops.naming import Arns, Names
+from mlops.settings import StackSettings
+from pipelines.monitoring import EXECUTION_ID, OUTPUT_PATH, drift_job_request
+
+# The job's report contract (model_code/drift.py; a test keeps them equal).
+REPORT_FORMAT = "mlops-stack/drift-report"
+REPORT_FORMAT_VERSION = 1
+REPORT_JSON = "drift_report.json"
+REPORT_HTML = "drift_report.html"
+
+STEP = "DriftJob"
+VARIANT = "AllTraffic"
+_DELETE_BATCH = 1000
+
+
+class DriftJobError(RuntimeError):
+    """The drift job failed or left no report; the message names the job, its log and its report."""
+
+
+@dataclass(frozen=True)
+class DriftJob:
+    """A finished drift job: its report (parsed), the report's local paths, its S3 output, where it ran."""
+
+    name: str
+    report: dict[str, Any]
+    report_path: Path
+    report_html: Path
+    output_uri: str
+    runner: str
+    """`container` (the image) or `process` (the image's requirements venv)."""
+
+
+def request(settings: StackSettings, execution_id: str) -> dict[str, Any]:
+    """The request the stack's schedule sends (infra/platform.py's arguments), for one execution id."""
+    names = Names.of(settings)
+    document = drift_job_request(
+        names,
+        endpoint_name=names.endpoint,
+        image_uri=f"{names.ecr_url}:{settings.image_tag}",
+        capture_bucket=names.bucket("capture"),
+        artifacts_bucket=names.bucket("artifacts"),
+        metrics_namespace=names.metrics_namespace,
+        instance_type=settings.processing_instance_type,
+        window_hours=settings.drift_window_hours,
+        tags=settings.tags,
+        role_arn=names.execution_role_arn,
+        key_arn=Arns(names).alias,
+    )
+    return json.loads(json.dumps(document).replace(EXECUTION_ID, execution_id))
+
+
+def register_endpoint(settings: StackSettings, sagemaker: Any, package_arn: str, version: int) -> None:
+    """Make the stack's endpoint in the embedded AWS serve `package_arn` (model, config, endpoint)."""
+    names = Names.of(settings)
+    name = f"{names.endpoint}-v{version}"
+    try:
+        current = sagemaker.describe_model(ModelName=name)["PrimaryContainer"].get("ModelPackageName")
+    except ClientError:
+        current = None
+    if current != package_arn:
+        if current is not None:  # a restarted registry numbered another package with this version
+            sagemaker.delete_endpoint_config(EndpointConfigName=name)
+            sagemaker.delete_model(ModelName=name)
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=names.execution_role_arn,
+                               PrimaryContainer={"ModelPackageName": package_arn})
+        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": VARIANT, "ModelName": name, "InitialInstanceCount": 1,
+             "InstanceType": settings.endpoint_instance_type}])  # fmt: skip
+    try:
+        serving = sagemaker.describe_endpoint(EndpointName=names.endpoint)["EndpointConfigName"]
+    except ClientError:
+        serving = None
+    if serving == name and current == package_arn:
+        return
+    if serving is not None:  # moto has no UpdateEndpoint: replace it
+        sagemaker.delete_endpoint(EndpointName=names.endpoint)
+    sagemaker.create_endpoint(EndpointName=names.endpoint, EndpointConfigName=name)
+
+
+def deliver_capture(s3: Any, source: Path, bucket: str, prefix: str) -> int:
+    """Mirror the complete capture files under `source` to `s3://bucket/prefix/`; the number of files."""
+    wanted = {f"{prefix}/{p.relative_to(source).as_posix()}": p for p in sorted(source.rglob("*.jsonl")) if p.is_file()}
+    present = {
+        item["Key"]: item["Size"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+        for item in page.get("Contents", [])
+    }
+    for key, path in wanted.items():
+        if present.get(key) != path.stat().st_size:  # a closed capture file never changes
+            s3.upload_file(str(path), bucket, key)
+    stale = [{"Key": key} for key in present if key not in wanted]
+    for start in range(0, len(stale), _DELETE_BATCH):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[start:start + _DELETE_BATCH]})
+    return len(wanted)
+
+
+def run(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: Any, *, capture: Path, end: datetime,
+        execution_id: str, work_dir: Path, container: str, owner: Path) -> DriftJob:
+    """Deliver `capture`, then run the schedule's drift job for the window ending at `end`."""
+    names = Names.of(settings)
+    deliver_capture(s3, capture, names.bucket("capture"), f"datacapture/{names.endpoint}")
+    job = request(settings, execution_id)
+    job["AppSpecification"]["ContainerArguments"] += ["--end", f"{end:%Y-%m-%dT%H:%M:%SZ}"]
+    definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": STEP, "Type": "Processing",
+                                                                        "Arguments": job}]}
+    with open_runner(container, ports=[server.port], mounts=[], owner=owner) as runner:
+        result = LocalExecutor(definition, execution_id=execution_id, work_dir=work_dir, s3=s3, sagemaker=sagemaker,
+                               environment=server.environment(), runner=runner).run()
+        mode = runner.mode
+    output = work_dir / "steps" / STEP / OUTPUT_PATH.lstrip("/")
+    report_path = output / REPORT_JSON
+    name = job["ProcessingJobName"]
+    if result.status != "Succeeded":
+        written = report_path if report_path.is_file() else f"{report_path} (not written)"
+        raise DriftJobError(f"drift job {name} {result.failure.removeprefix(f'step {STEP} failed: ')}\n"
+                            f"report {written}")
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError) as error:
+        raise DriftJobError(f"drift job {name} exited 0 but left no readable report: {error}") from None
+    if report.get("format") != REPORT_FORMAT or report.get("format_version") != REPORT_FORMAT_VERSION:
+        raise DriftJobError(
+            f"{report_path}: not a {REPORT_FORMAT} v{REPORT_FORMAT_VERSION} report "
+            f"(format={report.get('format')!r}, format_version={report.get('format_version')!r})"
+        )
+    uri = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    return DriftJob(name, report, report_path, output / REPORT_HTML, uri, mode)
