@@ -78,6 +78,14 @@ class ReleaseError(ValueError):
     """A registry or release operation cannot proceed; the message names what is at fault."""
 
 
+class NotFound(ReleaseError):
+    """AWS answered that the named resource does not exist (not: denied, throttled, unreachable)."""
+
+
+class NothingApproved(NotFound):
+    """The stack's group holds no Approved package."""
+
+
 # --- AWS clients -------------------------------------------------------------------------------------
 
 
@@ -131,7 +139,7 @@ def aws_call(action: str, function: Callable[..., Any], /, *, not_found: str | N
         return function(**request)
     except ClientError as error:
         if not_found is not None and is_not_found(error):
-            raise ReleaseError(not_found) from None
+            raise NotFound(not_found) from None
         raise aws_error(action, error) from None
     except BotoCoreError as error:
         raise aws_error(action, error) from None
@@ -303,7 +311,7 @@ def latest_approved(settings: StackSettings, *, aws: Aws | None = None) -> Model
     summaries = _summaries(settings, aws, APPROVED)
     if not summaries:
         group = Names.of(settings).model_package_group
-        raise ReleaseError(
+        raise NothingApproved(
             f"no approved model package in group {group} of stack {settings.stack} ({settings.region}); "
             "approve one with `mlops model approve`"
         )

@@ -36,6 +36,96 @@ def _resolve(ci: dict, job: dict) -> dict:
     return merged
 
 
+def _matches(expression: str, variables: dict[str, str]) -> bool:
+    """A GitLab `rules:if` expression of this file's kind (==, !=, &&, ||, quoted strings, $VARIABLES)."""
+    tokens = re.findall(r'\$\w+|"[^"]*"|==|!=|&&|\|\||\(|\)|null', expression)
+    assert "".join(tokens) == re.sub(r"\s+", "", expression), f"unparsed tokens in {expression!r}"
+    python = []
+    for token in tokens:
+        if token.startswith("$"):
+            python.append(repr(variables.get(token[1:])))  # an undefined variable is null
+        else:
+            python.append({"&&": "and", "||": "or", "null": "None"}.get(token, token))
+    return bool(eval(" ".join(python)))  # noqa: S307 - the tokens are whitelisted above
+
+
+MAIN_PUSH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}
+MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_DEFAULT_BRANCH": "main"}
+ROLLBACK = {**MAIN_PUSH, "CI_PIPELINE_SOURCE": "web", "MLOPS_ROLLBACK": "prod"}
+
+
+def _pipeline(ci: dict, variables: dict[str, str]) -> dict[str, str]:
+    """The jobs GitLab puts in a pipeline with these variables, and each one's `when` (changes: taken as met)."""
+    if not any(_matches(rule["if"], variables) for rule in ci["workflow"]["rules"]):
+        return {}
+    jobs = {}
+    for name, job in _jobs(ci).items():
+        job = _resolve(ci, job)
+        rules = job.get("rules", [{"when": "on_success"}])
+        rule = next((r for r in rules if "if" not in r or _matches(r["if"], variables)), {"when": "never"})
+        if rule.get("when", "on_success") != "never":
+            jobs[name] = rule.get("when", "on_success")
+    return jobs
+
+
+def test_each_pipeline_holds_the_jobs_it_should() -> None:
+    ci = yaml.safe_load(CI_FILE.read_text())
+    checks = {"lint": "on_success", "unit-tests": "on_success", "offline-plan": "on_success"}
+    assert _pipeline(ci, MERGE_REQUEST) == checks  # preview needs PREVIEW_ROLE_ARN
+    assert _pipeline(ci, {**MERGE_REQUEST, "PREVIEW_ROLE_ARN": "arn"}) == {**checks, "preview": "on_success"}
+    assert _pipeline(ci, MAIN_PUSH) == {
+        **checks, "build-image": "on_success", "deploy-dev": "on_success", "train": "on_success",
+        "verify-dev": "on_success", "promote": "manual", "deploy-prod": "manual", "verify-prod": "on_success",
+    }
+    # Rolling back is a pipeline of its own, reachable whatever the last delivery pipeline did: one manual job
+    # that waits for nothing.
+    assert _pipeline(ci, ROLLBACK) == {"rollback-prod": "manual"}
+    assert ci["rollback-prod"]["needs"] == []
+    assert _pipeline(ci, {**MAIN_PUSH, "CI_COMMIT_BRANCH": "feature"}) == {}
+
+
+def test_deploy_jobs_are_not_interruptible_and_end_explicitly(ci: dict) -> None:
+    from mlops.pipeline import start
+
+    assert ci["default"]["interruptible"] is True  # checks may be cancelled by a newer push ...
+    hours = {"h": 3600, "m": 60}
+    for name in ("deploy-dev", "deploy-prod", "rollback-prod", "train"):
+        job = ci[name]
+        assert job["interruptible"] is False, name  # ... a `pulumi up` or a training wait may not
+        seconds = sum(int(n) * hours[u] for n, u in re.findall(r"(\d+)\s*([hm])", job["timeout"]))
+        assert 3600 < seconds <= 5 * 3600, name
+    # The train job outlives `mlops pipeline start --wait`, which gives up first with its own message.
+    wait_timeout = start.__kwdefaults__["timeout_s"]
+    train = sum(int(n) * hours[u] for n, u in re.findall(r"(\d+)\s*([hm])", ci["train"]["timeout"]))
+    assert train > wait_timeout
+
+
+def test_verify_jobs_skip_a_stack_without_a_model(ci: dict) -> None:
+    for name, stack in (("verify-dev", "dev"), ("verify-prod", "prod")):
+        assert f".venv/bin/mlops release verify --stack {stack} --if-model" in _script(ci[name]), name
+
+
+def test_promotion_of_an_already_pinned_package_is_a_no_op(ci: dict, tmp_path: Path) -> None:
+    """The merge-request steps in a clone whose stack file already says it: exit 0, nothing pushed."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    (tmp_path / "Pulumi.prod.yaml").write_text("config: {}\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+                   check=True)
+    steps = list(map(str, _flatten(ci[".open-merge-request"])))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BRANCH": "promote/abc", "MESSAGE": "Promote",
+           "CI_SERVER_HOST": "gitlab.invalid", "PROMOTION_TOKEN": "t", "CI_PROJECT_PATH": "a/b",
+           "CI_DEFAULT_BRANCH": "main"}
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(steps)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to commit, the stack file already pins it" in result.stdout
+    (tmp_path / "Pulumi.prod.yaml").write_text("config: {pin: x}\n")
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(steps)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "gitlab.invalid" in result.stderr  # a change is committed and pushed
+
+
 def test_validates_against_gitlab_schema() -> None:
     check = Path(sys.executable).parent / "check-jsonschema"
     result = subprocess.run([str(check), "--builtin-schema", "vendor.gitlab-ci", str(CI_FILE)],
@@ -88,7 +178,7 @@ def test_images_are_pinned_by_digest(ci: dict) -> None:
 
 def test_merge_requests_plan_every_stack_with_policies(ci: dict) -> None:
     plan = ci["offline-plan"]
-    assert "rules" not in plan  # runs in every pipeline: merge requests and main
+    assert "offline-plan" in _pipeline(ci, MERGE_REQUEST) and "offline-plan" in _pipeline(ci, MAIN_PUSH)
     assert ".venv/bin/mlops infra plan --all -c imageTag=$CI_COMMIT_SHA" in plan["script"]
     assert plan["artifacts"]["paths"] == ["plan.json"]
 
@@ -193,7 +283,7 @@ def test_build_job_reaches_aws_only_through_oidc(ci: dict) -> None:
     assert build["id_tokens"]["GITLAB_OIDC_TOKEN"]["aud"] == "sts.amazonaws.com"
     assert build["variables"]["AWS_ROLE_ARN"] == "$DEV_DEPLOY_ROLE_ARN"
     assert build["variables"]["AWS_WEB_IDENTITY_TOKEN_FILE"] == "$CI_PROJECT_DIR/.gitlab-oidc-token"
-    assert [rule["if"] for rule in build["rules"]] == ["$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"]
+    assert "build-image" in _pipeline(ci, MAIN_PUSH) and "build-image" not in _pipeline(ci, MERGE_REQUEST)
     assert not any(re.search(r"aws configure|--profile|credentials", line) for line in _script(build))
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from mlops.registry import APPROVED, Aws
@@ -94,6 +96,43 @@ def test_release_commands_name_a_missing_stack_file(capsys, aws: Aws, root: Path
     code, out, err = _run(capsys, "release", "rollback", "--stack", "qa", "--root", str(root))
     assert code == EXIT_BAD_INPUT and out == ""
     assert "Pulumi.qa.yaml" in err and "not found" in err
+
+
+def test_model_latest_or_empty_is_empty_only_when_there_is_none(capsys, aws: Aws, root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first deploy: `pulumi up` has not created the group yet.
+    code, out, err = _run(capsys, "model", "latest", "--stack", "dev", "--or-empty", "--root", str(root))
+    assert (code, out) == (EXIT_OK, "\n") and "model package group mlops-stack-dev" in err and "not found" in err
+
+    # Denied (or throttled, or unreachable) is not "none approved": an empty pin would delete the endpoint.
+    call = BaseClient._make_api_call
+
+    def denied(self, operation: str, request: dict):
+        if operation == "DescribeModelPackageGroup":
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, operation)
+        return call(self, operation, request)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", denied)
+    code, out, err = _run(capsys, "model", "latest", "--stack", "dev", "--or-empty", "--root", str(root))
+    assert code != EXIT_OK and out == ""
+    assert "AccessDeniedException: not authorized" in err
+
+
+def test_verify_if_model_skips_a_stack_without_a_model_and_nothing_else(capsys, aws: Aws, root: Path) -> None:
+    verify = ("release", "verify", "--stack", "dev", "--root", str(root))
+    code, out, err = _run(capsys, *verify, "--if-model")  # a new project: no group, no pin
+    assert code == EXIT_OK and out.startswith("nothing to verify: stack dev pins no model package and model package "
+                                              "group mlops-stack-dev of stack dev not found")
+    registry = Registry(load(root / "Pulumi.dev.yaml"), aws)
+    registry.register(0.9)  # pending only: still nothing deployed
+    code, out, _ = _run(capsys, *verify, "--if-model")
+    assert code == EXIT_OK and "no approved model package in group mlops-stack-dev" in out
+    code, _, err = _run(capsys, *verify)  # without the flag a missing model is a failure
+    assert code == EXIT_BAD_INPUT and "no approved model package" in err
+    # An approved model with no endpoint is a failed deployment, never skipped.
+    registry.register(0.91, APPROVED)
+    code, out, err = _run(capsys, *verify, "--if-model")
+    assert code == EXIT_BAD_INPUT and out == "" and "endpoint mlops-stack-dev of stack dev not found" in err
 
 
 def test_model_latest_for_the_dev_deploy(capsys, aws: Aws, root: Path) -> None:
