@@ -262,6 +262,12 @@ def promote(
     aws = aws or Aws.from_env()
     target_file = Path(to_stack_file)
     target = _load_target(target_file)
+    if target.region != from_settings.region:
+        raise ReleaseError(
+            f"stack {target.stack} deploys to {target.region}, stack {from_settings.stack}'s models are in "
+            f"{from_settings.region}: SageMaker serves only artifacts of the endpoint's region, so promotion "
+            "is between stacks of one region"
+        )
     package = _source_package(from_settings, package_arn, aws)
     old_arn = target.approved_model_package_arn
     new_metric = package.primary_metric

@@ -329,6 +329,13 @@ class StackSettings:
                 f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
                 f"{config_key('drift_alarm_evaluation_periods')} ({self.drift_alarm_evaluation_periods})"
             )
+        if self.approved_model_package_arn and (pinned := self.approved_model_package_arn.split(":")[3]) != self.region:
+            # SageMaker's CreateModel needs the artifacts in the endpoint's region, and the image in its ECR.
+            problems.append(
+                f"{config_key('approved_model_package_arn')}: the package is in {pinned}, stack {self.stack} "
+                f"deploys to {self.region}: SageMaker serves only artifacts of the endpoint's region "
+                f"(promote between stacks of one region)"
+            )
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
 

@@ -110,7 +110,7 @@ def test_package_of_another_group_is_refused(files: dict[str, Path], dev: StackS
     prod_arn = Registry(prod, aws).register(0.9)
     with pytest.raises(
         ReleaseError,
-        match=f"model package {prod_arn} belongs to group mlops-stack-prod in eu-central-1, "
+        match=f"model package {prod_arn} belongs to group mlops-stack-prod in {prod.region}, "
         "not to stack dev's group mlops-stack-dev in eu-west-1",
     ):
         registry.approve(dev, prod_arn, aws=aws)

@@ -76,6 +76,18 @@ def test_first_promotion_rewrites_only_the_pin_line(
     assert registry.describe_package(arn, aws=aws).previous_pin("prod") is None
 
 
+def test_promotion_to_a_stack_in_another_region_is_refused_and_writes_nothing(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    reg.register(0.91, APPROVED)
+    files["prod"].write_text(files["prod"].read_text().replace("aws:region: eu-west-1", "aws:region: eu-central-1"))
+    before = files["prod"].read_text()
+    with pytest.raises(ReleaseError, match="stack prod deploys to eu-central-1, stack dev's models are in eu-west-1: "
+                                           "SageMaker serves only artifacts of the endpoint's region"):
+        release.promote(dev, files["prod"], aws=aws)
+    assert files["prod"].read_text() == before
+
+
 def test_promotion_adds_the_key_where_settings_declare_it(
     tmp_path: Path, files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
 ):

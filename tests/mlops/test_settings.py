@@ -49,9 +49,26 @@ def test_stacks_differ_by_data() -> None:
     dev, prod = load_stack("dev"), load_stack("prod")
     assert prod.protect_resources and not prod.force_destroy
     assert not dev.protect_resources and dev.force_destroy
-    assert prod.region != dev.region and prod.account_id != dev.account_id
+    assert prod.account_id != dev.account_id
     assert prod.endpoint_min_capacity >= 2
     assert prod.capture_retention_days > dev.capture_retention_days
+
+
+def test_prod_serves_what_dev_registers_so_they_share_a_region() -> None:
+    """SageMaker serves only artifacts of the endpoint's region: prod pins dev's packages."""
+    assert load_stack("prod").region == load_stack("dev").region
+
+
+def test_a_pin_from_another_region_is_refused_before_anything_is_declared(tmp_path: Path) -> None:
+    pin = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/3"
+    path = _write_stack(tmp_path, {"aws:region": "eu-central-1", "mlops-stack:approvedModelPackageArn": pin},
+                        name="prod")
+    with pytest.raises(SettingsError) as refused:
+        load_stack_file(path)
+    assert ("mlops-stack:approvedModelPackageArn: the package is in eu-west-1, stack prod deploys to eu-central-1"
+            in str(refused.value))
+    same = _write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": pin}, name="prod")
+    assert load_stack_file(same).approved_model_package_arn == pin
 
 
 def _write_stack(tmp_path: Path, changes: dict, name: str = "dev") -> Path:
