@@ -17,28 +17,21 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.deploy_permissions import deploy_policy
+from infra.components.policy_documents import document, statement
 from mlops.naming import ENCRYPTED_BUCKET_KINDS, Arns, Names, source_of
-from mlops.settings import PROJECT
 
 STS_AUDIENCE = "sts.amazonaws.com"
-
-
-def _statement(
-    sid: str, actions: list[str], resources: list | str, condition: dict | None = None, effect: str = "Allow"
-) -> dict:
-    statement = {"Sid": sid, "Effect": effect, "Action": sorted(actions), "Resource": resources}
-    if condition:
-        statement["Condition"] = condition
-    return statement
-
-
-def _document(*statements: dict) -> dict:
-    return {"Version": "2012-10-17", "Statement": list(statements)}
+SAGEMAKER_METRIC_NAMESPACES = (
+    "/aws/sagemaker/Endpoints",
+    "/aws/sagemaker/TrainingJobs",
+    "/aws/sagemaker/ProcessingJobs",
+)
 
 
 def service_trust_policy(service: str, account_id: str) -> dict:
     """Trust for an AWS service, limited to calls made on behalf of this account (confused deputy)."""
-    return _document(
+    return document(
         {
             "Effect": "Allow",
             "Principal": {"Service": service},
@@ -54,7 +47,7 @@ def gitlab_subject(project_path: str, branch: str) -> str:
 
 
 def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, branch: str) -> dict:
-    return _document(
+    return document(
         {
             "Effect": "Allow",
             "Principal": {"Federated": provider_arn},
@@ -72,37 +65,40 @@ def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, br
 def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = ()) -> dict:
     names = arns.names
     kinds = ENCRYPTED_BUCKET_KINDS
-    return _document(
+    return document(
         *extra,
-        _statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
-        _statement(
+        statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
+        statement(
             "ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], arns.objects(kinds)
         ),
-        _statement(
+        statement(
             "UseStackKey",
             ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
             [key_arn],
         ),
         # GetAuthorizationToken is account-wide by design: it has no resource to scope to.
-        _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-        _statement(
+        statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        statement(
             "PullModelImage",
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             [arns.repository],
         ),
-        _statement(
+        statement(
             "WriteJobLogs",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             [arns.log_groups, f"{arns.log_groups}:log-stream:*"],
         ),
-        # PutMetricData has no resource; the namespace condition confines it to this stack's metrics.
-        _statement(
+        # PutMetricData has no resource; the namespace condition confines it to this stack's metrics and the
+        # ones SageMaker's jobs and endpoints publish with this role (instance metrics of each kind).
+        statement(
             "PutStackMetrics",
             ["cloudwatch:PutMetricData"],
             "*",
-            {"StringEquals": {"cloudwatch:namespace": [metrics_namespace, "/aws/sagemaker/Endpoints"]}},
+            {"StringEquals": {"cloudwatch:namespace": [metrics_namespace, *SAGEMAKER_METRIC_NAMESPACES]}},
         ),
-        _statement(
+        # Blue/green deployments with auto-rollback read the stack's alarms with the endpoint's role.
+        statement("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [arns.scoped("cloudwatch", "alarm")]),
+        statement(
             "RunPipelineJobs",
             [
                 "sagemaker:AddTags",
@@ -115,7 +111,7 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
             ],
             arns.jobs(),
         ),
-        _statement(
+        statement(
             "RegisterModels",
             [
                 "sagemaker:AddTags",
@@ -129,7 +125,7 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
             ],
             arns.sagemaker("model-package-group", "model-package", "pipeline", "pipeline-execution"),
         ),
-        _statement(
+        statement(
             "TrackExperiments",
             [
                 "sagemaker-mlflow:AccessUI",
@@ -139,6 +135,9 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
                 "sagemaker-mlflow:CreateRun",
                 "sagemaker-mlflow:GetExperiment",
                 "sagemaker-mlflow:GetExperimentByName",
+                "sagemaker-mlflow:GetLoggedModel",
+                "sagemaker-mlflow:GetMetricHistory",
+                "sagemaker-mlflow:FinalizeLoggedModel",
                 "sagemaker-mlflow:GetModelVersion",
                 "sagemaker-mlflow:GetRegisteredModel",
                 "sagemaker-mlflow:GetRun",
@@ -146,6 +145,7 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
                 "sagemaker-mlflow:LogInputs",
                 "sagemaker-mlflow:LogMetric",
                 "sagemaker-mlflow:LogModel",
+                "sagemaker-mlflow:LogOutputs",
                 "sagemaker-mlflow:LogParam",
                 "sagemaker-mlflow:SearchExperiments",
                 "sagemaker-mlflow:SearchRuns",
@@ -154,12 +154,12 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
             ],
             arns.sagemaker("mlflow-tracking-server"),
         ),
-        _statement(
+        statement(
             "ResolveServedModel",
             ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
             arns.sagemaker("endpoint", "endpoint-config", "model"),
         ),
-        _statement(
+        statement(
             "PassOwnRoleToSageMakerJobs",
             ["iam:PassRole"],
             [arns.role(names.execution_role)],
@@ -173,16 +173,16 @@ def source_model_statements(source: Names, package_arn: str) -> list[dict]:
     its metadata, artifacts and image there, decrypted with that stack's key through S3 and ECR."""
     region_account = f"{source.region}:{source.account_id}"
     return [
-        _statement("DescribeSourceModel", ["sagemaker:DescribeModelPackage"], [package_arn]),
-        _statement(
+        statement("DescribeSourceModel", ["sagemaker:DescribeModelPackage"], [package_arn]),
+        statement(
             "ReadSourceModelArtifacts", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket('artifacts')}/pipelines/*"]
         ),
-        _statement(
+        statement(
             "PullSourceModelImage",
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             [f"arn:aws:ecr:{region_account}:repository/{source.ecr_repository}"],
         ),
-        _statement(
+        statement(
             "DecryptSourceModel",
             ["kms:Decrypt", "kms:DescribeKey"],
             [f"arn:aws:kms:{region_account}:key/*"],
@@ -198,15 +198,15 @@ def source_model_statements(source: Names, package_arn: str) -> list[dict]:
 
 def mlflow_policy(arns: Arns, key_arn: str) -> dict:
     artifacts = arns.names.bucket("artifacts")
-    return _document(
-        _statement("ListArtifacts", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{artifacts}"]),
-        _statement(
+    return document(
+        statement("ListArtifacts", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{artifacts}"]),
+        statement(
             "ReadWriteMlflowArtifacts",
             ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
             [f"arn:aws:s3:::{artifacts}/mlflow/*"],
         ),
-        _statement("UseStackKey", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [key_arn]),
-        _statement(
+        statement("UseStackKey", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [key_arn]),
+        statement(
             "RegisterMlflowModels",
             [
                 "sagemaker:AddTags",
@@ -219,275 +219,6 @@ def mlflow_policy(arns: Arns, key_arn: str) -> dict:
             arns.sagemaker("model-package-group", "model-package"),
         ),
     )
-
-
-# What `pulumi up` of this stack needs, per service. Reads are the provider's refresh calls.
-_DEPLOY_S3 = [
-    "s3:CreateBucket",
-    "s3:DeleteBucket",
-    "s3:DeleteBucketPolicy",
-    "s3:GetAccelerateConfiguration",
-    "s3:GetBucketAcl",
-    "s3:GetBucketCORS",
-    "s3:GetBucketLocation",
-    "s3:GetBucketLogging",
-    "s3:GetBucketObjectLockConfiguration",
-    "s3:GetBucketOwnershipControls",
-    "s3:GetBucketPolicy",
-    "s3:GetBucketPublicAccessBlock",
-    "s3:GetBucketRequestPayment",
-    "s3:GetBucketTagging",
-    "s3:GetBucketVersioning",
-    "s3:GetBucketWebsite",
-    "s3:GetEncryptionConfiguration",
-    "s3:GetLifecycleConfiguration",
-    "s3:GetReplicationConfiguration",
-    "s3:ListBucket",
-    "s3:ListBucketVersions",
-    "s3:GetBucketNotification",
-    "s3:PutBucketLogging",
-    "s3:PutBucketNotification",
-    "s3:PutBucketOwnershipControls",
-    "s3:PutBucketPolicy",
-    "s3:PutBucketPublicAccessBlock",
-    "s3:PutBucketTagging",
-    "s3:PutBucketVersioning",
-    "s3:PutEncryptionConfiguration",
-    "s3:PutLifecycleConfiguration",
-]
-_DEPLOY_OBJECTS = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:PutObject"]
-_DEPLOY_KMS_KEY = [
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:EnableKeyRotation",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GetKeyPolicy",
-    "kms:GetKeyRotationStatus",
-    "kms:ListResourceTags",
-    "kms:PutKeyPolicy",
-    "kms:ScheduleKeyDeletion",
-    "kms:TagResource",
-    "kms:UntagResource",
-    "kms:UpdateKeyDescription",
-]
-_DEPLOY_ECR = [
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:CompleteLayerUpload",
-    "ecr:CreateRepository",
-    "ecr:DeleteLifecyclePolicy",
-    "ecr:DeleteRepository",
-    "ecr:DescribeImages",
-    "ecr:DescribeRepositories",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:GetLifecyclePolicy",
-    "ecr:InitiateLayerUpload",
-    "ecr:ListTagsForResource",
-    "ecr:PutImage",
-    "ecr:PutImageScanningConfiguration",
-    "ecr:PutImageTagMutability",
-    "ecr:PutLifecyclePolicy",
-    "ecr:TagResource",
-    "ecr:UntagResource",
-    "ecr:UploadLayerPart",
-]
-_DEPLOY_ROLES = [
-    "iam:CreateRole",
-    "iam:DeleteRole",
-    "iam:DeleteRolePolicy",
-    "iam:GetRole",
-    "iam:GetRolePolicy",
-    "iam:ListAttachedRolePolicies",
-    "iam:ListInstanceProfilesForRole",
-    "iam:ListRolePolicies",
-    "iam:PassRole",
-    "iam:PutRolePolicy",
-    "iam:TagRole",
-    "iam:UntagRole",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:UpdateRole",
-]
-_DEPLOY_OIDC = [
-    "iam:AddClientIDToOpenIDConnectProvider",
-    "iam:CreateOpenIDConnectProvider",
-    "iam:DeleteOpenIDConnectProvider",
-    "iam:GetOpenIDConnectProvider",
-    "iam:TagOpenIDConnectProvider",
-    "iam:UntagOpenIDConnectProvider",
-    "iam:UpdateOpenIDConnectProviderThumbprint",
-]
-_DEPLOY_SAGEMAKER = [
-    "sagemaker:AddTags",
-    "sagemaker:CreateEndpoint",
-    "sagemaker:CreateEndpointConfig",
-    "sagemaker:CreateMlflowTrackingServer",
-    "sagemaker:CreateModel",
-    "sagemaker:CreateModelPackageGroup",
-    "sagemaker:CreateMonitoringSchedule",
-    "sagemaker:CreatePipeline",
-    "sagemaker:DeleteEndpoint",
-    "sagemaker:DeleteEndpointConfig",
-    "sagemaker:DeleteMlflowTrackingServer",
-    "sagemaker:DeleteModel",
-    "sagemaker:DeleteModelPackageGroup",
-    "sagemaker:DeleteMonitoringSchedule",
-    "sagemaker:DeletePipeline",
-    "sagemaker:DeleteTags",
-    "sagemaker:DescribeEndpoint",
-    "sagemaker:DescribeEndpointConfig",
-    "sagemaker:DescribeMlflowTrackingServer",
-    "sagemaker:DescribeModel",
-    "sagemaker:DescribeModelPackage",
-    "sagemaker:DescribeModelPackageGroup",
-    "sagemaker:DescribeMonitoringSchedule",
-    "sagemaker:DescribePipeline",
-    "sagemaker:DescribePipelineExecution",
-    "sagemaker:InvokeEndpoint",
-    "sagemaker:ListModelPackages",
-    "sagemaker:ListPipelineExecutions",
-    "sagemaker:ListTags",
-    "sagemaker:StartPipelineExecution",
-    "sagemaker:UpdateEndpoint",
-    "sagemaker:UpdateEndpointWeightsAndCapacities",
-    "sagemaker:UpdateMlflowTrackingServer",
-    "sagemaker:UpdateModelPackage",
-    "sagemaker:UpdateMonitoringSchedule",
-    "sagemaker:UpdatePipeline",
-]
-_DEPLOY_OPERATIONS = [
-    "cloudwatch:DeleteAlarms",
-    "cloudwatch:DeleteDashboards",
-    "cloudwatch:DescribeAlarms",
-    "cloudwatch:GetDashboard",
-    "cloudwatch:ListTagsForResource",
-    "cloudwatch:PutDashboard",
-    "cloudwatch:PutMetricAlarm",
-    "cloudwatch:TagResource",
-    "cloudwatch:UntagResource",
-    "events:DeleteRule",
-    "events:DescribeRule",
-    "events:ListTagsForResource",
-    "events:ListTargetsByRule",
-    "events:PutRule",
-    "events:PutTargets",
-    "events:RemoveTargets",
-    "events:TagResource",
-    "events:UntagResource",
-    "scheduler:CreateSchedule",
-    "scheduler:DeleteSchedule",
-    "scheduler:GetSchedule",
-    "scheduler:UpdateSchedule",
-    "sns:CreateTopic",
-    "sns:DeleteTopic",
-    "sns:GetSubscriptionAttributes",
-    "sns:GetTopicAttributes",
-    "sns:ListTagsForResource",
-    "sns:SetTopicAttributes",
-    "sns:Subscribe",
-    "sns:TagResource",
-    "sns:Unsubscribe",
-    "sns:UntagResource",
-]
-# Application Auto Scaling's Describe calls and KMS CreateKey have no resource-level scoping.
-_DEPLOY_UNSCOPED = [
-    "application-autoscaling:DeleteScalingPolicy",
-    "application-autoscaling:DeregisterScalableTarget",
-    "application-autoscaling:DescribeScalableTargets",
-    "application-autoscaling:DescribeScalingPolicies",
-    "application-autoscaling:PutScalingPolicy",
-    "application-autoscaling:RegisterScalableTarget",
-    "ecr:GetAuthorizationToken",
-    "kms:ListAliases",
-]
-# The deploy role must not widen its own rights: changes to it need a platform engineer's credentials.
-_SELF_MODIFICATION = [
-    "iam:DeleteRolePolicy",
-    "iam:PutRolePolicy",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:AttachRolePolicy",
-    "iam:PutRolePermissionsBoundary",
-    "iam:DeleteRole",
-]
-
-
-def deploy_policy(arns: Arns, *, stack: str, oidc_provider_arn: str, state_bucket: str, secrets_key_arn: str) -> dict:
-    names = arns.names
-    region_account = f"{names.region}:{names.account_id}"
-    statements = [
-        _statement("ManageStackBuckets", _DEPLOY_S3, arns.buckets(("data", "artifacts", "capture", "logs"))),
-        _statement("ManageStackObjects", _DEPLOY_OBJECTS, arns.objects(("data", "artifacts", "capture", "logs"))),
-        _statement(
-            "CreateTaggedKeys",
-            ["kms:CreateKey", "kms:TagResource"],
-            "*",
-            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": PROJECT}},
-        ),
-        _statement(
-            "ManageStackKeys",
-            _DEPLOY_KMS_KEY,
-            [arns.keys],
-            {"StringEquals": {"aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}},
-        ),
-        _statement(
-            "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
-        ),
-        _statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
-        _statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
-        _statement("ManageGitlabOidcProvider", _DEPLOY_OIDC, [oidc_provider_arn]),
-        _statement(
-            "ManageStackSageMaker",
-            _DEPLOY_SAGEMAKER,
-            arns.sagemaker(
-                "endpoint",
-                "endpoint-config",
-                "model",
-                "model-package-group",
-                "model-package",
-                "pipeline",
-                "mlflow-tracking-server",
-                "monitoring-schedule",
-            ),
-        ),
-        _statement(
-            "ManageStackOperations",
-            _DEPLOY_OPERATIONS,
-            [
-                arns.scoped("cloudwatch", "alarm"),
-                f"arn:aws:cloudwatch::{names.account_id}:dashboard/{names.prefix}*",
-                arns.scoped("events", "rule", "/"),
-                f"arn:aws:sns:{region_account}:{names.prefix}-*",
-                f"arn:aws:scheduler:{region_account}:schedule/default/{names.prefix}-*",
-            ],
-        ),
-        _statement("ManageScalingAndLogin", _DEPLOY_UNSCOPED, "*"),
-        _statement(
-            "CreateAutoScalingServiceRole",
-            ["iam:CreateServiceLinkedRole"],
-            "*",
-            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
-        ),
-        _statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
-    ]
-    if state_bucket:
-        statements.append(
-            _statement("PulumiStateBucket", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{state_bucket}"])
-        )
-        statements.append(
-            _statement(
-                "PulumiStateObjects",
-                ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                [f"arn:aws:s3:::{state_bucket}/*"],
-            )
-        )
-    if secrets_key_arn:
-        statements.append(
-            _statement(
-                "PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [secrets_key_arn]
-            )
-        )
-    return _document(*statements)
 
 
 @dataclass(frozen=True)
@@ -603,6 +334,7 @@ class Access(pulumi.ComponentResource):
                     oidc_provider_arn=known_provider_arn,
                     state_bucket=args.state_bucket,
                     secrets_key_arn=args.secrets_key_arn,
+                    source=source if source_reads else None,
                 )
             ),
             opts=child,

@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.access import service_trust_policy
+from infra.components.policy_documents import document, statement
 from mlops.naming import Arns, Names
 from pipelines.monitoring import drift_job_request
 
@@ -56,6 +57,21 @@ class MonitoringArgs:
     drift_window_hours: int = 1
     alarm_datapoints: int = 2
     alarm_evaluation_periods: int = 3
+
+
+def scheduler_policy(drift_jobs: str, execution_role_arn: str, key_arn: str) -> dict:
+    """The drift schedule's role: start the drift job with the execution role, read its encrypted schedule."""
+    return document(
+        statement("StartDriftJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], [drift_jobs]),
+        statement(
+            "PassExecutionRole",
+            ["iam:PassRole"],
+            [execution_role_arn],
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        # The schedule is encrypted with the stack's key; Scheduler decrypts it with this role at each run.
+        statement("DecryptSchedule", ["kms:Decrypt"], [key_arn]),
+    )
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -196,27 +212,8 @@ class Monitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
-            policy=pulumi.Output.from_input(args.execution_role_arn).apply(
-                lambda role: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "StartDriftJobs",
-                                "Effect": "Allow",
-                                "Action": ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"],
-                                "Resource": [jobs],
-                            },
-                            {
-                                "Sid": "PassExecutionRole",
-                                "Effect": "Allow",
-                                "Action": ["iam:PassRole"],
-                                "Resource": [role],
-                                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                            },
-                        ],
-                    }
-                )
+            policy=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
+                lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1]))
             ),
             opts=child,
         )

