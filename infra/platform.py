@@ -61,6 +61,8 @@ def build_platform(settings: StackSettings) -> None:
             gitlab_host=settings.gitlab_host,
             gitlab_project_path=settings.gitlab_project_path,
             ci_protected_branch=settings.ci_protected_branch,
+            ci_protected_tag=settings.ci_protected_tag,
+            model_source_account_id=settings.model_source_account_id,
             existing_oidc_provider_arn=settings.gitlab_oidc_provider_arn,
             mlflow_enabled=settings.mlflow_enabled,
             metrics_namespace=names.metrics_namespace,

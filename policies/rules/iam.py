@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,6 +135,16 @@ def _pinned(value: Any) -> bool:
     return bool(values) and all(isinstance(v, str) and v and "*" not in v and "?" not in v for v in values)
 
 
+# One project's tags with a literal prefix, e.g. `project_path:acme/ml/app:ref_type:tag:ref:prod-*`: the
+# ref is the only part that may vary, and tags (protected by a pattern in GitLab) the only kind of ref.
+_TAG_PREFIX_SUBJECT = re.compile(r"^project_path:[^*?:]+:ref_type:tag:ref:[^*?:]+\*$")
+
+
+def _pinned_tag_prefix(value: Any) -> bool:
+    values = as_list(value)
+    return bool(values) and all(isinstance(v, str) and _TAG_PREFIX_SUBJECT.match(v) for v in values)
+
+
 def iam_oidc_trust_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     props = inputs(args, {ROLE})
     if props is None:
@@ -157,7 +168,8 @@ def iam_oidc_trust_pinned(args: ResourceValidationArgs, report_violation: Report
             )
             continue
         equals = dig(stmt, "Condition", "StringEquals")
-        if is_unknown(equals):
+        like = dig(stmt, "Condition", "StringLike")
+        if is_unknown(equals) or is_unknown(like):
             continue
         for host in hosts:
             if is_unknown(host):
@@ -167,9 +179,15 @@ def iam_oidc_trust_pinned(args: ResourceValidationArgs, report_violation: Report
                 value = dig(equals, key)
                 if is_unknown(value) or _pinned(value):
                     continue
+                tag_prefix = dig(like, key) if claim == "sub" and value is None else None
+                if is_unknown(tag_prefix) or _pinned_tag_prefix(tag_prefix):
+                    continue
+                allowed = (
+                    " or StringLike on one project's tag prefix (ref_type:tag:ref:<prefix>*)" if claim == "sub" else ""
+                )
                 report_violation(
                     f'assumeRolePolicy statement {label} allows sts:AssumeRoleWithWebIdentity from "{host}" '
-                    f'without pinning "{key}" with StringEquals (StringLike and wildcards are not accepted)',
+                    f'without pinning "{key}" with StringEquals{allowed} (other wildcards are not accepted)',
                     None,
                 )
 

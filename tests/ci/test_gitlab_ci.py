@@ -37,21 +37,25 @@ def _resolve(ci: dict, job: dict) -> dict:
 
 
 def _matches(expression: str, variables: dict[str, str]) -> bool:
-    """A GitLab `rules:if` expression of this file's kind (==, !=, &&, ||, quoted strings, $VARIABLES)."""
-    tokens = re.findall(r'\$\w+|"[^"]*"|==|!=|&&|\|\||\(|\)|null', expression)
+    """A GitLab `rules:if` expression of this file's kind (==, !=, =~ /re/, &&, ||, strings, $VARIABLES)."""
+    tokens = re.findall(r'\$\w+|"[^"]*"|/[^/]*/|==|!=|=~|&&|\|\||\(|\)|null', expression)
     assert "".join(tokens) == re.sub(r"\s+", "", expression), f"unparsed tokens in {expression!r}"
-    python = []
+    python: list[str] = []
     for token in tokens:
         if token.startswith("$"):
             python.append(repr(variables.get(token[1:])))  # an undefined variable is null
+        elif token.startswith("/"):  # `$VAR =~ /re/`: the operand before `=~` is searched
+            operand = python.pop(-2)
+            python[-1] = f"bool(re.search({token[1:-1]!r}, {operand} or ''))"
         else:
             python.append({"&&": "and", "||": "or", "null": "None"}.get(token, token))
-    return bool(eval(" ".join(python)))  # noqa: S307 - the tokens are whitelisted above
+    return bool(eval(" ".join(python), {"re": re}))  # noqa: S307 - the tokens are whitelisted above
 
 
 MAIN_PUSH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}
 MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_DEFAULT_BRANCH": "main"}
-ROLLBACK = {**MAIN_PUSH, "CI_PIPELINE_SOURCE": "web", "MLOPS_ROLLBACK": "prod"}
+PROD_TAG = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "prod-2026-12-01", "CI_DEFAULT_BRANCH": "main"}
+ROLLBACK = {**PROD_TAG, "CI_PIPELINE_SOURCE": "web", "MLOPS_ROLLBACK": "prod"}
 
 
 def _pipeline(ci: dict, variables: dict[str, str]) -> dict[str, str]:
@@ -75,13 +79,30 @@ def test_each_pipeline_holds_the_jobs_it_should() -> None:
     assert _pipeline(ci, {**MERGE_REQUEST, "PREVIEW_ROLE_ARN": "arn"}) == {**checks, "preview": "on_success"}
     assert _pipeline(ci, MAIN_PUSH) == {
         **checks, "build-image": "on_success", "deploy-dev": "on_success", "train": "on_success",
-        "verify-dev": "on_success", "promote": "manual", "deploy-prod": "manual", "verify-prod": "on_success",
+        "verify-dev": "on_success", "promote": "manual",
     }
-    # Rolling back is a pipeline of its own, reachable whatever the last delivery pipeline did: one manual job
-    # that waits for nothing.
+    # Prod only in pipelines of its protected tags (the only ref its deploy role trusts).
+    assert _pipeline(ci, PROD_TAG) == {**checks, "deploy-prod": "manual", "verify-prod": "on_success"}
+    # Rolling back is a pipeline of its own, reachable whatever the last deploy did: one manual job that waits
+    # for nothing.
     assert _pipeline(ci, ROLLBACK) == {"rollback-prod": "manual"}
     assert ci["rollback-prod"]["needs"] == []
     assert _pipeline(ci, {**MAIN_PUSH, "CI_COMMIT_BRANCH": "feature"}) == {}
+    assert _pipeline(ci, {**PROD_TAG, "CI_COMMIT_TAG": "v1.0"}) == {}
+
+
+def test_prod_jobs_run_on_the_tags_the_prod_deploy_role_trusts() -> None:
+    """The CI's prod-tag rule and prod's ciProtectedTag (the OIDC trust) name the same tags."""
+    import fnmatch
+
+    from mlops.settings import load_stack
+
+    ci = yaml.safe_load(CI_FILE.read_text())
+    pattern = load_stack("prod").ci_protected_tag
+    for tag in ("prod-2026-12-01", "prod-1", "production", "v1.0", "dev-prod-1", "prod"):
+        in_pipeline = "deploy-prod" in _pipeline(ci, {**PROD_TAG, "CI_COMMIT_TAG": tag})
+        assert in_pipeline == fnmatch.fnmatchcase(tag, pattern), tag
+    assert load_stack("dev").ci_protected_branch == "main" and not load_stack("dev").ci_protected_tag
 
 
 def test_deploy_jobs_are_not_interruptible_and_end_explicitly(ci: dict) -> None:

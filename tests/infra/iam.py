@@ -46,7 +46,8 @@ def matching(policy: Any, action: str, resource: str, context: dict[str, Any] | 
     for statement in statements(policy):
         if not any(_like(pattern, action, case=False) for pattern in as_list(statement["Action"])):
             continue
-        if not any(_like(pattern, resource) for pattern in as_list(statement["Resource"])):
+        # A trust policy's statements name no resource: they apply to the role that holds them.
+        if not any(_like(pattern, resource) for pattern in as_list(statement.get("Resource", "*"))):
             continue
         if _condition_holds(statement.get("Condition", {}), context or {}):
             found.append(statement)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from mlops.naming import Names
 from mlops.plan import Plan
 from mlops.settings import StackSettings
-from tests.infra.helpers import as_list, statements
+from tests.infra.helpers import as_list, document, statements
+from tests.infra.iam import allows
 
 
 def _roles(plan: Plan) -> dict[str, dict]:
@@ -63,20 +64,34 @@ def test_gitlab_oidc_provider(plan: Plan, settings: StackSettings) -> None:
         assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
 
 
-def test_deploy_role_trust_pins_audience_and_subject(plan: Plan, settings: StackSettings) -> None:
+def test_deploy_role_trust_pins_audience_and_one_protected_ref(plan: Plan, settings: StackSettings) -> None:
+    """Which GitLab pipelines may assume each stack's deploy role, decided as IAM decides on the token's claims."""
     names = Names.of(settings)
-    [trust] = statements(_roles(plan)[names.deploy_role]["assumeRolePolicy"])
-    host = settings.gitlab_host
-    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert trust["Principal"] == {"Federated": plan.outputs["oidcProviderArn"]}
-    assert trust["Condition"] == {
-        "StringEquals": {
-            f"{host}:aud": "sts.amazonaws.com",
-            f"{host}:sub": (
-                f"project_path:{settings.gitlab_project_path}:ref_type:branch:ref:{settings.ci_protected_branch}"
-            ),
-        }
-    }
+    trust = document(_roles(plan)[names.deploy_role]["assumeRolePolicy"])
+    [statement] = statements(trust)
+    assert statement["Principal"] == {"Federated": plan.outputs["oidcProviderArn"]}
+    host, project = settings.gitlab_host, settings.gitlab_project_path
+
+    def assumes(ref_type: str, ref: str, audience: str = "sts.amazonaws.com", path: str = project) -> bool:
+        claims = {f"{host}:aud": audience, f"{host}:sub": f"project_path:{path}:ref_type:{ref_type}:ref:{ref}"}
+        return allows(trust, "sts:AssumeRoleWithWebIdentity", f"arn:aws:iam::{settings.account_id}:role/x", claims)
+
+    if settings.ci_protected_tag:  # prod: only its protected tags, never a main pipeline
+        assert assumes("tag", settings.ci_protected_tag.replace("*", "2026-12-01"))
+        assert not assumes("branch", settings.ci_protected_branch)
+    else:  # dev: main only
+        assert assumes("branch", settings.ci_protected_branch)
+        assert not assumes("tag", "prod-2026-12-01")
+    assert not assumes("branch", "feature/x")
+    assert not assumes("branch", settings.ci_protected_branch, path="someone/else")
+    assert not assumes("branch", settings.ci_protected_branch, audience="https://gitlab.com")
+
+
+def test_prod_and_dev_trust_different_refs() -> None:
+    from mlops.settings import load_stack
+
+    dev, prod = load_stack("dev"), load_stack("prod")
+    assert (dev.ci_protected_tag, prod.ci_protected_tag) == ("", "prod-*")
 
 
 def test_deploy_role_cannot_escalate_itself(plan: Plan, settings: StackSettings) -> None:

@@ -10,13 +10,12 @@ takes no resource).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from mlops.naming import Arns, Names
+from mlops.naming import Arns, Names, source_of
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import StackSettings, load_stack, stack_file, stack_names
 from tests.infra.helpers import as_list, document, statements
@@ -31,7 +30,7 @@ UNSCOPED_BY_DESIGN = {
 
 
 def pin_of(settings: StackSettings) -> str:
-    """What the stack serves: dev its own package, the others dev's (promotion pins dev's packages)."""
+    """What every stack serves in these plans: a package of dev (prod's is promoted from dev)."""
     return Arns(Names.of(DEV)).model_package(3)
 
 
@@ -52,105 +51,141 @@ def _policies(plan: Plan) -> dict[str, dict]:
 
 @dataclass(frozen=True)
 class Call:
-    """One AWS request: who makes it (a role name of the stack), the IAM action, the resource, its context."""
+    """One AWS request: the role that makes it, the IAM action, the resource, the request's condition context."""
 
-    principal: Callable[[Names], str]
+    principal: str
     action: str
-    resource: Callable[[Names, Arns, Plan, StackSettings], str]
+    resource: str
     why: str
     context: dict[str, Any] = field(default_factory=dict)
 
 
-def _execution(names: Names) -> str:
-    return names.execution_role
-
-
-def _deploy(names: Names) -> str:
-    return names.deploy_role
-
-
-def _scheduler(names: Names) -> str:
-    return names.role("drift-scheduler")
-
-
-def _server(names: Names, arns: Arns, plan: Plan, settings: StackSettings) -> str:
-    return f"arn:aws:sagemaker:{names.region}:{names.account_id}:mlflow-tracking-server/{names.mlflow_server}"
-
-
-def _rollback_alarm(names: Names, arns: Arns, plan: Plan, settings: StackSettings) -> str:
-    endpoint = next(r for r in plan.of_type("aws:sagemaker/endpoint:Endpoint"))
-    rollback = endpoint.inputs["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]
-    return f"arn:aws:cloudwatch:{names.region}:{names.account_id}:alarm:{rollback[0]['alarmName']}"
-
-
-def _key(names: Names, arns: Arns, plan: Plan, settings: StackSettings) -> str:
-    return plan.outputs["kmsKeyArn"]
-
-
-def _served(names: Names, arns: Arns, plan: Plan, settings: StackSettings) -> str:
-    return pin_of(settings)
-
-
-# MLflow 3 calls of the Train and Evaluate steps through sagemaker-mlflow (model_code/train.py, evaluate.py).
+# MLflow 3's REST calls of the Train and Evaluate steps, as sagemaker-mlflow's IAM actions.
 MLFLOW_ACTIONS = (
-    "CreateExperiment", "GetExperimentByName", "CreateRun", "UpdateRun", "GetRun", "LogBatch", "LogMetric",
-    "LogParam", "SetTag", "LogInputs", "LogOutputs", "LogModel", "GetLoggedModel", "FinalizeLoggedModel",
-    "GetMetricHistory", "SearchRuns", "CreateRegisteredModel", "GetRegisteredModel", "CreateModelVersion",
-    "GetModelVersion",
+    "GetExperimentByName", "CreateExperiment", "GetExperiment", "CreateRun", "UpdateRun", "GetRun", "LogBatch",
+    "LogModel", "LogOutputs", "GetMetricHistory", "GetLoggedModel", "FinalizeLoggedModel",
 )  # fmt: skip
 
-CALLS = [
-    *(Call(_execution, f"sagemaker-mlflow:{action}", _server, "the Train/Evaluate steps track to MLflow")
-      for action in MLFLOW_ACTIONS),
-    Call(_execution, "cloudwatch:DescribeAlarms", _rollback_alarm,
-         "blue/green auto-rollback reads the endpoint's alarms with its execution role"),
-    *(Call(_execution, "cloudwatch:PutMetricData", lambda *_: "*", f"instance metrics to {namespace}",
-           {"cloudwatch:namespace": namespace})
-      for namespace in ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints")),
-    Call(_execution, "cloudwatch:PutMetricData", lambda *_: "*", "the drift job's DriftDetected",
-         {"cloudwatch:namespace": "mlops-stack/{stack}"}),
-    Call(_scheduler, "kms:Decrypt", _key, "Scheduler decrypts the schedule encrypted with the stack's key"),
-    Call(_scheduler, "sagemaker:CreateProcessingJob",
-         lambda n, a, p, s: f"arn:aws:sagemaker:{n.region}:{n.account_id}:processing-job/{n.drift_job_prefix}-e1",
-         "the schedule starts the drift job"),
-    Call(_deploy, "s3:PutObjectTagging",
-         lambda n, a, p, s: f"arn:aws:s3:::{n.bucket('artifacts')}/code/bundle.tar.gz", "the tagged code bundle"),
-    Call(_deploy, "s3:GetObjectTagging",
-         lambda n, a, p, s: f"arn:aws:s3:::{n.bucket('artifacts')}/code/bundle.tar.gz", "refresh of the bundle"),
-    *(Call(_deploy, f"application-autoscaling:{action}",
-           lambda n, a, p, s: f"arn:aws:application-autoscaling:{n.region}:{n.account_id}:scalable-target/0ec4d2a1",
-           "the endpoint's tagged scalable target")
-      for action in ("RegisterScalableTarget", "TagResource", "ListTagsForResource", "PutScalingPolicy")),
-    *(Call(_deploy, f"cloudwatch:{action}",
-           lambda n, a, p, s: (f"arn:aws:cloudwatch:{n.region}:{n.account_id}:alarm:TargetTracking-endpoint/"
-                               f"{n.endpoint}/variant/AllTraffic-AlarmHigh-5b7f"),
-           "Application Auto Scaling manages target-tracking alarms with the caller's rights")
-      for action in ("PutMetricAlarm", "DescribeAlarms", "DeleteAlarms")),
-    *(Call(_deploy, f"ecr:{action}", lambda n, a, p, s: a.repository, "the repository policy (consumer accounts)")
-      for action in ("SetRepositoryPolicy", "GetRepositoryPolicy", "DeleteRepositoryPolicy")),
-    *(Call(_deploy, f"sagemaker:{action}", lambda n, a, p, s: a.model_package_group,
-           "the model package group policy (consumer accounts)")
-      for action in ("PutModelPackageGroupPolicy", "GetModelPackageGroupPolicy", "DeleteModelPackageGroupPolicy")),
-    Call(_deploy, "sns:GetSubscriptionAttributes", lambda *_: "*", "refresh of the alarm e-mail subscription"),
-    Call(_deploy, "sagemaker:ListEndpointConfigs", lambda *_: "*",
-         "release verify looks for a newer config a blue/green rollback left unused"),
-    Call(_deploy, "sagemaker:DescribeModelPackage", _served,
-         "verify-prod and rollback-prod read the pinned package (dev's, across accounts)"),
-]
 
-
-def _resolve(call: Call, settings: StackSettings, plan: Plan) -> tuple[str, str, dict[str, Any]]:
-    names = Names.of(settings)
-    context = {k: v.format(stack=settings.stack) for k, v in call.context.items()}
-    return call.principal(names), call.resource(names, Arns(names), plan, settings), context
+def calls(settings: StackSettings, plan: Plan) -> list[Call]:
+    """Every call of the stack's principals, with ARNs resolved from its names and the plan."""
+    names, arns = Names.of(settings), Arns(Names.of(settings))
+    region, account = names.region, names.account_id
+    sm = f"arn:aws:sagemaker:{region}:{account}"
+    deploy, execution = names.deploy_role, names.execution_role
+    scheduler, events = names.role("drift-scheduler"), names.role("retrain-trigger")
+    key, served = plan.outputs["kmsKeyArn"], pin_of(settings)
+    source = source_of(served)
+    assert source is not None
+    endpoint = f"{sm}:endpoint/{names.endpoint}"
+    config, model = f"{sm}:endpoint-config/{names.prefix}-abcd1234", f"{sm}:model/{names.prefix}-abcd1234"
+    pipeline, execution_arn = f"{sm}:pipeline/{names.pipeline}", f"{sm}:pipeline/{names.pipeline}/execution/x1y2"
+    server = f"{sm}:mlflow-tracking-server/{names.mlflow_server}"
+    own_package = arns.model_package(7)
+    bucket = lambda kind: f"arn:aws:s3:::{names.bucket(kind)}"  # noqa: E731
+    pass_to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    rollback_alarm = next(iter(plan.of_type("aws:sagemaker/endpoint:Endpoint"))).inputs["deploymentConfig"][
+        "autoRollbackConfiguration"]["alarms"][0]["alarmName"]
+    found = [
+        # CI jobs with the stack's deploy role (mlops/registry.py, mlops/release.py, mlops/pipeline.py)
+        Call(deploy, "sagemaker:DescribeModelPackageGroup", arns.model_package_group, "model latest, verify, promote"),
+        Call(deploy, "sagemaker:ListModelPackages", arns.model_package("*"), "registry: the group's packages"),
+        Call(deploy, "sagemaker:DescribeModelPackage", own_package, "registry: a package of the stack's group"),
+        Call(deploy, "sagemaker:DescribeModelPackage", served, "verify/rollback read the pinned package"),
+        Call(deploy, "sagemaker:DescribeModelPackage", Arns(source).model_package(2), "rollback: the pin before"),
+        Call(deploy, "sagemaker:DescribeEndpoint", endpoint, "release verify"),
+        Call(deploy, "sagemaker:DescribeEndpointConfig", config, "release verify"),
+        Call(deploy, "sagemaker:DescribeModel", model, "release verify"),
+        Call(deploy, "sagemaker:ListEndpointConfigs", "*", "verify: a newer config a blue/green rollback left"),
+        Call(deploy, "sagemaker:InvokeEndpoint", endpoint, "verify's smoke request"),
+        Call(deploy, "sagemaker:StartPipelineExecution", pipeline, "train job: pipeline start"),
+        Call(deploy, "sagemaker:DescribePipelineExecution", execution_arn, "train job: --wait"),
+        Call(deploy, "iam:PassRole", names.execution_role_arn, "pipeline upsert: the pipeline's role",
+             pass_to_sagemaker),
+        # pulumi up with the deploy role: calls this project's resources need beyond their own CRUD
+        Call(deploy, "s3:PutObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "tagged bundle"),
+        Call(deploy, "s3:GetObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "bundle refresh"),
+        *(Call(deploy, f"application-autoscaling:{action}",
+               f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/0ec4d2a1", "tagged scalable target")
+          for action in ("RegisterScalableTarget", "TagResource", "ListTagsForResource", "PutScalingPolicy")),
+        *(Call(deploy, f"cloudwatch:{action}",
+               f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-endpoint/{names.endpoint}/variant/"
+               "AllTraffic-AlarmHigh-5b7f", "Application Auto Scaling's target-tracking alarms, on the caller's rights")
+          for action in ("PutMetricAlarm", "DescribeAlarms", "DeleteAlarms")),
+        *(Call(deploy, f"ecr:{action}", arns.repository, "the repository policy (consumer accounts)")
+          for action in ("SetRepositoryPolicy", "GetRepositoryPolicy", "DeleteRepositoryPolicy")),
+        *(Call(deploy, f"sagemaker:{action}", arns.model_package_group, "the group policy (consumer accounts)")
+          for action in ("PutModelPackageGroupPolicy", "GetModelPackageGroupPolicy", "DeleteModelPackageGroupPolicy")),
+        Call(deploy, "sns:GetSubscriptionAttributes", "*", "refresh of the alarm e-mail subscription"),
+        Call(deploy, "sns:Unsubscribe", "*", "replacing the alarm e-mail subscription"),
+        # SageMaker pipeline steps with the execution role, and model_code/ inside them
+        *(Call(execution, f"sagemaker:{verb}{kind}Job", f"{sm}:{job}", "a pipeline step")
+          for kind, job in (("Processing", "processing-job/pipelines-x1y2-validate"),
+                            ("Training", "training-job/pipelines-x1y2-train"))
+          for verb in ("Create", "Describe")),
+        Call(execution, "iam:PassRole", names.execution_role_arn, "the pipeline passes its role to jobs",
+             pass_to_sagemaker),
+        Call(execution, "sagemaker:CreateModelPackage", arns.model_package_group, "the Register step"),
+        Call(execution, "sagemaker:DescribeModelPackageGroup", arns.model_package_group, "the Register step"),
+        Call(execution, "ecr:GetAuthorizationToken", "*", "image pull"),
+        *(Call(execution, f"ecr:{action}", arns.repository, "image pull")
+          for action in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability")),
+        Call(execution, "s3:ListBucket", bucket("data"), "the input prefix"),
+        Call(execution, "s3:GetObject", f"{bucket('data')}/datasets/x/adult.csv", "the input data"),
+        Call(execution, "s3:PutObject", f"{bucket('artifacts')}/pipelines/{names.pipeline}/x1y2/Train/model.tar.gz",
+             "job outputs"),
+        *(Call(execution, f"kms:{action}", key, "SSE-KMS and job volumes")
+          for action in ("Decrypt", "GenerateDataKey", "CreateGrant")),
+        *(Call(execution, "logs:PutLogEvents",
+               f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/{group}:log-stream:x", "job and endpoint logs")
+          for group in ("ProcessingJobs", "TrainingJobs", f"Endpoints/{names.endpoint}")),
+        *(Call(execution, "cloudwatch:PutMetricData", "*", f"metrics to {namespace}", {"cloudwatch:namespace": namespace})
+          for namespace in ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints",
+                            names.metrics_namespace)),
+        Call(execution, "sagemaker:DescribePipelineExecution", execution_arn, "the CooldownGuard step"),
+        Call(execution, "sagemaker:ListPipelineExecutions", pipeline, "the CooldownGuard step"),
+        Call(execution, "sagemaker:ListPipelineParametersForExecution", execution_arn, "the CooldownGuard step"),
+        *(Call(execution, f"sagemaker-mlflow:{action}", server, "the Train/Evaluate steps track to MLflow")
+          for action in MLFLOW_ACTIONS),
+        Call(execution, "s3:PutObject", f"{bucket('artifacts')}/mlflow/1/models/m-1/artifacts/MLmodel",
+             "MLflow artifacts, written straight to S3"),
+        # the drift job (model_code/endpoint_source.py, model_code/drift.py) and the endpoint
+        Call(execution, "sagemaker:DescribeEndpoint", endpoint, "the drift job resolves what is served"),
+        Call(execution, "sagemaker:DescribeEndpointConfig", config, "the drift job resolves what is served"),
+        Call(execution, "sagemaker:DescribeModel", model, "the drift job resolves what is served"),
+        Call(execution, "sagemaker:DescribeModelPackage", served, "the drift job reads the served package"),
+        Call(execution, "s3:GetObject",
+             f"arn:aws:s3:::{source.bucket('artifacts')}/pipelines/{source.pipeline}/x/Preprocess/baseline.json",
+             "the served package's baseline and model data"),
+        Call(execution, "s3:ListBucket", bucket("capture"), "the drift job lists the capture"),
+        Call(execution, "s3:GetObject", f"{bucket('capture')}/datacapture/{names.endpoint}/AllTraffic/x.jsonl",
+             "the drift job reads the capture"),
+        Call(execution, "s3:PutObject", f"{bucket('capture')}/datacapture/{names.endpoint}/AllTraffic/x.jsonl",
+             "the endpoint's data capture"),
+        Call(execution, "s3:PutObject", f"{bucket('artifacts')}/monitoring/{names.endpoint}/e1/drift_report.json",
+             "the drift job's output"),
+        Call(execution, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{region}:{account}:alarm:{rollback_alarm}",
+             "blue/green auto-rollback reads the endpoint's alarms with its execution role"),
+        # the drift schedule and the retrain rules
+        *(Call(scheduler, f"sagemaker:{action}", f"{sm}:processing-job/{names.drift_job_prefix}-e1",
+               "the schedule starts the drift job") for action in ("CreateProcessingJob", "AddTags")),
+        Call(scheduler, "iam:PassRole", names.execution_role_arn, "the drift job's role", pass_to_sagemaker),
+        Call(scheduler, "kms:Decrypt", key, "Scheduler decrypts the schedule encrypted with the stack's key"),
+        Call(events, "sagemaker:StartPipelineExecution", pipeline, "drift alarm and new data start the pipeline"),
+    ]
+    if (source.account_id, source.stack) != (account, settings.stack):  # serving another stack's model
+        found += [
+            Call(execution, "ecr:BatchGetImage", f"arn:aws:ecr:{region}:{source.account_id}:repository/"
+                 f"{source.ecr_repository}", "the served package's image, in the source account"),
+        ]
+    return found
 
 
 def _denied(policies: dict[str, dict], settings: StackSettings, plan: Plan) -> list[str]:
     denied = []
-    for call in CALLS:
-        principal, resource, context = _resolve(call, settings, plan)
-        if not allows(policies[principal], call.action, resource, context):
-            denied.append(f"{principal}: {call.action} on {resource} ({call.why})")
+    for call in calls(settings, plan):
+        if not allows(policies[call.principal], call.action, call.resource, call.context):
+            denied.append(f"{call.principal}: {call.action} on {call.resource} ({call.why})")
     return denied
 
 
@@ -166,11 +201,10 @@ def test_removing_any_statement_that_grants_a_call_fails_the_check(full_plans: d
     settings, plan = load_stack("prod"), full_plans["prod"]
     policies = _policies(plan)
     granting = set()
-    for call in CALLS:
-        principal, resource, context = _resolve(call, settings, plan)
-        granting |= {(principal, s["Sid"]) for s in statements(policies[principal])
-                     if allows({"Statement": [s]}, call.action, resource, context)}
-    assert len(granting) >= 10
+    for call in calls(settings, plan):
+        granting |= {(call.principal, s["Sid"]) for s in statements(policies[call.principal])
+                     if allows({"Statement": [s]}, call.action, call.resource, call.context)}
+    assert len(granting) >= 25
     for principal, sid in sorted(granting):
         cut = {**policies, principal: {"Statement": [s for s in statements(policies[principal]) if s["Sid"] != sid]}}
         assert _denied(cut, settings, plan), f"removing {principal}'s {sid} denies no mapped call"
@@ -189,4 +223,19 @@ def test_every_action_exists_and_star_only_where_it_takes_no_resource(full_plans
                 elif statement["Effect"] == "Allow" and "*" in as_list(statement["Resource"]) and formats \
                         and action not in UNSCOPED_BY_DESIGN:
                     problems.append(f"{role} {statement['Sid']}: {action} on * although it takes {formats[0]}")
+                elif statement["Effect"] == "Allow" and "*" not in as_list(statement["Resource"]) and not formats:
+                    # IAM evaluates such an action on "*": a statement naming resources never grants it.
+                    problems.append(f"{role} {statement['Sid']}: {action} takes no resource, so it must be on *")
     assert not problems, "\n".join(problems)
+
+
+def test_prod_may_read_its_source_models_from_its_first_deploy(plans: dict[str, Plan]) -> None:
+    """Before any pin: the deploy role may not widen its own policy later (NoSelfEscalation), so the read of
+    the source account's packages that verify-prod and rollback-prod need is there from the start."""
+    prod = load_stack("prod")
+    assert not prod.approved_model_package_arn and prod.model_source_account_id == DEV.account_id
+    policy = _policies(plans["prod"])[Names.of(prod).deploy_role]
+    assert allows(policy, "sagemaker:DescribeModelPackage", pin_of(prod))
+    assert not allows(policy, "sagemaker:DescribeModelPackage",
+                      "arn:aws:sagemaker:eu-west-1:333333333333:model-package/mlops-stack-dev/3")
+    assert not allows(policy, "iam:PutRolePolicy", f"arn:aws:iam::{prod.account_id}:role/{Names.of(prod).deploy_role}")

@@ -32,6 +32,8 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # One moto account stands for every stack's; it is dev's, as the packages prod pins are dev's.
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", load_stack_file(REPO_ROOT / "Pulumi.dev.yaml").account_id)
     with mock_aws():
         yield Aws(max_attempts=1)
 

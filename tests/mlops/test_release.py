@@ -331,7 +331,7 @@ def test_verify_refuses_an_endpoint_that_is_not_in_service(dev: StackSettings, a
     arn = reg.register(0.9, APPROVED)
     endpoint = create_endpoint(dev, aws, deploy_config(dev, aws, arn, "v1"))
     # moto endpoints are always InService; set what SageMaker reports mid-deployment.
-    backend = sagemaker_backends["123456789012"][dev.region]
+    backend = sagemaker_backends[dev.account_id][dev.region]
     backend.endpoints[endpoint].endpoint_status = "Updating"
     with pytest.raises(ReleaseError, match=f"endpoint {endpoint} of stack dev is Updating, not InService"):
         release.verify(dev, arn, payload=PAYLOAD, aws=aws)

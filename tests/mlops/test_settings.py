@@ -71,6 +71,16 @@ def test_a_pin_from_another_region_is_refused_before_anything_is_declared(tmp_pa
     assert load_stack_file(same).approved_model_package_arn == pin
 
 
+def test_a_pin_from_an_account_the_deploy_role_cannot_read_is_refused(tmp_path: Path) -> None:
+    stranger = "arn:aws:sagemaker:eu-west-1:333333333333:model-package/mlops-stack-dev/3"
+    path = _write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": stranger,
+                                   "mlops-stack:modelSourceAccountId": "111111111111"}, name="prod")
+    with pytest.raises(SettingsError) as refused:
+        load_stack_file(path)
+    assert ("mlops-stack:approvedModelPackageArn: the package is in account 333333333333, which is neither stack "
+            "prod's (111111111111) nor mlops-stack:modelSourceAccountId (111111111111)") in str(refused.value)
+
+
 def _write_stack(tmp_path: Path, changes: dict, name: str = "dev") -> Path:
     config = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())["config"]
     for key, value in changes.items():

@@ -81,7 +81,9 @@ TRAIN_STEP = "Steps.1.Arguments"
 EVALUATE_STEP = "Steps.2.Arguments.IfSteps.0.Arguments"
 INLINE_JOB = "monitoringScheduleConfig.monitoringJobDefinition"
 TLS_TAIL = 'when aws:SecureTransport is "false" on '
-PINNED = 'without pinning "gitlab.com:{}" with StringEquals (StringLike and wildcards are not accepted)'
+PINNED_AUD = 'without pinning "gitlab.com:aud" with StringEquals (other wildcards are not accepted)'
+PINNED_SUB = ('without pinning "gitlab.com:sub" with StringEquals or StringLike on one project\'s tag prefix '
+              "(ref_type:tag:ref:<prefix>*) (other wildcards are not accepted)")
 OIDC = "assumeRolePolicy statement 'GitLabOidc' allows sts:AssumeRoleWithWebIdentity from \"gitlab.com\" "
 
 CASES = [
@@ -351,7 +353,46 @@ CASES = [
                 "StringLike": {"gitlab.com:sub": "project_path:acme/*"},
             },
         ),
-        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED.format("sub")),
+        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_SUB),
+    ),
+    Case(
+        "iam-oidc-sub-branch-pattern",
+        put_json(
+            "ci-role",
+            "assumeRolePolicy",
+            "Statement.0.Condition",
+            {
+                "StringEquals": {"gitlab.com:aud": "sts.amazonaws.com"},
+                "StringLike": {"gitlab.com:sub": "project_path:acme/mlops-stack:ref_type:branch:ref:release-*"},
+            },
+        ),
+        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_SUB),
+    ),
+    Case(
+        "iam-oidc-sub-tag-of-any-project",
+        put_json(
+            "ci-role",
+            "assumeRolePolicy",
+            "Statement.0.Condition",
+            {
+                "StringEquals": {"gitlab.com:aud": "sts.amazonaws.com"},
+                "StringLike": {"gitlab.com:sub": "project_path:acme/*:ref_type:tag:ref:prod-*"},
+            },
+        ),
+        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_SUB),
+    ),
+    Case(
+        "iam-oidc-sub-tag-prefix-is-pinned",
+        put_json(
+            "ci-role",
+            "assumeRolePolicy",
+            "Statement.0.Condition",
+            {
+                "StringEquals": {"gitlab.com:aud": "sts.amazonaws.com"},
+                "StringLike": {"gitlab.com:sub": "project_path:acme/mlops-stack:ref_type:tag:ref:prod-*"},
+            },
+        ),
+        [],
     ),
     Case(
         "iam-oidc-aud-missing",
@@ -361,7 +402,7 @@ CASES = [
             "Statement.0.Condition.StringEquals",
             {"gitlab.com:sub": "project_path:acme/mlops-stack:ref_type:branch:ref:main"},
         ),
-        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED.format("aud")),
+        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_AUD),
     ),
     Case(
         "iam-oidc-sub-wildcard",
@@ -371,14 +412,14 @@ CASES = [
             "Statement.0.Condition",
             {"StringEquals": {"gitlab.com:aud": "sts.amazonaws.com", "gitlab.com:sub": "project_path:*"}},
         ),
-        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED.format("sub")),
+        one("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_SUB),
     ),
     Case(
         "iam-oidc-no-condition",
         put_json("ci-role", "assumeRolePolicy", "Statement.0.Condition", DELETE),
         [
-            Violation("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED.format("aud"), "mandatory"),
-            Violation("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED.format("sub"), "mandatory"),
+            Violation("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_AUD, "mandatory"),
+            Violation("iam-oidc-trust-pinned", "ci-role", OIDC + PINNED_SUB, "mandatory"),
         ],
     ),
     Case(
