@@ -18,6 +18,7 @@ from infra.components.training import Training, TrainingArgs
 from mlops.naming import Names
 from mlops.settings import StackSettings
 from pipelines.bundle import build_bundle
+from pipelines.training import SAMPLE_DATA
 
 
 def build_platform(settings: StackSettings) -> None:
@@ -85,6 +86,8 @@ def build_platform(settings: StackSettings) -> None:
             repository_url=images.repository_url,
             tags=tags,
             model_consumers=tuple(settings.model_consumers),
+            data_bucket=names.bucket("data"),
+            sample_data=SAMPLE_DATA if settings.seed_sample_data else None,
         ),
     )
 

@@ -260,6 +260,23 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from mlops.bootstrap import bootstrap
+
+    path = stack_file(args.stack, args.root)
+    result = bootstrap(load_stack_file(path), path, pulumi=args.pulumi)
+    print(f"secrets key   {result.key_arn}")
+    print(f"state bucket  {result.bucket}")
+    print(f"backend       {result.backend_url}")
+    print(f"provider      {result.secrets_provider}")
+    print(f"created       {', '.join(result.created) or 'nothing (all there already)'}")
+    if result.stack_file_changed:
+        print(f"{path.name} changed: review and commit it (git add {path.name} && git commit)")
+    else:
+        print(f"{path.name} already says all of this")
+    return EXIT_OK
+
+
 def _state_dir() -> Path:
     from mlops.local.pipeline import state_dir
 
@@ -648,6 +665,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(func=cmd_monitor)
 
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="once per account, before the first `pulumi up`: state bucket, secrets key, Pulumi stack",
+        description="With the stack account's credentials and the Pulumi CLI: the Pulumi secrets key (KMS) and the "
+        "state bucket (versioned, SSE-KMS, TLS only, no public access), the Pulumi stack with the awskms secrets "
+        "provider, and their names plus secretsprovider/encryptedkey written into Pulumi.<stack>.yaml for a commit. "
+        "Idempotent.",
+    )
+    bootstrap.add_argument("--stack", required=True, help="stack whose Pulumi.<stack>.yaml to bootstrap")
+    bootstrap.add_argument("--pulumi", default="pulumi", help="the Pulumi CLI to run (default: pulumi on PATH)")
+    bootstrap.set_defaults(func=cmd_bootstrap)
+
     local = commands.add_parser("local", help="the embedded AWS of local mode").add_subparsers(
         dest="action", required=True
     )
@@ -659,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=cmd_local)
 
     for sub in (
+        bootstrap,
         serve,
         listing,
         promote,
@@ -678,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mlops.bootstrap import BootstrapError
     from mlops.local.aws import LocalAwsError
     from mlops.local.container import ContainerError
     from mlops.local.tracking import TrackingServerError
@@ -691,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError, ContainerError,
-            TrackingServerError) as error:
+            TrackingServerError, BootstrapError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

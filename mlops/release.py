@@ -40,20 +40,11 @@ or endpoint at fault.
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from io import StringIO
 from pathlib import Path
 from typing import Any
-
-import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
 
 from mlops.naming import Names
 from mlops.registry import (
@@ -69,7 +60,8 @@ from mlops.registry import (
     latest_approved,
     update_package,
 )
-from mlops.settings import SettingsError, StackSettings, config_key, declared_keys, from_config_map, load_stack_file
+from mlops.settings import SettingsError, StackSettings, config_key, load_stack_file
+from mlops.stack_files import StackFileError, write_setting
 
 PIN_KEY = config_key("approved_model_package_arn")  # mlops-stack:approvedModelPackageArn
 
@@ -129,96 +121,12 @@ def _load_target(stack_file: Path) -> StackSettings:
         raise ReleaseError(str(error)) from None
 
 
-def _guess_indent(text: str) -> tuple[int, int, int]:
-    """(mapping, sequence, offset) for ruamel from the file's own layout; Pulumi's is (2, 4, 2)."""
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    mapping = 2
-    for line in lines:
-        indent = len(line) - len(line.lstrip(" "))
-        if indent and not line.lstrip().startswith("- "):
-            mapping = indent
-            break
-    offset = 2
-    for before, line in zip(lines, lines[1:], strict=False):
-        if line.lstrip().startswith("- ") and before.rstrip().endswith(":"):
-            offset = (len(line) - len(line.lstrip(" "))) - (len(before) - len(before.lstrip(" ")))
-            break
-    return mapping, offset + 2, max(offset, 0)
-
-
-def _insert_position(config: CommentedMap) -> int:
-    """After the last present key that StackSettings declares before the pin; else at the end."""
-    order = [key.key for key in declared_keys()]
-    before = set(order[: order.index(PIN_KEY)])
-    position = len(config)
-    for index, key in enumerate(config):
-        if key in before:
-            position = index + 1
-    return position
-
-
 def write_pin(stack_file: Path, arn: str) -> tuple[str, str]:
     """Set the stack file's pin to `arn`, changing only that line. Returns (old text, new text)."""
-    path = Path(stack_file)
-    settings = _load_target(path)  # the file exists and is valid before we touch it
-    old_text = path.read_text()
-    mapping, sequence, offset = _guess_indent(old_text)
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096
-    rt.indent(mapping=mapping, sequence=sequence, offset=offset)
     try:
-        document = rt.load(old_text)
-    except YAMLError as error:
-        raise ReleaseError(f"{path}: not valid YAML ({error})") from None
-    config = document["config"]
-    existing_line = config.lc.key(PIN_KEY)[0] if PIN_KEY in config else None
-    if PIN_KEY in config:
-        config[PIN_KEY] = arn
-    else:
-        config.insert(_insert_position(config), PIN_KEY, arn)
-    out = StringIO()
-    rt.dump(document, out)
-    new_text = out.getvalue()
-
-    old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
-    if existing_line is not None and old_lines[existing_line].lstrip().startswith(f"{PIN_KEY}:"):
-        # The key exists: splice ruamel's rendering of its line into the untouched original, so the
-        # rest of the file stays byte-identical whatever its formatting.
-        rendered = [line for line in new_lines if line.lstrip().startswith(f"{PIN_KEY}:")]
-        if len(rendered) == 1:
-            new_lines = [*old_lines[:existing_line], rendered[0], *old_lines[existing_line + 1 :]]
-            new_text = "".join(new_lines)
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False).get_opcodes():
-        if tag == "equal":
-            continue
-        touched = old_lines[i1:i2] + new_lines[j1:j2]
-        strays = [line for line in touched if not line.lstrip().startswith(f"{PIN_KEY}:")]
-        if strays:
-            line_no = i1 + 1
-            raise ReleaseError(
-                f"{path}: setting {PIN_KEY} would also reformat line {line_no} ({strays[0].rstrip()!r}); "
-                f"edit the file by hand or normalise its formatting first"
-            )
-    parsed = yaml.safe_load(new_text)
-    try:
-        check = from_config_map(settings.stack, parsed["config"], path.name)
-    except SettingsError as error:
+        return write_setting(stack_file, PIN_KEY, arn)
+    except StackFileError as error:
         raise ReleaseError(str(error)) from None
-    if check.approved_model_package_arn != arn:
-        raise ReleaseError(f"{path}: {PIN_KEY} reads back as {check.approved_model_package_arn!r}, not {arn!r}")
-
-    if new_text != old_text:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(new_text)
-            shutil.copymode(path, temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    return old_text, new_text
 
 
 def _diff(path: Path, old: str, new: str) -> str:

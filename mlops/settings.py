@@ -187,6 +187,11 @@ class StackSettings:
     protect_resources: bool = _setting(
         False, doc="Pulumi `protect` on stateful resources (KMS key, buckets, ECR): `pulumi destroy` refuses them."
     )
+    seed_sample_data: bool = _setting(
+        False,
+        doc="Upload the problem's sample data to the pipeline's default input (datasets/<dataset>/ of the data "
+        "bucket), so the first pipeline run of a new stack has data.",
+    )
     force_destroy: bool = _setting(
         False, doc="Allow deleting non-empty buckets and repositories on destroy (dev convenience; never prod)."
     )

@@ -71,7 +71,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from mlops.naming import Names
-from mlops.settings import StackSettings
+from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import BUNDLE_NAME, digest_of_uri
 
 if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk)
@@ -104,6 +104,8 @@ SPLITS = ("train", "validation", "test")
 BASELINE_OUTPUT = "baseline"
 BASELINE_FILE = "baseline.json"
 DEFAULT_DATASET = "adult-income"
+SAMPLE_DATA = REPO_ROOT / "model_code" / "datasets" / "adult.csv.gz"
+"""The sample of DEFAULT_DATASET: what a stack's default input holds until real data arrives (seedSampleData)."""
 DEFAULT_SEED = 42
 DEFAULT_GIT_SHA = "unknown"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")

@@ -46,6 +46,7 @@ COVERED = {
     "serve": "test_the_local_lifecycle_commands",
     "monitor baseline": "test_the_local_lifecycle_commands",
     "monitor status": "test_the_local_lifecycle_commands",
+    "bootstrap": "test_the_bootstrap_command",
     "demo": "tests/local/test_demo.py::runs (`mlops demo --small`, interrupted, then run again)",
 }
 
@@ -103,6 +104,32 @@ def test_infra_and_policy_commands(env: dict[str, str]):
 
     definition = mlops("pipeline", "definition", "--stack", "dev", "--image-tag", "abc", env=env)
     assert definition.returncode == 2 and "has `pulumi up -s dev` run?" in definition.stderr  # needs the account
+
+
+def test_the_bootstrap_command(env: dict[str, str], tmp_path: Path):
+    """`mlops bootstrap` against a moto server answering as dev's account, with a fake Pulumi CLI."""
+    from mlops.local import aws as local_aws
+    from mlops.settings import load_stack
+    from tests.mlops.test_bootstrap import FAKE_PULUMI
+
+    dev = load_stack("dev")
+    root = _stack_copies(tmp_path)
+    pulumi = tmp_path / "pulumi"
+    pulumi.write_text(FAKE_PULUMI)
+    pulumi.chmod(0o755)
+    server = local_aws.start(tmp_path / "aws", account_id=dev.account_id, region=dev.region)
+    try:
+        environment = {**env, **server.environment(), "FAKE_PULUMI_LOG": str(tmp_path / "pulumi.log"),
+                       "FAKE_PULUMI_STATE": str(tmp_path / "pulumi.json")}
+        done = mlops("bootstrap", "--stack", "dev", "--root", str(root), "--pulumi", str(pulumi), env=environment)
+        assert done.returncode == 0, done.stderr
+        assert "Pulumi.dev.yaml changed: review and commit it" in done.stdout
+        assert "secretsprovider: awskms://" in (root / "Pulumi.dev.yaml").read_text()
+        other = mlops("bootstrap", "--stack", "prod", "--root", str(root), "--pulumi", str(pulumi), env=environment)
+        assert other.returncode == 2 and "nothing was changed" in other.stderr and "Traceback" not in other.stderr
+        assert mlops("bootstrap", "--stack", "nosuch", "--root", str(root), env=environment).returncode == 2
+    finally:
+        local_aws.stop(tmp_path / "aws")
 
 
 def _stack_copies(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ from infra.components.storage import consumer_principals
 from mlops.naming import Arns, Names
 from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import Bundle
-from pipelines.training import definition_json
+from pipelines.training import default_input_data_uri, definition_json
 
 BUILD_DIR = REPO_ROOT / "build" / "code-bundles"
 
@@ -45,6 +45,9 @@ class TrainingArgs:
     repository_url: pulumi.Input[str]
     tags: dict[str, str]
     model_consumers: tuple[str, ...] = ()
+    # The first input of a new stack: the sample at the pipeline's default input (settings: seedSampleData).
+    data_bucket: str = ""
+    sample_data: Path | None = None
 
 
 class Training(pulumi.ComponentResource):
@@ -75,6 +78,18 @@ class Training(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
+        if args.sample_data is not None:
+            aws.s3.BucketObjectv2(
+                f"{name}-sample-data",
+                bucket=args.data_bucket,
+                key=f"{default_input_data_uri(settings).split('/', 3)[3]}{args.sample_data.name}",
+                source=pulumi.FileAsset(str(args.sample_data)),
+                content_type="application/gzip",
+                server_side_encryption="aws:kms",
+                kms_key_id=args.kms_key_arn,
+                tags=args.tags,
+                opts=child,
+            )
         if args.model_consumers:
             arns = Arns(Names.of(settings))
             group_arn, package_arns = arns.model_package_group, arns.model_package("*")

@@ -42,7 +42,7 @@ from mlops.registry import Aws
 from mlops.settings import REPO_ROOT, StackSettings
 from model_code import env
 from pipelines.bundle import build_bundle
-from pipelines.training import DEFAULT_DATASET, default_input_data_uri, definition
+from pipelines.training import DEFAULT_DATASET, SAMPLE_DATA, default_input_data_uri, definition
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".mlops"
 STATE_DIR_ENV = "MLOPS_STATE_DIR"
@@ -52,7 +52,6 @@ STATE_DIR_ENV = "MLOPS_STATE_DIR"
 def state_dir() -> Path:
     """The local-mode state folder: $MLOPS_STATE_DIR, else `.mlops/` in the project."""
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
-SAMPLE_DATA = REPO_ROOT / "model_code" / "datasets" / "adult.csv.gz"
 
 
 @dataclass

@@ -105,6 +105,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         # pulumi up with the deploy role: calls this project's resources need beyond their own CRUD
         Call(deploy, "s3:PutObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "tagged bundle"),
         Call(deploy, "s3:GetObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "bundle refresh"),
+        Call(deploy, "s3:PutObject", f"{bucket('data')}/datasets/adult-income/adult.csv.gz", "the seeded sample data"),
         *(Call(deploy, f"application-autoscaling:{action}",
                f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/0ec4d2a1", "tagged scalable target")
           for action in ("RegisterScalableTarget", "TagResource", "ListTagsForResource", "PutScalingPolicy")),

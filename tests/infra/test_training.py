@@ -6,9 +6,9 @@ import json
 
 from mlops.naming import Names
 from mlops.plan import Plan
-from mlops.settings import StackSettings
+from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import build_bundle
-from pipelines.training import AUC_JSON_PATH, STEP_ORDER
+from pipelines.training import AUC_JSON_PATH, SAMPLE_DATA, STEP_ORDER, default_input_data_uri
 from tests.conftest import IMAGE_TAG
 
 PIPELINE = "aws:sagemaker/pipeline:Pipeline"
@@ -23,13 +23,33 @@ def test_model_package_group_per_stack(plan: Plan, settings: StackSettings) -> N
 def test_code_bundle_keyed_by_content_hash_and_kms_encrypted(plan: Plan, settings: StackSettings) -> None:
     names = Names.of(settings)
     digest = build_bundle().sha256
-    [bundle] = plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    [bundle] = [o for o in plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if o.name == "training-code-bundle"]
     assert bundle.inputs["bucket"] == names.bucket("artifacts")
     assert bundle.inputs["key"] == f"code/{digest}/model_code.tar.gz"
     assert bundle.inputs["serverSideEncryption"] == "aws:kms"
     assert bundle.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"]
     assert bundle.inputs["source"] == {"fileAsset": f"build/code-bundles/{digest}/model_code.tar.gz"}
     assert plan.outputs["codeBundleUri"] == f"s3://{names.bucket('artifacts')}/code/{digest}/model_code.tar.gz"
+
+
+def test_a_stack_that_seeds_sample_data_has_it_at_the_pipelines_default_input(plan: Plan,
+                                                                              settings: StackSettings) -> None:
+    """The first run of a new stack's pipeline (CI's train job) reads the default input: it is not empty."""
+    seeded = [o for o in plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if o.name == "training-sample-data"]
+    if not settings.seed_sample_data:
+        assert seeded == []
+        return
+    [sample] = seeded
+    bucket, _, prefix = default_input_data_uri(settings).removeprefix("s3://").partition("/")
+    assert (sample.inputs["bucket"], sample.inputs["key"]) == (bucket, f"{prefix}{SAMPLE_DATA.name}")
+    assert sample.inputs["serverSideEncryption"] == "aws:kms" and sample.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert sample.inputs["source"] == {"fileAsset": SAMPLE_DATA.relative_to(REPO_ROOT).as_posix()}
+
+
+def test_dev_seeds_its_sample_and_prod_does_not() -> None:
+    from mlops.settings import load_stack
+
+    assert load_stack("dev").seed_sample_data and not load_stack("prod").seed_sample_data
 
 
 def test_no_pipeline_until_an_image_exists(plan: Plan) -> None:
