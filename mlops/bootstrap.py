@@ -248,6 +248,29 @@ def init_stack(
     return not exists, changed
 
 
+def check(settings: StackSettings, stack_file: Path) -> None:
+    """Offline, before CI's `pulumi` commands: the stack file says what `bootstrap` writes, else a BootstrapError.
+
+    Without `secretsprovider` Pulumi falls back to a passphrase and stops ("passphrase must be set with
+    PULUMI_CONFIG_PASSPHRASE", pulumi/pulumi#17236); this says what to run instead.
+    """
+    provider, encrypted = _secrets_lines(stack_file)
+    problems = []
+    if not provider.startswith("awskms://") or not encrypted:
+        problems.append("no awskms secretsprovider with an encryptedkey (Pulumi would ask for a passphrase)")
+    elif settings.pulumi_secrets_key_arn and provider != secrets_provider(
+        settings.pulumi_secrets_key_arn, settings.region
+    ):
+        problems.append(f"secretsprovider {provider} is not {config_key('pulumi_secrets_key_arn')}'s key")
+    if not settings.pulumi_state_bucket:
+        problems.append(f"no {config_key('pulumi_state_bucket')}")
+    if problems:
+        raise BootstrapError(
+            f"{stack_file.name}: {'; '.join(problems)}: run `mlops bootstrap --stack {settings.stack}` with the "
+            "account's credentials and commit the file"
+        )
+
+
 def bootstrap(
     settings: StackSettings, stack_file: Path, *, aws: Aws | None = None, pulumi: str = "pulumi"
 ) -> Bootstrap:

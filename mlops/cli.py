@@ -261,9 +261,13 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from mlops.bootstrap import bootstrap
+    from mlops.bootstrap import bootstrap, check
 
     path = stack_file(args.stack, args.root)
+    if args.check:
+        check(load_stack_file(path), path)
+        print(f"{path.name}: bootstrapped (awskms secrets provider, state bucket)")
+        return EXIT_OK
     result = bootstrap(load_stack_file(path), path, pulumi=args.pulumi)
     print(f"secrets key   {result.key_arn}")
     print(f"state bucket  {result.bucket}")
@@ -675,6 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bootstrap.add_argument("--stack", required=True, help="stack whose Pulumi.<stack>.yaml to bootstrap")
     bootstrap.add_argument("--pulumi", default="pulumi", help="the Pulumi CLI to run (default: pulumi on PATH)")
+    bootstrap.add_argument(
+        "--check", action="store_true",
+        help="offline: fail unless the stack file is bootstrapped (CI runs it before `pulumi`)",
+    )
     bootstrap.set_defaults(func=cmd_bootstrap)
 
     local = commands.add_parser("local", help="the embedded AWS of local mode").add_subparsers(

@@ -121,6 +121,18 @@ def test_deploy_jobs_are_not_interruptible_and_end_explicitly(ci: dict) -> None:
     assert train > wait_timeout
 
 
+def test_every_pulumi_job_checks_the_stack_is_bootstrapped_first(ci: dict) -> None:
+    """No passphrase prompt in CI: each job that runs `pulumi` first checks the stack's KMS secrets provider."""
+    jobs = {name: _script(_resolve(ci, job)) for name, job in _jobs(ci).items()}
+    with_pulumi = {name: script for name, script in jobs.items() if any(line.startswith("pulumi ") for line in script)}
+    assert set(with_pulumi) == {"preview", "deploy-dev", "deploy-prod", "rollback-prod"}
+    for name, script in with_pulumi.items():
+        stack = "prod" if "prod" in name else "dev"
+        first = next(i for i, line in enumerate(script) if line.startswith("pulumi "))
+        assert script.index(f".venv/bin/mlops bootstrap --check --stack {stack}") < first, name
+    assert "PULUMI_CONFIG_PASSPHRASE" not in CI_FILE.read_text()
+
+
 def test_verify_jobs_skip_a_stack_without_a_model(ci: dict) -> None:
     for name, stack in (("verify-dev", "dev"), ("verify-prod", "prod")):
         assert f".venv/bin/mlops release verify --stack {stack} --if-model" in _script(ci[name]), name

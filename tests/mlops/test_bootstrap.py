@@ -159,3 +159,20 @@ def test_the_cli_says_what_it_made_and_what_to_commit(aws: Aws, project: Path, p
     assert "created       key, bucket, pulumi stack" in out and "Pulumi.dev.yaml changed: review and commit it" in out
     assert main(argv) == EXIT_OK
     assert "created       nothing (all there already)" in capsys.readouterr().out
+
+
+def test_check_names_a_stack_file_pulumi_would_ask_a_passphrase_for(aws: Aws, project: Path, pulumi: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bootstrap", "--check", "--stack", "dev", "--root", str(project)]
+    assert main(argv) == EXIT_BAD_INPUT  # the repo's files until their account is bootstrapped
+    assert ("error: Pulumi.dev.yaml: no awskms secretsprovider with an encryptedkey (Pulumi would ask for a "
+            "passphrase): run `mlops bootstrap --stack dev`") in capsys.readouterr().err
+    assert main(["bootstrap", "--stack", "dev", "--root", str(project), "--pulumi", str(pulumi)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(argv) == EXIT_OK
+    assert "Pulumi.dev.yaml: bootstrapped" in capsys.readouterr().out
+    path = project / "Pulumi.dev.yaml"  # a key changed by hand since: the provider no longer matches
+    path.write_text(path.read_text().replace("mlops-stack:pulumiSecretsKeyArn: arn:aws:kms:eu-west-1:111111111111:key/",
+                                             "mlops-stack:pulumiSecretsKeyArn: arn:aws:kms:eu-west-1:111111111111:key/x"))
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "is not mlops-stack:pulumiSecretsKeyArn's key" in capsys.readouterr().err
