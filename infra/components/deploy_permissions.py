@@ -64,6 +64,7 @@ _DEPLOY_KMS_KEY = [
     "kms:GetKeyRotationStatus",
     "kms:ListResourceTags",
     "kms:PutKeyPolicy",
+    "kms:RetireGrant",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource",
     "kms:UntagResource",
@@ -108,11 +109,13 @@ _DEPLOY_ROLES = [
     "iam:UntagRole",
     "iam:UpdateAssumeRolePolicy",
     "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
 ]
 _DEPLOY_OIDC = [
     "iam:AddClientIDToOpenIDConnectProvider",
     "iam:CreateOpenIDConnectProvider",
     "iam:DeleteOpenIDConnectProvider",
+    "iam:RemoveClientIDFromOpenIDConnectProvider",
     "iam:GetOpenIDConnectProvider",
     "iam:TagOpenIDConnectProvider",
     "iam:UntagOpenIDConnectProvider",
@@ -199,6 +202,7 @@ _DEPLOY_UNSCOPED = [
     "kms:ListAliases",
     "sagemaker:ListEndpointConfigs",
     "sns:GetSubscriptionAttributes",
+    "sns:SetSubscriptionAttributes",
     "sns:Unsubscribe",
 ]
 # The endpoint's scalable target, tagged; its ID is AWS's, so the scope is the account's scalable targets.
@@ -256,6 +260,13 @@ def deploy_policy(
         ),
         statement(
             "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
+        ),
+        # S3 objects' refresh describes the AWS managed aws/s3 key (to tell it from the object's own key).
+        statement(
+            "DescribeAwsManagedS3Key",
+            ["kms:DescribeKey"],
+            [arns.keys],
+            {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/aws/s3"]}},
         ),
         statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
         statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),

@@ -20,6 +20,7 @@ from mlops.plan import Plan, plan_stack_file
 from mlops.settings import StackSettings, load_stack, stack_file, stack_names
 from tests.infra.helpers import as_list, document, statements
 from tests.infra.iam import allows, resource_formats
+from tests.infra.provider_actions import requests_for
 
 DEV = load_stack("dev")
 IMAGE_TAG = "0123abc"
@@ -240,3 +241,24 @@ def test_prod_may_read_its_source_models_from_its_first_deploy(plans: dict[str, 
     assert not allows(policy, "sagemaker:DescribeModelPackage",
                       "arn:aws:sagemaker:eu-west-1:333333333333:model-package/mlops-stack-dev/3")
     assert not allows(policy, "iam:PutRolePolicy", f"arn:aws:iam::{prod.account_id}:role/{Names.of(prod).deploy_role}")
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_the_providers_calls_for_every_planned_resource_are_allowed(full_plans: dict[str, Plan], stack: str) -> None:
+    """`pulumi up` with the deploy role: create, read, update, delete and tag of every resource of the plan
+    (tests/infra/provider_actions.py), except changes to the deploy role itself, which its policy denies:
+    those are a platform engineer's (README)."""
+    settings, plan = load_stack(stack), full_plans[stack]
+    names = Names.of(settings)
+    policy = _policies(plan)[names.deploy_role]
+    own_role = f"arn:aws:iam::{names.account_id}:role/{names.deploy_role}"
+    denied, checked = [], 0
+    for resource in plan.resources:
+        for action, arn, why, context in requests_for(resource, names):
+            checked += 1
+            escalation = arn == own_role and action in {"iam:PutRolePolicy", "iam:DeleteRolePolicy",
+                                                        "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"}
+            if allows(policy, action, arn, context) == escalation:
+                denied.append(f"{resource.type} {resource.name}: {action} on {arn} ({why})"
+                              + (" is allowed: the role could widen itself" if escalation else ""))
+    assert checked > 300 and not denied, "\n".join(denied)

@@ -1,0 +1,446 @@
+"""The IAM actions the AWS provider (terraform-provider-aws v6, under pulumi-aws 7.51) calls per resource type.
+
+Compiled from the Create, Read, Update and Delete functions in hashicorp/terraform-provider-aws
+internal/service/<svc>/<resource>.go: v6 copies of s3/bucket.go, iam/role.go, iam/openid_connect_provider.go and
+sagemaker/mlflow_tracking_server.go; late-v5 AWS-SDK-v2 copies (not re-checked against v6) of s3/object.go,
+kms/key.go, kms/alias.go, sns/topic.go, sns/topic_subscription.go, sagemaker/endpoint.go and
+appautoscaling/target.go. The other types (bucket sub-resources, ECR policies, dashboard, alarm, EventBridge
+rule and target, schedule, the remaining SageMaker types, role policy, scaling policy) were not opened here:
+their entries are the Put/Get/Delete calls of the resource's own API. Tags follow the tags interceptor: tags
+passed to Create need the service's tag action, Read lists them (unless Read takes them from the Get output),
+Update tags and untags. Covered: create, the read after it and on refresh, update of the inputs this plan
+sets, delete with its waiters. Calls an AWS service makes on the caller's rights (KMS grants, PassRole,
+target-tracking alarms) sit on the resource that triggers them, marked as AWS-documented, not provider code.
+Not covered: imports, arguments the plan does not use (ACL grants, object lock, replication, website, key
+disable/enable, ...), the provider's sts:GetCallerIdentity (needs no permission), the state backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlops.naming import Names
+from mlops.plan import PlannedResource as Resource
+from mlops.settings import PROJECT
+
+Arn = Callable[[Resource, Names], str]
+Context = Callable[[Resource, Names], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Actions authorized against one ARN, with the request's condition context where a policy may test it."""
+
+    actions: tuple[str, ...]
+    arn: Arn
+    why: str
+    context: Context | None = None
+    only_with: str | None = None  # the call is made only when the resource sets this input
+
+
+# --- ARN builders over a planned resource's inputs and the stack's names --------------------------------------
+# A KMS key's ID is AWS's: the stack's own key before it exists, and the AWS managed aws/s3 key.
+NEW_KEY_ID = "00000000-0000-0000-0000-000000000000"
+AWS_S3_KEY_ID = "aaaaaaaa-0000-0000-0000-000000000003"
+# Scalable targets get an ID from Application Auto Scaling; endpoint configs are named by content hash.
+SCALABLE_TARGET_ID = "0123abcd"
+
+
+def _ra(n: Names) -> str:
+    return f"{n.region}:{n.account_id}"
+
+
+def _input(*path: str | int) -> Callable[[Resource], Any]:
+    def get(r: Resource) -> Any:
+        value: Any = r.inputs
+        for step in path:
+            value = value[step]
+        return value
+
+    return get
+
+
+def _bucket(r: Resource, n: Names) -> str:
+    return f"arn:aws:s3:::{r.inputs['bucket']}"
+
+
+def _any_object(r: Resource, n: Names) -> str:
+    return f"arn:aws:s3:::{r.inputs['bucket']}/any/object"
+
+
+def _object(r: Resource, n: Names) -> str:
+    return f"arn:aws:s3:::{r.inputs['bucket']}/{r.inputs['key']}"
+
+
+def _role(key: str) -> Arn:
+    return lambda r, n: f"arn:aws:iam::{n.account_id}:role/{r.inputs[key]}"
+
+
+def _arn_input(*path: str) -> Arn:
+    return lambda r, n: _input(*path)(r)
+
+
+def _key(*path: str | int) -> Arn:
+    """The key a resource is encrypted with, from its input (an ARN, or a bare key ID)."""
+
+    def arn(r: Resource, n: Names) -> str:
+        value = str(_input(*path)(r))
+        return value if value.startswith("arn:") else f"arn:aws:kms:{_ra(n)}:key/{value}"
+
+    return arn
+
+
+def _new_key(r: Resource, n: Names) -> str:
+    return f"arn:aws:kms:{_ra(n)}:key/{NEW_KEY_ID}"
+
+
+def _star(r: Resource, n: Names) -> str:
+    return "*"
+
+
+def _sm(kind: str, key: str) -> Arn:
+    """SageMaker ARNs carry the name in lower case."""
+    return lambda r, n: f"arn:aws:sagemaker:{_ra(n)}:{kind}/{str(r.inputs[key]).lower()}"
+
+
+def _ecr(key: str) -> Arn:
+    return lambda r, n: f"arn:aws:ecr:{_ra(n)}:repository/{r.inputs[key]}"
+
+
+def _alarm(r: Resource, n: Names) -> str:
+    return f"arn:aws:cloudwatch:{_ra(n)}:alarm:{r.inputs['name']}"
+
+
+def _rule(key: str) -> Arn:
+    return lambda r, n: f"arn:aws:events:{_ra(n)}:rule/{r.inputs[key]}"
+
+
+def _scalable_target(r: Resource, n: Names) -> str:
+    return f"arn:aws:application-autoscaling:{_ra(n)}:scalable-target/{SCALABLE_TARGET_ID}"
+
+
+def _scaled_endpoint(r: Resource, n: Names) -> str:
+    return f"arn:aws:sagemaker:{_ra(n)}:endpoint/{str(r.inputs['resourceId']).split('/')[1].lower()}"
+
+
+def _scaled_endpoint_config(r: Resource, n: Names) -> str:
+    return f"arn:aws:sagemaker:{_ra(n)}:endpoint-config/{n.prefix}-abcd1234"
+
+
+def _tracking_alarm(r: Resource, n: Names) -> str:
+    return f"arn:aws:cloudwatch:{_ra(n)}:alarm:TargetTracking-{r.inputs['resourceId']}-AlarmHigh-5b7f"
+
+
+# --- Condition contexts -----------------------------------------------------------------------------------------
+def _passed_to(service: str) -> Context:
+    return lambda r, n: {"iam:PassedToService": f"{service}.amazonaws.com"}
+
+
+def _request_tags(r: Resource, n: Names) -> dict[str, Any]:
+    tags = r.inputs.get("tags", {})
+    return {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": list(tags)}
+
+
+def _resource_tags(r: Resource, n: Names) -> dict[str, Any]:
+    return {f"aws:ResourceTag/{k}": v for k, v in r.inputs.get("tags", {}).items()}
+
+
+def _stack_key_tags(r: Resource, n: Names) -> dict[str, Any]:
+    """The tags of the stack's key (storage.py tags it like every resource of the stack)."""
+    return {"aws:ResourceTag/environment": n.stack, "aws:ResourceTag/project": PROJECT}
+
+
+# --- Shared action sets -----------------------------------------------------------------------------------------
+_SAGEMAKER_TAGS_READ = ("sagemaker:ListTags",)  # tags interceptor, Read
+_SAGEMAKER_TAGS_WRITE = ("sagemaker:AddTags", "sagemaker:DeleteTags")  # AddTags also at create (Tags in input)
+
+
+def _sagemaker(kind: str, key: str, create: str, describe: str, update: tuple[str, ...], delete: str) -> Target:
+    actions = (f"sagemaker:{create}", f"sagemaker:{describe}", *update, f"sagemaker:{delete}")
+    why = f"sagemaker/{kind}: {create}+AddTags, {describe} (waiters and Read), ListTags, {delete}"
+    return Target((*actions, *_SAGEMAKER_TAGS_READ, *_SAGEMAKER_TAGS_WRITE), _sm(kind, key), why)
+
+
+def _bucket_config(put: str, get: str, why: str) -> list[Target]:
+    """Bucket sub-resources: Put on create/update, Get on the create waiter and Read, Delete via the Put action."""
+    return [Target((put, get), _bucket, why)]
+
+
+# fmt: off
+PROVIDER_ACTIONS: dict[str, list[Target]] = {
+    # s3/bucket.go: CreateBucket (ACL private needs no s3:PutBucketAcl), HeadBucket waiter, bucketCreateTags;
+    # Read: HeadBucket, policy, ACL, CORS, website, versioning, accelerate, request payment, logging, lifecycle,
+    # replication, encryption, object lock, GetBucketRegion (HeadBucket), tags; Delete: DeleteBucket, and with
+    # force_destroy emptyBucket (ListObjectVersions, DeleteObjects of versions and delete markers).
+    "aws:s3/bucket:Bucket": [
+        Target(
+            ("s3:CreateBucket", "s3:ListBucket", "s3:PutBucketTagging", "s3:GetBucketTagging", "s3:GetBucketPolicy",
+             "s3:GetBucketAcl", "s3:GetBucketCORS", "s3:GetBucketWebsite", "s3:GetBucketVersioning",
+             "s3:GetAccelerateConfiguration", "s3:GetBucketRequestPayment", "s3:GetBucketLogging",
+             "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration", "s3:GetEncryptionConfiguration",
+             "s3:GetBucketObjectLockConfiguration", "s3:DeleteBucket", "s3:ListBucketVersions"),
+            _bucket,
+            "s3/bucket.go create, read, tags, delete (force_destroy lists versions)",
+        ),
+        Target(("s3:DeleteObject", "s3:DeleteObjectVersion"), _any_object, "force_destroy empties the bucket"),
+    ],
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _bucket_config(
+        "s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration",
+        "PutBucketLifecycleConfiguration; Get (waiter, Read); DeleteBucketLifecycle is s3:PutLifecycleConfiguration",
+    ),
+    "aws:s3/bucketLogging:BucketLogging": _bucket_config(
+        "s3:PutBucketLogging", "s3:GetBucketLogging", "PutBucketLogging (delete puts an empty status); GetBucketLogging"
+    ),
+    "aws:s3/bucketNotification:BucketNotification": _bucket_config(
+        "s3:PutBucketNotification", "s3:GetBucketNotification",
+        "Put/GetBucketNotificationConfiguration; delete puts an empty configuration",
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _bucket_config(
+        "s3:PutBucketOwnershipControls", "s3:GetBucketOwnershipControls",
+        "Put/Get/DeleteBucketOwnershipControls (Delete is s3:PutBucketOwnershipControls)",
+    ),
+    "aws:s3/bucketPolicy:BucketPolicy": [
+        Target(("s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy"), _bucket,
+               "PutBucketPolicy, GetBucketPolicy (waiter, Read), DeleteBucketPolicy"),
+    ],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _bucket_config(
+        "s3:PutBucketPublicAccessBlock", "s3:GetBucketPublicAccessBlock",
+        "Put/Get/DeletePublicAccessBlock (Delete is s3:PutBucketPublicAccessBlock)",
+    ),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _bucket_config(
+        "s3:PutEncryptionConfiguration", "s3:GetEncryptionConfiguration",
+        "Put/Get/DeleteBucketEncryption (Delete is s3:PutEncryptionConfiguration)",
+    ),
+    "aws:s3/bucketVersioning:BucketVersioning": _bucket_config(
+        "s3:PutBucketVersioning", "s3:GetBucketVersioning",
+        "PutBucketVersioning (delete suspends), GetBucketVersioning",
+    ),
+    # s3/object.go: PutObject (one part below 5 MiB) with Tagging and SSE-KMS; Read: HeadObject, then
+    # setObjectKMSKeyID describes the AWS managed aws/s3 key to tell it from the object's key; tags interceptor
+    # reads GetObjectTagging; Delete of an object with version_id: ListObjectVersions + DeleteObject(VersionId).
+    "aws:s3/bucketObjectv2:BucketObjectv2": [
+        Target(("s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:GetObjectTagging",
+                "s3:DeleteObjectVersion"), _object, "s3/object.go upload, HeadObject, tags, delete of versions"),
+        Target(("s3:ListBucketVersions",), _bucket, "deleteAllObjectVersions lists the key's versions"),
+        Target(("kms:GenerateDataKey",), _key("kmsKeyId"), "SSE-KMS PutObject: S3 asks KMS for a data key",
+               _stack_key_tags),
+        Target(("kms:DescribeKey",), lambda r, n: f"arn:aws:kms:{_ra(n)}:key/{AWS_S3_KEY_ID}",
+               "Read: tfkms.FindKeyByID(alias/aws/s3), the AWS managed key (untagged)",
+               lambda r, n: {"kms:ResourceAliases": ["alias/aws/s3"]}),
+    ],
+    # kms/key.go: CreateKey with Tags and Policy; updateKeyRotationEnabled (EnableKeyRotation + status waiter);
+    # policy and tag propagation waiters; Read (findKeyInfo): DescribeKey, GetKeyPolicy, GetKeyRotationStatus,
+    # ListResourceTags; Update: description, policy, rotation, tags; Delete: ScheduleKeyDeletion + DescribeKey.
+    "aws:kms/key:Key": [
+        Target(("kms:CreateKey", "kms:TagResource"), _star,
+               "CreateKey with Tags: authorized on * before the key exists, on the request's tags", _request_tags),
+        Target(("kms:EnableKeyRotation", "kms:GetKeyRotationStatus", "kms:GetKeyPolicy", "kms:ListResourceTags",
+                "kms:DescribeKey", "kms:UpdateKeyDescription", "kms:PutKeyPolicy", "kms:TagResource",
+                "kms:UntagResource", "kms:ScheduleKeyDeletion"), _new_key,
+               "kms/key.go waiters, Read, Update, Delete on the new key", _resource_tags),
+    ],
+    # kms/alias.go: CreateAlias (alias and key), Read via ListAliases, UpdateAlias (alias, old and new key),
+    # DeleteAlias (alias and key).
+    "aws:kms/alias:Alias": [
+        Target(("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"),
+               lambda r, n: f"arn:aws:kms:{_ra(n)}:{r.inputs['name']}", "alias side of Create/Update/DeleteAlias"),
+        Target(("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"), _key("targetKeyId"),
+               "key side of Create/Update/DeleteAlias"),
+        Target(("kms:ListAliases",), _star, "Read: findAliasByName pages ListAliases"),
+    ],
+    # iam/role.go: CreateRole with Tags (tags read back from GetRole); Read: GetRole, readRoleInlinePolicies
+    # (ListRolePolicies + GetRolePolicy each), ListAttachedRolePolicies; Update: UpdateAssumeRolePolicy,
+    # UpdateRoleDescription, UpdateRole (max session), Tag/UntagRole; Delete: ListInstanceProfilesForRole, DeleteRole
+    # (force_detach_policies is false: no detach calls).
+    "aws:iam/role:Role": [
+        Target(("iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy",
+                "iam:ListAttachedRolePolicies", "iam:UpdateAssumeRolePolicy", "iam:UpdateRoleDescription",
+                "iam:UpdateRole", "iam:UntagRole", "iam:ListInstanceProfilesForRole", "iam:DeleteRole"),
+               _role("name"), "iam/role.go create, read, update, delete"),
+    ],
+    "aws:iam/rolePolicy:RolePolicy": [
+        Target(("iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"), _role("role"),
+               "iam/role_policy.go Put, Get (Read), Delete"),
+    ],
+    # iam/openid_connect_provider.go: Create with Tags, Get (tags from the output), Update: thumbprint, Add/Remove
+    # client IDs, tags; Delete.
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": [
+        Target(("iam:CreateOpenIDConnectProvider", "iam:TagOpenIDConnectProvider", "iam:GetOpenIDConnectProvider",
+                "iam:UpdateOpenIDConnectProviderThumbprint", "iam:AddClientIDToOpenIDConnectProvider",
+                "iam:RemoveClientIDFromOpenIDConnectProvider", "iam:UntagOpenIDConnectProvider",
+                "iam:DeleteOpenIDConnectProvider"),
+               lambda r, n: f"arn:aws:iam::{n.account_id}:oidc-provider/{str(r.inputs['url']).removeprefix('https://')}",
+               "iam/openid_connect_provider.go create, read, update, delete"),
+    ],
+    # ecr/repository.go: CreateRepository with Tags; Read: DescribeRepositories, ListTagsForResource; Update:
+    # PutImageTagMutability, PutImageScanningConfiguration, tags; Delete (force) + DescribeRepositories waiter.
+    "aws:ecr/repository:Repository": [
+        Target(("ecr:CreateRepository", "ecr:TagResource", "ecr:DescribeRepositories", "ecr:ListTagsForResource",
+                "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration", "ecr:UntagResource",
+                "ecr:DeleteRepository"), _ecr("name"), "ecr/repository.go create, read, update, delete"),
+        # Not provider code: ECR's encryption-at-rest guide (CreateRepository with a customer managed key: ECR
+        # calls DescribeKey and two CreateGrant with the caller's rights). RetireGrant when the repository is
+        # deleted is from the guide's required-permissions list as remembered, not verified here.
+        Target(("kms:DescribeKey", "kms:CreateGrant", "kms:RetireGrant"),
+               _key("encryptionConfigurations", 0, "kmsKey"), "ECR grants itself the repository's key",
+               _stack_key_tags),
+    ],
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": [
+        Target(("ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy", "ecr:DeleteLifecyclePolicy"),
+               _ecr("repository"), "ecr/lifecycle_policy.go Put, Get, Delete"),
+    ],
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": [
+        Target(("ecr:SetRepositoryPolicy", "ecr:GetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"),
+               _ecr("repository"), "ecr/repository_policy.go Set, Get, Delete"),
+    ],
+    "aws:cloudwatch/dashboard:Dashboard": [
+        Target(("cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"),
+               lambda r, n: f"arn:aws:cloudwatch::{n.account_id}:dashboard/{r.inputs['dashboardName']}",
+               "cloudwatch/dashboard.go Put, Get, DeleteDashboards"),
+    ],
+    # cloudwatch/metric_alarm.go: PutMetricAlarm with Tags (CloudWatch then requires cloudwatch:TagResource:
+    # AWS's PutMetricAlarm documentation, not provider code); Read: DescribeAlarms, ListTagsForResource.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": [
+        Target(("cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:DescribeAlarms",
+                "cloudwatch:ListTagsForResource", "cloudwatch:UntagResource", "cloudwatch:DeleteAlarms"),
+               _alarm, "cloudwatch/metric_alarm.go create, read, tags, delete"),
+    ],
+    # events/rule.go on the default bus: PutRule with Tags, DescribeRule, ListTagsForResource, DeleteRule.
+    "aws:cloudwatch/eventRule:EventRule": [
+        Target(("events:PutRule", "events:TagResource", "events:DescribeRule", "events:ListTagsForResource",
+                "events:UntagResource", "events:DeleteRule"), _rule("name"), "events/rule.go create, read, delete"),
+    ],
+    # events/target.go: PutTargets (passes roleArn when set), ListTargetsByRule (Read), RemoveTargets.
+    "aws:cloudwatch/eventTarget:EventTarget": [
+        Target(("events:PutTargets", "events:ListTargetsByRule", "events:RemoveTargets"), _rule("rule"),
+               "events/target.go PutTargets, ListTargetsByRule, RemoveTargets"),
+        Target(("iam:PassRole",), _arn_input("roleArn"), "PutTargets with RoleArn", _passed_to("events"), "roleArn"),
+    ],
+    # scheduler/schedule.go: CreateSchedule (retries while the role propagates), GetSchedule, UpdateSchedule,
+    # DeleteSchedule; schedules take no tags.
+    "aws:scheduler/schedule:Schedule": [
+        Target(("scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:UpdateSchedule",
+                "scheduler:DeleteSchedule"),
+               lambda r, n: f"arn:aws:scheduler:{_ra(n)}:schedule/{r.inputs.get('groupName', 'default')}/"
+                            f"{r.inputs['name']}", "scheduler/schedule.go create, read, update, delete"),
+        Target(("iam:PassRole",), _arn_input("target", "roleArn"), "CreateSchedule passes the target's role",
+               _passed_to("scheduler")),
+        # Not provider code, and not verified: EventBridge Scheduler's encryption-at-rest guide has the caller of
+        # Create/Get/UpdateSchedule with a customer managed key decrypt with it.
+        Target(("kms:Decrypt",), _key("kmsKeyArn"), "schedule encrypted with the stack's key", _stack_key_tags),
+    ],
+    # sns/topic.go: CreateTopic with Tags, SetTopicAttributes for the rest (KmsMasterKeyId), GetTopicAttributes,
+    # tags interceptor ListTagsForResource, DeleteTopic.
+    "aws:sns/topic:Topic": [
+        Target(("sns:CreateTopic", "sns:TagResource", "sns:SetTopicAttributes", "sns:GetTopicAttributes",
+                "sns:ListTagsForResource", "sns:UntagResource", "sns:DeleteTopic"),
+               lambda r, n: f"arn:aws:sns:{_ra(n)}:{r.inputs['name']}", "sns/topic.go create, read, delete"),
+    ],
+    # sns/topic_policy.go: SetTopicAttributes(Policy), GetTopicAttributes; delete resets the default policy.
+    "aws:sns/topicPolicy:TopicPolicy": [
+        Target(("sns:SetTopicAttributes", "sns:GetTopicAttributes"), _arn_input("arn"),
+               "sns/topic_policy.go Set/GetTopicAttributes"),
+    ],
+    # sns/topic_subscription.go (read in a v5 copy, unchanged calls): Subscribe; e-mail is not waited on;
+    # GetSubscriptionAttributes, SetSubscriptionAttributes, Unsubscribe take no resource.
+    "aws:sns/topicSubscription:TopicSubscription": [
+        Target(("sns:Subscribe",), _arn_input("topic"), "Subscribe on the topic"),
+        Target(("sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes", "sns:Unsubscribe"), _star,
+               "read, update, delete of the subscription"),
+    ],
+    "aws:sagemaker/model:Model": [
+        _sagemaker("model", "name", "CreateModel", "DescribeModel", (), "DeleteModel"),
+        Target(("iam:PassRole",), _arn_input("executionRoleArn"), "CreateModel passes ExecutionRoleArn",
+               _passed_to("sagemaker")),
+        # Not provider code, not verified: SageMaker resolves PrimaryContainer.ModelPackageName on the caller's
+        # rights (the consumer group policy grants DescribeModelPackage for this reason).
+        Target(("sagemaker:DescribeModelPackage",), _arn_input("primaryContainer", "modelPackageName"),
+               "CreateModel from a model package"),
+    ],
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": [
+        _sagemaker("endpoint-config", "name", "CreateEndpointConfig", "DescribeEndpointConfig", (),
+                   "DeleteEndpointConfig"),
+        # SageMaker API permissions reference: CreateEndpoint needs kms:CreateGrant when the config has KmsKeyId.
+        Target(("kms:CreateGrant",), _key("kmsKeyArn"), "Create/UpdateEndpoint with this config grants on its key",
+               _stack_key_tags),
+    ],
+    # sagemaker/endpoint.go: CreateEndpoint (DeploymentConfig, Tags), waitEndpointInService; UpdateEndpoint on a
+    # new config + waiter; DeleteEndpoint + waiter.
+    "aws:sagemaker/endpoint:Endpoint": [
+        _sagemaker("endpoint", "name", "CreateEndpoint", "DescribeEndpoint", ("sagemaker:UpdateEndpoint",),
+                   "DeleteEndpoint"),
+    ],
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": [
+        _sagemaker("mlflow-tracking-server", "trackingServerName", "CreateMlflowTrackingServer",
+                   "DescribeMlflowTrackingServer", ("sagemaker:UpdateMlflowTrackingServer",),
+                   "DeleteMlflowTrackingServer"),
+        Target(("iam:PassRole",), _arn_input("roleArn"), "CreateMlflowTrackingServer passes RoleArn",
+               _passed_to("sagemaker")),
+    ],
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": [
+        _sagemaker("model-package-group", "modelPackageGroupName", "CreateModelPackageGroup",
+                   "DescribeModelPackageGroup", (), "DeleteModelPackageGroup"),
+    ],
+    "aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy": [
+        Target(("sagemaker:PutModelPackageGroupPolicy", "sagemaker:GetModelPackageGroupPolicy",
+                "sagemaker:DeleteModelPackageGroupPolicy"), _sm("model-package-group", "modelPackageGroupName"),
+               "sagemaker/model_package_group_policy.go Put, Get, Delete"),
+    ],
+    "aws:sagemaker/pipeline:Pipeline": [
+        _sagemaker("pipeline", "pipelineName", "CreatePipeline", "DescribePipeline", ("sagemaker:UpdatePipeline",),
+                   "DeletePipeline"),
+        Target(("iam:PassRole",), _arn_input("roleArn"), "Create/UpdatePipeline pass RoleArn", _passed_to("sagemaker")),
+    ],
+    # appautoscaling/target.go: RegisterScalableTarget with Tags (create and update), DescribeScalableTargets
+    # (Read, delete waiter), tags interceptor, DeregisterScalableTarget.
+    "aws:appautoscaling/target:Target": [
+        Target(("application-autoscaling:RegisterScalableTarget", "application-autoscaling:TagResource",
+                "application-autoscaling:ListTagsForResource", "application-autoscaling:UntagResource",
+                "application-autoscaling:DeregisterScalableTarget"), _scalable_target,
+               "appautoscaling/target.go register, tags, deregister"),
+        Target(("application-autoscaling:DescribeScalableTargets",), _star, "Read and the delete waiter"),
+        # Not provider code: SageMaker's auto scaling prerequisites list these for the caller who registers.
+        Target(("sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"), _scaled_endpoint,
+               "RegisterScalableTarget checks the endpoint variant"),
+        Target(("sagemaker:DescribeEndpointConfig",), _scaled_endpoint_config, "RegisterScalableTarget"),
+        Target(("iam:CreateServiceLinkedRole",),
+               lambda r, n: f"arn:aws:iam::{n.account_id}:role/aws-service-role/sagemaker.application-autoscaling."
+                            "amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+               "first registration creates the service-linked role",
+               lambda r, n: {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}),
+    ],
+    # appautoscaling/policy.go: PutScalingPolicy, DescribeScalingPolicies (Read), DeleteScalingPolicy.
+    "aws:appautoscaling/policy:Policy": [
+        Target(("application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy"),
+               _scalable_target, "appautoscaling/policy.go Put, Delete"),
+        Target(("application-autoscaling:DescribeScalingPolicies",), _star, "Read"),
+        # Application Auto Scaling's documentation: target tracking manages its alarms with the caller's rights.
+        Target(("cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"),
+               _tracking_alarm, "the target-tracking alarms"),
+    ],
+}
+# fmt: on
+
+
+def requests_for(resource: Resource, names: Names) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(action, ARN, why, condition context) of every provider call for one planned resource."""
+    try:
+        targets = PROVIDER_ACTIONS[resource.type]
+    except KeyError:
+        raise KeyError(
+            f"{resource.type} ({resource.name}) has no entry in tests/infra/provider_actions.py PROVIDER_ACTIONS: "
+            "add the provider's calls for it"
+        ) from None
+    return [
+        (action, target.arn(resource, names), target.why, target.context(resource, names) if target.context else {})
+        for target in targets
+        if target.only_with is None or target.only_with in resource.inputs
+        for action in target.actions
+    ]
+
+
+def actions_for(resource: Resource, names: Names) -> list[tuple[str, str, str]]:
+    """(action, ARN, why) of every provider call for one planned resource; KeyError for an unmapped type."""
+    return [(action, arn, why) for action, arn, why, _ in requests_for(resource, names)]
