@@ -50,6 +50,25 @@ def test_drift_job_schedule_runs_the_image_on_the_capture(full, settings: StackS
     assert request["RoleArn"] == plan.outputs["executionRoleArn"]
 
 
+def test_local_mode_runs_the_request_the_schedule_sends(full, settings: StackSettings) -> None:
+    """`mlops monitor run` (mlops/local/drift_job.py) builds the schedule's request from the same settings."""
+    from dataclasses import replace
+
+    from mlops.local import drift_job
+    from pipelines.monitoring import EXECUTION_ID
+
+    plan = full[settings.stack]
+    [schedule] = plan.of_type("aws:scheduler/schedule:Schedule")
+    deployed = json.loads(schedule.inputs["target"]["input"])
+    local = drift_job.request(replace(settings, image_tag=TAG), EXECUTION_ID)
+    # Only what the plan resolves differently: the image registry, the role and key ARNs (known after create).
+    for request in (deployed, local):
+        request["AppSpecification"]["ImageUri"] = request["AppSpecification"]["ImageUri"].rsplit(":", 1)[1]
+        request["RoleArn"] = request["ProcessingOutputConfig"]["KmsKeyId"] = "resolved"
+        request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] = "resolved"
+    assert local == deployed
+
+
 def test_drift_alarm_is_m_of_n_from_settings(full, settings: StackSettings) -> None:
     plan = full[settings.stack]
     alarm = _named(plan, "aws:cloudwatch/metricAlarm:MetricAlarm")["monitoring-drift-alarm"]
