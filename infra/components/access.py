@@ -266,7 +266,7 @@ class Access(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        aws.iam.RolePolicy(
+        execution_rights = aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=execution.name,
             policy=pulumi.Output.from_input(args.key_arn).apply(
@@ -274,7 +274,9 @@ class Access(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.execution_role_arn = execution.arn
+        # The ARN waits for the policy: a model, pipeline or schedule given this role is created (or updated to a
+        # newly pinned package) only once the role may read what it needs, not as soon as the role exists.
+        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_rights.id).apply(lambda values: values[0])
 
         self.mlflow_role_arn = None
         if args.mlflow_enabled:
