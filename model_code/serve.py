@@ -18,7 +18,10 @@ API
       column is ignored. Empty fields are missing values.
     * ``application/json``: ``{"instances": [row, ...]}`` (or a bare ``[row, ...]``); a row is a
       list in schema order or an object keyed by feature name (the label key is ignored).
-      ``null`` is a missing value; numbers may be JSON numbers or numeric strings.
+      ``null`` is a missing value; numbers may be JSON numbers or numeric strings. ``NaN`` and
+      ``Infinity`` are not JSON and are refused (``bad_json``); a list where a number belongs is a
+      ``type`` error; an integer too large for a float is ``out_of_range``, and one past Python's
+      4,300-digit limit is ``bad_json``. In CSV, ``nan`` counts as missing like an empty field.
 
     Response in the ``Accept`` type (absent or ``*/*``: the request's type):
 
@@ -275,14 +278,21 @@ def parse_csv(body: bytes, schema: Schema) -> Batch:
     return Batch(columns, len(data), "csv")
 
 
+def _not_json(constant: str) -> Any:
+    # Python's json module accepts NaN and Infinity; JSON has no such numbers, and a NaN must not pass as "missing".
+    raise RequestError(400, "bad_json", f"invalid JSON: {constant} is not JSON (send null for a missing value)")
+
+
 def parse_json(body: bytes, schema: Schema) -> Batch:
     features = schema.feature_names
     try:
-        doc = json.loads(_decode(body))
+        doc = json.loads(_decode(body), parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise RequestError(400, "bad_json", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:
         raise RequestError(400, "bad_json", "invalid JSON: nested too deeply") from exc
+    except ValueError as exc:  # an integer past Python's digit limit (sys.set_int_max_str_digits)
+        raise RequestError(400, "bad_json", f"invalid JSON: {exc}") from exc
     instances = doc.get("instances") if isinstance(doc, dict) else doc
     if not isinstance(instances, list):
         raise RequestError(400, "bad_json", 'JSON body must be {"instances": [row, ...]} '
@@ -324,11 +334,16 @@ class Features:
 
 
 def _to_float(name: str, values: list[Any]) -> np.ndarray:
+    """One float per row (NaN = missing). Lists and booleans are not numbers; an integer too large for a
+    float becomes +-inf, which the range check then names."""
     if not any(type(v) is bool for v in values):
         try:
-            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-        except (ValueError, TypeError):
+            array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
             pass
+        else:
+            if array.ndim == 1:  # rows of equal-length lists make a matrix, not one number per row
+                return array
     bad: list[int] = []
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
@@ -340,8 +355,12 @@ def _to_float(name: str, values: list[Any]) -> np.ndarray:
             continue
         try:
             out[i] = float(v)
+        except OverflowError:
+            out[i] = math.inf if v > 0 else -math.inf
         except ValueError:
             bad.append(i)
+    if not bad:
+        return out
     message = (f"field {name!r} must be numeric; non-numeric value(s) at {_rows_text(bad)} "
                f"(e.g. {_example(values[bad[0]])})")
     raise RequestError(400, "type", message, [_field_error("type", name, bad, message)])

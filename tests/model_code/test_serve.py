@@ -228,6 +228,19 @@ GOOD = csv_line()
     (json.dumps({"instances": [{**ROW, "sex": 1}]}), "application/json", 400, "type", ["'sex'", "row(s) [0]"]),
     (json.dumps({"instances": [ROW, {**ROW, "workclass": "Pirate"}]}), "application/json", 400,
      "unknown_category", ["'workclass'", "row(s) [1]", "'Pirate'"]),
+    # Hostile JSON numbers: a list where a number belongs (one row, two rows, nested), integers past float and
+    # past Python's digit limit, and the non-JSON constants NaN and Infinity.
+    (json.dumps({"instances": [{**ROW, "age": [30, 31]}]}), "application/json", 400, "type", ["'age'", "row(s) [0]"]),
+    (json.dumps({"instances": [{**ROW, "age": [30, 31]}, {**ROW, "age": [32, 33]}]}), "application/json", 400,
+     "type", ["'age'", "row(s) [0, 1]"]),
+    (json.dumps({"instances": [{**ROW, "age": [[30]]}]}), "application/json", 400, "type", ["'age'", "[[30]]"]),
+    (json.dumps({"instances": [{**ROW, "age": 10 ** 400}]}), "application/json", 400, "out_of_range",
+     ["'age'", "row(s) [0]"]),
+    (json.dumps({"instances": [{**ROW, "capital_gain": "1" + "0" * 400}]}), "application/json", 400, "out_of_range",
+     ["'capital_gain'"]),
+    ('{"instances": [[' + "1" * 5000 + "]]}", "application/json", 400, "bad_json", ["4300 digits"]),
+    ('{"instances": [{"age": NaN}]}', "application/json", 400, "bad_json", ["NaN", "not JSON"]),
+    ('{"instances": [{"age": -Infinity}]}', "application/json", 400, "bad_json", ["-Infinity", "not JSON"]),
     (GOOD, "application/x-www-form-urlencoded", 415, "unsupported_content_type", ["text/csv", "application/json"]),
     (b"\xff\xfe" + GOOD.encode(), "text/csv", 400, "bad_encoding", ["UTF-8"]),
 ])
