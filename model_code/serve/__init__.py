@@ -1,0 +1,93 @@
+"""``python -m model_code serve``: the model behind SageMaker's bring-your-own-container contract.
+
+SageMaker runs the image with the argument ``serve`` and talks HTTP to port 8080
+(``SAGEMAKER_BIND_TO_PORT``); the model archive is extracted into ``/opt/ml/model``
+(``SM_MODEL_DIR``; a folder holding model.joblib or model.tar.gz, or a path to either file).
+Local mode runs the same entrypoint as a process on 127.0.0.1.
+
+API
+---
+``GET /ping``
+    200 ``{"status": "ok", ...model info}`` once every worker process has loaded the model; 503
+    ``{"status": "loading", "workers_ready": k, "workers": n}`` before.
+``POST /invocations``
+    Request ``Content-Type``:
+
+    * ``text/csv``: one row per line, the schema's 13 features in schema order, no label. A first
+      line made of feature names is a header: then columns may come in any order and a label
+      column is ignored. Empty fields are missing values.
+    * ``application/json``: ``{"instances": [row, ...]}`` (or a bare ``[row, ...]``); a row is a
+      list in schema order or an object keyed by feature name (the label key is ignored).
+      ``null`` is a missing value; numbers may be JSON numbers or numeric strings. ``NaN`` and
+      ``Infinity`` are not JSON and are refused (``bad_json``); a list where a number belongs is a
+      ``type`` error; an integer too large for a float is ``out_of_range``, and one past Python's
+      4,300-digit limit is ``bad_json``. In CSV, ``nan`` counts as missing like an empty field.
+
+    Response in the ``Accept`` type (absent or ``*/*``: the request's type):
+
+    * ``text/csv``: one positive-class probability per line, in request order.
+    * ``application/json``: ``{"predictions": [{"score": p, "label": 0|1}, ...]}`` with
+      ``label = score >= threshold`` (the threshold stored in the model artifact).
+
+    Validation (the schema embedded in the model; rows are 0-based data rows, header excluded):
+    wrong field count, unknown or absent columns, non-numeric values, fractional values of integer
+    features, values outside the schema's range, and categories the model never saw are rejected
+    with 400 (``MLOPS_SERVE_UNKNOWN_CATEGORIES=score`` scores unknown categories as missing instead,
+    like ``LoadedModel.predict_proba``). Missing values are scored (the model handles them).
+``GET /metrics``
+    Prometheus text: ``mlops_serve_requests_total{handler,code}``,
+    ``mlops_serve_request_duration_seconds{handler,code}`` (histogram), ``mlops_serve_rows_scored_total``,
+    ``mlops_serve_capture_records_total{outcome=written|dropped|failed}``, ``mlops_serve_workers`` and
+    ``mlops_serve_model_info{model_sha256, content_sha256, mlflow_run_id, git_sha, format_version,
+    sklearn} 1`` (model_sha256: of model.joblib, as metrics.json / evaluation.json record it).
+    Counters are shared by all worker processes.
+
+Errors are JSON (``application/json``) whatever the Accept header::
+
+    {"status": 400, "code": "unknown_category",
+     "message": "field 'sex': value(s) ['M'] at row(s) [1] not among the categories ...",
+     "errors": [{"code": "unknown_category", "field": "sex", "rows": [1], "message": "..."}]}
+
+Codes: 400 (``invalid_input``-family codes: ``field_count``, ``missing_field``, ``unknown_field``,
+``type``, ``not_integer``, ``out_of_range``, ``unknown_category``, ``empty_body``, ``bad_json``,
+``bad_csv``, ``bad_encoding``, ``bad_content_length``), 404 unknown path, 405 wrong method, 406
+unsupported Accept, 411 chunked body, 413 body over ``MLOPS_SERVE_MAX_PAYLOAD_BYTES`` (6 MiB),
+415 unsupported Content-Type, 503 model not loaded. Bad input never gets a 5xx.
+
+Process model
+-------------
+Standard library HTTP/1.1 server (keep-alive, TCP_NODELAY, one write per response), a thread per
+connection, and ``SAGEMAKER_MODEL_SERVER_WORKERS`` pre-forked processes accepting on one listening
+socket. Scoring is vectorised: one matrix per request. SIGTERM (or SIGINT): stop accepting, finish
+in-flight requests (idle keep-alive connections are closed), flush data capture, exit 0 -- within
+``MLOPS_SERVE_SHUTDOWN_TIMEOUT``. A worker that dies on its own stops the whole server (exit 1):
+the platform (SageMaker's health check, the local loop) replaces the container.
+Logs: one JSON line per request on stdout (``method, path, status, latency_ms, rows, worker``),
+plus lifecycle events. Data capture: see ``model_code.capture``.
+"""
+
+from model_code.serve.app import App, Response
+from model_code.serve.config import ServeConfig, log
+from model_code.serve.metrics import Metrics
+from model_code.serve.protocol import Batch, Features, RequestError, negotiate, parse_csv, parse_json, validate
+from model_code.serve.scorer import Scorer
+from model_code.serve.server import build_parser, main, serve
+
+__all__ = [
+    "App",
+    "Batch",
+    "Features",
+    "Metrics",
+    "RequestError",
+    "Response",
+    "Scorer",
+    "ServeConfig",
+    "build_parser",
+    "log",
+    "main",
+    "negotiate",
+    "parse_csv",
+    "parse_json",
+    "serve",
+    "validate",
+]

@@ -1,0 +1,152 @@
+"""The application: routes to responses (ping, invocations), one per worker process, independent of the
+HTTP server that carries it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from model_code.capture import CaptureWriter
+from model_code.schema import Schema
+from model_code.serve.config import ServeConfig, log
+from model_code.serve.metrics import Metrics
+from model_code.serve.protocol import (
+    CSV,
+    JSON,
+    SUPPORTED,
+    RequestError,
+    media_type,
+    negotiate,
+    parse_csv,
+    parse_json,
+    validate,
+)
+from model_code.serve.scorer import Scorer
+
+
+# --- the application (one per worker process) ----------------------------------------------------
+@dataclass
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    rows: int = 0
+    error: str | None = None
+    close: bool = False
+
+
+def _json_response(status: int, doc: Any) -> Response:
+    return Response(status, JSON, json.dumps(doc).encode())
+
+
+def error_response(exc: RequestError) -> Response:
+    return Response(exc.status, JSON, exc.body(), error=exc.message, close=exc.close)
+
+
+class App:
+    def __init__(self, config: ServeConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.scorer: Scorer | None = None
+        self.schema: Schema | None = None
+        self.info: dict[str, str] = {}
+        self.capture: CaptureWriter | None = None
+        if config.capture is not None:
+            self.capture = CaptureWriter(
+                config.capture,
+                on_written=lambda n: metrics.add("capture_written", n),
+                on_failed=self._capture_failed,
+                on_dropped=self._capture_dropped,
+            )
+
+    def _capture_failed(self, n: int, reason: str) -> None:
+        self.metrics.add("capture_failed", n)
+        log("capture_failed", level="error", records=n, reason=reason)
+
+    def _capture_dropped(self, n: int) -> None:
+        self.metrics.add("capture_dropped", n)
+        log("capture_dropped", level="warning", records=n, reason="capture queue full")
+
+    def load(self) -> None:
+        from model_code.model import load_model
+
+        started = time.perf_counter()
+        model = load_model(self.config.model_path)
+        digest = hashlib.sha256()
+        with open(model.path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        artifact = model.artifact
+        mlflow = artifact.get("mlflow") or {}
+        provenance = artifact.get("provenance") or {}
+        self.info = {
+            "model_sha256": digest.hexdigest(),
+            "format_version": str(artifact.get("format_version")),
+            "mlflow_run_id": str(mlflow.get("run_id") or ""),
+            "git_sha": str(provenance.get("MLOPS_GIT_SHA") or ""),
+            "sklearn": str((artifact.get("versions") or {}).get("sklearn") or ""),
+        }
+        if artifact.get("content_sha256"):  # the estimator's digest, equal for equal models
+            self.info["content_sha256"] = str(artifact["content_sha256"])
+        self.metrics.info = self.info
+        scorer = Scorer(model)
+        self.schema = model.schema
+        self.scorer = scorer  # set last: this worker scores from here on
+        self.metrics.add("workers_ready", 1)
+        log(
+            "model_loaded",
+            path=str(model.path),
+            seconds=round(time.perf_counter() - started, 3),
+            fast_path=scorer.fast,
+            threshold=scorer.threshold,
+            **self.info,
+        )
+
+    def ping(self) -> Response:
+        """200 once every worker has loaded the model: after the first 200, no request can land on
+        a worker that would answer 503 (the workers share one listening socket)."""
+        ready = self.metrics.value("workers_ready")
+        if self.scorer is None or ready < self.metrics.workers:
+            return _json_response(
+                503, {"status": "loading", "workers_ready": int(ready), "workers": self.metrics.workers}
+            )
+        return _json_response(200, {"status": "ok", **self.info})
+
+    def invocations(self, content_type: str | None, accept: str | None, body: bytes) -> Response:
+        scorer, schema = self.scorer, self.schema
+        if scorer is None or schema is None:
+            return _json_response(
+                503, {"status": 503, "code": "loading", "message": "model not loaded yet", "errors": []}
+            )
+        try:
+            request_type = media_type(content_type)
+            if request_type not in SUPPORTED:
+                raise RequestError(
+                    415,
+                    "unsupported_content_type",
+                    f"Content-Type {content_type!r} is not supported; use one of {list(SUPPORTED)}",
+                )
+            response_type = negotiate(accept, request_type)
+            if response_type is None:
+                raise RequestError(406, "not_acceptable", f"Accept {accept!r} matches none of {list(SUPPORTED)}")
+            if not body.strip():
+                raise RequestError(400, "empty_body", "request body is empty")
+            batch = parse_csv(body, schema) if request_type == CSV else parse_json(body, schema)
+            features = validate(batch, schema, self.config.unknown_categories == "reject")
+        except RequestError as exc:
+            return error_response(exc)
+        scores = scorer.score(features)
+        if response_type == CSV:
+            out = ("\n".join(map(repr, scores.tolist())) + "\n").encode()
+        else:
+            threshold = scorer.threshold
+            out = json.dumps(
+                {"predictions": [{"score": s, "label": int(s >= threshold)} for s in scores.tolist()]}
+            ).encode()
+        self.metrics.add("rows_scored", features.rows)
+        if self.capture is not None and self.capture.sampled():
+            self.capture.offer(request_type, body, response_type, out)
+        return Response(200, response_type, out, rows=features.rows)

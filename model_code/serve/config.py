@@ -1,0 +1,73 @@
+"""Serving configuration (SageMaker's and our environment variables) and structured logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model_code import env
+from model_code.capture import CaptureConfig
+
+
+# --- configuration ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServeConfig:
+    model_path: Path
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    max_payload_bytes: int = 6 * 1024 * 1024
+    unknown_categories: str = "reject"
+    shutdown_timeout: float = 30.0
+    capture: CaptureConfig | None = None
+
+    @classmethod
+    def from_env(cls, environ: Any = None, **overrides: Any) -> ServeConfig:
+        capture_dir = env.MLOPS_CAPTURE_DIR.get(environ)
+        capture = None
+        if capture_dir is not None:
+            capture = CaptureConfig(
+                directory=capture_dir,
+                sampling_percentage=env.MLOPS_CAPTURE_SAMPLING_PERCENTAGE.get(environ),
+                endpoint=env.MLOPS_CAPTURE_ENDPOINT_NAME.get(environ),
+                variant=env.MLOPS_CAPTURE_VARIANT_NAME.get(environ),
+                rotate_seconds=env.MLOPS_CAPTURE_ROTATE_SECONDS.get(environ),
+            )
+        workers = env.SAGEMAKER_MODEL_SERVER_WORKERS.get(environ)
+        values: dict[str, Any] = {
+            "model_path": env.SM_MODEL_DIR.get(environ),
+            "host": env.MLOPS_SERVE_HOST.get(environ),
+            "port": env.SAGEMAKER_BIND_TO_PORT.get(environ),
+            "workers": workers or env.cpu_count(),
+            "max_payload_bytes": env.MLOPS_SERVE_MAX_PAYLOAD_BYTES.get(environ),
+            "unknown_categories": env.MLOPS_SERVE_UNKNOWN_CATEGORIES.get(environ),
+            "shutdown_timeout": env.MLOPS_SERVE_SHUTDOWN_TIMEOUT.get(environ),
+            "capture": capture,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+# --- structured logs ----------------------------------------------------------------------------
+_log_lock = threading.Lock()
+
+
+def log(event: str, level: str = "info", **fields: Any) -> None:
+    """One JSON line on stdout (SageMaker ships container stdout to CloudWatch Logs)."""
+    record = {
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "level": level,
+        "event": event,
+        "worker": os.getpid(),
+        **fields,
+    }
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    with _log_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()

@@ -1,0 +1,345 @@
+"""The request protocol: errors as 4xx JSON, content negotiation, CSV/JSON parsing and validation against
+the model's schema. Pure functions of the request: no server, no model."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_code.schema import CategoricalFeature, NumericFeature, Schema
+
+CSV = "text/csv"
+JSON = "application/json"
+SUPPORTED = (CSV, JSON)
+MAX_ROWS_SHOWN = 10
+
+
+# --- request errors ---------------------------------------------------------------------------------
+class RequestError(Exception):
+    """A 4xx: what was wrong with the request, naming the field and rows where there are some."""
+
+    def __init__(
+        self, status: int, code: str, message: str, errors: Sequence[dict[str, Any]] = (), close: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors, self.close = status, code, message, list(errors), close
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {"status": self.status, "code": self.code, "message": self.message, "errors": self.errors}, default=str
+        ).encode()
+
+
+def _field_error(code: str, field: str, rows: Sequence[int], message: str) -> dict[str, Any]:
+    return {"code": code, "field": field, "rows": [int(r) for r in rows[:MAX_ROWS_SHOWN]], "message": message}
+
+
+def _rows_text(rows: Sequence[int]) -> str:
+    shown = [int(r) for r in rows[:MAX_ROWS_SHOWN]]
+    more = f" (+{len(rows) - MAX_ROWS_SHOWN} more)" if len(rows) > MAX_ROWS_SHOWN else ""
+    return f"row(s) {shown}{more}"
+
+
+# --- content negotiation --------------------------------------------------------------------------
+def media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def negotiate(accept: str | None, request_type: str) -> str | None:
+    """The response type for an Accept header (None: nothing acceptable -> 406)."""
+    if not accept or not accept.strip():
+        return request_type
+    best: tuple[float, int, str] | None = None
+    for order, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        media = pieces[0].lower()
+        q = 1.0
+        for param in pieces[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        choice = {"*/*": request_type, "text/*": CSV, "application/*": JSON, CSV: CSV, JSON: JSON}.get(media)
+        if choice is None or q <= 0:
+            continue
+        if best is None or q > best[0]:
+            best = (q, order, choice)
+    return best[2] if best else None
+
+
+# --- payload parsing: body -> columns of raw values ---------------------------------------------
+@dataclass
+class Batch:
+    """Raw values per feature, in row order. ``source`` is csv or json (for type messages)."""
+
+    columns: dict[str, list[Any]]
+    rows: int
+    source: str
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, "bad_encoding", f"request body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def parse_csv(body: bytes, schema: Schema) -> Batch:
+    features = schema.feature_names
+    try:
+        rows = [r for r in csv.reader(io.StringIO(_decode(body))) if r]
+    except csv.Error as exc:
+        raise RequestError(400, "bad_csv", f"malformed CSV: {exc}") from exc
+    if not rows:
+        raise RequestError(400, "empty_body", "request body holds no CSV rows")
+    first = [f.strip() for f in rows[0]]
+    known = set(features)
+    if known.intersection(first):  # a header row: columns by name
+        allowed = known | {schema.label}
+        unknown = [f for f in first if f not in allowed]
+        absent = [f for f in features if f not in first]
+        dupes = sorted({f for f in first if first.count(f) > 1})
+        errors = (
+            [_field_error("unknown_field", f, [], f"header: unknown column {f!r}") for f in unknown]
+            + [_field_error("missing_field", f, [], f"header: missing column {f!r}") for f in absent]
+            + [_field_error("duplicate_field", f, [], f"header: column {f!r} appears twice") for f in dupes]
+        )
+        if errors:
+            raise RequestError(
+                400,
+                errors[0]["code"],
+                "; ".join(e["message"] for e in errors) + f"; expected the columns {features}",
+                errors,
+            )
+        positions = [first.index(f) for f in features]
+        data = rows[1:]
+        if not data:
+            raise RequestError(400, "empty_body", "CSV body holds a header but no data rows")
+    else:
+        positions = list(range(len(features)))
+        first = features
+        data = rows
+    width = len(first)
+    bad = [i for i, r in enumerate(data) if len(r) != width]
+    if bad:
+        i = bad[0]
+        raise RequestError(
+            400,
+            "field_count",
+            f"{_rows_text(bad)}: expected {width} fields ({', '.join(first)}), row {i} has {len(data[i])}",
+            [_field_error("field_count", "*", bad, f"expected {width} fields")],
+        )
+    transposed = list(zip(*data, strict=True))
+    columns = {
+        name: [v.strip() or None for v in transposed[pos]] for name, pos in zip(features, positions, strict=True)
+    }
+    return Batch(columns, len(data), "csv")
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json module accepts NaN and Infinity; JSON has no such numbers, and a NaN must not pass as "missing".
+    raise RequestError(400, "bad_json", f"invalid JSON: {constant} is not JSON (send null for a missing value)")
+
+
+def parse_json(body: bytes, schema: Schema) -> Batch:
+    features = schema.feature_names
+    try:
+        doc = json.loads(_decode(body), parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, "bad_json", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise RequestError(400, "bad_json", "invalid JSON: nested too deeply") from exc
+    except ValueError as exc:  # an integer past Python's digit limit (sys.set_int_max_str_digits)
+        raise RequestError(400, "bad_json", f"invalid JSON: {exc}") from exc
+    instances = doc.get("instances") if isinstance(doc, dict) else doc
+    if not isinstance(instances, list):
+        raise RequestError(400, "bad_json", 'JSON body must be {"instances": [row, ...]} with rows as lists or objects')
+    if not instances:
+        raise RequestError(400, "empty_body", '"instances" is empty')
+    width, known, allowed = len(features), set(features), set(features) | {schema.label}
+    rows: list[Sequence[Any]] = []
+    for i, inst in enumerate(instances):
+        if isinstance(inst, list):
+            if len(inst) != width:
+                raise RequestError(
+                    400,
+                    "field_count",
+                    f"row {i}: expected {width} values ({', '.join(features)}), got {len(inst)}",
+                    [_field_error("field_count", "*", [i], "wrong value count")],
+                )
+            rows.append(inst)
+        elif isinstance(inst, dict):
+            keys = inst.keys()
+            if not known <= keys or not keys <= allowed:
+                errors = [
+                    _field_error("missing_field", f, [i], f"row {i}: missing field {f!r}")
+                    for f in features
+                    if f not in keys
+                ] + [
+                    _field_error("unknown_field", str(k), [i], f"row {i}: unknown field {k!r}")
+                    for k in keys
+                    if k not in allowed
+                ]
+                raise RequestError(
+                    400,
+                    errors[0]["code"],
+                    "; ".join(e["message"] for e in errors) + f"; expected the fields {features}",
+                    errors,
+                )
+            rows.append([inst[f] for f in features])
+        else:
+            raise RequestError(
+                400,
+                "bad_json",
+                f"row {i}: must be a list or an object, not {type(inst).__name__}",
+                [_field_error("type", "*", [i], "row must be a list or an object")],
+            )
+    transposed = list(zip(*rows, strict=True))
+    columns = {name: [None if v == "" else v for v in transposed[j]] for j, name in enumerate(features)}
+    return Batch(columns, len(rows), "json")
+
+
+# --- validation: raw columns -> typed arrays ----------------------------------------------------
+@dataclass
+class Features:
+    numeric: dict[str, np.ndarray]  # float64, NaN = missing
+    categorical: dict[str, list[str | None]]  # None = missing
+    rows: int
+
+
+def _to_float(name: str, values: list[Any]) -> np.ndarray:
+    """One float per row (NaN = missing). Lists and booleans are not numbers; an integer too large for a
+    float becomes +-inf, which the range check then names."""
+    if not any(type(v) is bool for v in values):
+        try:
+            array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            pass
+        else:
+            if array.ndim == 1:  # rows of equal-length lists make a matrix, not one number per row
+                return array
+    bad: list[int] = []
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = math.nan
+            continue
+        if type(v) is bool or not isinstance(v, (int, float, str)):
+            bad.append(i)
+            continue
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            out[i] = math.inf if v > 0 else -math.inf
+        except ValueError:
+            bad.append(i)
+    if not bad:
+        return out
+    message = (
+        f"field {name!r} must be numeric; non-numeric value(s) at {_rows_text(bad)} (e.g. {_example(values[bad[0]])})"
+    )
+    raise RequestError(400, "type", message, [_field_error("type", name, bad, message)])
+
+
+def _example(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if value.is_integer():
+            value = int(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def validate(batch: Batch, schema: Schema, reject_unknown_categories: bool) -> Features:
+    """Types, integers, ranges and categories per the schema; every failing field is reported."""
+    errors: list[dict[str, Any]] = []
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, list[str | None]] = {}
+    for f in schema.features:
+        values = batch.columns[f.name]
+        if isinstance(f, NumericFeature):
+            try:
+                arr = _to_float(f.name, values)
+            except RequestError as exc:
+                errors.extend(exc.errors)
+                continue
+            present = ~np.isnan(arr)
+            if f.dtype == "int":
+                frac = np.flatnonzero(present & np.isfinite(arr) & (arr != np.floor(arr)))
+                if frac.size:
+                    errors.append(
+                        _field_error(
+                            "not_integer",
+                            f.name,
+                            frac.tolist(),
+                            f"field {f.name!r} must be an integer; fractional value(s) at "
+                            f"{_rows_text(frac.tolist())} (e.g. {_example(arr[frac[0]])})",
+                        )
+                    )
+                    continue
+            outside = np.flatnonzero(present & ((arr < f.minimum) | (arr > f.maximum)))
+            if outside.size:
+                errors.append(
+                    _field_error(
+                        "out_of_range",
+                        f.name,
+                        outside.tolist(),
+                        f"field {f.name!r} must be within [{f.minimum}, {f.maximum}]; "
+                        f"value(s) outside at {_rows_text(outside.tolist())} "
+                        f"(e.g. {_example(arr[outside[0]])})",
+                    )
+                )
+                continue
+            numeric[f.name] = arr
+        else:
+            assert isinstance(f, CategoricalFeature)
+            wrong = [i for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
+            if wrong:
+                errors.append(
+                    _field_error(
+                        "type",
+                        f.name,
+                        wrong,
+                        f"field {f.name!r} must be a string (a category) or null; "
+                        f"got {_example(values[wrong[0]])} at {_rows_text(wrong)}",
+                    )
+                )
+                continue
+            if reject_unknown_categories:
+                cats = _category_set(f.categories)
+                unknown = [i for i, v in enumerate(values) if v is not None and v not in cats]
+                if unknown:
+                    seen = sorted({values[i] for i in unknown})[:MAX_ROWS_SHOWN]
+                    errors.append(
+                        _field_error(
+                            "unknown_category",
+                            f.name,
+                            unknown,
+                            f"field {f.name!r}: value(s) {seen} at {_rows_text(unknown)} not "
+                            f"among the categories {list(f.categories)}",
+                        )
+                    )
+                    continue
+            categorical[f.name] = values
+    if errors:
+        more = f"; +{len(errors) - 5} more" if len(errors) > 5 else ""
+        message = "; ".join(e["message"] for e in errors[:5]) + more
+        raise RequestError(400, errors[0]["code"], message, errors)
+    return Features(numeric, categorical, batch.rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _category_set(categories: tuple[str, ...]) -> frozenset[str]:
+    # keyed by the categories themselves: an id() key is reused once a schema is freed, and then
+    # another feature's categories would judge this one's values
+    return frozenset(categories)
