@@ -642,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="champion", help="champion (latest approved), latest, a version number or a package ARN"
     )
     serve.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
-    serve.add_argument("--workers", type=int, default=1, help="server worker processes")
+    serve.add_argument(
+        "--workers", type=int, default=None,
+        help="server worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS, 0 = one per CPU; else 1)",
+    )
     _container_option(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -266,6 +266,18 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
+def _workers(workers: int | None) -> int:
+    if workers is not None:
+        return workers
+    try:
+        configured = env.SAGEMAKER_MODEL_SERVER_WORKERS.get()
+    except env.EnvError as error:
+        raise ServeLocalError(str(error)) from None
+    if not env.SAGEMAKER_MODEL_SERVER_WORKERS.is_set():
+        return 1
+    return configured or env.cpu_count()
+
+
 def serve_local(
     settings: StackSettings,
     *,
@@ -273,7 +285,7 @@ def serve_local(
     model: str = "champion",
     port: int = 8080,
     capture: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
     capture_rotate_seconds: float | None = None,
     unknown_categories: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_S,
@@ -283,8 +295,10 @@ def serve_local(
 
     `capture_rotate_seconds` closes capture files sooner than serve's 60 s default (the demo reads
     them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score);
-    `container` is auto|always|never, as for the pipeline's jobs (`mlops/local/runners.py`).
+    `container` is auto|always|never, as for the pipeline's jobs (`mlops/local/runners.py`); `workers` defaults
+    to $SAGEMAKER_MODEL_SERVER_WORKERS as SageMaker passes it (0: one per CPU), else one.
     """
+    workers = _workers(workers)
     if port != 0 and port_in_use(port):
         raise ServeLocalError(
             f"port {port} on {HOST} is already in use: stop what listens there, or choose another "

@@ -140,6 +140,17 @@ def test_stop_leaves_no_process_and_is_idempotent(registry: Registry, settings: 
     assert not port_in_use(ep.port)
 
 
+def test_workers_follow_sagemakers_variable(registry: Registry, settings: StackSettings,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "2")
+    with serve_local(settings, state_dir=registry.state, model="champion", port=0, capture=False) as ep:
+        status, body = ep.get("/metrics")
+        assert status == 200 and "mlops_serve_workers 2" in body.decode()
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "two")
+    with pytest.raises(ServeLocalError, match="SAGEMAKER_MODEL_SERVER_WORKERS='two' is invalid"):
+        serve_local(settings, state_dir=registry.state, model="champion", port=0, capture=False)
+
+
 def _group_of(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
