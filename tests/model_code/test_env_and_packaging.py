@@ -14,12 +14,12 @@ from model_code import env
 from model_code.__main__ import STEPS, main
 
 PKG = Path(model_code.__file__).resolve().parent
-MODULES = sorted(PKG.glob("*.py"))
+MODULES = sorted(PKG.rglob("*.py"))  # packages (serve/) too
 # import name -> distribution in requirements.txt
 IMPORT_TO_DIST = {
     "numpy": "numpy", "pandas": "pandas", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
     "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
-    "botocore": "boto3",
+    "botocore": "boto3", "scipy": "scipy",
 }
 # distributions in requirements.txt that nothing imports: plugins MLflow loads by entry point
 # (distribution -> (entry-point group, name)); sagemaker-mlflow resolves `arn:` tracking URIs.
