@@ -23,6 +23,10 @@ API
       ``type`` error; an integer too large for a float is ``out_of_range``, and one past Python's
       4,300-digit limit is ``bad_json``. In CSV, ``nan`` counts as missing like an empty field.
 
+    ``X-Amzn-SageMaker-Inference-Id`` (InvokeEndpoint's InferenceId, 1-64 printable ASCII characters;
+    a new UUID when absent) is echoed in the response and kept in the capture record
+    (``eventMetadata.inferenceId``), where ground truth joins on it.
+
     Response in the ``Accept`` type (absent or ``*/*``: the request's type):
 
     * ``text/csv``: one positive-class probability per line, in request order.
@@ -50,7 +54,7 @@ Errors are JSON (``application/json``) whatever the Accept header::
 
 Codes: 400 (``invalid_input``-family codes: ``field_count``, ``missing_field``, ``unknown_field``,
 ``type``, ``not_integer``, ``out_of_range``, ``unknown_category``, ``empty_body``, ``bad_json``,
-``bad_csv``, ``bad_encoding``, ``bad_content_length``), 404 unknown path, 405 wrong method, 406
+``bad_csv``, ``bad_encoding``, ``bad_content_length``, ``bad_inference_id``), 404 unknown path, 405 wrong method, 406
 unsupported Accept, 411 chunked body, 413 body over ``MLOPS_SERVE_MAX_PAYLOAD_BYTES`` (6 MiB),
 415 unsupported Content-Type, 503 model not loaded. Bad input never gets a 5xx.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from model_code.capture import CaptureWriter
@@ -15,9 +15,11 @@ from model_code.serve.config import ServeConfig, log
 from model_code.serve.metrics import Metrics
 from model_code.serve.protocol import (
     CSV,
+    INFERENCE_ID_HEADER,
     JSON,
     SUPPORTED,
     RequestError,
+    inference_id,
     media_type,
     negotiate,
     parse_csv,
@@ -36,6 +38,7 @@ class Response:
     rows: int = 0
     error: str | None = None
     close: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _json_response(status: int, doc: Any) -> Response:
@@ -115,13 +118,17 @@ class App:
             )
         return _json_response(200, {"status": "ok", **self.info})
 
-    def invocations(self, content_type: str | None, accept: str | None, body: bytes) -> Response:
+    def invocations(
+        self, content_type: str | None, accept: str | None, body: bytes, inference: str | None = None
+    ) -> Response:
+        """Score one request; `inference` is its InferenceId header (a new id when absent)."""
         scorer, schema = self.scorer, self.schema
         if scorer is None or schema is None:
             return _json_response(
                 503, {"status": 503, "code": "loading", "message": "model not loaded yet", "errors": []}
             )
         try:
+            invocation = inference_id(inference)
             request_type = media_type(content_type)
             if request_type not in SUPPORTED:
                 raise RequestError(
@@ -148,5 +155,5 @@ class App:
             ).encode()
         self.metrics.add("rows_scored", features.rows)
         if self.capture is not None and self.capture.sampled():
-            self.capture.offer(request_type, body, response_type, out)
-        return Response(200, response_type, out, rows=features.rows)
+            self.capture.offer(request_type, body, response_type, out, invocation)
+        return Response(200, response_type, out, rows=features.rows, headers={INFERENCE_ID_HEADER: invocation})

@@ -8,6 +8,8 @@ import functools
 import io
 import json
 import math
+import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,21 @@ CSV = "text/csv"
 JSON = "application/json"
 SUPPORTED = (CSV, JSON)
 MAX_ROWS_SHOWN = 10
+
+
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+"""How InvokeEndpoint's InferenceId reaches the container; captured with the record, echoed in the response."""
+_INFERENCE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")  # InvokeEndpoint's rule: 1-64 printable characters
+
+
+def inference_id(header: str | None) -> str:
+    """The request's InferenceId, or a new one; RequestError 400 for one InvokeEndpoint would refuse."""
+    if header is None or header == "":
+        return str(uuid.uuid4())
+    if not _INFERENCE_ID.match(header):
+        raise RequestError(400, "bad_inference_id", f"{INFERENCE_ID_HEADER} must be 1-64 printable ASCII "
+                                                    f"characters, not starting with a space (got {_example(header)})")
+    return header
 
 
 # --- request errors ---------------------------------------------------------------------------------

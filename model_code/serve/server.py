@@ -23,7 +23,7 @@ from model_code import env
 from model_code.serve.app import App, Response, error_response
 from model_code.serve.config import ServeConfig, log
 from model_code.serve.metrics import Metrics
-from model_code.serve.protocol import RequestError
+from model_code.serve.protocol import INFERENCE_ID_HEADER, RequestError
 
 KEEPALIVE_SECONDS = 60.0
 SOCKET_TIMEOUT_SECONDS = 60.0
@@ -66,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
             f"Content-Type: {response.content_type}",
             f"Content-Length: {len(response.body)}",
             f"Server: {self.server_version}",
+            *(f"{name}: {value}" for name, value in response.headers.items()),
         ]
         if close:
             head.append("Connection: close")
@@ -133,7 +134,9 @@ class Handler(BaseHTTPRequestHandler):
                 handler,
             )
             return
-        response = self.server.app.invocations(self.headers.get("Content-Type"), self.headers.get("Accept"), body)
+        response = self.server.app.invocations(
+            self.headers.get("Content-Type"), self.headers.get("Accept"), body, self.headers.get(INFERENCE_ID_HEADER)
+        )
         self._send(response, started, handler)
 
     def _not_allowed(self) -> None:

@@ -254,6 +254,13 @@ def test_bad_input_gets_a_4xx_naming_the_field(server, body, content_type, statu
         assert needle in error["message"], (needle, error["message"])
 
 
+def test_an_inference_id_invoke_endpoint_would_refuse_is_a_400(server):
+    for bad in ("x" * 65, "na\u00efve", "tab\there"):
+        status, ctype, out = server.request("POST", "/invocations", GOOD,
+                                            {"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": bad})
+        assert (status, ctype, json.loads(out)["code"]) == (400, "application/json", "bad_inference_id"), bad
+
+
 def test_every_bad_field_is_reported(server):
     _, _, out = server.invoke(csv_line(age="x", sex="M", capital_loss="-1"))
     fields = {e["field"]: e for e in json.loads(out)["errors"]}
@@ -332,6 +339,14 @@ def test_capture_all_requests_in_sagemaker_format_and_flush_on_sigterm(model_dir
     bodies = [GOOD, f"{GOOD}\n{GOOD}"]
     for body in bodies:
         assert srv.invoke(body)[0] == 200
+    # InvokeEndpoint's InferenceId reaches the container as a header: kept in the record, echoed back.
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("POST", "/invocations", body=csv_line(age="40"),
+                 headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": "order-42"})
+    tagged = conn.getresponse()
+    assert tagged.status == 200 and tagged.getheader("X-Amzn-SageMaker-Inference-Id") == "order-42"
+    tagged.read()
+    conn.close()
     status, _, json_out = srv.invoke(json.dumps({"instances": [ROW]}), "application/json")
     assert status == 200
     assert srv.invoke(csv_line(sex="M"))[0] == 400  # failed invocations are not captured
@@ -346,7 +361,7 @@ def test_capture_all_requests_in_sagemaker_format_and_flush_on_sigterm(model_dir
     jsonl = [p for p in files if p.is_file()]
     assert jsonl and all(CAPTURE_PATH.fullmatch(p.relative_to(capture).as_posix()) for p in jsonl), files
     records = [json.loads(line) for p in jsonl for line in p.read_text().splitlines()]
-    assert len(records) == 5  # 3 + the two requests of the in-flight connection
+    assert len(records) == 6  # 4 + the two requests of the in-flight connection
     by_input = {r["captureData"]["endpointInput"]["data"]: r for r in records}
     csv_record = by_input[GOOD]
     assert csv_record["eventVersion"] == "0"
@@ -357,6 +372,9 @@ def test_capture_all_requests_in_sagemaker_format_and_flush_on_sigterm(model_dir
     assert len(output["data"].splitlines()) == 1 and 0 <= float(output["data"]) <= 1
     assert re.fullmatch(r"[0-9a-f-]{36}", csv_record["eventMetadata"]["eventId"])
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", csv_record["eventMetadata"]["inferenceTime"])
+    assert by_input[csv_line(age="40")]["eventMetadata"]["inferenceId"] == "order-42"
+    generated = {r["eventMetadata"]["inferenceId"] for r in records} - {"order-42"}
+    assert len(generated) == 5 and all(re.fullmatch(r"[0-9a-f-]{36}", i) for i in generated)  # one per request
     json_record = by_input[json.dumps({"instances": [ROW]})]["captureData"]
     assert json_record["endpointInput"]["encoding"] == "JSON"
     assert json_record["endpointOutput"]["data"] == json_out.decode()
