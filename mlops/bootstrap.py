@@ -94,6 +94,8 @@ def _existing_key(kms: Any, key_id: str) -> str | None:
         if error.response.get("Error", {}).get("Code") == "NotFoundException":
             return None
         raise BootstrapError(f"kms:DescribeKey {key_id}: {error.response['Error'].get('Message')}") from None
+    except BotoCoreError as error:
+        raise BootstrapError(f"kms:DescribeKey {key_id}: {error}") from None
     if metadata.get("KeyState") != "Enabled":
         raise BootstrapError(f"KMS key {metadata['Arn']} is {metadata.get('KeyState')}, not Enabled")
     return metadata["Arn"]
@@ -113,8 +115,9 @@ def ensure_key(settings: StackSettings, aws: Aws) -> tuple[str, bool]:
         Tags=[{"TagKey": "project", "TagValue": PROJECT}, {"TagKey": "purpose", "TagValue": "pulumi-secrets"}],
     )
     arn = metadata["KeyMetadata"]["Arn"]
-    _aws("kms:EnableKeyRotation", kms.enable_key_rotation, KeyId=arn)
+    # The alias first: a run that fails after it finds this key again instead of making another one.
     _aws("kms:CreateAlias", kms.create_alias, AliasName=SECRETS_KEY_ALIAS, TargetKeyId=arn)
+    _aws("kms:EnableKeyRotation", kms.enable_key_rotation, KeyId=arn)
     return arn, True
 
 
@@ -124,6 +127,8 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
     created = False
     try:
         s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=settings.account_id)
+    except BotoCoreError as error:
+        raise BootstrapError(f"s3:HeadBucket {bucket}: {error}") from None
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
         if code not in ("404", "NoSuchBucket"):
@@ -174,6 +179,7 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
     tls_only = {
         "Version": "2012-10-17",
         "Statement": [
+            *_other_statements(s3, bucket),
             {
                 "Sid": "TlsOnly",
                 "Effect": "Deny",
@@ -181,11 +187,25 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
                 "Action": "s3:*",
                 "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
+            },
         ],
     }
     _aws("s3:PutBucketPolicy", s3.put_bucket_policy, Bucket=bucket, Policy=json.dumps(tls_only))
     return created
+
+
+def _other_statements(s3: Any, bucket: str) -> list[dict]:
+    """The statements an existing bucket policy holds besides ours: kept, not overwritten."""
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchBucketPolicy":
+            return []
+        raise BootstrapError(f"s3:GetBucketPolicy {bucket}: {error.response['Error'].get('Message')}") from None
+    except BotoCoreError as error:
+        raise BootstrapError(f"s3:GetBucketPolicy {bucket}: {error}") from None
+    statements = policy.get("Statement", [])
+    return [s for s in ([statements] if isinstance(statements, dict) else statements) if s.get("Sid") != "TlsOnly"]
 
 
 def _pulumi(pulumi: str, args: list[str], cwd: Path, backend: str) -> str:
@@ -201,6 +221,23 @@ def _pulumi(pulumi: str, args: list[str], cwd: Path, backend: str) -> str:
         last = (done.stderr.strip() or done.stdout.strip() or "(no output)").splitlines()[-1]
         raise BootstrapError(f"`{' '.join(command)}` failed with exit code {done.returncode}: {last}")
     return done.stdout
+
+
+def _holds_secrets(stack_file: Path) -> bool:
+    document = yaml.safe_load(stack_file.read_text()) or {}
+    config = document.get("config") or {}
+    return "encryptionsalt" in document or any(isinstance(v, dict) and "secure" in v for v in config.values())
+
+
+def _refuse_orphaned_secrets(settings: StackSettings, stack_file: Path, backend: str, provider: str) -> None:
+    """New secrets lines would orphan ciphertext made with the file's current data key: refuse before any write."""
+    current, encrypted = _secrets_lines(stack_file)
+    if (current != provider or not encrypted) and _holds_secrets(stack_file):
+        raise BootstrapError(
+            f"{stack_file.name} holds `secure:` config values (or an encryptionsalt) encrypted by its current "
+            f"secrets provider: run `PULUMI_BACKEND_URL='{backend}' pulumi stack change-secrets-provider "
+            f"--stack {settings.stack} '{provider}'` yourself (it re-encrypts them) and commit the file"
+        )
 
 
 def _secrets_lines(stack_file: Path) -> tuple[str, str]:
@@ -220,8 +257,6 @@ def init_stack(
             "and keep the secretsprovider/encryptedkey lines it writes"
         )
     current, encrypted = _secrets_lines(stack_file)
-    if current == provider and encrypted:
-        return False, False
     project = stack_file.parent / "Pulumi.yaml"
     with tempfile.TemporaryDirectory(prefix="mlops-bootstrap-") as scratch:
         # A copy of the project whose stack file Pulumi may rewrite: it carries only the secrets lines back.
@@ -230,6 +265,8 @@ def init_stack(
         shutil.copy(stack_file, copy)
         stacks = json.loads(_pulumi(found, ["stack", "ls", "--json"], Path(scratch), backend) or "[]")
         exists = any(entry.get("name", "").split("/")[-1] == settings.stack for entry in stacks)
+        if exists and current == provider and encrypted:
+            return False, False
         if exists:
             _pulumi(
                 found, ["stack", "change-secrets-provider", "--stack", settings.stack, provider], Path(scratch), backend
@@ -282,6 +319,7 @@ def bootstrap(
     backend, provider = backend_url(bucket, settings.region), secrets_provider(key_arn, settings.region)
     result = Bootstrap(settings.stack, key_arn, bucket, backend, provider)
     result.created = [what for what, made in (("key", key_created), ("bucket", bucket_created)) if made]
+    _refuse_orphaned_secrets(settings, stack_file, backend, provider)
     try:
         for key, value in (
             (config_key("pulumi_state_bucket"), bucket),

@@ -453,7 +453,8 @@ def _embedded_aws(settings: StackSettings, state_dir: Path, why: str) -> local_a
 
 
 def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None = None) -> MonitorBaseline:
-    """Choose the package to monitor and fetch its drift baseline and model into `<state>/monitor/<version>/`."""
+    """Choose the package to monitor, fetch and check its drift baseline into `<state>/monitor/<version>/`, and
+    point the stack's endpoint in the embedded AWS at it."""
     server = _embedded_aws(settings, state_dir, "no registered model")
     fetched_at = _utc(now)
     with _locked(state_dir):

@@ -50,7 +50,7 @@ _ARN = re.compile(
 )
 _PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]+$")
-_TAG_PATTERN = re.compile(r"^[A-Za-z0-9._/*-]+$")
+_TAG_PATTERN = re.compile(r"^[A-Za-z0-9._/-]+\*$")  # a literal prefix then `*`: what the OIDC trust rule accepts
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,256}$")
 _MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -165,7 +165,7 @@ class StackSettings:
         "",
         doc="Protected tag pattern (e.g. `prod-*`) whose pipelines alone may assume the deploy role instead of "
         "ciProtectedBranch's; empty trusts the branch.",
-        check=_optional(_matches(_TAG_PATTERN, "a tag name or pattern with `*`")),
+        check=_optional(_matches(_TAG_PATTERN, "a literal tag prefix followed by `*`, e.g. prod-*")),
     )
     gitlab_oidc_provider_arn: str = _setting(
         "",
@@ -347,14 +347,17 @@ class StackSettings:
                 f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
                 f"{config_key('drift_alarm_evaluation_periods')} ({self.drift_alarm_evaluation_periods})"
             )
-        if self.approved_model_package_arn and (pinned := self.approved_model_package_arn.split(":")[3]) != self.region:
+        # The pin's region and account, once the pin is a well-formed package ARN (else its own problem says so).
+        pin_ok = not any(p.startswith(config_key("approved_model_package_arn")) for p in problems)
+        pin_parts = self.approved_model_package_arn.split(":") if pin_ok and self.approved_model_package_arn else []
+        if pin_parts and (pinned := pin_parts[3]) != self.region:
             # SageMaker's CreateModel needs the artifacts in the endpoint's region, and the image in its ECR.
             problems.append(
                 f"{config_key('approved_model_package_arn')}: the package is in {pinned}, stack {self.stack} "
                 f"deploys to {self.region}: SageMaker serves only artifacts of the endpoint's region "
                 f"(promote between stacks of one region)"
             )
-        pinned_account = self.approved_model_package_arn.split(":")[4] if self.approved_model_package_arn else ""
+        pinned_account = pin_parts[4] if pin_parts else ""
         if pinned_account not in ("", self.account_id, self.model_source_account_id):
             # The deploy role reads the pin (verify, rollback) with rights granted before it: see the setting.
             problems.append(

@@ -248,9 +248,9 @@ class CaptureWriter:
         if records == 0:  # nothing complete in it: no empty file for the drift job
             self._abandon("")
             return
+        self._fd = None  # before close: a failed close must not be retried on an fd number reused by then
         try:
             os.close(fd)
-            self._fd = None
             self._partial(path).rename(path)
         except OSError as exc:
             self._abandon(f"closing {path}: {type(exc).__name__}: {exc}")

@@ -261,12 +261,19 @@ def deploy_policy(
         statement(
             "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
         ),
-        # S3 objects' refresh describes the AWS managed aws/s3 key (to tell it from the object's own key).
+        # S3 objects' refresh describes the AWS managed aws/s3 key (to tell it from the object's own key), by its
+        # alias: RequestAlias is the documented key for that; ResourceAliases covers a describe by key id.
         statement(
             "DescribeAwsManagedS3Key",
             ["kms:DescribeKey"],
             [arns.keys],
             {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/aws/s3"]}},
+        ),
+        statement(
+            "DescribeAwsManagedS3KeyByAlias",
+            ["kms:DescribeKey"],
+            [arns.keys],
+            {"StringEquals": {"kms:RequestAlias": "alias/aws/s3"}},
         ),
         statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
         statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
@@ -318,7 +325,7 @@ def deploy_policy(
     if source_account_id:
         # Another stack's account registers what this one serves (prod pins dev's): verify and rollback read
         # the served package and the pin before it. Granted from the stack's first deploy, before any pin:
-        # the role may not change its own policy later (NoSelfEscalation).
+        # the role's policy denies changes to its own policy (NoSelfEscalation).
         statements.append(
             statement(
                 "ReadSourceModelPackages",
@@ -340,5 +347,15 @@ def deploy_policy(
     if secrets_key_arn:
         statements.append(
             statement("PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [secrets_key_arn])
+        )
+        # The secrets key is bootstrap's, not the stack's: tagging it like a stack key would hand it to
+        # ManageStackKeys (policy, deletion).
+        statements.append(
+            statement(
+                "KeepThePulumiSecretsKey",
+                ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource"],
+                [secrets_key_arn],
+                effect="Deny",
+            )
         )
     return document(*statements)

@@ -21,7 +21,8 @@ API
       ``null`` is a missing value; numbers may be JSON numbers or numeric strings. ``NaN`` and
       ``Infinity`` are not JSON and are refused (``bad_json``); a list where a number belongs is a
       ``type`` error; an integer too large for a float is ``out_of_range``, and one past Python's
-      4,300-digit limit is ``bad_json``. In CSV, ``nan`` counts as missing like an empty field.
+      4,300-digit limit is ``bad_json``. ``"nan"`` (CSV or a JSON string) is a ``type`` error: a missing
+      value is an empty CSV field or JSON ``null``.
 
     ``X-Amzn-SageMaker-Inference-Id`` (InvokeEndpoint's InferenceId, 1-64 printable ASCII characters;
     a new UUID when absent) is echoed in the response and kept in the capture record

@@ -26,7 +26,7 @@ MAX_ROWS_SHOWN = 10
 
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 """How InvokeEndpoint's InferenceId reaches the container; captured with the record, echoed in the response."""
-_INFERENCE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")  # InvokeEndpoint's rule: 1-64 printable characters
+_INFERENCE_ID = re.compile(r"\A[\x21-\x7e][\x20-\x7e]{0,63}\Z")  # InvokeEndpoint's rule: 1-64 printable characters
 
 
 def inference_id(header: str | None) -> str:
@@ -235,15 +235,16 @@ class Features:
 
 
 def _to_float(name: str, values: list[Any]) -> np.ndarray:
-    """One float per row (NaN = missing). Lists and booleans are not numbers; an integer too large for a
-    float becomes +-inf, which the range check then names."""
+    """One float per row (NaN = missing, from an empty field or null only). Lists, booleans and "nan" are not
+    numbers; an integer too large for a float becomes +-inf, which the range check then names."""
     if not any(type(v) is bool for v in values):
         try:
             array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
             pass
         else:
-            if array.ndim == 1:  # rows of equal-length lists make a matrix, not one number per row
+            # Rows of equal-length lists make a matrix, not one number per row; a NaN not from null is a "nan".
+            if array.ndim == 1 and not any(values[i] is not None for i in np.flatnonzero(np.isnan(array))):
                 return array
     bad: list[int] = []
     out = np.empty(len(values), dtype=np.float64)
@@ -259,6 +260,9 @@ def _to_float(name: str, values: list[Any]) -> np.ndarray:
         except OverflowError:
             out[i] = math.inf if v > 0 else -math.inf
         except ValueError:
+            bad.append(i)
+            continue
+        if math.isnan(out[i]):  # "nan" is not a missing value: leave the field empty, or send null
             bad.append(i)
     if not bad:
         return out

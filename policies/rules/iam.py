@@ -238,8 +238,9 @@ POLICIES = [
         name="iam-oidc-trust-pinned",
         description="Every role trust statement allowing "
         "sts:AssumeRoleWithWebIdentity names an OIDC provider "
-        "as Principal.Federated and pins both <provider-host>:aud and <provider-host>:sub with "
-        "StringEquals and wildcard-free values (StringLike would let any project or branch assume it).",
+        "as Principal.Federated and pins <provider-host>:aud with StringEquals and <provider-host>:sub with "
+        "StringEquals, or with StringLike on one project's tag prefix only (project_path:<literal>:ref_type:tag:"
+        "ref:<literal prefix>*): any other wildcard would let other projects, branches or refs assume it.",
         validate=iam_oidc_trust_pinned,
     ),
     ResourceValidationPolicy(

@@ -133,6 +133,24 @@ def test_every_pulumi_job_checks_the_stack_is_bootstrapped_first(ci: dict) -> No
     assert "PULUMI_CONFIG_PASSPHRASE" not in CI_FILE.read_text()
 
 
+def test_a_failed_registry_lookup_stops_the_dev_deploy_before_it_unpins(ci: dict, tmp_path: Path) -> None:
+    """`pulumi config set K "$(cmd)"` would go on with an empty pin when cmd fails: the deploy must stop."""
+    script = _script(ci["deploy-dev"])
+    start = next(i for i, line in enumerate(script) if "mlops model latest --stack dev --or-empty" in line)
+    steps = script[start:start + 2]
+    assert steps[1].startswith("pulumi config set approvedModelPackageArn")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    for path, text in ((tmp_path / ".venv" / "bin" / "mlops", "echo 'error: AccessDeniedException' >&2; exit 2"),
+                       (tmp_path / "pulumi", 'echo "pulumi $*" >> calls')):
+        path.write_text(f"#!/bin/sh\n{text}\n")
+        path.chmod(0o755)
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(steps)], cwd=tmp_path,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode != 0 and "AccessDeniedException" in result.stderr
+    assert not (tmp_path / "calls").exists()  # no pin was set
+
+
 def test_verify_jobs_skip_a_stack_without_a_model(ci: dict) -> None:
     for name, stack in (("verify-dev", "dev"), ("verify-prod", "prod")):
         assert f".venv/bin/mlops release verify --stack {stack} --if-model" in _script(ci[name]), name

@@ -232,7 +232,7 @@ def test_every_action_exists_and_star_only_where_it_takes_no_resource(full_plans
 
 
 def test_prod_may_read_its_source_models_from_its_first_deploy(plans: dict[str, Plan]) -> None:
-    """Before any pin: the deploy role may not widen its own policy later (NoSelfEscalation), so the read of
+    """Before any pin: the deploy role's policy denies changing its own policy (NoSelfEscalation), so the read of
     the source account's packages that verify-prod and rollback-prod need is there from the start."""
     prod = load_stack("prod")
     assert not prod.approved_model_package_arn and prod.model_source_account_id == DEV.account_id
@@ -262,3 +262,17 @@ def test_the_providers_calls_for_every_planned_resource_are_allowed(full_plans: 
                 denied.append(f"{resource.type} {resource.name}: {action} on {arn} ({why})"
                               + (" is allowed: the role could widen itself" if escalation else ""))
     assert checked > 300 and not denied, "\n".join(denied)
+
+
+def test_the_deploy_role_cannot_take_over_the_pulumi_secrets_key(full_plans: dict[str, Plan]) -> None:
+    """CreateTaggedKeys lets the role tag a key it creates; the secrets key (bootstrap's) it may never tag or
+    re-police, or it would match ManageStackKeys and could schedule its deletion."""
+    for stack in stack_names():
+        settings = load_stack(stack)
+        policy = _policies(full_plans[stack])[Names.of(settings).deploy_role]
+        key = settings.pulumi_secrets_key_arn
+        tags = {"aws:RequestTag/environment": stack, "aws:RequestTag/project": "mlops-stack",
+                "aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}
+        for action in ("kms:TagResource", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"):
+            assert not allows(policy, action, key, tags), (stack, action)
+        assert allows(policy, "kms:Decrypt", key)  # what the secrets provider needs stays allowed

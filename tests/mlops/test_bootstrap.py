@@ -117,10 +117,14 @@ def test_a_new_account_gets_a_key_a_bucket_and_a_stack_with_the_kms_secrets_prov
             if not line.startswith(("secretsprovider:", "encryptedkey:")) and "pulumiSecretsKeyArn" not in line] == kept
     assert load_stack_file(path).pulumi_secrets_key_arn == key["Arn"]
 
-    # A second run finds everything and changes nothing.
+    # A second run finds everything (the stack too: it asks the backend) and changes nothing.
     again = bootstrap(load_stack_file(path), path, aws=aws, pulumi=str(pulumi))
     assert (again.created, again.stack_file_changed, again.key_arn) == ([], False, key["Arn"])
-    assert path.read_text() == after and len(_calls(pulumi)) == 2
+    assert path.read_text() == after and [c["args"] for c in _calls(pulumi)[2:]] == [["stack", "ls", "--json"]]
+
+    # A new backend (the state bucket recreated) gets the stack again, though the file already says it all.
+    (pulumi.parent.parent / "pulumi-state.json").write_text("[]")
+    assert bootstrap(load_stack_file(path), path, aws=aws, pulumi=str(pulumi)).created == ["pulumi stack"]
 
 
 def test_an_existing_stack_gets_the_kms_provider_by_change_secrets_provider(
@@ -131,6 +135,31 @@ def test_an_existing_stack_gets_the_kms_provider_by_change_secrets_provider(
     result = bootstrap(load_stack_file(path), path, aws=aws, pulumi=str(pulumi))
     assert result.created == ["key", "bucket"]
     assert _calls(pulumi)[-1]["args"] == ["stack", "change-secrets-provider", "--stack", "dev", result.secrets_provider]
+
+
+def test_secret_config_values_are_not_orphaned_by_new_secrets_lines(aws: Aws, project: Path, pulumi: Path) -> None:
+    path = project / "Pulumi.dev.yaml"
+    # A stack once initialised with a passphrase: its salt (the settings refuse `secure:` values outright).
+    path.write_text("encryptionsalt: v1:Vv3mOcg5yts=:v1:9JhR3UeNnyz3Dl3k:7IHm3nhJeAk0eKD+xRjFjA==\n" + path.read_text())
+    before = path.read_text()
+    with pytest.raises(BootstrapError, match=r"holds `secure:` config values .*pulumi stack change-secrets-provider "
+                                             r"--stack dev 'awskms://"):
+        bootstrap(load_stack_file(path), path, aws=aws, pulumi=str(pulumi))
+    assert path.read_text() == before
+
+
+def test_an_existing_state_bucket_policy_is_kept(aws: Aws, project: Path, pulumi: Path) -> None:
+    settings = load_stack_file(project / "Pulumi.dev.yaml")
+    s3 = aws.client("s3", settings.region)
+    bucket = settings.pulumi_state_bucket
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
+    audit = {"Sid": "AuditRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+             "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [audit]}))
+    result = bootstrap(settings, project / "Pulumi.dev.yaml", aws=aws, pulumi=str(pulumi))
+    assert result.created == ["key", "pulumi stack"]
+    statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["AuditRead", "TlsOnly"]
 
 
 def test_credentials_of_another_account_change_nothing(aws: Aws, project: Path, pulumi: Path) -> None:

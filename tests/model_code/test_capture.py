@@ -103,3 +103,19 @@ def test_the_final_flush_through_offer_and_close(tmp_path: Path) -> None:
     assert writer.close(10) is True
     assert counts.written == 30 == len(_published(tmp_path))
     assert {r["eventMetadata"]["inferenceId"] for r in _published(tmp_path)} == {f"id-{i}" for i in range(30)}
+
+
+def test_a_final_flush_that_fails_is_reported_by_close(tmp_path: Path) -> None:
+    """The shutdown path: records offered, the disk full when the writer flushes them; close() says so."""
+    counts = Counts()
+    writer = _writer(tmp_path, counts)
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer._write_bytes = full  # type: ignore[method-assign]
+    for i in range(10):
+        writer.offer("text/csv", BODY, "text/csv", b"0.5", inference_id=f"id-{i}")
+    assert writer.close(10) is False
+    assert (counts.written, counts.failed) == (0, 10)
+    assert not [p for p in (tmp_path / "capture").rglob("*") if p.is_file()]

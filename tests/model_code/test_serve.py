@@ -240,6 +240,8 @@ GOOD = csv_line()
      ["'capital_gain'"]),
     ('{"instances": [[' + "1" * 5000 + "]]}", "application/json", 400, "bad_json", ["4300 digits"]),
     ('{"instances": [{"age": NaN}]}', "application/json", 400, "bad_json", ["NaN", "not JSON"]),
+    (json.dumps({"instances": [{**ROW, "age": "NaN"}]}), "application/json", 400, "type", ["'age'", "'NaN'"]),
+    (f"{GOOD}\n{csv_line(capital_gain='nan')}", "text/csv", 400, "type", ["'capital_gain'", "row(s) [1]"]),
     ('{"instances": [{"age": -Infinity}]}', "application/json", 400, "bad_json", ["-Infinity", "not JSON"]),
     (GOOD, "application/x-www-form-urlencoded", 415, "unsupported_content_type", ["text/csv", "application/json"]),
     (b"\xff\xfe" + GOOD.encode(), "text/csv", 400, "bad_encoding", ["UTF-8"]),
