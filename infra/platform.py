@@ -86,7 +86,6 @@ def build_platform(settings: StackSettings) -> None:
             repository_url=images.repository_url,
             tags=tags,
             model_consumers=tuple(settings.model_consumers),
-            data_bucket=names.bucket("data"),
             sample_data=SAMPLE_DATA if settings.seed_sample_data else None,
         ),
     )
@@ -128,6 +127,7 @@ def build_platform(settings: StackSettings) -> None:
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
+                settings=settings,
                 names=names,
                 pipeline_name=names.pipeline,
                 pipeline_arn=training.pipeline_arn,
@@ -138,11 +138,7 @@ def build_platform(settings: StackSettings) -> None:
                 alarm_topic_arn=serving.alarm_topic_arn if serving is not None else None,
                 tags=tags,
                 endpoint_name=names.endpoint if serving is not None else "",
-                image_uri=f"{names.ecr_url}:{settings.image_tag}",
-                capture_bucket=names.bucket("capture"),
-                artifacts_bucket=names.bucket("artifacts"),
                 metrics_namespace=names.metrics_namespace,
-                processing_instance_type=settings.processing_instance_type,
                 drift_schedule=settings.drift_schedule,
                 drift_window_hours=settings.drift_window_hours,
                 alarm_datapoints=settings.drift_alarm_datapoints,

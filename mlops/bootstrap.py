@@ -32,11 +32,13 @@ from typing import Any
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops.registry import Aws
+from mlops.naming import pulumi_secrets_alias, pulumi_state_bucket
+from mlops.processes import run_group
+from mlops.registry import Aws, aws_error
 from mlops.settings import PROJECT, StackSettings, config_key
 from mlops.stack_files import StackFileError, write_secrets_provider, write_setting
 
-SECRETS_KEY_ALIAS = f"alias/{PROJECT}-pulumi-secrets"
+TLS_ONLY_SID = "DenyInsecureTransport"  # the Sid of the stack buckets' statement (infra/components/storage.py)
 PULUMI_TIMEOUT_S = 300
 
 
@@ -57,7 +59,7 @@ class Bootstrap:
 
 
 def state_bucket(settings: StackSettings) -> str:
-    return settings.pulumi_state_bucket or f"{PROJECT}-pulumi-state-{settings.account_id}-{settings.region}"
+    return settings.pulumi_state_bucket or pulumi_state_bucket(settings.account_id, settings.region)
 
 
 def backend_url(bucket: str, region: str) -> str:
@@ -69,13 +71,16 @@ def secrets_provider(key_arn: str, region: str) -> str:
     return f"awskms://{key_arn.rsplit('/', 1)[-1]}?region={region}"
 
 
-def _aws(action: str, call: Any, **request: Any) -> Any:
+def _aws(action: str, call: Any, /, *, missing: tuple[str, ...] = (), **request: Any) -> Any:
+    """`call(**request)`; None when AWS answers with one of the `missing` error codes, else one line."""
     try:
         return call(**request)
-    except (ClientError, BotoCoreError) as error:
-        detail = error.response.get("Error", {}) if isinstance(error, ClientError) else {}
-        message = f"{detail.get('Code')}: {detail.get('Message')}" if detail else str(error)
-        raise BootstrapError(f"{action}: {message}") from None
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in missing:
+            return None
+        raise BootstrapError(str(aws_error(action, error))) from None
+    except BotoCoreError as error:
+        raise BootstrapError(str(aws_error(action, error))) from None
 
 
 def check_account(settings: StackSettings, aws: Aws) -> None:
@@ -88,14 +93,10 @@ def check_account(settings: StackSettings, aws: Aws) -> None:
 
 
 def _existing_key(kms: Any, key_id: str) -> str | None:
-    try:
-        metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "NotFoundException":
-            return None
-        raise BootstrapError(f"kms:DescribeKey {key_id}: {error.response['Error'].get('Message')}") from None
-    except BotoCoreError as error:
-        raise BootstrapError(f"kms:DescribeKey {key_id}: {error}") from None
+    found = _aws(f"kms:DescribeKey {key_id}", kms.describe_key, missing=("NotFoundException",), KeyId=key_id)
+    if found is None:
+        return None
+    metadata = found["KeyMetadata"]
     if metadata.get("KeyState") != "Enabled":
         raise BootstrapError(f"KMS key {metadata['Arn']} is {metadata.get('KeyState')}, not Enabled")
     return metadata["Arn"]
@@ -104,7 +105,8 @@ def _existing_key(kms: Any, key_id: str) -> str | None:
 def ensure_key(settings: StackSettings, aws: Aws) -> tuple[str, bool]:
     """(key ARN, created) of the account's Pulumi secrets key."""
     kms = aws.client("kms", settings.region)
-    for key_id in filter(None, (settings.pulumi_secrets_key_arn, SECRETS_KEY_ALIAS)):
+    alias = pulumi_secrets_alias()
+    for key_id in filter(None, (settings.pulumi_secrets_key_arn, alias)):
         if (arn := _existing_key(kms, key_id)) is not None:
             return arn, False
     metadata = _aws(
@@ -116,7 +118,7 @@ def ensure_key(settings: StackSettings, aws: Aws) -> tuple[str, bool]:
     )
     arn = metadata["KeyMetadata"]["Arn"]
     # The alias first: a run that fails after it finds this key again instead of making another one.
-    _aws("kms:CreateAlias", kms.create_alias, AliasName=SECRETS_KEY_ALIAS, TargetKeyId=arn)
+    _aws("kms:CreateAlias", kms.create_alias, AliasName=alias, TargetKeyId=arn)
     _aws("kms:EnableKeyRotation", kms.enable_key_rotation, KeyId=arn)
     return arn, True
 
@@ -141,7 +143,7 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
             if settings.region == "us-east-1"
             else {"CreateBucketConfiguration": {"LocationConstraint": settings.region}}
         )
-        _aws(f"s3:CreateBucket {bucket}", s3.create_bucket, Bucket=bucket, **location)
+        _aws(f"s3:CreateBucket {bucket}", lambda: s3.create_bucket(Bucket=bucket, **location))
         created = True
     _aws(
         "s3:PutBucketOwnershipControls",
@@ -181,7 +183,7 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
         "Statement": [
             *_other_statements(s3, bucket),
             {
-                "Sid": "TlsOnly",
+                "Sid": TLS_ONLY_SID,
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
@@ -196,25 +198,16 @@ def ensure_bucket(settings: StackSettings, aws: Aws, bucket: str, key_arn: str) 
 
 def _other_statements(s3: Any, bucket: str) -> list[dict]:
     """The statements an existing bucket policy holds besides ours: kept, not overwritten."""
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "NoSuchBucketPolicy":
-            return []
-        raise BootstrapError(f"s3:GetBucketPolicy {bucket}: {error.response['Error'].get('Message')}") from None
-    except BotoCoreError as error:
-        raise BootstrapError(f"s3:GetBucketPolicy {bucket}: {error}") from None
-    statements = policy.get("Statement", [])
-    return [s for s in ([statements] if isinstance(statements, dict) else statements) if s.get("Sid") != "TlsOnly"]
+    found = _aws(f"s3:GetBucketPolicy {bucket}", s3.get_bucket_policy, missing=("NoSuchBucketPolicy",), Bucket=bucket)
+    statements = json.loads(found["Policy"]).get("Statement", []) if found else []
+    return [s for s in ([statements] if isinstance(statements, dict) else statements) if s.get("Sid") != TLS_ONLY_SID]
 
 
 def _pulumi(pulumi: str, args: list[str], cwd: Path, backend: str) -> str:
     command = [pulumi, *args]
     env = {**os.environ, "PULUMI_BACKEND_URL": backend, "PULUMI_SKIP_UPDATE_CHECK": "true"}
     try:
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S, check=False
-        )
+        done = run_group(command, cwd=cwd, env=env, timeout=PULUMI_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BootstrapError(f"`{' '.join(command)}` did not finish within {PULUMI_TIMEOUT_S} s") from None
     if done.returncode != 0:

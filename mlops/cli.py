@@ -238,22 +238,19 @@ def smoke_payload() -> str:
 
 
 def cmd_release_verify(args: argparse.Namespace) -> int:
-    from mlops.registry import NotFound, latest_approved
-    from mlops.release import verify
+    from mlops.registry import NotFound
+    from mlops.release import expected_package, verify
 
     settings = _stack_settings(args)
-    expected = args.package or settings.approved_model_package_arn
-    if not expected:
-        try:
-            expected = latest_approved(settings).arn
-        except NotFound as error:
-            # A stack declares its endpoint only once it has a model: with no pin and nothing approved there
-            # is nothing deployed to verify, the state of every new project. Any other failure still fails.
-            if not args.if_model:
-                raise
-            print(f"nothing to verify: stack {settings.stack} pins no model package and {error}; "
-                  "no endpoint is deployed")
-            return EXIT_OK
+    try:
+        expected = expected_package(settings, args.package)
+    except NotFound as error:
+        # A stack declares its endpoint only once it has a model: with no pin and nothing approved there is
+        # nothing deployed to verify, the state of every new project. Any other failure still fails.
+        if not args.if_model:
+            raise
+        print(f"nothing to verify: stack {settings.stack} pins no model package and {error}; no endpoint is deployed")
+        return EXIT_OK
     report = verify(settings, expected, payload=smoke_payload(), expected_endpoint_config=args.endpoint_config)
     print(f"endpoint {report.endpoint}: {report.status}, config {report.endpoint_config}, package {report.package_arn}")
     print(f"smoke request answered by variant {report.invoked_variant}: {report.smoke_response!r}")

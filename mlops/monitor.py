@@ -81,7 +81,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local import aws as local_aws
 from mlops.local import drift_job
-from mlops.local.drift_job import REPORT_FORMAT, REPORT_FORMAT_VERSION, REPORT_HTML, REPORT_JSON  # noqa: F401
 from mlops.naming import Names
 from mlops.registry import APPROVED, REJECTED, Aws, ModelPackage, ReleaseError, get_package, list_packages
 from mlops.settings import StackSettings

@@ -17,6 +17,10 @@ from mlops.settings import PROJECT, StackSettings
 BUCKET_KINDS = ("data", "artifacts", "capture", "logs")
 # S3 server access logs cannot be delivered into an SSE-KMS bucket: "logs" uses SSE-S3.
 ENCRYPTED_BUCKET_KINDS = ("data", "artifacts", "capture")
+VARIANT = "primary"
+"""The endpoint's one production variant: its alarms' dimension, and a folder of its data capture."""
+CAPTURE_PREFIX = "datacapture"
+"""Where an endpoint's data capture lands in the capture bucket: `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/`."""
 
 # service: (max length, allowed characters)
 LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
@@ -36,6 +40,16 @@ LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     # Scheduler appends "-<execution id>" (37 characters) to make processing job names (63 at most).
     "processing-job-prefix": (26, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
 }
+
+
+def pulumi_state_bucket(account_id: str, region: str) -> str:
+    """The account's Pulumi state bucket when a stack names none (`mlops bootstrap` makes it)."""
+    return fit(f"{PROJECT}-pulumi-state-{account_id}-{region}", "s3")
+
+
+def pulumi_secrets_alias() -> str:
+    """The account's Pulumi secrets key (`mlops bootstrap` makes it; stacks of one account share it)."""
+    return fit(f"alias/{PROJECT}-pulumi-secrets", "kms-alias")
 
 
 def fit(name: str, service: str) -> str:
@@ -131,6 +145,16 @@ class Names:
     def metrics_namespace(self) -> str:
         """CloudWatch namespace of the stack's own metrics (drift, pipeline)."""
         return fit(f"{PROJECT}/{self.stack}", "cloudwatch")
+
+    @property
+    def capture_prefix(self) -> str:
+        """The endpoint's capture in the capture bucket (the drift job's input)."""
+        return f"{CAPTURE_PREFIX}/{self.endpoint}"
+
+    @property
+    def drift_output_prefix(self) -> str:
+        """The drift job's reports in the artifacts bucket, one folder per run."""
+        return f"monitoring/{self.endpoint}"
 
     @property
     def alarm_topic(self) -> str:

@@ -327,6 +327,12 @@ def _newer_config_serving(sagemaker: Any, endpoint: str, current: str, since: da
     return None
 
 
+def expected_package(settings: StackSettings, explicit: str | None = None, *, aws: Aws | None = None) -> str:
+    """What the stack's endpoint should serve: `explicit`, else its pin, else its latest approved package
+    (NotFound when it has none: no group yet, or nothing approved)."""
+    return explicit or settings.approved_model_package_arn or latest_approved(settings, aws=aws).arn
+
+
 def verify(
     settings: StackSettings,
     expected_package_arn: str | None = None,
@@ -347,7 +353,7 @@ def verify(
     """
     aws = aws or Aws.from_env()
     names = Names.of(settings)
-    expected = expected_package_arn or settings.approved_model_package_arn or latest_approved(settings, aws=aws).arn
+    expected = expected_package(settings, expected_package_arn, aws=aws)
     sagemaker = aws.sagemaker(settings.region)
     endpoint_name = names.endpoint
     endpoint = aws_call(f"describing endpoint {endpoint_name}", sagemaker.describe_endpoint, EndpointName=endpoint_name,

@@ -53,12 +53,11 @@ from typing import Any
 from mlops.local import aws as local_aws
 from mlops.local.container import IMAGE_NAME, Engine, ensure_image, find_engine
 from mlops.local.runners import OWNER_LABEL, step_venv
-from mlops.naming import Arns, Names
+from mlops.naming import VARIANT, Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, get_package, latest_approved, list_packages
 from mlops.settings import REPO_ROOT, StackSettings
 from model_code import env
 
-VARIANT = "primary"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 HOST = "127.0.0.1"

@@ -305,7 +305,7 @@ class StackSettings:
         "",
         doc="Account of the stack whose registered models this one serves (prod: dev's); its model packages are "
         "readable by this stack's deploy role from the first deploy, before any pin.",
-        check=_optional(_matches(re.compile(r"^[0-9]{12}$"), "a 12-digit account id")),
+        check=_optional(_matches(_ACCOUNT, "a 12-digit account id")),
     )
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
@@ -349,15 +349,15 @@ class StackSettings:
             )
         # The pin's region and account, once the pin is a well-formed package ARN (else its own problem says so).
         pin_ok = not any(p.startswith(config_key("approved_model_package_arn")) for p in problems)
-        pin_parts = self.approved_model_package_arn.split(":") if pin_ok and self.approved_model_package_arn else []
-        if pin_parts and (pinned := pin_parts[3]) != self.region:
+        pin = _ARN.match(self.approved_model_package_arn) if pin_ok else None
+        if pin and (pinned := pin["region"]) != self.region:
             # SageMaker's CreateModel needs the artifacts in the endpoint's region, and the image in its ECR.
             problems.append(
                 f"{config_key('approved_model_package_arn')}: the package is in {pinned}, stack {self.stack} "
                 f"deploys to {self.region}: SageMaker serves only artifacts of the endpoint's region "
                 f"(promote between stacks of one region)"
             )
-        pinned_account = pin_parts[4] if pin_parts else ""
+        pinned_account = pin["account"] if pin else ""
         if pinned_account not in ("", self.account_id, self.model_source_account_id):
             # The deploy role reads the pin (verify, rollback) with rights granted before it: see the setting.
             problems.append(

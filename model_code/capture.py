@@ -25,7 +25,7 @@ record and counts it); one writer thread per process serialises, writes and rota
 errors are counted and logged, never raised into a request. Counts are exact: a record is
 ``written`` once the ``.jsonl`` holding it is renamed into place, else ``failed`` (a failed write
 is cut back to the file's last complete record; a file with none is removed), so no ``.partial``
-file outlives the writer and a failed final flush makes ``close`` return False.
+file outlives the writer and ``close`` returns False once any record has failed.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class CaptureWriter:
         self._size = 0  # bytes of those records
         self._opened_at = 0.0
         self._hour: tuple[int, int, int, int] | None = None
-        self._final_ok = True
+        self._all_ok = True
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
@@ -129,14 +129,14 @@ class CaptureWriter:
             self._on_dropped(1)
 
     def close(self, timeout: float) -> bool:
-        """Write what is queued and close the current file; False if that did not finish in time or any of
-        those last records could not be made readable (the caller's exit status says so)."""
+        """Write what is queued and close the current file; False if that did not finish in time or any record
+        since the writer started could not be made readable (the caller's exit status says capture lost data)."""
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
             return False
         self._thread.join(timeout)
-        return not self._thread.is_alive() and self._final_ok
+        return not self._thread.is_alive() and self._all_ok
 
     # --- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -154,8 +154,6 @@ class CaptureWriter:
                     break
             stop = any(b is _STOP for b in batch)
             records = [b for b in batch if b is not _STOP]
-            if stop:
-                self._final_ok = True  # judged on this last batch and the last file only
             if records:
                 self._write(records)
             if stop:
@@ -193,7 +191,7 @@ class CaptureWriter:
         self._size += len(data)
 
     def _fail(self, n: int, reason: str) -> None:
-        self._final_ok = False
+        self._all_ok = False
         self._on_failed(n, reason)
 
     def _open(self, when: datetime) -> None:

@@ -11,6 +11,7 @@ prefix are unique.
 from __future__ import annotations
 
 from mlops.naming import Names
+from mlops.settings import StackSettings
 
 EXECUTION_ID = "<aws.scheduler.execution-id>"
 OUTPUT_PATH = "/opt/ml/processing/output/drift"
@@ -18,36 +19,28 @@ MAX_RUNTIME_S = 3600
 
 
 def drift_job_request(
-    names: Names,
-    *,
-    endpoint_name: str,
-    image_uri: str,
-    capture_bucket: str,
-    artifacts_bucket: str,
-    metrics_namespace: str,
-    instance_type: str,
-    window_hours: int,
-    tags: dict[str, str],
-    role_arn: str,
-    key_arn: str,
+    settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID
 ) -> dict:
-    """Drift of the last `window_hours` of `endpoint_name`'s capture against the baseline of what it serves now."""
+    """Drift of the last `driftWindowHours` of the stack endpoint's capture against the baseline of what it serves
+    now, in the stack's image (`imageTag`); `execution_id` is Scheduler's placeholder, or a local run's id."""
+    names = Names.of(settings)
+    endpoint_name, capture_bucket, artifacts_bucket = names.endpoint, names.bucket("capture"), names.bucket("artifacts")
     return {
-        "ProcessingJobName": f"{names.drift_job_prefix}-{EXECUTION_ID}",
+        "ProcessingJobName": f"{names.drift_job_prefix}-{execution_id}",
         "RoleArn": role_arn,
         "AppSpecification": {
-            "ImageUri": image_uri,
+            "ImageUri": f"{names.ecr_url}:{settings.image_tag}",
             "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
             "ContainerArguments": [
                 "--input",
-                f"s3://{capture_bucket}/datacapture/{endpoint_name}",
+                f"s3://{capture_bucket}/{names.capture_prefix}",
                 "--baseline-from-endpoint",
                 "--endpoint",
                 endpoint_name,
                 "--hours",
-                str(window_hours),
+                str(settings.drift_window_hours),
                 "--namespace",
-                metrics_namespace,
+                names.metrics_namespace,
                 "--output",
                 OUTPUT_PATH,
             ],
@@ -59,7 +52,7 @@ def drift_job_request(
                 {
                     "OutputName": "drift",
                     "S3Output": {
-                        "S3Uri": f"s3://{artifacts_bucket}/monitoring/{endpoint_name}/{EXECUTION_ID}",
+                        "S3Uri": f"s3://{artifacts_bucket}/{names.drift_output_prefix}/{execution_id}",
                         "LocalPath": OUTPUT_PATH,
                         "S3UploadMode": "EndOfJob",
                     },
@@ -69,12 +62,12 @@ def drift_job_request(
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": 1,
-                "InstanceType": instance_type,
+                "InstanceType": settings.processing_instance_type,
                 "VolumeSizeInGB": 30,
                 "VolumeKmsKeyId": key_arn,
             }
         },
         "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
         "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_S},
-        "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted(settings.tags.items())],
     }

@@ -329,9 +329,14 @@ def _session(sdk: SimpleNamespace, settings: StackSettings) -> Any:
 # --- parameters ------------------------------------------------------------------------------------
 
 
+def default_input_location(settings: StackSettings, dataset: str = DEFAULT_DATASET) -> tuple[str, str]:
+    """(data bucket, ``datasets/<dataset>/``): the pipeline's default input, every CSV file under the prefix."""
+    return Names.of(settings).bucket("data"), f"datasets/{dataset}/"
+
+
 def default_input_data_uri(settings: StackSettings, dataset: str = DEFAULT_DATASET) -> str:
-    """``s3://<data bucket>/datasets/<dataset>/``: every CSV file under it is input."""
-    return f"s3://{Names.of(settings).bucket('data')}/datasets/{dataset}/"
+    bucket, prefix = default_input_location(settings, dataset)
+    return f"s3://{bucket}/{prefix}"
 
 
 def default_mlflow_tracking_uri(settings: StackSettings) -> str | None:

@@ -29,6 +29,7 @@ import pulumi_aws as aws
 from infra.components.access import service_trust_policy
 from infra.components.policy_documents import document, statement
 from mlops.naming import Arns, Names
+from mlops.settings import StackSettings
 from pipelines.monitoring import drift_job_request
 
 RAW_PREFIX = "raw/"
@@ -37,6 +38,7 @@ DRIFT_METRIC = "DriftDetected"
 
 @dataclass(frozen=True)
 class MonitoringArgs:
+    settings: StackSettings  # the drift job's request is built from them (pipelines/monitoring.py)
     names: Names
     pipeline_name: str
     pipeline_arn: pulumi.Input[str]
@@ -48,11 +50,7 @@ class MonitoringArgs:
     tags: dict[str, str]
     # Drift monitoring needs an endpoint and an image; without them only ingestion is declared.
     endpoint_name: str = ""
-    image_uri: str = ""
-    capture_bucket: str = ""
-    artifacts_bucket: str = ""
     metrics_namespace: str = ""
-    processing_instance_type: str = "ml.m5.large"
     drift_schedule: str = "cron(0 * ? * * *)"
     drift_window_hours: int = 1
     alarm_datapoints: int = 2
@@ -194,7 +192,7 @@ class Monitoring(pulumi.ComponentResource):
             )
 
         self.drift_alarm_name = None
-        if args.endpoint_name and args.image_uri and args.alarm_topic_arn is not None:
+        if args.endpoint_name and args.settings.image_tag and args.alarm_topic_arn is not None:
             self._drift(name, args, events_role, start_pipeline)
         self.register_outputs({"driftAlarmName": self.drift_alarm_name})
 
@@ -229,20 +227,7 @@ class Monitoring(pulumi.ComponentResource):
                 role_arn=scheduler_role.arn,
                 input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
                     lambda values: json.dumps(
-                        drift_job_request(
-                            names,
-                            endpoint_name=args.endpoint_name,
-                            image_uri=args.image_uri,
-                            capture_bucket=args.capture_bucket,
-                            artifacts_bucket=args.artifacts_bucket,
-                            metrics_namespace=args.metrics_namespace,
-                            instance_type=args.processing_instance_type,
-                            window_hours=args.drift_window_hours,
-                            tags=args.tags,
-                            role_arn=values[0],
-                            key_arn=values[1],
-                        ),
-                        sort_keys=True,
+                        drift_job_request(args.settings, role_arn=values[0], key_arn=values[1]), sort_keys=True
                     )
                 ),
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mlops.naming import Names
+from mlops.naming import CAPTURE_PREFIX, VARIANT, Names
 
-VARIANT = "primary"
 PERIOD_S = 60
 EVALUATION_PERIODS = 3
 DATAPOINTS_TO_ALARM = 2
@@ -210,7 +209,7 @@ class Serving(pulumi.ComponentResource):
             data_capture_config=aws.sagemaker.EndpointConfigurationDataCaptureConfigArgs(
                 enable_capture=True,
                 initial_sampling_percentage=args.data_capture_percent,
-                destination_s3_uri=f"s3://{args.capture_bucket}/datacapture",
+                destination_s3_uri=f"s3://{args.capture_bucket}/{CAPTURE_PREFIX}",
                 kms_key_id=args.kms_key_arn,
                 capture_options=[
                     aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Input"),

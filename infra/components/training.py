@@ -19,7 +19,7 @@ from infra.components.storage import consumer_principals
 from mlops.naming import Arns, Names
 from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import Bundle
-from pipelines.training import default_input_data_uri, definition_json
+from pipelines.training import default_input_location, definition_json
 
 BUILD_DIR = REPO_ROOT / "build" / "code-bundles"
 
@@ -46,7 +46,6 @@ class TrainingArgs:
     tags: dict[str, str]
     model_consumers: tuple[str, ...] = ()
     # The first input of a new stack: the sample at the pipeline's default input (settings: seedSampleData).
-    data_bucket: str = ""
     sample_data: Path | None = None
 
 
@@ -79,10 +78,11 @@ class Training(pulumi.ComponentResource):
             opts=child,
         )
         if args.sample_data is not None:
+            data_bucket, prefix = default_input_location(settings)
             aws.s3.BucketObjectv2(
                 f"{name}-sample-data",
-                bucket=args.data_bucket,
-                key=f"{default_input_data_uri(settings).split('/', 3)[3]}{args.sample_data.name}",
+                bucket=data_bucket,
+                key=f"{prefix}{args.sample_data.name}",
                 source=pulumi.FileAsset(str(args.sample_data)),
                 content_type="application/gzip",
                 server_side_encryption="aws:kms",

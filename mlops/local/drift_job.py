@@ -35,9 +35,9 @@ from botocore.exceptions import ClientError
 from mlops.local.aws import LocalAws
 from mlops.local.executor import LocalExecutor
 from mlops.local.runners import open_runner
-from mlops.naming import Arns, Names
+from mlops.naming import VARIANT, Arns, Names
 from mlops.settings import StackSettings
-from pipelines.monitoring import EXECUTION_ID, OUTPUT_PATH, drift_job_request
+from pipelines.monitoring import OUTPUT_PATH, drift_job_request
 
 # The job's report contract (model_code/drift.py; a test keeps them equal).
 REPORT_FORMAT = "mlops-stack/drift-report"
@@ -46,7 +46,6 @@ REPORT_JSON = "drift_report.json"
 REPORT_HTML = "drift_report.html"
 
 STEP = "DriftJob"
-VARIANT = "AllTraffic"
 _DELETE_BATCH = 1000
 
 
@@ -68,22 +67,10 @@ class DriftJob:
 
 
 def request(settings: StackSettings, execution_id: str) -> dict[str, Any]:
-    """The request the stack's schedule sends (infra/platform.py's arguments), for one execution id."""
+    """The request the stack's schedule sends, for one execution id (the role and key by their names)."""
     names = Names.of(settings)
-    document = drift_job_request(
-        names,
-        endpoint_name=names.endpoint,
-        image_uri=f"{names.ecr_url}:{settings.image_tag}",
-        capture_bucket=names.bucket("capture"),
-        artifacts_bucket=names.bucket("artifacts"),
-        metrics_namespace=names.metrics_namespace,
-        instance_type=settings.processing_instance_type,
-        window_hours=settings.drift_window_hours,
-        tags=settings.tags,
-        role_arn=names.execution_role_arn,
-        key_arn=Arns(names).alias,
-    )
-    return json.loads(json.dumps(document).replace(EXECUTION_ID, execution_id))
+    return drift_job_request(settings, role_arn=names.execution_role_arn, key_arn=Arns(names).alias,
+                             execution_id=execution_id)
 
 
 def register_endpoint(settings: StackSettings, sagemaker: Any, package_arn: str, version: int) -> None:
@@ -135,7 +122,7 @@ def run(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: Any, *, c
         execution_id: str, work_dir: Path, container: str, owner: Path) -> DriftJob:
     """Deliver `capture`, then run the schedule's drift job for the window ending at `end`."""
     names = Names.of(settings)
-    deliver_capture(s3, capture, names.bucket("capture"), f"datacapture/{names.endpoint}")
+    deliver_capture(s3, capture, names.bucket("capture"), names.capture_prefix)
     job = request(settings, execution_id)
     job["AppSpecification"]["ContainerArguments"] += ["--end", f"{end:%Y-%m-%dT%H:%M:%SZ}"]
     definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": STEP, "Type": "Processing",

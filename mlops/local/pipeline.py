@@ -42,7 +42,7 @@ from mlops.registry import Aws
 from mlops.settings import REPO_ROOT, StackSettings
 from model_code import env
 from pipelines.bundle import build_bundle
-from pipelines.training import DEFAULT_DATASET, SAMPLE_DATA, default_input_data_uri, definition
+from pipelines.training import DEFAULT_DATASET, SAMPLE_DATA, default_input_data_uri, default_input_location, definition
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".mlops"
 STATE_DIR_ENV = "MLOPS_STATE_DIR"
@@ -123,10 +123,9 @@ def _upload_data(settings: StackSettings, s3: Any, data: Path | None, execution_
     """The input data URI: the bundled sample at the pipeline's default URI, or `data` uploaded."""
     names = Names.of(settings)
     if data is None:
-        uri = default_input_data_uri(settings, DEFAULT_DATASET)
-        _, _, key = uri[5:].partition("/")
-        s3.upload_file(str(SAMPLE_DATA), names.bucket("data"), f"{key}{SAMPLE_DATA.name}")
-        return uri
+        bucket, prefix = default_input_location(settings, DEFAULT_DATASET)
+        s3.upload_file(str(SAMPLE_DATA), bucket, f"{prefix}{SAMPLE_DATA.name}")
+        return default_input_data_uri(settings, DEFAULT_DATASET)
     files = [data] if data.is_file() else sorted(p for p in data.iterdir() if p.is_file())
     if not files:
         raise FileNotFoundError(f"--data {data}: no file to upload")
@@ -164,7 +163,7 @@ def run_local(
     with (
         local_aws.environment(server),
         tracking.serving(state_dir) as tracking_uri,
-        open_runner(container, ports=[_port(server.endpoint_url), _port(tracking_uri)],
+        open_runner(container, ports=[server.port, _port(tracking_uri)],
                     mounts=[tracking.artifacts_dir(state_dir)], owner=state_dir) as runner,
     ):
         s3 = boto3.client("s3", region_name=settings.region)

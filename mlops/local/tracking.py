@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlops.local import aws as local_aws
+from mlops.processes import stop_group
 
 STARTUP_TIMEOUT_S = 60.0
 HOST = "127.0.0.1"
@@ -100,10 +100,4 @@ def serving(state_dir: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        stop_group(process)

@@ -149,6 +149,14 @@ def test_a_failed_registry_lookup_stops_the_dev_deploy_before_it_unpins(ci: dict
                             check=False)
     assert result.returncode != 0 and "AccessDeniedException" in result.stderr
     assert not (tmp_path / "calls").exists()  # no pin was set
+    # And when the lookup answers, that ARN is what gets pinned.
+    arn = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/3"
+    (tmp_path / ".venv" / "bin" / "mlops").write_text(f"#!/bin/sh\necho {arn}\n")
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(steps)], cwd=tmp_path,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls").read_text() == f"pulumi config set approvedModelPackageArn {arn} -s dev\n"
 
 
 def test_verify_jobs_skip_a_stack_without_a_model(ci: dict) -> None:

@@ -276,3 +276,7 @@ def test_the_deploy_role_cannot_take_over_the_pulumi_secrets_key(full_plans: dic
         for action in ("kms:TagResource", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"):
             assert not allows(policy, action, key, tags), (stack, action)
         assert allows(policy, "kms:Decrypt", key)  # what the secrets provider needs stays allowed
+        # The provider describes the AWS managed aws/s3 key by its alias (RequestAlias), or by id (ResourceAliases).
+        aws_s3_key = f"arn:aws:kms:{settings.region}:{settings.account_id}:key/aaaaaaaa-0000-0000-0000-000000000003"
+        assert allows(policy, "kms:DescribeKey", aws_s3_key, {"kms:RequestAlias": "alias/aws/s3"})
+        assert not allows(policy, "kms:DescribeKey", aws_s3_key, {"kms:RequestAlias": "alias/someone-else"})

@@ -8,7 +8,13 @@ from mlops.naming import Names
 from mlops.plan import Plan
 from mlops.settings import REPO_ROOT, StackSettings
 from pipelines.bundle import build_bundle
-from pipelines.training import AUC_JSON_PATH, SAMPLE_DATA, STEP_ORDER, default_input_data_uri
+from pipelines.training import (
+    AUC_JSON_PATH,
+    SAMPLE_DATA,
+    STEP_ORDER,
+    default_input_data_uri,
+    default_input_location,
+)
 from tests.conftest import IMAGE_TAG
 
 PIPELINE = "aws:sagemaker/pipeline:Pipeline"
@@ -40,7 +46,8 @@ def test_a_stack_that_seeds_sample_data_has_it_at_the_pipelines_default_input(pl
         assert seeded == []
         return
     [sample] = seeded
-    bucket, _, prefix = default_input_data_uri(settings).removeprefix("s3://").partition("/")
+    bucket, prefix = default_input_location(settings)
+    assert default_input_data_uri(settings) == f"s3://{bucket}/{prefix}"
     assert (sample.inputs["bucket"], sample.inputs["key"]) == (bucket, f"{prefix}{SAMPLE_DATA.name}")
     assert sample.inputs["serverSideEncryption"] == "aws:kms" and sample.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"]
     assert sample.inputs["source"] == {"fileAsset": SAMPLE_DATA.relative_to(REPO_ROOT).as_posix()}

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.bootstrap import SECRETS_KEY_ALIAS, BootstrapError, bootstrap
+from mlops.bootstrap import BootstrapError, bootstrap
 from mlops.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from mlops.naming import pulumi_secrets_alias
 from mlops.registry import Aws
 from mlops.settings import REPO_ROOT, load_stack_file
 from tests.mlops.moto_aws import moto_aws
@@ -90,7 +91,7 @@ def test_a_new_account_gets_a_key_a_bucket_and_a_stack_with_the_kms_secrets_prov
     result = bootstrap(settings, path, aws=aws, pulumi=str(pulumi))
 
     kms, s3 = aws.client("kms", settings.region), aws.client("s3", settings.region)
-    key = kms.describe_key(KeyId=SECRETS_KEY_ALIAS)["KeyMetadata"]
+    key = kms.describe_key(KeyId=pulumi_secrets_alias())["KeyMetadata"]
     assert result.key_arn == key["Arn"] and kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
     assert result.bucket == settings.pulumi_state_bucket and result.created == ["key", "bucket", "pulumi stack"]
     assert s3.get_bucket_versioning(Bucket=result.bucket)["Status"] == "Enabled"
@@ -121,6 +122,8 @@ def test_a_new_account_gets_a_key_a_bucket_and_a_stack_with_the_kms_secrets_prov
     again = bootstrap(load_stack_file(path), path, aws=aws, pulumi=str(pulumi))
     assert (again.created, again.stack_file_changed, again.key_arn) == ([], False, key["Arn"])
     assert path.read_text() == after and [c["args"] for c in _calls(pulumi)[2:]] == [["stack", "ls", "--json"]]
+    [tls] = json.loads(s3.get_bucket_policy(Bucket=result.bucket)["Policy"])["Statement"]  # not one more per run
+    assert tls["Sid"] == "DenyInsecureTransport"
 
     # A new backend (the state bucket recreated) gets the stack again, though the file already says it all.
     (pulumi.parent.parent / "pulumi-state.json").write_text("[]")
@@ -159,7 +162,7 @@ def test_an_existing_state_bucket_policy_is_kept(aws: Aws, project: Path, pulumi
     result = bootstrap(settings, project / "Pulumi.dev.yaml", aws=aws, pulumi=str(pulumi))
     assert result.created == ["key", "pulumi stack"]
     statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
-    assert [s["Sid"] for s in statements] == ["AuditRead", "TlsOnly"]
+    assert [s["Sid"] for s in statements] == ["AuditRead", "DenyInsecureTransport"]
 
 
 def test_credentials_of_another_account_change_nothing(aws: Aws, project: Path, pulumi: Path) -> None:

@@ -71,6 +71,18 @@ def test_a_pin_from_another_region_is_refused_before_anything_is_declared(tmp_pa
     assert load_stack_file(same).approved_model_package_arn == pin
 
 
+def test_ci_protected_tag_is_a_literal_prefix_then_a_star(tmp_path: Path) -> None:
+    for bad in ("*", "prod-*-x", "v1"):
+        with pytest.raises(SettingsError, match="mlops-stack:ciProtectedTag: .* is not a literal tag prefix"):
+            load_stack_file(_write_stack(tmp_path, {"mlops-stack:ciProtectedTag": bad}, name="prod"))
+    assert load_stack_file(_write_stack(tmp_path, {"mlops-stack:ciProtectedTag": "prod-*"})).ci_protected_tag == "prod-*"
+
+
+def test_a_malformed_pin_is_one_settings_error() -> None:
+    with pytest.raises(SettingsError, match=r"approvedModelPackageArn: 'garbage' is not an ARN"):
+        dataclasses.replace(load_stack("dev"), approved_model_package_arn="garbage")
+
+
 def test_a_pin_from_an_account_the_deploy_role_cannot_read_is_refused(tmp_path: Path) -> None:
     stranger = "arn:aws:sagemaker:eu-west-1:333333333333:model-package/mlops-stack-dev/3"
     path = _write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": stranger,

@@ -80,7 +80,7 @@ def test_a_full_disk_counts_each_record_once_and_leaves_no_partial_file(tmp_path
     assert [r["eventMetadata"]["inferenceId"] for r in published] == [f"id-{i}" for i in range(len(published))]
     assert not list((tmp_path / "capture").rglob("*.partial"))
     assert all("No space left on device" in reason for reason in counts.reasons if reason)
-    assert writer.close(1) is False  # records failed: shutdown reports the flush as failed
+    assert writer.close(1) is False  # records failed: shutdown reports that capture lost data
 
 
 def test_a_healthy_disk_counts_written_only_once_readable(tmp_path: Path) -> None:

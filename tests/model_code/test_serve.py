@@ -257,7 +257,7 @@ def test_bad_input_gets_a_4xx_naming_the_field(server, body, content_type, statu
 
 
 def test_an_inference_id_invoke_endpoint_would_refuse_is_a_400(server):
-    for bad in ("x" * 65, "na\u00efve", "tab\there"):
+    for bad in ("x" * 65, "na\u00efve", "\u00efd", "tab\there"):
         status, ctype, out = server.request("POST", "/invocations", GOOD,
                                             {"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": bad})
         assert (status, ctype, json.loads(out)["code"]) == (400, "application/json", "bad_inference_id"), bad
