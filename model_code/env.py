@@ -177,7 +177,7 @@ MLOPS_SERVE_HOST: EnvVar[str] = EnvVar(
 SAGEMAKER_MODEL_SERVER_WORKERS: EnvVar[int] = EnvVar(
     "SAGEMAKER_MODEL_SERVER_WORKERS", 0, _int_at_least(0),
     "Worker processes of serve (SageMaker's framework containers use the same name); 0 = one per CPU. "
-    "Each worker loads the model and serves requests on threads sharing one listening socket.",
+    "gunicorn forks them, after loading the model once, on one listening socket; each is a uvicorn event loop.",
 )
 MLOPS_SERVE_MAX_PAYLOAD_BYTES: EnvVar[int] = EnvVar(
     "MLOPS_SERVE_MAX_PAYLOAD_BYTES", 6 * 1024 * 1024, _int_at_least(1),
@@ -191,6 +191,12 @@ MLOPS_SERVE_UNKNOWN_CATEGORIES: EnvVar[str] = EnvVar(
 MLOPS_SERVE_SHUTDOWN_TIMEOUT: EnvVar[float] = EnvVar(
     "MLOPS_SERVE_SHUTDOWN_TIMEOUT", 30.0, _float_within(0.0, 3600.0),
     "Seconds serve waits, after SIGTERM, for in-flight requests and the capture flush before exiting.",
+)
+PROMETHEUS_MULTIPROC_DIR: EnvVar[Path | None] = EnvVar(
+    "PROMETHEUS_MULTIPROC_DIR", None, _path,
+    "Read by prometheus_client: the folder of its multiprocess mode's metric files. serve sets it to a new "
+    "temporary folder of its own before the workers start (a value set before is not used).",
+    passthrough=True,
 )
 MLOPS_CAPTURE_DIR: EnvVar[Path | None] = EnvVar(
     "MLOPS_CAPTURE_DIR", None, _path,
@@ -294,6 +300,11 @@ def limit_openmp_threads() -> None:
     """One OpenMP thread per process unless the caller decided otherwise. Must run before the
     OpenMP runtime loads (before sklearn's compiled modules are imported)."""
     os.environ.setdefault(OMP_NUM_THREADS.name, str(OMP_NUM_THREADS.default))
+
+
+def use_multiprocess_metrics(folder: Path) -> None:
+    """prometheus_client's multiprocess mode in `folder`. Must run before prometheus_client is imported."""
+    os.environ[PROMETHEUS_MULTIPROC_DIR.name] = str(folder)
 
 
 def cpu_count() -> int:

@@ -8,8 +8,8 @@ Local mode runs the same entrypoint as a process on 127.0.0.1.
 API
 ---
 ``GET /ping``
-    200 ``{"status": "ok", ...model info}`` once every worker process has loaded the model; 503
-    ``{"status": "loading", "workers_ready": k, "workers": n}`` before.
+    200 ``{"status": "ok", ...model info}``. The model is loaded before the port is bound and the
+    workers fork from that process, so every worker that accepts a connection has it.
 ``POST /invocations``
     Request ``Content-Type``:
 
@@ -40,12 +40,12 @@ API
     with 400 (``MLOPS_SERVE_UNKNOWN_CATEGORIES=score`` scores unknown categories as missing instead,
     like ``LoadedModel.predict_proba``). Missing values are scored (the model handles them).
 ``GET /metrics``
-    Prometheus text: ``mlops_serve_requests_total{handler,code}``,
-    ``mlops_serve_request_duration_seconds{handler,code}`` (histogram), ``mlops_serve_rows_scored_total``,
-    ``mlops_serve_capture_records_total{outcome=written|dropped|failed}``, ``mlops_serve_workers`` and
-    ``mlops_serve_model_info{model_sha256, content_sha256, mlflow_run_id, git_sha, format_version,
-    sklearn} 1`` (model_sha256: of model.joblib, as metrics.json / evaluation.json record it).
-    Counters are shared by all worker processes.
+    Prometheus text (``prometheus_client``, multiprocess mode: the sum over live and past workers):
+    ``mlops_serve_requests_total{handler,code}``, ``mlops_serve_request_duration_seconds{handler,code}``
+    (histogram), ``mlops_serve_rows_scored_total``,
+    ``mlops_serve_capture_records_total{outcome=written|dropped|failed}``, ``mlops_serve_workers`` (live
+    workers) and ``mlops_serve_model_info{model_sha256, content_sha256, mlflow_run_id, git_sha,
+    format_version, sklearn} 1`` (model_sha256: of model.joblib, as metrics.json / evaluation.json record it).
 
 Errors are JSON (``application/json``) whatever the Accept header::
 
@@ -55,20 +55,26 @@ Errors are JSON (``application/json``) whatever the Accept header::
 
 Codes: 400 (``invalid_input``-family codes: ``field_count``, ``missing_field``, ``unknown_field``,
 ``type``, ``not_integer``, ``out_of_range``, ``unknown_category``, ``empty_body``, ``bad_json``,
-``bad_csv``, ``bad_encoding``, ``bad_content_length``, ``bad_inference_id``), 404 unknown path, 405 wrong method, 406
-unsupported Accept, 411 chunked body, 413 body over ``MLOPS_SERVE_MAX_PAYLOAD_BYTES`` (6 MiB),
-415 unsupported Content-Type, 503 model not loaded. Bad input never gets a 5xx.
+``bad_csv``, ``bad_encoding``, ``bad_inference_id``; and from the HTTP parser ``bad_content_length``
+(malformed, signed or conflicting) and ``bad_request``), 404 unknown path, 405 other methods (``Allow``
+names the route's; an unknown method token too), 406 unsupported Accept, 413 body over
+``MLOPS_SERVE_MAX_PAYLOAD_BYTES`` (6 MiB; chunked bodies are read up to it), 414 URL over 8 KiB, 415
+unsupported Content-Type, 431 over 100 header fields or 64 KiB of head, 503 model not loaded. Bad input
+never gets a 5xx; every error, the parser's included, is JSON with ``Connection: close`` where the
+connection cannot be reused.
 
 Process model
 -------------
-Standard library HTTP/1.1 server (keep-alive, TCP_NODELAY, one write per response), a thread per
-connection, and ``SAGEMAKER_MODEL_SERVER_WORKERS`` pre-forked processes accepting on one listening
-socket. Scoring is vectorised: one matrix per request. SIGTERM (or SIGINT): stop accepting, finish
-in-flight requests (idle keep-alive connections are closed), flush data capture, exit 0 -- within
-``MLOPS_SERVE_SHUTDOWN_TIMEOUT``. A worker that dies on its own stops the whole server (exit 1):
-the platform (SageMaker's health check, the local loop) replaces the container.
-Logs: one JSON line per request on stdout (``method, path, status, latency_ms, rows, worker``),
-plus lifecycle events. Data capture: see ``model_code.capture``.
+gunicorn's arbiter loads the model, binds the port and forks ``SAGEMAKER_MODEL_SERVER_WORKERS`` uvicorn
+workers (``serve.transport``: HTTP/1.1 keep-alive and pipelining, httptools, uvloop). A worker that
+dies is replaced at once (forked from the loaded model); one silent for 60 s is killed and replaced.
+Scoring is vectorised (one matrix per request) on the worker's event loop. SIGTERM: the listening
+socket closes first (new connections are refused, so a balancer's health check fails), in-flight
+requests finish and idle connections close, each worker flushes its data capture, and the server exits
+0 -- within ``MLOPS_SERVE_SHUTDOWN_TIMEOUT`` -- or 1 if a worker's capture lost records. SIGINT
+(Ctrl-C) does the same. Logs: one JSON line per request on stdout (``method, path, status,
+latency_ms, rows, worker``), plus lifecycle events and gunicorn's and uvicorn's own lines
+(``event: server``). Data capture: see ``model_code.capture``.
 """
 
 from model_code.serve.app import App, Response

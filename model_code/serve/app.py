@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from model_code.capture import CaptureWriter
 from model_code.schema import Schema
+from model_code.serve import metrics
 from model_code.serve.config import ServeConfig, log
 from model_code.serve.metrics import Metrics
 from model_code.serve.protocol import (
@@ -29,7 +31,6 @@ from model_code.serve.protocol import (
 from model_code.serve.scorer import Scorer
 
 
-# --- the application (one per worker process) ----------------------------------------------------
 @dataclass
 class Response:
     status: int
@@ -50,6 +51,9 @@ def error_response(exc: RequestError) -> Response:
 
 
 class App:
+    """Loaded once in the server's first process (the workers fork from it, the model shared copy-on-write);
+    each worker then calls `start_worker` (its capture writer thread) and `stop_worker` when draining."""
+
     def __init__(self, config: ServeConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
@@ -57,20 +61,39 @@ class App:
         self.schema: Schema | None = None
         self.info: dict[str, str] = {}
         self.capture: CaptureWriter | None = None
-        if config.capture is not None:
+        # workers whose final capture flush lost records: shared memory made before the workers fork,
+        # read by the server when they are gone (its exit status)
+        self.flush_failures = multiprocessing.Value("i", 0)
+
+    def start_worker(self) -> None:
+        if self.config.capture is not None:
+            counter = self.metrics.capture
             self.capture = CaptureWriter(
-                config.capture,
-                on_written=lambda n: metrics.add("capture_written", n),
+                self.config.capture,
+                on_written=lambda n: counter.labels("written").inc(n),
                 on_failed=self._capture_failed,
                 on_dropped=self._capture_dropped,
             )
+        if self.info:
+            self.metrics.model_info.labels(*(self.info.get(k, "") for k in metrics.MODEL_INFO_LABELS)).set(1)
+        self.metrics.workers.inc()
+        log("worker_started", capture=self.capture is not None)
+
+    def stop_worker(self, timeout: float) -> bool:
+        """Flush capture; False if any record offered since the worker started was lost."""
+        flushed = self.capture.close(timeout) if self.capture is not None else True
+        if not flushed:
+            with self.flush_failures.get_lock():
+                self.flush_failures.value += 1
+        log("worker_stopped", capture_flushed=flushed, level="info" if flushed else "error")
+        return flushed
 
     def _capture_failed(self, n: int, reason: str) -> None:
-        self.metrics.add("capture_failed", n)
+        self.metrics.capture.labels("failed").inc(n)
         log("capture_failed", level="error", records=n, reason=reason)
 
     def _capture_dropped(self, n: int) -> None:
-        self.metrics.add("capture_dropped", n)
+        self.metrics.capture.labels("dropped").inc(n)
         log("capture_dropped", level="warning", records=n, reason="capture queue full")
 
     def load(self) -> None:
@@ -94,11 +117,9 @@ class App:
         }
         if artifact.get("content_sha256"):  # the estimator's digest, equal for equal models
             self.info["content_sha256"] = str(artifact["content_sha256"])
-        self.metrics.info = self.info
         scorer = Scorer(model)
         self.schema = model.schema
-        self.scorer = scorer  # set last: this worker scores from here on
-        self.metrics.add("workers_ready", 1)
+        self.scorer = scorer  # set last: scores from here on
         log(
             "model_loaded",
             path=str(model.path),
@@ -109,14 +130,13 @@ class App:
         )
 
     def ping(self) -> Response:
-        """200 once every worker has loaded the model: after the first 200, no request can land on
-        a worker that would answer 503 (the workers share one listening socket)."""
-        ready = self.metrics.value("workers_ready")
-        if self.scorer is None or ready < self.metrics.workers:
-            return _json_response(
-                503, {"status": "loading", "workers_ready": int(ready), "workers": self.metrics.workers}
-            )
+        """200 once the model is loaded (the server forks its workers after that, so every worker is)."""
+        if self.scorer is None:
+            return _json_response(503, {"status": "loading"})
         return _json_response(200, {"status": "ok", **self.info})
+
+    def metrics_text(self) -> Response:
+        return Response(200, metrics.CONTENT_TYPE, self.metrics.render())
 
     def invocations(
         self, content_type: str | None, accept: str | None, body: bytes, inference: str | None = None
@@ -153,7 +173,7 @@ class App:
             out = json.dumps(
                 {"predictions": [{"score": s, "label": int(s >= threshold)} for s in scores.tolist()]}
             ).encode()
-        self.metrics.add("rows_scored", features.rows)
+        self.metrics.rows_scored.inc(features.rows)
         if self.capture is not None and self.capture.sampled():
             self.capture.offer(request_type, body, response_type, out, invocation)
         return Response(200, response_type, out, rows=features.rows, headers={INFERENCE_ID_HEADER: invocation})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -71,3 +72,16 @@ def log(event: str, level: str = "info", **fields: Any) -> None:
     with _log_lock:
         sys.stdout.write(line)
         sys.stdout.flush()
+
+
+class JsonLogHandler(logging.Handler):
+    """gunicorn's and uvicorn's log records as `log` lines (event "server"), under the same lock."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            log("server", level=record.levelname.lower(), logger=record.name, message=message)
+        except Exception:  # noqa: BLE001 -- logging's contract: a handler reports its own failure
+            self.handleError(record)

@@ -1,107 +1,68 @@
-"""Prometheus metrics shared by the worker processes."""
+"""Prometheus metrics of the server, through ``prometheus_client``: in multiprocess mode when the server
+runs worker processes (``PROMETHEUS_MULTIPROC_DIR``, set by ``server.main`` before this module is
+imported), else in one process's memory."""
 
 from __future__ import annotations
 
-import multiprocessing
+from model_code import env
 
-# --- metrics shared by the worker processes -----------------------------------------------------
-HANDLERS = ("invocations", "ping", "metrics", "other")
-CODES = ("200", "400", "404", "405", "406", "411", "413", "415", "500", "503", "other")
+# prometheus_client chooses multiprocess mode once, when it is first imported, from
+# PROMETHEUS_MULTIPROC_DIR: it is imported in the functions below, which run after server.serve set it.
+
+CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"  # prometheus_client.CONTENT_TYPE_LATEST
+MODEL_INFO_LABELS = ("model_sha256", "content_sha256", "mlflow_run_id", "git_sha", "format_version", "sklearn")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_SCALARS = ("rows_scored", "capture_written", "capture_dropped", "capture_failed", "workers_ready")
+
+
+def multiprocess_dir() -> str | None:
+    folder = env.PROMETHEUS_MULTIPROC_DIR.get()
+    return None if folder is None else str(folder)
 
 
 class Metrics:
-    """Counters in shared memory (created before the workers fork), guarded by one lock."""
-
-    _per_series = 2 + len(BUCKETS)  # count, sum, one slot per finite bucket
+    """The server's metrics in a registry of their own (a test may build several)."""
 
     def __init__(self) -> None:
-        self._lock = multiprocessing.Lock()
-        size = len(HANDLERS) * len(CODES) * self._per_series + len(_SCALARS)
-        self._values = multiprocessing.RawArray("d", size)
-        self.info: dict[str, str] = {}
-        self.workers = 1
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    def _base(self, handler: str, code: int) -> int:
-        h = HANDLERS.index(handler) if handler in HANDLERS else len(HANDLERS) - 1
-        c = CODES.index(str(code)) if str(code) in CODES else len(CODES) - 1
-        return (h * len(CODES) + c) * self._per_series
-
-    def _scalar(self, name: str) -> int:
-        return len(HANDLERS) * len(CODES) * self._per_series + _SCALARS.index(name)
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mlops_serve_requests", "HTTP requests by handler and status code.",
+                                ["handler", "code"], registry=r)
+        self.duration = Histogram("mlops_serve_request_duration_seconds",
+                                  "Request latency (request head parsed to response ready).",
+                                  ["handler", "code"], buckets=BUCKETS, registry=r)
+        self.rows_scored = Counter("mlops_serve_rows_scored", "Rows scored by /invocations.", registry=r)
+        self.capture = Counter("mlops_serve_capture_records", "Data-capture records by outcome.", ["outcome"],
+                               registry=r)
+        for outcome in ("written", "dropped", "failed"):
+            self.capture.labels(outcome)
+        # livesum: a worker that dies is dropped from the sum (server.child_exit marks it dead)
+        self.workers = Gauge("mlops_serve_workers", "Worker processes serving.", multiprocess_mode="livesum",
+                             registry=r)
+        self.model_info = Gauge("mlops_serve_model_info", "The model the server serves.",
+                                MODEL_INFO_LABELS, multiprocess_mode="max", registry=r)
 
     def observe(self, handler: str, code: int, seconds: float) -> None:
-        base = self._base(handler, code)
-        bucket = next((i for i, b in enumerate(BUCKETS) if seconds <= b), None)
-        with self._lock:
-            self._values[base] += 1
-            self._values[base + 1] += seconds
-            if bucket is not None:
-                self._values[base + 2 + bucket] += 1
+        self.requests.labels(handler, str(code)).inc()
+        self.duration.labels(handler, str(code)).observe(seconds)
 
-    def add(self, name: str, amount: float) -> None:
-        with self._lock:
-            self._values[self._scalar(name)] += amount
+    def render(self) -> bytes:
+        """Every process's samples when in multiprocess mode, else this registry's."""
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
-    def value(self, name: str) -> float:
-        return self._values[self._scalar(name)]
-
-    def render(self) -> str:
-        with self._lock:
-            values = list(self._values)
-        out = [
-            "# HELP mlops_serve_requests_total HTTP requests by handler and status code.",
-            "# TYPE mlops_serve_requests_total counter",
-        ]
-        series = []
-        for handler in HANDLERS:
-            for code in CODES:
-                base = self._base(handler, int(code) if code.isdigit() else 0)
-                if values[base]:
-                    series.append((handler, code, base))
-                    out.append(f'mlops_serve_requests_total{{handler="{handler}",code="{code}"}} {values[base]:.0f}')
-        out += [
-            "# HELP mlops_serve_request_duration_seconds Request latency (headers parsed to response ready).",
-            "# TYPE mlops_serve_request_duration_seconds histogram",
-        ]
-        for handler, code, base in series:
-            labels = f'handler="{handler}",code="{code}"'
-            cumulative = 0.0
-            for i, b in enumerate(BUCKETS):
-                cumulative += values[base + 2 + i]
-                out.append(f'mlops_serve_request_duration_seconds_bucket{{{labels},le="{b}"}} {cumulative:.0f}')
-            out.append(f'mlops_serve_request_duration_seconds_bucket{{{labels},le="+Inf"}} {values[base]:.0f}')
-            out.append(f"mlops_serve_request_duration_seconds_sum{{{labels}}} {values[base + 1]!r}")
-            out.append(f"mlops_serve_request_duration_seconds_count{{{labels}}} {values[base]:.0f}")
-        rows = values[self._scalar("rows_scored")]
-        out += [
-            "# HELP mlops_serve_rows_scored_total Rows scored by /invocations.",
-            "# TYPE mlops_serve_rows_scored_total counter",
-            f"mlops_serve_rows_scored_total {rows:.0f}",
-            "# HELP mlops_serve_capture_records_total Data-capture records by outcome.",
-            "# TYPE mlops_serve_capture_records_total counter",
-        ]
-        for outcome in ("written", "dropped", "failed"):
-            v = values[self._scalar(f"capture_{outcome}")]
-            out.append(f'mlops_serve_capture_records_total{{outcome="{outcome}"}} {v:.0f}')
-        out += [
-            "# HELP mlops_serve_workers Worker processes.",
-            "# TYPE mlops_serve_workers gauge",
-            f"mlops_serve_workers {self.workers}",
-            "# HELP mlops_serve_workers_ready Worker processes that have loaded the model.",
-            "# TYPE mlops_serve_workers_ready gauge",
-            f"mlops_serve_workers_ready {values[self._scalar('workers_ready')]:.0f}",
-        ]
-        if self.info:
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(self.info.items()))
-            out += [
-                "# HELP mlops_serve_model_info The model this worker serves.",
-                "# TYPE mlops_serve_model_info gauge",
-                f"mlops_serve_model_info{{{labels}}} 1",
-            ]
-        return "\n".join(out) + "\n"
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return generate_latest(registry)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay: they were served)."""
+    from prometheus_client import multiprocess
+
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)

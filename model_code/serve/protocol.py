@@ -257,8 +257,8 @@ def _to_float(name: str, values: list[Any]) -> np.ndarray:
             continue
         try:
             out[i] = float(v)
-        except OverflowError:
-            out[i] = math.inf if v > 0 else -math.inf
+        except OverflowError:  # only an int overflows (a huge numeric string is inf)
+            out[i] = -math.inf if isinstance(v, int) and v < 0 else math.inf
         except ValueError:
             bad.append(i)
             continue

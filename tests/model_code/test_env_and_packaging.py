@@ -19,11 +19,14 @@ MODULES = sorted(PKG.rglob("*.py"))  # packages (serve/) too
 IMPORT_TO_DIST = {
     "numpy": "numpy", "pandas": "pandas", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
     "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
-    "botocore": "boto3", "scipy": "scipy",
+    "botocore": "boto3", "scipy": "scipy", "gunicorn": "gunicorn", "uvicorn": "uvicorn",
+    "uvicorn_worker": "uvicorn-worker", "httptools": "httptools", "prometheus_client": "prometheus-client",
 }
 # distributions in requirements.txt that nothing imports: plugins MLflow loads by entry point
 # (distribution -> (entry-point group, name)); sagemaker-mlflow resolves `arn:` tracking URIs.
 PLUGINS = {"sagemaker-mlflow": ("mlflow.tracking_store", "arn")}
+# distributions a library imports by the name the code gives it: uvicorn's loop="uvloop" (serve.transport)
+BY_NAME = {"uvloop": "uvloop"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -58,7 +61,19 @@ def test_modules_import_only_stdlib_own_code_and_requirements():
             assert name in IMPORT_TO_DIST, f"{path.name} imports {name!r}, not stdlib nor a requirement"
             assert IMPORT_TO_DIST[name] in pins, f"{path.name} imports {name!r}; add it to requirements.txt"
             used.add(IMPORT_TO_DIST[name])
-    assert used | set(PLUGINS) == set(pins), f"requirements not imported anywhere: {set(pins) - used - set(PLUGINS)}"
+    unused = set(pins) - used - set(PLUGINS) - set(BY_NAME)
+    assert not unused, f"requirements not imported anywhere: {unused}"
+
+
+def test_requirements_loaded_by_name_import():
+    import importlib
+
+    from model_code.serve.transport import Worker
+
+    assert Worker.CONFIG_KWARGS["loop"] == "uvloop"
+    for dist, module in BY_NAME.items():
+        assert dist in _requirements()
+        importlib.import_module(module)
 
 
 def test_plugin_requirements_register_their_entry_points():

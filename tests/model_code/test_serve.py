@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,13 +132,24 @@ def csv_scores(body: bytes) -> np.ndarray:
 
 
 # --- happy paths ----------------------------------------------------------------------------
-def test_ping_reports_the_model_on_every_worker(server, model_dir):
+def test_the_model_loads_once_and_every_worker_serves_it(server, model_dir):
     for _ in range(6):  # fresh connections: any worker may answer; all are ready after the first 200
         status, ctype, body = server.request("GET", "/ping")
         assert status == 200 and ctype == "application/json"
         assert re.fullmatch(r"[0-9a-f]{64}", json.loads(body)["model_sha256"])
-    loaded = {r["worker"] for r in server.log_lines() if r["event"] == "model_loaded"}
-    assert len(loaded) == 2
+    wait_for(lambda: len([r for r in server.log_lines() if r["event"] == "worker_started"]) == 2, "two workers")
+    lines = server.log_lines()
+    loaded = [r["worker"] for r in lines if r["event"] == "model_loaded"]
+    started = {r["worker"] for r in lines if r["event"] == "worker_started"}
+    assert len(loaded) == 1 and len(started) == 2 and loaded[0] not in started  # loaded before the fork
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+    until = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > until:
+            raise AssertionError(f"not within {deadline}s: {what}")
+        time.sleep(0.02)  # polling with a deadline
 
 
 @pytest.mark.parametrize("header", [True, False])
@@ -290,33 +301,35 @@ def test_unknown_route_and_method(server):
     assert server.request("PUT", "/invocations", GOOD, {"Content-Type": "text/csv"})[0] == 405
 
 
-def test_metrics_count_requests_rows_and_the_model(server):
+def test_metrics_count_requests_rows_and_the_model_across_workers(server):
     before = metric_values(server)
-    assert server.invoke(to_csv(pd.DataFrame([ROW] * 7), True))[0] == 200
+    for _ in range(4):  # new connections: both workers answer some
+        assert server.invoke(to_csv(pd.DataFrame([ROW] * 7), True))[0] == 200
     assert server.invoke(csv_line(sex="M"))[0] == 400
     after = metric_values(server)
-    ok = 'mlops_serve_requests_total{handler="invocations",code="200"}'
-    bad = 'mlops_serve_requests_total{handler="invocations",code="400"}'
-    assert after[ok] == before.get(ok, 0) + 1
+    ok = ("mlops_serve_requests_total", ("code", "200"), ("handler", "invocations"))
+    bad = ("mlops_serve_requests_total", ("code", "400"), ("handler", "invocations"))
+    assert after[ok] == before.get(ok, 0) + 4
     assert after[bad] == before.get(bad, 0) + 1
-    assert after["mlops_serve_rows_scored_total"] == before["mlops_serve_rows_scored_total"] + 7
-    count = 'mlops_serve_request_duration_seconds_count{handler="invocations",code="200"}'
-    inf = 'mlops_serve_request_duration_seconds_bucket{handler="invocations",code="200",le="+Inf"}'
+    rows = ("mlops_serve_rows_scored_total",)
+    assert after[rows] == before[rows] + 28
+    count = ("mlops_serve_request_duration_seconds_count", ("code", "200"), ("handler", "invocations"))
+    inf = ("mlops_serve_request_duration_seconds_bucket", ("code", "200"), ("handler", "invocations"), ("le", "+Inf"))
     assert after[count] == after[inf] == after[ok]
-    info = [k for k in after if k.startswith("mlops_serve_model_info{")]
-    assert len(info) == 1 and re.search(r'model_sha256="[0-9a-f]{64}"', info[0]) and after[info[0]] == 1
-    assert after["mlops_serve_workers"] == after["mlops_serve_workers_ready"] == 2
+    info = [k for k in after if k[0] == "mlops_serve_model_info"]
+    assert len(info) == 1 and re.fullmatch(r"[0-9a-f]{64}", dict(info[0][1:])["model_sha256"]) and after[info[0]] == 1
+    assert after[("mlops_serve_workers",)] == 2
 
 
-def metric_values(server: Server) -> dict[str, float]:
+def metric_values(server: Server) -> dict[tuple, float]:
+    """Samples keyed by (name, *sorted label pairs), parsed by prometheus_client's own parser."""
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+
     status, ctype, body = server.request("GET", "/metrics")
-    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    assert status == 200 and ctype == "text/plain; version=1.0.0; charset=utf-8"
+    families: list[Metric] = list(text_string_to_metric_families(body.decode()))
+    return {(s.name, *sorted(s.labels.items())): s.value for f in families for s in f.samples}
 
 
 def test_one_json_log_line_per_request(server):
@@ -354,10 +367,10 @@ def test_capture_all_requests_in_sagemaker_format_and_flush_on_sigterm(model_dir
     assert srv.invoke(csv_line(sex="M"))[0] == 400  # failed invocations are not captured
     in_flight = start_request(srv, GOOD.encode(), sent=10)
     srv.proc.send_signal(signal.SIGTERM)
-    wait_for_event(srv, "stopping")
+    wait_until_refused(srv.port)  # draining: no new connection is accepted
     in_flight.sendall(GOOD.encode()[10:])  # the rest of the body, after shutdown began
     head = in_flight.makefile("rb").read().decode()
-    assert head.startswith("HTTP/1.1 200") and "Connection: close" in head, head
+    assert head.startswith("HTTP/1.1 200") and "connection: close" in head.lower(), head
     assert srv.proc.wait(20) == 0
     files = sorted(capture.rglob("*"))
     jsonl = [p for p in files if p.is_file()]
@@ -380,10 +393,8 @@ def test_capture_all_requests_in_sagemaker_format_and_flush_on_sigterm(model_dir
     json_record = by_input[json.dumps({"instances": [ROW]})]["captureData"]
     assert json_record["endpointInput"]["encoding"] == "JSON"
     assert json_record["endpointOutput"]["data"] == json_out.decode()
-    events = [r["event"] for r in srv.log_lines()]
-    assert events[-1] == "stopped"
     stopped = srv.log_lines()[-1]
-    assert stopped["drained"] and stopped["capture_flushed"]
+    assert stopped["event"] == "stopped" and stopped["capture_flushed"] and stopped["exit_code"] == 0
 
 
 def start_request(srv: Server, body: bytes, sent: int) -> socket.socket:
@@ -399,13 +410,15 @@ def start_request(srv: Server, body: bytes, sent: int) -> socket.socket:
     return sock
 
 
-def wait_for_event(srv: Server, event: str, deadline: float = 10.0) -> None:
+def wait_until_refused(port: int, deadline: float = 10.0) -> None:
     until = time.monotonic() + deadline
     while time.monotonic() < until:
-        if any(r["event"] == event for r in srv.log_lines()):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
             return
-        time.sleep(0.02)  # polling the log with a deadline
-    raise AssertionError(f"no {event!r} log line within {deadline}s:\n{srv.log.read_text()}")
+        time.sleep(0.02)  # polling with a deadline: the listening socket closes when the SIGTERM is handled
+    raise AssertionError(f"port {port} still accepts connections {deadline}s after SIGTERM")
 
 
 def test_capture_at_zero_percent_writes_nothing(model_dir, tmp_path):
@@ -413,7 +426,7 @@ def test_capture_at_zero_percent_writes_nothing(model_dir, tmp_path):
     srv = start_server(model_dir, tmp_path, MLOPS_CAPTURE_DIR=str(capture), MLOPS_CAPTURE_SAMPLING_PERCENTAGE="0")
     for _ in range(5):
         assert srv.invoke(GOOD)[0] == 200
-    written = metric_values(srv)['mlops_serve_capture_records_total{outcome="written"}']
+    written = metric_values(srv)[("mlops_serve_capture_records_total", ("outcome", "written"))]
     assert srv.stop() == 0
     assert written == 0
     assert not [p for p in capture.rglob("*") if p.is_file()]
@@ -421,16 +434,12 @@ def test_capture_at_zero_percent_writes_nothing(model_dir, tmp_path):
 
 # --- in-process units ------------------------------------------------------------------------------
 def test_ping_is_503_until_the_model_is_loaded(model_dir):
-    metrics = Metrics()
-    metrics.workers = 2
-    app = App(ServeConfig(model_path=model_dir), metrics)
+    app = App(ServeConfig(model_path=model_dir), Metrics())
     assert app.ping().status == 503
     assert app.invocations("text/csv", None, GOOD.encode()).status == 503
     app.load()
-    assert app.invocations("text/csv", None, GOOD.encode()).status == 200
-    assert app.ping().status == 503, "ready only when every worker is"
-    App(ServeConfig(model_path=model_dir), metrics).load()  # the other worker (same shared counters)
     assert app.ping().status == 200
+    assert app.invocations("text/csv", None, GOOD.encode()).status == 200
 
 
 def test_unknown_categories_can_be_scored_as_missing_like_predict_proba(model_dir):
