@@ -299,22 +299,24 @@ def latency_summary(latencies: list[float]) -> dict[str, float]:
 
 
 def parse_prometheus(text: str) -> dict[str, Any]:
-    """The serving counters the report shows, from GET /metrics."""
+    """The serving counters the report shows, from GET /metrics (prometheus_client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, Any] = {"requests": {}, "duration_sum_s": 0.0, "duration_count": 0}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        name, _, value = line.rpartition(" ")
-        if name.startswith("mlops_serve_requests_total{"):
-            out["requests"][name[len("mlops_serve_requests_total") :]] = float(value)
-        elif name.startswith("mlops_serve_request_duration_seconds_sum{") and 'handler="invocations"' in name:
-            out["duration_sum_s"] += float(value)
-        elif name.startswith("mlops_serve_request_duration_seconds_count{") and 'handler="invocations"' in name:
-            out["duration_count"] += int(float(value))
-        elif name == "mlops_serve_rows_scored_total":
-            out["rows_scored"] = int(float(value))
-        elif name.startswith("mlops_serve_capture_records_total{"):
-            out.setdefault("capture", {})[name.split('"')[1]] = int(float(value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            invocations = labels.get("handler") == "invocations"
+            if name == "mlops_serve_requests_total":
+                out["requests"][f'{{handler="{labels["handler"]}",code="{labels["code"]}"}}'] = value
+            elif name == "mlops_serve_request_duration_seconds_sum" and invocations:
+                out["duration_sum_s"] += value
+            elif name == "mlops_serve_request_duration_seconds_count" and invocations:
+                out["duration_count"] += int(value)
+            elif name == "mlops_serve_rows_scored_total":
+                out["rows_scored"] = int(value)
+            elif name == "mlops_serve_capture_records_total":
+                out.setdefault("capture", {})[labels["outcome"]] = int(value)
     if out["duration_count"]:
         out["server_mean_ms"] = 1000 * out["duration_sum_s"] / out["duration_count"]
     return out

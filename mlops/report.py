@@ -1,5 +1,6 @@
-"""The demo report: one self-contained HTML file (inline CSS, inline SVG, PNGs as data: URIs; no
-scripts, no network), from the demo's result (`DemoResult.as_json()`, also `<run>/result.json`).
+"""The demo report: one self-contained HTML file (inline CSS, inline SVG charts drawn by matplotlib in
+`model_code.charts`, PNGs as data: URIs; no scripts, no network), from the demo's result
+(`DemoResult.as_json()`, also `<run>/result.json`).
 
 Sections (ids in brackets):
 
@@ -28,6 +29,8 @@ import json
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from model_code import charts
 
 SECTIONS = ("summary", "timeline", "plan", "metrics", "evaluation", "drift", "comparison", "promotion", "latency",
             "lineage")
@@ -71,74 +74,13 @@ def _png(path: Path) -> str:
 
 def _hbars(labels: list[str], values: list[float], title: str, *, unit: str = "", highlight: set[str] | None = None,
            threshold: float | None = None) -> str:
-    """Horizontal bars, one per label (inline SVG)."""
-    label_w, bar_w, row_h, top = 170, 360, 18, 24
-    peak = max([*values, threshold or 0.0, 1e-9])
-    height = top + row_h * len(labels) + 8
-    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{label_w + bar_w + 90}" height="{height}">',
-             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>']
-    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        y = top + i * row_h
-        color = CURRENT_COLOR if highlight and label in highlight else COLORS[0]
-        parts.append(f'<text x="{label_w - 6}" y="{y + 12}" font-size="11" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{bar_w * value / peak:.1f}" height="11" fill="{color}"/>')
-        parts.append(f'<text x="{label_w + bar_w * value / peak + 4:.1f}" y="{y + 12}" font-size="10">'
-                     f"{value:.3g}{escape(unit)}</text>")
-    if threshold is not None:
-        x = label_w + bar_w * threshold / peak
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{height - 4}" stroke="#555" '
-                     f'stroke-dasharray="3,3"/><text x="{x + 3:.1f}" y="{top - 6}" font-size="10">{threshold:g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return charts.hbars(labels, values, title, unit=unit, highlight=highlight, threshold=threshold)
 
 
-def _paired_bars(labels: list[str], baseline: list[float], current: list[float], title: str) -> str:
-    """Baseline vs current shares per bin/category (inline SVG)."""
-    label_w, bar_w, row_h, top = 150, 260, 20, 26
-    peak = max([*baseline, *current, 1e-9])
-    height = top + row_h * len(labels) + 8
-    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{label_w + bar_w + 90}" height="{height}">',
-             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
-             f'<rect x="{label_w + bar_w - 120}" y="4" width="10" height="10" fill="{BASE_COLOR}"/>'
-             f'<text x="{label_w + bar_w - 106}" y="13" font-size="11">baseline</text>'
-             f'<rect x="{label_w + bar_w - 50}" y="4" width="10" height="10" fill="{CURRENT_COLOR}"/>'
-             f'<text x="{label_w + bar_w - 36}" y="13" font-size="11">current</text>']
-    for i, (label, b, c) in enumerate(zip(labels, baseline, current, strict=True)):
-        y = top + i * row_h
-        text = label if len(label) <= 24 else label[:23] + "…"
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" font-size="10" text-anchor="end">{escape(text)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{bar_w * b / peak:.1f}" height="7" fill="{BASE_COLOR}"/>')
-        parts.append(f'<rect x="{label_w}" y="{y + 10}" width="{bar_w * c / peak:.1f}" height="7" '
-                     f'fill="{CURRENT_COLOR}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _histogram(values: list[float], title: str, bins: int = 30) -> str:
-    """Histogram of latencies (ms), inline SVG."""
+def _histogram(values: list[float], title: str) -> str:
     if not values:
         return f"<p class=muted>{escape(title)}: no data</p>"
-    ordered = sorted(values)
-    high = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] or 1.0
-    width, height, left, bottom = 420, 150, 34, 22
-    counts = [0] * bins
-    for v in values:
-        counts[min(bins - 1, int(v / high * bins))] += 1
-    peak = max(counts) or 1
-    bar = (width - left) / bins
-    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width + 10}" height="{height + bottom + 18}">',
-             f'<text x="0" y="12" font-size="12" font-weight="bold">{escape(title)}</text>']
-    for i, count in enumerate(counts):
-        h = (height - 20) * count / peak
-        parts.append(f'<rect x="{left + i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" '
-                     f'fill="{COLORS[0]}"/>')
-    parts.append(f'<line x1="{left}" x2="{width}" y1="{height}" y2="{height}" stroke="#333"/>')
-    for frac in (0, 0.5, 1):
-        x = left + (width - left) * frac
-        parts.append(f'<text x="{x:.1f}" y="{height + 14}" font-size="10" text-anchor="middle">'
-                     f"{high * frac:.1f}{'+' if frac == 1 else ''} ms</text>")
-    parts.append(f'<text x="{left - 4}" y="24" font-size="10" text-anchor="end">{peak}</text></svg>')
-    return "".join(parts)
+    return charts.histogram(values, title)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -175,31 +117,19 @@ def _timeline(result: dict[str, Any]) -> str:
     stages = result.get("stages") or []
     if not stages:
         return '<section id="timeline"><h2>Timeline</h2><p class=muted>no stage ran</p></section>'
-    total = sum(float(s.get("seconds") or 0) for s in stages) or 1.0
-    label_w, bar_w, row_h, top = 330, 560, 20, 10
-    height = top + row_h * len(stages) + 24
-    parts = [f'<svg role="img" aria-label="timeline" width="{label_w + bar_w + 80}" height="{height}">']
     offset = 0.0
-    rows = []
-    for i, stage in enumerate(stages):
+    rows, starts = [], []
+    for stage in stages:
         seconds = float(stage.get("seconds") or 0)
-        y = top + i * row_h
-        color = COLORS[0] if stage.get("status") == "ok" else CURRENT_COLOR
-        x = label_w + bar_w * offset / total
-        parts.append(f'<text x="{label_w - 8}" y="{y + 13}" font-size="11" text-anchor="end">'
-                     f'{stage.get("number")}. {escape(str(stage.get("name")))}</text>')
-        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(bar_w * seconds / total, 1.5):.1f}" height="13" '
-                     f'fill="{color}"/>')
-        parts.append(f'<text x="{x + max(bar_w * seconds / total, 1.5) + 4:.1f}" y="{y + 13}" font-size="10">'
-                     f"{seconds:.1f} s</text>")
+        starts.append(offset)
         rows.append([str(stage.get("number")), escape(str(stage.get("name"))), f"{offset:.1f} s", f"{seconds:.1f} s",
                      escape(str(stage.get("status"))),
                      "<br>".join(escape(str(d)) for d in (stage.get("detail") or [])[:12])])
         offset += seconds
-    parts.append(f'<text x="{label_w}" y="{height - 6}" font-size="10">0 s</text>'
-                 f'<text x="{label_w + bar_w}" y="{height - 6}" font-size="10" text-anchor="end">{total:.0f} s</text>'
-                 "</svg>")
-    return ('<section id="timeline"><h2>Timeline</h2>' + "".join(parts)
+    chart = charts.gantt([f"{s.get('number')}. {s.get('name')}" for s in stages], starts,
+                         [float(s.get("seconds") or 0) for s in stages], [s.get("status") != "ok" for s in stages],
+                         "timeline")
+    return ('<section id="timeline"><h2>Timeline</h2>' + chart
             + _table(["#", "stage", "start", "duration", "status", "what happened"], rows) + "</section>")
 
 
@@ -292,7 +222,7 @@ def _drift(result: dict[str, Any]) -> str:
             psis.append(float(report["prediction"].get("psi") or 0))
             if report["prediction"].get("drifted"):
                 drifted.add("prediction (score)")
-        charts = [_hbars(names, psis, f"PSI per feature: {p.get('name', '')}", highlight=drifted,
+        figures = [_hbars(names, psis, f"PSI per feature: {p.get('name', '')}", highlight=drifted,
                          threshold=float((report.get("thresholds") or {}).get("psi") or 0.2))]
         shown = [n for n in features if features[n].get("drifted")]
         if report.get("prediction") and report["prediction"].get("drifted"):
@@ -301,7 +231,7 @@ def _drift(result: dict[str, Any]) -> str:
             out = report["prediction"] if name == "prediction" else features[name]
             d = out.get("distribution") or {}
             if d.get("labels"):
-                charts.append(_paired_bars([str(x) for x in d["labels"]], d["baseline"], d["current"],
+                figures.append(charts.paired_bars([str(x) for x in d["labels"]], d["baseline"], d["current"],
                                            f"{name}: share of values"))
         embedded = ""
         html_path = Path(p.get("report_html", ""))
@@ -310,7 +240,7 @@ def _drift(result: dict[str, Any]) -> str:
                         f'<iframe title="drift report" sandbox srcdoc="{escape(html_path.read_text(), quote=True)}">'
                         "</iframe></details>")
         blocks.append(f"<h3>{escape(p.get('name', ''))}</h3>"
-                      f'<div class="row">{"".join(f"<figure>{c}</figure>" for c in charts)}</div>{embedded}')
+                      f'<div class="row">{"".join(f"<figure>{c}</figure>" for c in figures)}</div>{embedded}')
     return ('<section id="drift"><h2>Drift (one datapoint per drift-job run)</h2>'
             + _table(["traffic", "window (UTC)", "rows", "verdict", "features drifted", "prediction drifted",
                       "alarm", "retrain"], rows) + "".join(blocks) + "</section>")
@@ -351,7 +281,7 @@ def _latency(result: dict[str, Any]) -> str:
     streams = result.get("traffic") or []
     if not streams:
         return '<section id="latency"><h2>Serving latency</h2><p class=muted>no traffic was sent</p></section>'
-    rows, charts = [], []
+    rows, figures = [], []
     for s in streams:
         values = [float(v) for v in s.get("latency_ms") or []]
         rows.append([escape(s.get("name", "")), f"v{s.get('model_version', '')}", str(s.get("requests", 0)),
@@ -359,7 +289,7 @@ def _latency(result: dict[str, Any]) -> str:
                      *[f"{_percentile(values, q):.2f}" for q in (0.5, 0.9, 0.99)],
                      f"{max(values) if values else float('nan'):.2f}"])
         title = f"client latency (ms): {s.get('name', '')}"
-        charts.append(f"<figure>{_histogram(values, title)}</figure>")
+        figures.append(f"<figure>{_histogram(values, title)}</figure>")
     server = []
     for name, m in (result.get("serving_metrics") or {}).items():
         if not m:
@@ -372,7 +302,7 @@ def _latency(result: dict[str, Any]) -> str:
             "<p>Client side: one keep-alive connection, CSV requests of 1-20 rows, sequential "
             "(time from sending the request to reading the whole response).</p>"
             + _table(["traffic", "model", "requests", "rows", "status", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
-            + f'<div class="row">{"".join(charts)}</div>'
+            + f'<div class="row">{"".join(figures)}</div>'
             + ("<p>Server side (GET /metrics of the endpoint):</p>"
                + _table(["endpoint", "requests by handler and code", "rows scored", "mean /invocations ms",
                          "capture records"], server) if server else "")

@@ -39,7 +39,7 @@ from mlops.naming import VARIANT, Arns, Names
 from mlops.settings import StackSettings
 from pipelines.monitoring import OUTPUT_PATH, drift_job_request
 
-# The job's report contract (model_code/drift.py; a test keeps them equal).
+# The job's report contract (model_code/drift/; a test keeps them equal).
 REPORT_FORMAT = "mlops-stack/drift-report"
 REPORT_FORMAT_VERSION = 1
 REPORT_JSON = "drift_report.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,10 @@ class Scorer:
         for name, cats in zip(cat_cols, encoder.categories_, strict=True):
             codes[name] = {c: float(i) for i, c in enumerate(cats) if isinstance(c, str)}
         self._codes, self._order, self._classifier = codes, [*cat_cols, *num_cols], classifier
+        try:
+            self._skip_inner_encoder()
+        except (AttributeError, TypeError, ValueError):
+            self._codes, self._order, self._classifier = codes, [*cat_cols, *num_cols], classifier
         probe = self._probe()
         try:
             same = np.array_equal(self._fast_scores(probe), self._pipeline_scores(probe))
@@ -89,6 +94,30 @@ class Scorer:
         if not same:
             self._codes = None
         return same
+
+    def _skip_inner_encoder(self) -> None:
+        """HistGradientBoosting encodes its categorical columns again, with a ColumnTransformer of its own
+        (`_preprocessor`), at each call: most of a single-row request's time, in sklearn's per-call
+        checks. Composing both encoders into the codes above and giving the classifier (a copy) no
+        preprocessor of its own scores the same matrix; the probe in `_try_fast_path` proves it, else
+        the pipeline scores."""
+        assert self._codes is not None
+        inner = getattr(self._classifier, "_preprocessor", None)
+        if inner is None:
+            return
+        (_, encoder, cat_mask), (_, numeric, num_mask) = [t for t in inner.transformers_ if t[0] != "remainder"]
+        if type(encoder).__name__ != "OrdinalEncoder" or type(numeric).__name__ != "FunctionTransformer":
+            raise TypeError("an inner preprocessor of another shape")
+        cat_idx, num_idx = np.flatnonzero(cat_mask), np.flatnonzero(num_mask)
+        order = [self._order[i] for i in cat_idx] + [self._order[i] for i in num_idx]
+        codes = {}
+        for j, i in enumerate(cat_idx):
+            name = self._order[i]
+            position = {float(c): float(k) for k, c in enumerate(encoder.categories_[j]) if not np.isnan(c)}
+            codes[name] = {value: position.get(code, math.nan) for value, code in self._codes[name].items()}
+        classifier = copy.copy(self._classifier)
+        classifier._preprocessor = None
+        self._codes, self._order, self._classifier = codes, order, classifier
 
     def _probe(self) -> Features:
         n = max([len(f.categories) + 2 for f in self.schema.categorical] + [8])

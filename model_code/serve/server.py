@@ -4,6 +4,7 @@ after loading the model once; and the command line (`python -m model_code serve`
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import pickle
 import shutil
@@ -51,6 +52,9 @@ def _serve(config: ServeConfig) -> int:
     except LOAD_ERRORS as exc:
         log("model_load_failed", level="error", path=str(config.model_path), error=f"{type(exc).__name__}: {exc}")
         return 1
+    # What is loaded now lives as long as the server: out of the collector's sight, a full collection in
+    # a worker no longer walks the model's objects (nor writes to their pages, which the fork shares)
+    gc.freeze()
     flush = min(CAPTURE_FLUSH_SECONDS, config.shutdown_timeout / 3)
     Worker.drain_seconds = max(1, int(config.shutdown_timeout - flush))
     host = f"[{config.host}]" if ":" in config.host else config.host

@@ -151,7 +151,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
           for action in MLFLOW_ACTIONS),
         Call(execution, "s3:PutObject", f"{bucket('artifacts')}/mlflow/1/models/m-1/artifacts/MLmodel",
              "MLflow artifacts, written straight to S3"),
-        # the drift job (model_code/endpoint_source.py, model_code/drift.py) and the endpoint
+        # the drift job (model_code/endpoint_source.py, model_code/drift/) and the endpoint
         Call(execution, "sagemaker:DescribeEndpoint", endpoint, "the drift job resolves what is served"),
         Call(execution, "sagemaker:DescribeEndpointConfig", config, "the drift job resolves what is served"),
         Call(execution, "sagemaker:DescribeModel", model, "the drift job resolves what is served"),

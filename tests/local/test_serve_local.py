@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,10 @@ def test_workers_follow_sagemakers_variable(registry: Registry, settings: StackS
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "2")
     with serve_local(settings, state_dir=registry.state, model="champion", port=0, capture=False) as ep:
-        status, body = ep.get("/metrics")
-        assert status == 200 and "mlops_serve_workers 2" in body.decode()
+        deadline = time.monotonic() + 10
+        while "mlops_serve_workers 2.0" not in (body := ep.get("/metrics")[1].decode()):  # the second forks last
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)  # polling with a deadline
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "two")
     with pytest.raises(ServeLocalError, match="SAGEMAKER_MODEL_SERVER_WORKERS='two' is invalid"):
         serve_local(settings, state_dir=registry.state, model="champion", port=0, capture=False)

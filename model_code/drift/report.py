@@ -1,24 +1,24 @@
 """The drift report as one self-contained HTML page: inline CSS and SVG, no scripts, no network.
 
 Per feature (and the score): a bar chart of baseline vs current shares over the baseline's bins
-(numeric) or categories plus "(unseen)" (categorical), the verdict and its statistics. The SVG
-is written by hand (rectangles and text), so the page is small, deterministic and renders
-without matplotlib.
+(numeric) or categories plus "(unseen)" (categorical), drawn by matplotlib as inline SVG
+(`model_code.charts`), the verdict and its statistics.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from html import escape
 from typing import Any
 
-BASE_COLOR = "#7f8c9a"
-CURRENT_COLOR = "#d9534f"
+from model_code import charts
+
 OK_COLOR = "#2e7d32"
 MAX_BARS = 24
 
 
 def _bars_svg(labels: list[str], baseline: list[float], current: list[float], title: str) -> str:
-    """Grouped horizontal bars, one row per bin/category."""
+    """Baseline vs current shares, one row per bin/category; past MAX_BARS rows the smallest fold into one."""
     rows = list(zip(labels, baseline, current, strict=True))
     if len(rows) > MAX_BARS:   # keep the largest categories; fold the rest into one row
         order = sorted(range(len(rows)), key=lambda i: -max(rows[i][1], rows[i][2]))
@@ -26,28 +26,7 @@ def _bars_svg(labels: list[str], baseline: list[float], current: list[float], ti
         rest = [rows[i] for i in order[MAX_BARS - 1:]]
         rows = [rows[i] for i in keep] + [(f"{len(rest)} others", sum(r[1] for r in rest),
                                            sum(r[2] for r in rest))]
-    label_w, bar_w, row_h = 190, 320, 22
-    top = 26
-    height = top + row_h * len(rows) + 10
-    peak = max([max(b, c) for _, b, c in rows] + [1e-9])
-    parts = [f'<svg role="img" width="{label_w + bar_w + 70}" '
-             f'height="{height}" aria-label="{escape(title)}">',
-             f'<text x="0" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
-             f'<rect x="{label_w + bar_w - 150}" y="4" width="10" height="10" fill="{BASE_COLOR}"/>'
-             f'<text x="{label_w + bar_w - 136}" y="13" font-size="11">baseline</text>'
-             f'<rect x="{label_w + bar_w - 80}" y="4" width="10" height="10" fill="{CURRENT_COLOR}"/>'
-             f'<text x="{label_w + bar_w - 66}" y="13" font-size="11">current</text>']
-    for k, (label, b, c) in enumerate(rows):
-        y = top + k * row_h
-        text = label if len(label) <= 28 else label[:27] + "…"
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" text-anchor="end">{escape(text)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{bar_w * b / peak:.1f}" height="8" fill="{BASE_COLOR}"/>')
-        parts.append(f'<rect x="{label_w}" y="{y + 11}" width="{bar_w * c / peak:.1f}" height="8" '
-                     f'fill="{CURRENT_COLOR}"/>')
-        parts.append(f'<text x="{label_w + bar_w * max(b, c) / peak + 4:.1f}" y="{y + 14}" font-size="10" '
-                     f'fill="#444">{b:.1%} / {c:.1%}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return charts.paired_bars([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], title)
 
 
 def _fmt(x: Any) -> str:
@@ -58,7 +37,7 @@ def _fmt(x: Any) -> str:
 
 def _section(name: str, out: dict[str, Any]) -> str:
     verdict = "DRIFT" if out["drifted"] else "no drift"
-    color = CURRENT_COLOR if out["drifted"] else OK_COLOR
+    color = charts.CURRENT_COLOR if out["drifted"] else OK_COLOR
     m = out["missing"]
     stats = [
         ("rows", out["rows"]), ("PSI", out["psi"]),
@@ -86,7 +65,13 @@ def _section(name: str, out: dict[str, Any]) -> str:
             f'{"<ul>" + reasons + "</ul>" if reasons else ""}</div></div></section>')
 
 
-def render_html(report: dict[str, Any]) -> str:
+def _section_of(item: tuple[str, dict[str, Any]]) -> str:
+    return _section(*item)
+
+
+def render_html(report: dict[str, Any], workers: int = 1) -> str:
+    """The page; with `workers` > 1 the sections (a chart each, most of the time) are drawn in that many
+    processes."""
     inp, win, s = report["input"], report["window"], report["summary"]
     head = (f"<p>Window {escape(str(win['start'] or '-∞'))} .. {escape(str(win['end'] or '+∞'))}; "
             f"input {escape(str(inp['uri']))}: {inp['files']} file(s), {inp['records']} record(s), "
@@ -118,7 +103,7 @@ def render_html(report: dict[str, Any]) -> str:
                 f"{'<ul class=warn>' + warnings + '</ul>' if warnings else ''}"
                 "<table class=summary><tr><th>feature</th><th>kind</th><th>verdict</th><th>PSI</th>"
                 f"<th>p-value</th><th>effect</th><th>missing</th></tr>{summary_rows}</table>"
-                + "".join(_section(n, o) for n, o in items))
+                + "".join(_sections(items, workers)))
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<title>Drift report: {title}</title><style>"
             "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
@@ -126,3 +111,11 @@ def render_html(report: dict[str, Any]) -> str:
             ".row{display:flex;gap:24px;flex-wrap:wrap}section{margin-top:18px}"
             ".warn{color:#8a6d3b}h2 small{color:#777;font-weight:normal}"
             f"</style></head><body><h1>Drift report: {title}</h1>{head}{rules}{body}</body></html>\n")
+
+
+def _sections(items: list[tuple[str, dict[str, Any]]], workers: int) -> list[str]:
+    workers = min(workers, len(items))
+    if workers <= 1:
+        return [_section(n, o) for n, o in items]
+    with ProcessPoolExecutor(max_workers=workers) as pool:  # forked after matplotlib was imported: no import
+        return list(pool.map(_section_of, items))
