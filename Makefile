@@ -35,7 +35,9 @@ $(EVIDENTLY):
 	.venv-evidently/bin/pip install --quiet evidently==0.7.23 "pandas<3"
 	touch $(EVIDENTLY)
 
+# wrk (Debian's package) is the serving benchmark's load generator: independent of the servers it measures.
 bench: $(STAMP) $(EVIDENTLY)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/pipeline.py
