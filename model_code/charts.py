@@ -9,15 +9,14 @@ one chart per feature.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
 
 BASE_COLOR, CURRENT_COLOR, MAIN_COLOR = "#7f8c9a", "#d9534f", "#3b6ea8"
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "mlops-stack", "font.size": 8, "axes.titlesize": 9,
-       "axes.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False}
+_RC = {"svg.fonttype": "none", "text.parse_math": False, "svg.hashsalt": "mlops-stack", "font.size": 8,
+       "axes.titlesize": 9, "axes.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False}
 _CHAR_INCHES = 0.062  # the width of one 8-point character, for a label margin that fits the labels
 
 
@@ -28,7 +27,7 @@ def svg(fig: Figure, title: str) -> str:
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
     text = out.getvalue()
     text = text[text.index("<svg"):]
-    return re.sub(r"^<svg ", f'<svg role="img" aria-label="{_attr(title)}" ', text, count=1)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{_attr(title)}" ', 1)
 
 
 def _attr(text: str) -> str:

@@ -302,9 +302,15 @@ def limit_openmp_threads() -> None:
     os.environ.setdefault(OMP_NUM_THREADS.name, str(OMP_NUM_THREADS.default))
 
 
-def use_multiprocess_metrics(folder: Path) -> None:
-    """prometheus_client's multiprocess mode in `folder`. Must run before prometheus_client is imported."""
-    os.environ[PROMETHEUS_MULTIPROC_DIR.name] = str(folder)
+def use_multiprocess_metrics(folder: Path | None) -> Path | None:
+    """prometheus_client's multiprocess mode in `folder` (None: unset); the previous folder. Must run before
+    prometheus_client is imported."""
+    previous = PROMETHEUS_MULTIPROC_DIR.get()
+    if folder is None:
+        os.environ.pop(PROMETHEUS_MULTIPROC_DIR.name, None)
+    else:
+        os.environ[PROMETHEUS_MULTIPROC_DIR.name] = str(folder)
+    return previous
 
 
 def cpu_count() -> int:

@@ -166,7 +166,10 @@ def _chunk_blocks(chunk: bytes, first: int, source: str, window: Window, acc: Ca
         records = _RECORDS.decode_lines(chunk)
     except msgspec.DecodeError:
         records = None
-    if records is None or len(records) != len(ends):  # decode_lines skips blank lines: numbers would slip
+    # decode_lines splits at any whitespace and skips blank lines: its records are the lines only when
+    # there are as many and every line starts one (no blank line, so no line holds two)
+    one_per_line = bool((ends > starts).all()) and bool((np.frombuffer(chunk, np.uint8)[starts] == ord("{")).all())
+    if records is None or len(records) != len(ends) or not one_per_line:
         yield from _general_blocks([(first + k, line(k)) for k in range(len(ends))], source, window, acc)
         return
     common = [k for k, r in enumerate(records)  # the common shape, inline (not a call per record)

@@ -35,6 +35,7 @@ class Scorer:
         self._codes: dict[str, dict[str, float]] | None = None
         self._order: list[str] = []
         self._classifier: Any = None
+        self._inner_skipped = False
         self.fast = self._try_fast_path()
 
     def _frame(self, x: Features) -> pd.DataFrame:
@@ -49,7 +50,7 @@ class Scorer:
     def _pipeline_scores(self, x: Features) -> np.ndarray:
         return self.estimator.predict_proba(self._frame(x))[:, 1]
 
-    def _fast_scores(self, x: Features) -> np.ndarray:
+    def _fast_matrix(self, x: Features) -> np.ndarray:
         assert self._codes is not None
         matrix = np.empty((x.rows, len(self._order)), dtype=np.float64)
         for j, name in enumerate(self._order):
@@ -59,7 +60,17 @@ class Scorer:
             else:
                 get = codes.get
                 matrix[:, j] = [get(v, math.nan) for v in x.categorical[name]]  # type: ignore[arg-type]
-        return self._classifier.predict_proba(matrix)[:, 1]
+        return matrix
+
+    def _fast_scores(self, x: Features) -> np.ndarray:
+        return self._classifier.predict_proba(self._fast_matrix(x))[:, 1]
+
+    def _pipeline_matrix(self, x: Features) -> np.ndarray:
+        """What the pipeline hands its classifier's trees, through both encoders when the classifier has its own."""
+        matrix = self.estimator.named_steps["columns"].transform(self._frame(x))
+        inner = getattr(self.estimator.named_steps["model"], "_preprocessor", None)
+        return np.asarray(inner.transform(matrix) if inner is not None and self._inner_skipped else matrix,
+                          dtype=np.float64)
 
     def score(self, x: Features) -> np.ndarray:
         return self._fast_scores(x) if self.fast else self._pipeline_scores(x)
@@ -82,14 +93,18 @@ class Scorer:
         for name, cats in zip(cat_cols, encoder.categories_, strict=True):
             codes[name] = {c: float(i) for i, c in enumerate(cats) if isinstance(c, str)}
         self._codes, self._order, self._classifier = codes, [*cat_cols, *num_cols], classifier
+        self._inner_skipped = False
         try:
             self._skip_inner_encoder()
-        except (AttributeError, TypeError, ValueError):
+        except Exception:  # noqa: BLE001 -- an optimisation: the classifier keeps its own encoder
             self._codes, self._order, self._classifier = codes, [*cat_cols, *num_cols], classifier
         probe = self._probe()
+        # the same matrix for every category, missing and unknown value, and the range bounds (the codes are
+        # per value, so each value once proves them all), and the same scores
         try:
-            same = np.array_equal(self._fast_scores(probe), self._pipeline_scores(probe))
-        except (KeyError, ValueError, TypeError):
+            same = np.array_equal(self._fast_matrix(probe), self._pipeline_matrix(probe), equal_nan=True) and \
+                np.array_equal(self._fast_scores(probe), self._pipeline_scores(probe))
+        except Exception:  # noqa: BLE001 -- an optimisation: any failure means the pipeline scores
             same = False
         if not same:
             self._codes = None
@@ -117,7 +132,7 @@ class Scorer:
             codes[name] = {value: position.get(code, math.nan) for value, code in self._codes[name].items()}
         classifier = copy.copy(self._classifier)
         classifier._preprocessor = None
-        self._codes, self._order, self._classifier = codes, order, classifier
+        self._codes, self._order, self._classifier, self._inner_skipped = codes, order, classifier, True
 
     def _probe(self) -> Features:
         n = max([len(f.categories) + 2 for f in self.schema.categorical] + [8])

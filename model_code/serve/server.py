@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import pickle
 import shutil
 import sys
@@ -14,6 +15,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 from model_code import env
 from model_code.serve.config import ServeConfig, log
@@ -31,14 +34,17 @@ def serve(config: ServeConfig) -> int:
     """Load the model, then run gunicorn with ``config.workers`` workers until SIGTERM (graceful) or
     SIGINT; 1 if the model does not load or a worker's final capture flush lost records."""
     metrics_dir = tempfile.mkdtemp(prefix="mlops-serve-metrics-")
-    env.use_multiprocess_metrics(Path(metrics_dir))  # before prometheus_client is imported (metrics.py)
+    previous = env.use_multiprocess_metrics(Path(metrics_dir))  # before prometheus_client is imported
+    server = os.getpid()
     try:
-        return _serve(config)
+        return _serve(config, server)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if os.getpid() == server:  # a worker's exit passes through here too: the folder is the server's
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            env.use_multiprocess_metrics(previous)
 
 
-def _serve(config: ServeConfig) -> int:
+def _serve(config: ServeConfig, server: int) -> int:
     from gunicorn.app.base import BaseApplication
 
     from model_code.serve.app import App
@@ -48,7 +54,11 @@ def _serve(config: ServeConfig) -> int:
 
     app = App(config, Metrics())
     try:
-        app.load()  # once, before forking: the workers share the model copy-on-write and start at once
+        # once, before forking: the workers share the model copy-on-write and start at once. One OpenMP
+        # thread while loading (the scorer's probe predicts): a thread pool started here would not survive
+        # the fork (libgomp), and the workers would hang in their first predict
+        with threadpool_limits(1, user_api="openmp"):
+            app.load()
     except LOAD_ERRORS as exc:
         log("model_load_failed", level="error", path=str(config.model_path), error=f"{type(exc).__name__}: {exc}")
         return 1
@@ -97,7 +107,9 @@ def _serve(config: ServeConfig) -> int:
     code: Any = 0
     try:
         Server().run()
-    except SystemExit as exc:  # the arbiter ends with sys.exit
+    except SystemExit as exc:  # the arbiter ends with sys.exit; so does a worker, forked inside run()
+        if os.getpid() != server:
+            raise
         code = exc.code
     code = (code if isinstance(code, int) else 1) or int(app.flush_failures.value > 0)
     log("stopped", level="error" if code else "info", exit_code=code, capture_flushed=app.flush_failures.value == 0)

@@ -43,10 +43,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _header_bytes = 0
     _received = b""
+    _began_in_read = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._refusal, self._in_head, self._head_bytes, self._header_bytes = None, True, 0, 0
+        self._began_in_read = True
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -67,11 +69,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         head_began = self._in_head
-        self._received = data
+        self._received, self._began_in_read = data, False
         super().data_received(data)
         # httptools holds an incomplete header line until its end arrives: bound what a head may
         # hold across reads (a read that starts a head is not counted, so the bound is this plus one read)
-        if head_began and self._in_head and not self.transport.is_closing():
+        if head_began and self._in_head and not self._began_in_read and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refusal = RequestError(

@@ -533,3 +533,14 @@ def test_a_line_that_is_not_a_capture_record_is_named(broken):
     good[2] = broken(good[2])
     with pytest.raises(dr.CaptureError, match=r"^x line 3: not a SageMaker data-capture record"):
         dr.read_chunks([("\n".join(good) + "\n").encode()], "x")
+
+
+def test_two_records_on_one_line_beside_a_blank_one_are_named_not_dropped():
+    """msgspec's decode_lines splits at any whitespace: two records glued on one line and a blank line
+    elsewhere give as many records as lines, which must not pass for one record per line."""
+    rows = csv_rows(synthesize(3, seed=40))
+    good = [json.dumps(make_record("text/csv", r.encode(), "text/csv", b"0.5", WHEN, f"e{k}"), separators=(",", ":"))
+            for k, r in enumerate(rows)]
+    data = (good[0] + good[1] + "\n" + good[2] + "\n\n" + good[0] + "\n").encode()
+    with pytest.raises(dr.CaptureError, match=r"^x line 1: not a SageMaker data-capture record"):
+        dr.read_chunks([data], "x")

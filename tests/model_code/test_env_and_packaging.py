@@ -21,7 +21,7 @@ IMPORT_TO_DIST = {
     "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
     "botocore": "boto3", "scipy": "scipy", "gunicorn": "gunicorn", "uvicorn": "uvicorn",
     "uvicorn_worker": "uvicorn-worker", "httptools": "httptools", "prometheus_client": "prometheus-client",
-    "msgspec": "msgspec",
+    "msgspec": "msgspec", "threadpoolctl": "threadpoolctl",
 }
 # distributions in requirements.txt that nothing imports: plugins MLflow loads by entry point
 # (distribution -> (entry-point group, name)); sagemaker-mlflow resolves `arn:` tracking URIs.

@@ -192,3 +192,19 @@ def test_a_capture_flush_that_fails_is_an_error_exit_with_exact_counts(model_dir
     stopped = srv.log_lines()[-1]
     assert stopped["event"] == "stopped" and stopped["capture_flushed"] is False
     assert [p for p in capture.rglob("*") if p.is_file()] == [capture / "my-endpoint"]
+
+
+def test_a_head_after_a_large_body_in_one_read_is_not_refused(server):
+    """The head limit counts a head's own bytes: the body of the request before it is not charged to it."""
+    body = (GOOD + "\n") * (100_000 // (len(GOOD) + 1))
+    first = invocation(body)
+    head_end = first.index(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(first[:head_end])  # the first head, incomplete
+        time.sleep(0.2)
+        second = invocation()
+        sock.sendall(first[head_end:] + second[:20])  # its end, its 100 KB body, the next head's start
+        time.sleep(0.2)
+        sock.sendall(second[20:])
+        reader = sock.makefile("rb")
+        assert [read_response(reader)[0] for _ in range(2)] == [200, 200]
