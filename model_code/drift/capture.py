@@ -74,21 +74,12 @@ def _general_blocks(lines: Iterable[tuple[int, bytes]], source: str, window: Win
         block.lines.append(lineno)
         block.events.append(meta.get("eventId", "?"))
         inp, out = cap.get("endpointInput"), cap.get("endpointOutput")
-        # fast path for the common case (CSV text), the general one in _payload
-        if type(inp) is dict and inp.get("encoding") == "CSV" and type(data := inp.get("data")) is str:
-            kind, text = "csv", data
-        else:
-            kind, text = _payload(inp, "endpointInput", source, lineno)
-        block.in_kinds.append(kind)
-        block.in_texts.append(text)
-        if out is None:
-            kind, text = "none", ""
-        elif type(out) is dict and out.get("encoding") == "CSV" and type(data := out.get("data")) is str:
-            kind, text = "csv", data
-        else:
-            kind, text = _payload(out, "endpointOutput", source, lineno)
-        block.out_kinds.append(kind)
-        block.out_texts.append(text)
+        in_kind, in_text = _payload(inp, "endpointInput", source, lineno)
+        out_kind, out_text = ("none", "") if out is None else _payload(out, "endpointOutput", source, lineno)
+        block.in_kinds.append(in_kind)
+        block.in_texts.append(in_text)
+        block.out_kinds.append(out_kind)
+        block.out_texts.append(out_text)
         if len(block.lines) >= BLOCK_RECORDS:
             yield block
             block = Block(source)
