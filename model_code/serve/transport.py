@@ -15,7 +15,9 @@ of uvicorn's httptools protocol:
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from http import HTTPStatus
 
@@ -132,3 +134,9 @@ class Worker(UvicornWorker):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.config.timeout_graceful_shutdown = self.drain_seconds
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        """SIGQUIT (what the arbiter sends on SIGINT, its quick shutdown) drains like SIGTERM. uvicorn-worker
+        routes SIGQUIT here, where gunicorn only clears a flag uvicorn never reads: the worker went on
+        serving until the arbiter's SIGKILL, and its capture was lost."""
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own handler: stop accepting, drain, lifespan shutdown

@@ -208,3 +208,17 @@ def test_a_head_after_a_large_body_in_one_read_is_not_refused(server):
         sock.sendall(second[20:])
         reader = sock.makefile("rb")
         assert [read_response(reader)[0] for _ in range(2)] == [200, 200]
+
+
+def test_sigint_to_the_server_alone_drains_and_flushes_capture(model_dir, tmp_path):
+    """SIGINT to the arbiter (not the whole group, as a terminal would) is gunicorn's quick shutdown: it
+    sends its workers SIGQUIT, which must drain them like SIGTERM, not leave them serving until SIGKILL."""
+    capture = tmp_path / "capture"
+    srv = start_server(model_dir, tmp_path, workers=2, MLOPS_CAPTURE_DIR=str(capture),
+                       MLOPS_CAPTURE_SAMPLING_PERCENTAGE="100")
+    for _ in range(3):
+        assert srv.invoke(GOOD)[0] == 200
+    srv.proc.send_signal(signal.SIGINT)
+    assert srv.proc.wait(10) == 0
+    records = [line for p in capture.rglob("*.jsonl") for line in p.read_text().splitlines()]
+    assert len(records) == 3
