@@ -37,7 +37,7 @@ def _attr(text: str) -> str:
 def _figure(width: float, rows: int, labels: Sequence[str], row_inches: float = 0.2) -> tuple[Figure, float]:
     """A figure for horizontal bars: its height grows with the rows, its left margin with the labels."""
     height = 0.55 + row_inches * max(rows, 1)
-    margin = min(2.2, 0.15 + _CHAR_INCHES * max((len(s) for s in labels), default=1))
+    margin = min(0.4 * width, 0.15 + _CHAR_INCHES * max((len(s) for s in labels), default=1))
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(width, height))
         fig.subplots_adjust(left=margin / width, right=0.97, top=1 - 0.32 / height, bottom=0.2 / height)
