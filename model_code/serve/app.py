@@ -136,7 +136,7 @@ class App:
         return _json_response(200, {"status": "ok", **self.info})
 
     def metrics_text(self) -> Response:
-        return Response(200, metrics.CONTENT_TYPE, self.metrics.render())
+        return Response(200, self.metrics.content_type, self.metrics.render())
 
     def invocations(
         self, content_type: str | None, accept: str | None, body: bytes, inference: str | None = None

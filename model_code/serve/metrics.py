@@ -9,7 +9,6 @@ from model_code import env
 # prometheus_client chooses multiprocess mode once, when it is first imported, from
 # PROMETHEUS_MULTIPROC_DIR: it is imported in the functions below, which run after server.serve set it.
 
-CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"  # prometheus_client.CONTENT_TYPE_LATEST
 MODEL_INFO_LABELS = ("model_sha256", "content_sha256", "mlflow_run_id", "git_sha", "format_version", "sklearn")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -23,8 +22,9 @@ class Metrics:
     """The server's metrics in a registry of their own (a test may build several)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 
+        self.content_type = CONTENT_TYPE_LATEST  # the text format generate_latest writes
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("mlops_serve_requests", "HTTP requests by handler and status code.",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,19 @@ import pytest
 from model_code.data import load_adult, synthesize, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
+SERVER_GROUPS: list[int] = []
+"""Process groups of the serve processes the tests started (each in a session of its own)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_left() -> Iterator[None]:
+    """A test that fails before it stops its server leaves the arbiter and its workers: kill their groups."""
+    yield
+    for group in SERVER_GROUPS:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run_step(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -56,3 +71,17 @@ def raw_strings(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = [None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
                         for v in frame[col]]
     return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained with the train step's own function (about a second), for the serving tests."""
+    from model_code.train import TrainPaths, resolve_hyperparameters, train
+
+    root = tmp_path_factory.mktemp("serve-model")
+    write_csv(synthesize(3000, seed=5), root / "train" / "train.csv")
+    write_csv(synthesize(1000, seed=6), root / "validation" / "validation.csv")
+    hp = resolve_hyperparameters({"max_iter": "40", "permutation_repeats": "1"})
+    train(TrainPaths(root / "train", root / "validation", root / "model", root / "out", root / "hp.json"), hp,
+          environ={})
+    return root / "model"

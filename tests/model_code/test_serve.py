@@ -19,27 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.data import synthesize, write_csv
+from model_code.data import synthesize
 from model_code.model import load_model
 from model_code.schema import ADULT
 from model_code.serve import App, Metrics, ServeConfig, negotiate
-from model_code.train import TrainPaths, resolve_hyperparameters, train
-from tests.model_code.conftest import REPO, raw_strings
+from tests.model_code.conftest import REPO, SERVER_GROUPS, raw_strings
 
 FEATURES = ADULT.feature_names
 STARTUP_DEADLINE = 30.0
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small model trained with the train step's own function (about a second)."""
-    root = tmp_path_factory.mktemp("serve-model")
-    write_csv(synthesize(3000, seed=5), root / "train" / "train.csv")
-    write_csv(synthesize(1000, seed=6), root / "validation" / "validation.csv")
-    hp = resolve_hyperparameters({"max_iter": "40", "permutation_repeats": "1"})
-    train(TrainPaths(root / "train", root / "validation", root / "model", root / "out", root / "hp.json"), hp,
-          environ={})
-    return root / "model"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +80,8 @@ def start_server(model: Path, tmp: Path, workers: int = 1, **env_vars: str) -> S
     log = tmp / f"serve-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "model_code", "serve"], env=env, cwd=tmp,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    SERVER_GROUPS.append(proc.pid)
     server = Server(proc, port, log)
     deadline = time.monotonic() + STARTUP_DEADLINE
     while time.monotonic() < deadline:  # poll /ping until every path is up (or the process died)

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.model_code.test_serve import GOOD, Server, metric_values, model_dir, start_server, wait_for
-
-__all__ = ["model_dir"]  # the module-scoped model fixture, shared
+from tests.model_code.test_serve import GOOD, Server, metric_values, start_server, wait_for
 
 
 @pytest.fixture(scope="module")
