@@ -177,7 +177,7 @@ def main() -> int:
     ref_scores, cur_scores = score(reference), score(current)
     base = bl.compute_baseline(reference, ADULT, {"split": "train", "rows": len(reference), "seed": 1})
     (tmp / "baseline.json").write_text(bl.dumps(base))
-    (tmp / "prediction_baseline.json").write_text(json.dumps(bl.prediction_stats(ref_scores, 0.5)))
+    (tmp / "prediction_baseline.json").write_text(json.dumps(bl.prediction_stats(ref_scores, "binary", 0.5)))
     records = write_capture(current, cur_scores, tmp / "capture")
     size = sum(p.stat().st_size for p in (tmp / "capture").rglob("*.jsonl"))
     ev_ref = reference[ADULT.feature_names].assign(score=ref_scores)

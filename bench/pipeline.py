@@ -91,12 +91,15 @@ for name, part in (("train", train), ("validation", validation), ("test", test))
 PEER_TRAIN = """
 import sys
 import pandas as pd
-from model_code.model import build_estimator
-from model_code.schema import ADULT, coerce
-from model_code.train import HYPERPARAMETERS, estimator_params
-hp = {h.name: h.default for h in HYPERPARAMETERS}
-frame = coerce(pd.read_csv(sys.argv[1]), ADULT, source="bench")
-build_estimator(ADULT, estimator_params(hp)).fit(frame[ADULT.feature_names], frame[ADULT.label].to_numpy())
+from model_code import estimators
+from model_code.problem import step_problem
+from model_code.schema import coerce
+problem = step_problem()
+schema, candidate = problem.schema, problem.candidates[0]
+params = estimators.resolve_params(candidate.estimator, candidate.params)
+frame = coerce(pd.read_csv(sys.argv[1]), schema, source="bench")
+estimator = estimators.build(candidate.estimator, schema, params, 42)
+estimator.fit(frame[schema.feature_names], frame[schema.label].to_numpy())
 """
 
 

@@ -17,8 +17,7 @@ from infra.components.tracking import Tracking, TrackingArgs
 from infra.components.training import Training, TrainingArgs
 from mlops.naming import Names
 from mlops.settings import StackSettings
-from pipelines.bundle import build_bundle
-from pipelines.training import SAMPLE_DATA
+from pipelines.training import code_bundle, sample_data
 
 
 def build_platform(settings: StackSettings) -> None:
@@ -80,13 +79,13 @@ def build_platform(settings: StackSettings) -> None:
             model_package_group_name=names.model_package_group,
             pipeline_name=names.pipeline,
             artifacts_bucket=names.bucket("artifacts"),
-            bundle=build_bundle(),
+            bundle=code_bundle(settings),
             kms_key_arn=storage.key_arn,
             execution_role_arn=access.execution_role_arn,
             repository_url=images.repository_url,
             tags=tags,
             model_consumers=tuple(settings.model_consumers),
-            sample_data=SAMPLE_DATA if settings.seed_sample_data else None,
+            sample_data=sample_data(settings) if settings.seed_sample_data else None,
         ),
     )
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlops.cli_problem import add_problem_commands
 from mlops.settings import PROJECT, REPO_ROOT, SettingsError, load_stack_file, stack_file, stack_names
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -142,12 +143,12 @@ def cmd_model_list(args: argparse.Namespace) -> int:
                 p.version,
                 p.status,
                 p.created.strftime("%Y-%m-%d %H:%M"),
-                "" if p.primary_metric is None else f"{p.primary_metric:.4f}",
+                "" if p.primary_metric is None else f"{p.primary_metric_name} {p.primary_metric:.4f}",
                 p.arn,
             )
             for p in packages
         ],
-        ("VERSION", "STATUS", "CREATED", "AUC", "ARN"),
+        ("VERSION", "STATUS", "CREATED", "PRIMARY METRIC", "ARN"),
     )
     return EXIT_OK
 
@@ -286,9 +287,12 @@ def _state_dir() -> Path:
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from mlops.local.pipeline import run_local
+    from mlops.problems import settings_for
 
-    settings = _stack_settings(args)
-    print(f"Pipeline of stack {settings.stack}, locally (state in {_state_dir()})")
+    settings = settings_for(_stack_settings(args), args.problem)
+    problem = settings.problem_declaration()
+    print(f"Pipeline of stack {settings.stack}, problem {problem.name} ({problem.task}), locally "
+          f"(state in {_state_dir()})")
 
     def started(name: str) -> None:
         print(f"  {name:<18} running...", end="\r", flush=True)
@@ -341,12 +345,13 @@ def cmd_pipeline_runs(args: argparse.Namespace) -> int:
                 r.stack,
                 r.status,
                 f"{r.seconds:.1f}",
-                f"{r.metrics['auc']:.4f}" if "auc" in r.metrics else "",
+                r.problem,
+                f"{r.primary_metric} {r.metrics[r.primary_metric]:.4f}" if r.primary_metric in r.metrics else "",
                 r.package_arn or "-",
             )
             for r in runs
         ],
-        ("RUN", "STACK", "STATUS", "SECONDS", "AUC", "REGISTERED"),
+        ("RUN", "STACK", "STATUS", "SECONDS", "PROBLEM", "PRIMARY METRIC", "REGISTERED"),
     )
     return EXIT_OK
 
@@ -439,7 +444,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mlops.demo import main as demo_main
 
     return demo_main(["--state-dir", str(_state_dir()), "--stack", args.stack, "--container", args.container,
-                      *(["--small"] if args.small else [])])
+                      *(["--small"] if args.small else []),
+                      *(["--problem", str(args.problem)] if args.problem else [])])
 
 
 class _Terminated(Exception):
@@ -587,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=cmd_release_verify)
 
+    add_problem_commands(commands)
     pipeline = commands.add_parser("pipeline", help="the training pipeline: local runs, definition, executions")
     pipeline_actions = pipeline.add_subparsers(dest="action", required=True)
     run = pipeline_actions.add_parser(
@@ -598,7 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--local", action="store_true", required=True, help="run locally (the only mode of `run`)")
     run.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
-    run.add_argument("--data", type=Path, help="CSV file or folder to train on (default: the bundled sample)")
+    run.add_argument("--data", type=Path, help="CSV file or folder to train on (default: the problem's sample)")
+    run.add_argument("--problem", type=Path, metavar="DIR",
+                     help="problem declaration folder (default: the stack's mlops-stack:problem)")
     _container_option(run)
     run.set_defaults(func=cmd_pipeline_run)
     runs = pipeline_actions.add_parser("runs", help="past local runs, newest first")
@@ -629,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
     demo.add_argument("--small", action="store_true", help="small data and traffic (a quicker run)")
+    demo.add_argument("--problem", type=Path, metavar="DIR",
+                      help="problem declaration folder (default: the stack's mlops-stack:problem, the Adult census)")
     _container_option(demo)
     demo.set_defaults(func=cmd_demo)
 

@@ -4,17 +4,19 @@ Stages (each printed with its timing):
 
  1. embedded AWS + MLflow   moto server on 127.0.0.1 (S3, SageMaker registry, CloudWatch), MLflow on SQLite
  2. offline plan            the dev stack's resources under Pulumi mocks, checked by the policy pack
- 3. train champion          the training pipeline, locally (`run_local`) on a random sample of the real
-                            Adult data; the other real rows are held out (traffic, retrain data, comparison)
+ 3. train champion          the training pipeline, locally (`run_local`) on a random sample of the stack
+                            problem's data (`--problem`, default the Adult census); the other real rows
+                            are held out (traffic, retrain data, comparison)
  4. approve champion        `registry.approve`: the package becomes the stack's champion
  5. serve champion          `serve_local`: the image's `serve` entrypoint on a free port, data capture on;
                             `monitor.baseline` fetches the champion's drift baseline
  6. held-out traffic        requests of 1-20 held-out real rows; then one drift job run (a datapoint: no drift)
- 7. drifted traffic         the population changes: held-out real rows with every age +15 years and a
-                            workclass the schema does not know ("Gig-economy") on 10% of rows; one drift
+ 7. drifted traffic         the population changes (mlops/demo_data.py: the first numeric feature + 1.1
+                            std, e.g. Adult's age +15 years, and a value of the first categorical feature
+                            the declaration does not know on 10% of rows); one drift
                             job run per window: the alarm fires at M of N datapoints (stack settings)
                             and starts the retrain (`monitor.run` -> `run_local`) on labelled rows of the
-                            new population (the rows the drifted traffic came from, age shifted)
+                            new population (the rows the drifted traffic came from, shifted)
  8. challenger vs champion  both models scored locally on the same held-out real rows of the new
                             population (neither saw them)
  9. promote                 approve the challenger when it is better; `release promote` pins it in a
@@ -66,10 +68,6 @@ from mlops.settings import REPO_ROOT, StackSettings, load_stack_file, stack_file
 DEMO_DIR = "demo"
 RECORD = "demo.json"
 LATEST = "latest"
-AGE_SHIFT = 15.0
-NEW_CATEGORY = ("workclass", "Gig-economy", 0.10)
-"""The change of the population the drifted traffic comes from: every age + AGE_SHIFT years, and a
-workclass the schema does not know on 10% of rows."""
 FLUSH_TIMEOUT_S = 15.0
 
 
@@ -367,13 +365,15 @@ def run_demo(
     seed: int = 7,
     root: Path = REPO_ROOT,
     container: str = "auto",
+    problem: Path | None = None,
 ) -> DemoResult:
     """The whole lifecycle in `<state_dir>/demo/<run id>/`; see the module docstring.
 
     `train_rows` real rows train the champion (the rest are held out and feed the first traffic
     stream), `challenger_rows` labelled rows of the new population train the challenger,
     `heldout_rows` fresh rows of the new population decide between them, and every traffic window
-    sends `requests` requests. Raises DemoError when a stage fails, KeyboardInterrupt when
+    sends `requests` requests. `problem` is a declaration folder instead of the stack's (`--problem`).
+    Raises DemoError when a stage fails, KeyboardInterrupt when
     interrupted; either way every process it started is stopped first.
     """
     state_dir = Path(state_dir)
@@ -383,11 +383,14 @@ def run_demo(
     for other, pid in running_demos(state_dir):
         out(f"note: demo run {other} (pid {pid}) is also running; both work (separate folders, free ports) "
             "but share the CPU")
-    settings = load_stack_file(stack_file(stack, root))
+    from mlops.problems import settings_for
+
+    settings = settings_for(load_stack_file(stack_file(stack, root)), problem)
     run_id, run_dir = _new_run_dir(state_dir)
     result = DemoResult(run_id, run_dir, settings.stack, datetime.now(UTC).isoformat(timespec="seconds"))
     _write_record(run_dir, pid=os.getpid(), status="running", started=result.started, stack=settings.stack)
-    out(f"mlops demo: the lifecycle of stack {settings.stack} on embedded defaults")
+    out(f"mlops demo: the lifecycle of stack {settings.stack}, problem {settings.problem_declaration().name}, "
+        "on embedded defaults")
     out(f"run folder: {run_dir}")
     started = time.monotonic()
     endpoint_holder: list[Any] = []
@@ -429,17 +432,18 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
 
     from mlops import monitor
     from mlops import serve_local as local_serving
+    from mlops.demo_data import load_sample, model_metrics, partition, population_change, write_rows
     from mlops.local import pipeline as local_pipeline
     from mlops.plan import plan_stack_file
     from mlops.registry import Aws, approve
-    from model_code.data import load_adult, write_csv
-    from model_code.schema import ADULT
     from policies.offline import evaluate
 
     # Every job and endpoint of the demo runs where --container says (the image, or its requirements' venv).
     run_local = functools.partial(local_pipeline.run_local, container=container)
     serve_local = functools.partial(local_serving.serve_local, container=container)
-    features = ADULT.feature_names
+    problem = settings.problem_declaration()
+    features = problem.schema.feature_names
+    primary, higher = problem.primary_metric, problem.direction == "higher"
     data_dir = run_dir / "data"
     stage = progress.stage
     line = progress.line
@@ -473,22 +477,25 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
 
     # 3 ----------------------------------------------------------------------------------------------
     with stage("Train the champion (training pipeline, locally)") as s:
-        real = load_adult()
-        parts = _partition(len(real), seed, train=train_rows, challenger=challenger_rows, comparison=heldout_rows)
+        real = load_sample(problem)
+        parts = partition(len(real), seed, train=train_rows, challenger=challenger_rows, comparison=heldout_rows)
         train, later, comparison, heldout_real = (real.iloc[parts[k]].reset_index(drop=True)
                                                   for k in ("train", "challenger", "comparison", "rest"))
-        train_csv = write_csv(train, data_dir / "champion-train.csv")
-        line(s, f"data: {len(train):,} rows of the real Adult dataset; the other {len(real) - len(train):,} are "
-                "held out (traffic, the retrain's data, the final comparison)")
+        change = population_change(problem, train)
+        train_csv = write_rows(train, problem, data_dir / "champion-train.csv")
+        line(s, f"problem {problem.name} ({problem.task}, primary metric {primary}); data: {len(train):,} rows of "
+                f"its sample; the other {len(real) - len(train):,} are held out (traffic, the retrain's data, the "
+                "final comparison)")
         champion = _train(settings, run_dir, train_csv, "champion",
-                          f"{len(train):,} real Adult rows (random sample, seed {seed})", run_local, progress, s)
+                          f"{len(train):,} real {problem.name} rows (random sample, seed {seed})", run_local,
+                          progress, s)
         result.models.append(champion)
 
     # 4 ----------------------------------------------------------------------------------------------
     with stage("Approve the champion") as s, local_aws.environment(server):
-        change = approve(settings, champion.package_arn, description="demo: first model", aws=aws)
-        champion.status = change.package.status
-        line(s, f"{champion.package_arn}: {change.previous_status} -> {change.package.status}")
+        approval = approve(settings, champion.package_arn, description="demo: first model", aws=aws)
+        champion.status = approval.package.status
+        line(s, f"{champion.package_arn}: {approval.previous_status} -> {approval.package.status}")
         aliases = sync_aliases(settings, run_dir, aws)
         group = Names.of(settings).model_package_group
         line(s, f"MLflow: models:/{group}@champion is version {aliases.get('champion')}")
@@ -548,16 +555,15 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
 
     # 7 ----------------------------------------------------------------------------------------------
     with stage("Drifted traffic, drift alarm, retrain") as s:
-        # The retrain's labelled data: the new population's rows, age shifted; without the new
+        # The retrain's labelled data: the new population's rows, shifted; without the new
         # category, which the schema does not know (validate rejects it; serving scores it as missing).
-        challenger_csv = write_csv(shift_population(later, seed + 100, new_category=False),
-                                   data_dir / "challenger-train.csv")
-        line(s, f"the population changes: age +{AGE_SHIFT:g} years, a new workclass '{NEW_CATEGORY[1]}' on "
-                f"{NEW_CATEGORY[2]:.0%} of rows (applied to held-out real rows)")
+        challenger_csv = write_rows(change.apply(later, seed + 100, new_category=False), problem,
+                                    data_dir / "challenger-train.csv")
+        line(s, f"the population changes: {change.describe()} (applied to held-out real rows)")
         rule = monitor.AlarmRule.of(settings)
         retrain = None
         for index in range(rule.evaluation_periods):
-            drifted = shift_population(later, seed + 10 + index, new_category=True).sample(
+            drifted = change.apply(later, seed + 10 + index, new_category=True).sample(
                 frac=1.0, random_state=seed + index)
             outcome = window(s, f"drifted window {index + 1}", drifted, seed + 20 + index, challenger_csv)
             if outcome.retrain.action == monitor.STARTED:
@@ -575,31 +581,34 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
             )
         challenger = _model_from_run(run_dir, retrain.execution_id, "challenger",
                                      f"{len(later):,} labelled rows of the new population (held-out real rows, "
-                                     f"age +{AGE_SHIFT:g})")
+                                     f"{change.numeric} {change.shift:+g})")
         result.models.append(challenger)
         line(s, f"retrain {retrain.execution_id}: {retrain.status} in {challenger.seconds:.1f} s; registered "
-                f"{challenger.package_arn} (PendingManualApproval), test auc {challenger.metrics.get('auc', 0):.4f}")
+                f"{challenger.package_arn} (PendingManualApproval), test {primary} "
+                f"{challenger.metrics.get(primary, float('nan')):.4f}")
 
     result.serving_metrics["champion"] = parse_prometheus(endpoint.get("/metrics")[1].decode())
 
     # 8 ----------------------------------------------------------------------------------------------
     with stage("Challenger vs champion on fresh data of the new population") as s:
-        fresh = shift_population(comparison, seed + 1000, new_category=True)
-        write_csv(fresh, data_dir / "comparison-heldout.csv")
+        fresh = change.apply(comparison, seed + 1000, new_category=True)
+        write_rows(fresh, problem, data_dir / "comparison-heldout.csv")
         scores = {}
         for model in (champion, challenger):
-            scores[model.role] = _score(settings, run_dir, model.package_arn, fresh, features, ADULT.label)
+            loaded = _load(settings, run_dir, model.package_arn)
+            scores[model.role] = model_metrics(loaded, problem, fresh)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in scores[model.role].items())
             line(s, f"{model.role} v{model.version}: {shown}")
-        better = scores["challenger"]["auc"] > scores["champion"]["auc"]
+        new, old = scores["challenger"][primary], scores["champion"][primary]
+        better = new > old if higher else new < old
         result.comparison = {
-            "data": f"{len(fresh):,} held-out real rows with the population change applied (age +{AGE_SHIFT:g}, "
-                    f"{NEW_CATEGORY[2]:.0%} '{NEW_CATEGORY[1]}'), seen by neither model",
-            "rows": len(fresh), "metric": "auc", "scores": scores,
+            "data": f"{len(fresh):,} held-out real rows with the population change applied ({change.describe()}), "
+                    "seen by neither model",
+            "rows": len(fresh), "metric": primary, "direction": problem.direction, "scores": scores,
             "winner": "challenger" if better else "champion",
         }
-        line(s, f"winner on auc: {result.comparison['winner']} "
-                f"({scores['challenger']['auc']:.4f} vs {scores['champion']['auc']:.4f})")
+        line(s, f"winner on {primary} ({problem.direction} is better): {result.comparison['winner']} "
+                f"({new:.4f} vs {old:.4f})")
 
     # 9 ----------------------------------------------------------------------------------------------
     with stage("Promote the challenger" if better else "Keep the champion") as s:
@@ -644,39 +653,6 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _partition(rows: int, seed: int, **sizes: int) -> dict[str, np.ndarray]:
-    """Disjoint random row sets of the given sizes (shrunk to fit), and `rest`: the rows left over."""
-    order = np.random.default_rng(seed).permutation(rows)
-    parts, position = {}, 0
-    budget = max(rows - 2000, 0)  # keep at least 2,000 rows for the held-out traffic
-    scale = min(1.0, budget / max(sum(sizes.values()), 1))
-    for name, size in sizes.items():
-        take = int(size * scale)
-        parts[name] = order[position : position + take]
-        position += take
-    parts["rest"] = order[position:]
-    return parts
-
-
-def shift_population(frame: pd.DataFrame, seed: int, *, new_category: bool) -> pd.DataFrame:
-    """The population change of the demo, applied to real rows (the same knobs as
-    model_code.data.Drift: mean_shift age, new_category workclass): every age + AGE_SHIFT (clipped to
-    the schema's maximum: beyond it a row is a data error, not drift), and a category the schema does
-    not know on a share of the rows."""
-    from model_code.schema import ADULT, NumericFeature
-
-    out = frame.copy()
-    age = ADULT.feature("age")
-    upper = age.maximum if isinstance(age, NumericFeature) else None
-    out["age"] = (out["age"] + AGE_SHIFT).clip(upper=upper)
-    if new_category:
-        column, category, share = NEW_CATEGORY
-        rows = np.random.default_rng(seed).choice(len(out), size=round(share * len(out)), replace=False)
-        out[column] = out[column].astype(object)
-        out.iloc[rows, out.columns.get_loc(column)] = category
-    return out
-
-
 def _train(settings: StackSettings, run_dir: Path, data: Path, role: str, description: str, run_local: Any,
            progress: _Progress, stage: Stage) -> ModelVersion:
     def finished(step: Any) -> None:
@@ -690,8 +666,10 @@ def _train(settings: StackSettings, run_dir: Path, data: Path, role: str, descri
         folder = run_dir / "runs" / run.execution_id
         raise DemoError(f"training the {role} failed: {run.failure}; step logs under {folder}")
     model = _model_from_run(run_dir, run.execution_id, role, description)
-    progress.line(stage, f"registered {model.package_arn} (PendingManualApproval), test auc "
-                         f"{model.metrics.get('auc', 0):.4f}, MLflow run {model.lineage.get('mlflow_run_id', '')}")
+    metric = settings.problem_declaration().primary_metric
+    progress.line(stage, f"registered {model.package_arn} (PendingManualApproval), test {metric} "
+                         f"{model.metrics.get(metric, float('nan')):.4f}, MLflow run "
+                         f"{model.lineage.get('mlflow_run_id', '')}")
     return model
 
 
@@ -717,20 +695,13 @@ def _model_from_run(run_dir: Path, execution_id: str, role: str, description: st
     )
 
 
-def _score(settings: StackSettings, run_dir: Path, package_arn: str, frame: pd.DataFrame, features: list[str],
-           label: str) -> dict[str, float]:
-    """A registered model's metrics on `frame`, scored in this process from its model.tar.gz."""
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
+def _load(settings: StackSettings, run_dir: Path, package_arn: str) -> Any:
+    """A registered model, loaded in this process from its model.tar.gz."""
     from mlops.serve_local import download_model, resolve_package
     from model_code.model import load_model
 
     package, url = resolve_package(settings, package_arn, state_dir=run_dir)
-    model = load_model(download_model(settings, package, url, state_dir=run_dir))
-    scores = model.predict_proba(frame.loc[:, features])
-    y = frame[label].to_numpy()
-    return {"auc": float(roc_auc_score(y, scores)), "log_loss": float(log_loss(y, np.clip(scores, 1e-7, 1 - 1e-7))),
-            "accuracy": float(accuracy_score(y, scores >= model.threshold))}
+    return load_model(download_model(settings, package, url, state_dir=run_dir))
 
 
 def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, challenger: ModelVersion, aws: Any,
@@ -790,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--small", action="store_true", help="small data and traffic (tests)")
     parser.add_argument("--container", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--problem", type=Path, help="problem declaration folder (default: the stack's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sizes = SMALL if args.small else {}
@@ -797,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(state_dir=args.state_dir, stack=args.stack, out=lambda text: print(text, flush=True),
                  train_rows=sizes.get("train_rows", 16_000), challenger_rows=sizes.get("challenger_rows", 16_000),
                  heldout_rows=sizes.get("heldout_rows", 5_000), requests=sizes.get("requests", 200),
-                 container=args.container)
+                 container=args.container, problem=args.problem)
     except KeyboardInterrupt:
         print("demo interrupted; every process it started is stopped. Run it again to start over.", flush=True)
         return 130

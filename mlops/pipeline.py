@@ -17,7 +17,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mlops.naming import Names
 from mlops.registry import Aws, ReleaseError, aws_call, aws_error, is_not_found
 from mlops.settings import StackSettings
-from pipelines.bundle import build_bundle
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 
@@ -31,7 +30,7 @@ class Execution:
 
 def stack_definition(settings: StackSettings, image_tag: str, *, aws: Aws | None = None) -> str:
     """The definition `pulumi up` deploys for `image_tag`, with the key ARN looked up by its alias."""
-    from pipelines.training import definition_json
+    from pipelines.training import code_bundle, definition_json
 
     aws = aws or Aws.from_env()
     names = Names.of(settings)
@@ -40,7 +39,7 @@ def stack_definition(settings: StackSettings, image_tag: str, *, aws: Aws | None
     return definition_json(
         settings,
         image_uri=f"{names.ecr_url}:{image_tag}",
-        code_bundle_uri=build_bundle().uri(names.bucket("artifacts")),
+        code_bundle_uri=code_bundle(settings).uri(names.bucket("artifacts")),
         role_arn=names.execution_role_arn,
         kms_key_arn=key_arn,
         git_sha=image_tag,

@@ -10,10 +10,12 @@ Every package carries `CustomerMetadataProperties` (string -> string; SageMaker 
 keys <= 128 and values <= 256 characters of letters, digits, spaces and `_.:/=+-@`; no empty
 values):
 
-    metrics (decimal strings, test split, from evaluation.json `metrics.<name>.value`):
-      "auc"            ROC AUC, e.g. "0.9132". THE promotion metric (higher is better); the same
-                       number the pipeline's Condition step compares with evaluationMinAuc.
-      "accuracy", "precision", "recall", "f1", "log_loss", "brier"   optional, shown by `list`
+    metrics (decimal strings, test split, from evaluation.json `metrics.<name>.value`): every metric
+    of the problem's task (model_code/metrics.py), e.g. "0.9132"
+      "primary_metric"            the name of THE promotion metric, the one the pipeline's Condition
+                                  step compared with MinTestMetric
+      "primary_metric_direction"  higher | lower: which way it is better
+      "problem"                   the problem's name (model_code/problem.py)
     lineage (what DESIGN.md's reproducibility promise needs):
       "mlflow_run_id"  MLflow run of the training step
       "git_sha"        commit of model_code/ and pipelines/ (also the image tag)
@@ -23,7 +25,7 @@ values):
       "previous_pin:<stack>"   the package `<stack>` pinned before this one was promoted there
 
 In a SageMaker pipeline a metric goes in as a string, e.g.
-`Join(on="", values=[JsonGet(step_name=..., property_file=evaluation, json_path="metrics.auc.value")])`.
+`Join(on="", values=[JsonGet(step_name=..., property_file=evaluation, json_path="metrics.<name>.value")])`.
 `ModelMetrics.ModelQuality.Statistics` should point at the same evaluation.json (its
 `binary_classification_metrics` block is the layout Studio renders); it is exposed as
 `ModelPackage.evaluation_report_uri` but not downloaded: the metadata is the fast, S3-free source.
@@ -51,14 +53,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.naming import Names
 from mlops.settings import StackSettings
+from model_code import metrics as task_metrics
 
 ENDPOINT_URL_ENV = "AWS_ENDPOINT_URL"
 """Environment variable: base URL of every AWS API (local mode: the embedded moto server). Unset
 or empty talks to AWS. boto3 reads it too; naming it here keeps the one place that declares it."""
 
-PRIMARY_METRIC = "auc"
-"""The metric `promote` compares (higher is better)."""
-METRIC_KEYS = ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+METRIC_KEYS = tuple(dict.fromkeys(m.name for task in task_metrics.BY_TASK.values() for m in task))
+"""Every metric of any task: the metadata keys read as numbers."""
 LINEAGE_KEYS = ("mlflow_run_id", "git_sha", "image_digest", "code_bundle_sha256", "data_sha256")
 PREVIOUS_PIN_PREFIX = "previous_pin:"
 
@@ -194,8 +196,22 @@ class ModelPackage:
         return parse_package_arn(self.arn).region
 
     @property
+    def primary_metric_name(self) -> str:
+        """The metric promotion compares (the package's `primary_metric`); empty when unrecorded."""
+        return self.metadata.get("primary_metric", "")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metadata.get("primary_metric_direction", "higher") != "lower"
+
+    @property
     def primary_metric(self) -> float | None:
-        return self.metrics.get(PRIMARY_METRIC)
+        return self.metrics.get(self.primary_metric_name) if self.primary_metric_name else None
+
+    def beats(self, other: float) -> bool:
+        """Whether this package's primary metric is strictly better than ``other``."""
+        value = self.primary_metric
+        return value is not None and (value > other if self.higher_is_better else value < other)
 
     def previous_pin(self, stack: str) -> str | None:
         """The package `stack` pinned before this one was promoted there (None if not recorded)."""

@@ -50,7 +50,6 @@ from mlops.naming import Names
 from mlops.registry import (
     APPROVED,
     PREVIOUS_PIN_PREFIX,
-    PRIMARY_METRIC,
     Aws,
     ModelPackage,
     ReleaseError,
@@ -163,8 +162,10 @@ def promote(
     """Pin the source stack's latest approved package (or `package_arn`, of the source's group) in
     the target stack file.
 
-    Refused (unless `force`): the package's `auc` is missing, below the target's evaluationMinAuc,
-    or not strictly better than the target's current pin. On success the replaced pin is recorded
+    Refused (unless `force`): the package's primary metric (its `primary_metric` metadata) is
+    missing, does not clear the target's evaluationMinMetric (when set) in the metric's direction,
+    or is not strictly better than the target's current pin on the same metric (a pin of another
+    problem, or another primary metric, cannot be compared). On success the replaced pin is recorded
     on the promoted package (`previous_pin:<target>`) for `rollback`, then the file is written.
     """
     aws = aws or Aws.from_env()
@@ -179,41 +180,23 @@ def promote(
     package = _source_package(from_settings, package_arn, aws)
     old_arn = target.approved_model_package_arn
     new_metric = package.primary_metric
+    metric = package.primary_metric_name
 
     if old_arn == package.arn:
-        return PinChange(
-            target.stack, target_file, old_arn, package.arn, False, PRIMARY_METRIC, new_metric, new_metric, force, ""
-        )
+        return PinChange(target.stack, target_file, old_arn, package.arn, False, metric, new_metric, new_metric,
+                         force, "")
 
     old_metric: float | None = None
+    old_name = ""
     if old_arn:
         try:
-            old_metric = describe_package(old_arn, aws=aws).primary_metric
+            old = describe_package(old_arn, aws=aws)
+            old_metric, old_name = old.primary_metric, old.primary_metric_name
         except ReleaseError as error:
             if not force:
                 raise ReleaseError(f"stack {target.stack}'s pinned package ({target_file.name}): {error}") from None
     if not force:
-        if new_metric is None:
-            raise ReleaseError(
-                f"model package {package.arn} records no {PRIMARY_METRIC!r} in its CustomerMetadataProperties; "
-                f"cannot compare it with stack {target.stack}'s model (force to promote anyway)"
-            )
-        if new_metric < target.evaluation_min_auc:
-            raise ReleaseError(
-                f"model package {package.arn} has {PRIMARY_METRIC} {new_metric:.4f}, below stack {target.stack}'s "
-                f"evaluationMinAuc {target.evaluation_min_auc:.4f} ({target_file.name})"
-            )
-        if old_arn and old_metric is None:
-            raise ReleaseError(
-                f"stack {target.stack}'s pinned package {old_arn} records no {PRIMARY_METRIC!r}; "
-                f"cannot tell whether {package.arn} is better (force to promote anyway)"
-            )
-        if old_metric is not None and not new_metric > old_metric:
-            raise ReleaseError(
-                f"model package {package.arn} ({PRIMARY_METRIC} {new_metric:.4f}) is not better than stack "
-                f"{target.stack}'s pinned {old_arn} ({PRIMARY_METRIC} {old_metric:.4f}); "
-                "promotion needs a strictly better model (force to override)"
-            )
+        _check_promotion(package, target, target_file, old_arn, old_name, old_metric)
 
     record = PREVIOUS_PIN_PREFIX + target.stack
     if old_arn:
@@ -229,12 +212,50 @@ def promote(
         old_arn=old_arn,
         new_arn=package.arn,
         changed=True,
-        metric=PRIMARY_METRIC,
+        metric=metric,
         old_metric=old_metric,
         new_metric=new_metric,
         forced=force,
         diff=_diff(target_file, old_text, new_text),
     )
+
+
+def _check_promotion(package: ModelPackage, target: StackSettings, target_file: Path, old_arn: str, old_name: str,
+                     old_metric: float | None) -> None:
+    """Why `package` may not replace the target's pin `old_arn` (ReleaseError), or nothing."""
+    metric, value = package.primary_metric_name, package.primary_metric
+    if value is None:
+        raise ReleaseError(
+            f"model package {package.arn} records no primary metric ({'primary_metric' if not metric else metric!r}) "
+            f"in its CustomerMetadataProperties; cannot compare it with stack {target.stack}'s model "
+            "(force to promote anyway)"
+        )
+    direction = "at least" if package.higher_is_better else "at most"
+    if target.evaluation_min_metric and not _clears(package, float(target.evaluation_min_metric)):
+        raise ReleaseError(
+            f"model package {package.arn} has {metric} {value:.4f}; stack {target.stack}'s evaluationMinMetric "
+            f"asks {direction} {float(target.evaluation_min_metric):.4f} ({target_file.name})"
+        )
+    if not old_arn:
+        return
+    if old_metric is None or old_name != metric:
+        raise ReleaseError(
+            f"stack {target.stack}'s pinned package {old_arn} records "
+            + (f"primary metric {old_name!r}, not {metric!r}" if old_metric is not None else "no primary metric")
+            + f"; cannot tell whether {package.arn} is better (force to promote anyway)"
+        )
+    if not package.beats(old_metric):
+        raise ReleaseError(
+            f"model package {package.arn} ({metric} {value:.4f}) is not better than stack "
+            f"{target.stack}'s pinned {old_arn} ({metric} {old_metric:.4f}); "
+            "promotion needs a strictly better model (force to override)"
+        )
+
+
+def _clears(package: ModelPackage, threshold: float) -> bool:
+    value = package.primary_metric
+    assert value is not None
+    return value >= threshold if package.higher_is_better else value <= threshold
 
 
 def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -> PinChange:
@@ -277,7 +298,7 @@ def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -
         old_arn=current_arn,
         new_arn=previous.arn,
         changed=True,
-        metric=PRIMARY_METRIC,
+        metric=current.primary_metric_name,
         old_metric=current.primary_metric,
         new_metric=previous.primary_metric,
         forced=force,

@@ -150,7 +150,8 @@ def _plan(result: dict[str, Any]) -> str:
 
 def _metrics(result: dict[str, Any]) -> str:
     models = result.get("models") or []
-    names = ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier", "rows")
+    # the problem's metrics, as the Evaluate step reported them (model_code/metrics.py, per task)
+    names = (*dict.fromkeys(k for m in models for k in (m.get("metrics") or {}) if k != "rows"), "rows")
     rows = []
     for m in models:
         metrics = m.get("metrics") or {}
@@ -254,10 +255,12 @@ def _comparison(result: dict[str, Any]) -> str:
     scores = comparison.get("scores") or {}
     metrics = sorted({k for s in scores.values() for k in s})
     rows = [[escape(role), *[_fmt(s.get(k)) for k in metrics]] for role, s in scores.items()]
-    chart = _hbars(list(scores), [float(s.get("auc") or 0) for s in scores.values()], "AUC on the same fresh data",
+    metric = str(comparison.get("metric", ""))
+    chart = _hbars(list(scores), [float(s.get(metric) or 0) for s in scores.values()],
+                   f"{metric} on the same fresh data ({comparison.get('direction', 'higher')} is better)",
                    highlight={comparison.get("winner", "")})
     return (f'<section id="comparison"><h2>Challenger vs champion</h2><p>{escape(comparison.get("data", ""))}. '
-            f"Winner on {escape(comparison.get('metric', 'auc'))}: <b>{escape(comparison.get('winner', ''))}</b>.</p>"
+            f"Winner on {escape(metric)}: <b>{escape(comparison.get('winner', ''))}</b>.</p>"
             f'{_table(["model", *metrics], rows)}<figure>{chart}</figure></section>')
 
 

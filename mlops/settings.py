@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from model_code import metrics
+from model_code.problem import Problem, load_problem
 
 PROJECT = "mlops-stack"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +129,33 @@ def check_cron(value: Any) -> str | None:
     if (parts[2] == "?") == (parts[4] == "?"):
         return f"{value!r}: exactly one of day-of-month and day-of-week must be '?'"
     return None
+
+
+def _number_error(value: Any) -> str | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not a number"
+    return None if number == number and abs(number) != float("inf") else f"{value!r} is not a finite number"
+
+
+def _problem_error(value: Any) -> str | None:
+    from model_code.problem import ProblemError
+
+    try:
+        _cached_problem(REPO_ROOT / value)
+    except ProblemError as error:
+        return "; ".join(error.problems) + f" ({error.source})"
+    return None
+
+
+@functools.cache
+def _cached_problem(folder: Path) -> Problem:
+    return load_problem(folder)
+
+
+RENAMED = {"evaluationMinAuc": "evaluationMinMetric"}
+"""Keys that were renamed: a stack file that still has the old one is refused with the new name."""
 
 
 def _setting(default: Any = _REQUIRED, *, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
@@ -244,8 +275,18 @@ class StackSettings:
         doc="Instance type of the training step.",
         check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
     )
-    evaluation_min_auc: float = _setting(
-        0.75, doc="The pipeline registers a model only if its test AUC is at least this.", check=_between(0.5, 1.0)
+    problem: str = _setting(
+        "problems/adult",
+        doc="Folder of the stack's problem declaration (problem.yaml: data, task, metrics, candidates), relative to "
+        "the project; the code bundle carries it to every pipeline step.",
+        check=lambda value: _problem_error(value),
+    )
+    evaluation_min_metric: str = _setting(
+        "",
+        doc="The pipeline registers a model only if its test value of the problem's primary metric clears this, in "
+        "the metric's direction (at least it when higher is better, at most when lower); empty: the problem's own "
+        "metrics.threshold.",
+        check=_optional(lambda value: _number_error(value)),
     )
 
     endpoint_instance_type: str = _setting(
@@ -331,12 +372,33 @@ class StackSettings:
         check=_optional(_matches(_EMAIL, "an email address")),
     )
 
+    @property
+    def problem_dir(self) -> Path:
+        return REPO_ROOT / self.problem
+
+    def problem_declaration(self) -> Problem:
+        """The stack's problem (model_code/problem.py), read once per folder."""
+        return _cached_problem(self.problem_dir)
+
+    @property
+    def min_test_metric(self) -> float:
+        """The registration threshold: evaluationMinMetric, else the problem's metrics.threshold."""
+        declared = self.problem_declaration()
+        return float(self.evaluation_min_metric) if self.evaluation_min_metric else declared.metric_threshold
+
     def __post_init__(self) -> None:
         problems = [
             f"{config_key(f.name)}: {error}"
             for f in dataclasses.fields(self)
             if (check := f.metadata.get("check")) and (error := check(getattr(self, f.name)))
         ]
+        problem_ok = not any(p.startswith(config_key("problem")) for p in problems)
+        if problem_ok and self.evaluation_min_metric and not _number_error(self.evaluation_min_metric):
+            declared = self.problem_declaration()
+            spec = metrics.spec(declared.task, declared.primary_metric)
+            if error := spec.check_threshold(float(self.evaluation_min_metric)):
+                problems.append(f"{config_key('evaluation_min_metric')}: {error} (the primary metric of "
+                                f"{self.problem})")
         if self.endpoint_max_capacity < self.endpoint_min_capacity:
             problems.append(
                 f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
@@ -482,7 +544,10 @@ def from_config_map(stack: str, config: Mapping[str, Any], source: str) -> Stack
     if not _STACK_NAME.match(stack):
         problems.append(f"stack name {stack!r} must be 1-16 lowercase letters, digits or '-', starting with a letter")
     for key in config:
-        if key.startswith(f"{PROJECT}:") and key not in keys:
+        if (old := key.removeprefix(f"{PROJECT}:")) in RENAMED and key.startswith(f"{PROJECT}:"):
+            problems.append(f"{key}: renamed to {PROJECT}:{RENAMED[old]} (a threshold on the problem's primary "
+                            "metric, in its direction; empty uses the problem's metrics.threshold)")
+        elif key.startswith(f"{PROJECT}:") and key not in keys:
             close = difflib.get_close_matches(key, list(keys), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(f"{key}: unknown key{hint}")

@@ -30,9 +30,10 @@ Format ``mlops-stack/drift-baseline`` v1::
                                                   # seen in train (sum 1); anything else is "unseen"
         }
       },
-      "label": {"name": "income_gt_50k", "shares": {"0": 0.76, "1": 0.24}},
+      "label": {"name": "income_gt_50k", "shares": {"0": 0.76, "1": 0.24}},   # classification: share
+                           # per class value; regression: the numeric statistics of the target
       "prediction": null   # filled by train when it knows the model: same shape as a numeric feature,
-                           # for the positive-class score on the validation split, plus "positive_rate"
+                           # for the model's score on the validation split (prediction_stats), plus "task"
     }
 
 All floats are rounded to 10 significant digits so the file is byte-stable across platforms.
@@ -129,23 +130,42 @@ def compute_baseline(train: pd.DataFrame, schema: Schema, source: dict[str, Any]
             features[f.name] = numeric_stats(train[f.name].to_numpy(dtype=float))
         else:
             features[f.name] = categorical_stats(train[f.name])
-    label = train[schema.label].value_counts(normalize=True)
+    if schema.is_classification:  # the split holds class indices; the shares are keyed by class value
+        shares = train[schema.label].value_counts(normalize=True)
+        label = {"name": schema.label,
+                 "shares": {str(v): _r(shares.get(i, 0.0)) for i, v in enumerate(schema.label_values)}}
+    else:
+        label = {"name": schema.label, **numeric_stats(train[schema.label].to_numpy(dtype=float))}
     return {
         "format": BASELINE_FORMAT,
         "format_version": BASELINE_FORMAT_VERSION,
         "schema": schema.name,
         "source": source,
         "features": features,
-        "label": {"name": schema.label,
-                  "shares": {str(v): _r(label.get(v, 0.0)) for v in schema.label_values}},
+        "label": label,
         "prediction": None,
     }
 
 
-def prediction_stats(scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    stats = numeric_stats(scores)
-    stats["positive_rate"] = _r(float(np.mean(scores >= threshold))) if len(scores) else 0.0
-    stats["threshold"] = threshold
+def prediction_stats(output: np.ndarray, task: str = "binary", threshold: float = 0.5,
+                     classes: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """The reference for prediction drift, from the model's output on the validation split: the
+    positive-class probability (binary, plus the positive rate at the threshold), the predicted
+    value (regression), or (multiclass) the share of each predicted class, keyed by class value, in
+    the shape of a categorical feature's statistics."""
+    if task == "binary":
+        scores = output[:, 1] if output.ndim == 2 else output
+        stats = numeric_stats(scores)
+        stats["positive_rate"] = _r(float(np.mean(scores >= threshold))) if len(scores) else 0.0
+        stats["threshold"] = threshold
+    elif task == "multiclass":
+        counts = np.bincount(output.argmax(axis=1), minlength=output.shape[1]) / max(len(output), 1)
+        names = [str(c) for c in classes] if classes else [str(i) for i in range(output.shape[1])]
+        stats = {"kind": "categorical", "count": int(len(output)), "missing_share": 0.0,
+                 "frequencies": {n: _r(float(c)) for n, c in zip(names, counts, strict=True)}}
+    else:
+        stats = numeric_stats(output)
+    stats["task"] = task
     return stats
 
 

@@ -41,8 +41,8 @@ import pandas as pd
 
 from model_code.schema import ADULT, DataError, Schema, coerce
 
-DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
-ADULT_CSV = DATASETS_DIR / "adult.csv.gz"
+DATASETS_DIR = Path(__file__).resolve().parent.parent / "problems" / "adult"
+ADULT_CSV = DATASETS_DIR / "data.csv.gz"
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 

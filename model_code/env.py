@@ -126,6 +126,13 @@ SM_OUTPUT_DIR: EnvVar[Path] = EnvVar(
     "Folder where a failed training job writes 'failure' (SageMaker shows it as FailureReason).",
 )
 
+# --- the problem declaration ---------------------------------------------------------------
+MLOPS_PROBLEM_DIR: EnvVar[Path | None] = EnvVar(
+    "MLOPS_PROBLEM_DIR", None, lambda raw: Path(raw) if raw else None,
+    "Folder of the problem declaration (problem.yaml) that validate, preprocess and train read when "
+    "--problem is not given; unset: the code bundle's problem/ folder, else the repository's problems/adult.",
+)
+
 # --- MLflow tracking -------------------------------------------------------------------------
 MLFLOW_TRACKING_URI: EnvVar[str | None] = EnvVar(
     "MLFLOW_TRACKING_URI", None, _optional_str,
@@ -254,6 +261,7 @@ ALL: tuple[EnvVar, ...] = (
     SM_OUTPUT_DATA_DIR,
     SM_INPUT_CONFIG_DIR,
     SM_OUTPUT_DIR,
+    MLOPS_PROBLEM_DIR,
     MLFLOW_TRACKING_URI,
     MLFLOW_EXPERIMENT_NAME,
     MLFLOW_RUN_ID,

@@ -9,18 +9,20 @@ Command line (SageMaker processing job)::
 ``<output>/evaluation.json`` (format ``mlops-stack/evaluation`` v1) works as a SageMaker
 PropertyFile; JsonGet paths:
 
-    metrics.auc.value          ROC AUC on the test split (the pipeline's condition metric)
-    metrics.accuracy.value     at the model's threshold
-    metrics.precision.value, metrics.recall.value, metrics.f1.value
-    metrics.log_loss.value, metrics.brier.value, metrics.positive_rate.value, metrics.rows.value
+    primary_metric.value       the problem's primary metric on the test split (the pipeline's
+                               condition); primary_metric.name, primary_metric.direction
+    metrics.<name>.value       every metric of the task (model_code/metrics.py), and metrics.rows.value
 
-``binary_classification_metrics`` repeats auc/accuracy/precision/recall/f1 (and the confusion
-matrix) in the layout SageMaker's model registry expects for ModelMetrics.ModelQuality. Also:
-``confusion_matrix`` {tn, fp, fn, tp}, ``threshold``, ``model`` {sha256, content_sha256, mlflow_run_id},
-``test_data`` {files: {name: sha256}, rows}, ``plots`` (file names).
+The model registry's ModelMetrics.ModelQuality layout repeats them per task:
+``binary_classification_metrics`` (auc, accuracy, precision, recall, f1, confusion matrix),
+``multiclass_classification_metrics`` (accuracy, weighted f1, confusion matrix) or
+``regression_metrics`` (mse, rmse, r2, mae). Also: ``task``, ``confusion_matrix`` (classification:
+{tn, fp, fn, tp} for binary, rows of counts per actual class otherwise), ``threshold``, ``model``
+{sha256, content_sha256, mlflow_run_id}, ``test_data`` {files: {name: sha256}, rows}, ``plots``.
 
-Plots (PNG, matplotlib Agg): roc.png, confusion_matrix.png, feature_importance.png (permutation
-importance on the validation split, stored in the artifact by train).
+Plots (PNG, matplotlib Agg): roc.png (binary), confusion_matrix.png (classification),
+predicted_vs_actual.png (regression), feature_importance.png (permutation importance on the
+validation split, stored in the artifact by train).
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+from sklearn.metrics import confusion_matrix, f1_score, roc_curve  # noqa: E402
 
+from model_code import metrics as task_metrics  # noqa: E402
 from model_code.data import read_split, sha256_file  # noqa: E402
-from model_code.model import LoadedModel, load_model  # noqa: E402
+from model_code.model import LoadedModel, decide, load_model  # noqa: E402
+from model_code.problem import Problem  # noqa: E402
 from model_code.schema import DataError  # noqa: E402
 from model_code.tracking import TrackingError, tracking  # noqa: E402
-from model_code.train import classification_metrics  # noqa: E402
 
 EVALUATION_FORMAT = "mlops-stack/evaluation"
 EVALUATION_FORMAT_VERSION = 1
@@ -80,6 +83,18 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_predicted(y: np.ndarray, predicted: np.ndarray, label: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.scatter(y, predicted, s=8, alpha=0.6)
+    low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey", label="perfect")
+    ax.set(xlabel=f"actual {label}", ylabel="predicted", title="Predicted vs actual, test split")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_importance(importance: dict[str, Any], path: Path) -> None:
     items = sorted(importance["features"].items(), key=lambda kv: kv[1]["mean"])
     names = [k for k, _ in items]
@@ -92,36 +107,53 @@ def plot_importance(importance: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _weighted_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(f1_score(y, predicted, average="weighted", zero_division=0))
+
+
 def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any]:
-    schema = model.schema
+    schema, task = model.schema, model.task
+    problem = Problem.from_dict(model.artifact["problem"])
     test, digest = read_split(test_path, schema)
     y = test[schema.label].to_numpy()
-    if len(np.unique(y)) < 2:
-        raise DataError(f"{test_path}: the test split must hold both classes of {schema.label!r} to compute AUC")
-    scores = model.predict_proba(test[schema.feature_names])
+    if schema.is_classification and len(np.unique(y)) < len(schema.label_values):
+        raise DataError(f"{test_path}: the test split must hold every class {list(schema.label_values)} of "
+                        f"{schema.label!r} to compute the {task} metrics")
+    out = model.output(test[schema.feature_names])
     threshold = model.threshold
-    metrics = classification_metrics(y, scores, threshold)
-    cm = confusion_matrix(y, (scores >= threshold).astype(int), labels=[0, 1])
-    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    values = task_metrics.compute(task, y, out, threshold)
+    predicted = decide(out, task, threshold)
 
     output.mkdir(parents=True, exist_ok=True)
-    plots = {"roc": "roc.png", "confusion_matrix": "confusion_matrix.png",
-             "feature_importance": "feature_importance.png"}
-    plot_roc(y, scores, metrics["auc"], output / plots["roc"])
-    plot_confusion(cm, ["<=50K (0)", ">50K (1)"], output / plots["confusion_matrix"])
+    plots = {"feature_importance": "feature_importance.png"}
+    cm = None
+    if schema.is_classification:
+        cm = confusion_matrix(y, predicted, labels=list(range(len(schema.label_values))))
+        plots["confusion_matrix"] = "confusion_matrix.png"
+        plot_confusion(cm, [f"{v} ({i})" if task == "binary" else str(v)
+                            for i, v in enumerate(schema.label_values)], output / plots["confusion_matrix"])
+    if task == "binary":
+        plots["roc"] = "roc.png"
+        plot_roc(y, out[:, 1], values["auc"], output / plots["roc"])
+    if task == "regression":
+        plots["predicted_vs_actual"] = "predicted_vs_actual.png"
+        plot_predicted(y, predicted, schema.label, output / plots["predicted_vs_actual"])
     plot_importance(model.artifact["permutation_importance"], output / plots["feature_importance"])
 
     mlflow_info = model.artifact.get("mlflow") or {}
+    confusion: Any = None
+    if cm is not None:
+        confusion = dict(zip(("tn", "fp", "fn", "tp"), (int(v) for v in cm.ravel()), strict=True)) \
+            if task == "binary" else [[int(v) for v in row] for row in cm]
     report = {
         "format": EVALUATION_FORMAT,
         "format_version": EVALUATION_FORMAT_VERSION,
-        "metrics": {k: {"value": v} for k, v in metrics.items()},
-        "binary_classification_metrics": {
-            **{k: {"value": metrics[k], "standard_deviation": "NaN"}
-               for k in ("auc", "accuracy", "precision", "recall", "f1")},
-            "confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}},
-        },
-        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "task": task,
+        "primary_metric": {"name": problem.primary_metric, "direction": problem.direction,
+                           "value": values[problem.primary_metric]},
+        "metrics": {k: {"value": v} for k, v in values.items()},
+        **task_metrics.model_quality(task, values, _weighted_f1(y, predicted) if task == "multiclass" else None, cm),
+        "confusion_matrix": confusion,
         "threshold": threshold,
         "model": {"sha256": sha256_file(model.path), "content_sha256": model.artifact.get("content_sha256"),
                   "mlflow_run_id": mlflow_info.get("run_id")},
@@ -129,7 +161,7 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
         "plots": plots,
     }
     (output / EVALUATION_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    log_test_metrics(mlflow_info, metrics)
+    log_test_metrics(mlflow_info, values)
     return report
 
 
@@ -163,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
         print(f"evaluate failed: {exc}", file=sys.stderr)
         return 1
-    m = report["metrics"]
-    print(f"evaluate: test auc={m['auc']['value']:.4f} accuracy={m['accuracy']['value']:.4f}; "
+    primary = report["primary_metric"]
+    print(f"evaluate: test {primary['name']}={primary['value']:.4f} ({report['metrics']['rows']['value']:.0f} rows); "
           f"wrote {args.output / EVALUATION_NAME}")
     return 0
 

@@ -3,14 +3,17 @@
 The artifact is a joblib file holding one plain dict (format ``mlops-stack/model`` v1)::
 
     {
-      "format": "mlops-stack/model", "format_version": 1,
-      "estimator": sklearn Pipeline(OrdinalEncoder for categoricals -> HistGradientBoostingClassifier),
-                   fitted on the train split only; predict_proba takes a DataFrame of the raw
-                   feature columns (canonical dtypes, see schema.coerce)
-      "schema": Schema.to_dict()        # feature names, types, ranges, categories: request checks
+      "format": "mlops-stack/model", "format_version": 2,
+      "estimator": sklearn Pipeline (model_code/estimators.py: "columns" encoding -> "model"), the
+                   candidate model selection kept, fitted on the train split only; it takes a
+                   DataFrame of the raw feature columns (canonical dtypes, see schema.coerce)
+      "task": "binary" | "multiclass" | "regression",
+      "problem": Problem.to_dict()      # the declaration: metrics, candidates, the schema again
+      "schema": Schema.to_dict()        # feature names, types, ranges, categories, classes: request checks
       "feature_names": [...], "label": "income_gt_50k", "positive_label": 1, "threshold": 0.5,
-      "hyperparameters": {...},          # typed values actually used
-      "metrics": {"validation": {"auc": ..., "accuracy": ..., "log_loss": ..., ...}},
+      "hyperparameters": {...},          # typed values actually used, "estimator": the candidate kept
+      "selection": {...} | None,         # cross-validation of the candidates (train.py)
+      "metrics": {"validation": {<the task's metrics>, "rows": ...}},
       "permutation_importance": {"split": "validation", "scoring": "roc_auc", "n_repeats": 5,
                                  "features": {name: {"mean": ..., "std": ...}}},
       "prediction_baseline": {...},     # baseline.prediction_stats of validation scores
@@ -44,35 +47,13 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
 from model_code.schema import DataError, NumericFeature, Schema, coerce
 
 MODEL_FORMAT = "mlops-stack/model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 MODEL_FILENAME = "model.joblib"
-
-
-def build_estimator(schema: Schema, hp: Mapping[str, Any]) -> Pipeline:
-    """Categoricals -> ordinal codes (unknown/missing -> NaN) -> gradient boosting with native
-    categorical splits. Numeric columns pass through (NaN is handled natively)."""
-    cat = [f.name for f in schema.categorical]
-    num = [f.name for f in schema.numeric]
-    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                             encoded_missing_value=np.nan, dtype=np.float64)
-    columns = ColumnTransformer([("cat", encoder, cat), ("num", "passthrough", num)],
-                                verbose_feature_names_out=False)
-    clf = HistGradientBoostingClassifier(
-        learning_rate=hp["learning_rate"], max_iter=hp["max_iter"], max_leaf_nodes=hp["max_leaf_nodes"],
-        max_depth=hp["max_depth"], min_samples_leaf=hp["min_samples_leaf"],
-        l2_regularization=hp["l2_regularization"], early_stopping=hp["early_stopping"],
-        validation_fraction=hp["validation_fraction"], n_iter_no_change=hp["n_iter_no_change"],
-        categorical_features=list(range(len(cat))), random_state=hp["seed"],
-    )
-    return Pipeline([("columns", columns), ("model", clf)])
 
 
 def versions() -> dict[str, str]:
@@ -116,6 +97,10 @@ class LoadedModel:
     def threshold(self) -> float:
         return float(self.artifact["threshold"])
 
+    @property
+    def task(self) -> str:
+        return self.artifact.get("task", "binary")
+
     def check_records(self, frame: pd.DataFrame, source: str = "request") -> pd.DataFrame:
         """Coerce a request frame to the schema and reject what the model must not see: absent
         columns, non-numeric text, values outside ranges. Unknown categories and missing values
@@ -132,15 +117,39 @@ class LoadedModel:
                                     f"rows {rows} are not")
         return x[schema.feature_names]
 
-    def predict_proba(self, frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Positive-class probability per row of raw records (DataFrame or list of dicts)."""
+    def output(self, frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """What the metrics take (model_code/metrics.py): class probabilities (rows x classes) for
+        classification, values for regression, per row of raw records (DataFrame or list of dicts)."""
         if not isinstance(frame, pd.DataFrame):
             frame = pd.DataFrame(list(frame))
-        x = self.check_records(frame)
-        return self.estimator.predict_proba(x)[:, 1]
+        return estimator_output(self.estimator, self.task, self.check_records(frame))
+
+    def predict_proba(self, frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Positive-class probability per row (binary models)."""
+        if self.task != "binary":
+            raise TypeError(f"predict_proba is the positive-class probability of a binary model; this is {self.task}")
+        return self.output(frame)[:, 1]
 
     def predict(self, frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        return (self.predict_proba(frame) >= self.threshold).astype(int)
+        """Class indices (classification: see Schema.label_output for their values) or values."""
+        return decide(self.output(frame), self.task, self.threshold)
+
+
+def estimator_output(estimator: Any, task: str, x: Any) -> np.ndarray:
+    """The metrics' input from a fitted estimator: predict_proba for classification, predict otherwise."""
+    if task == "regression":
+        return np.asarray(estimator.predict(x), dtype=np.float64)
+    return np.asarray(estimator.predict_proba(x), dtype=np.float64)
+
+
+def decide(output: np.ndarray, task: str, threshold: float) -> np.ndarray:
+    """Predictions from outputs: the positive class at the threshold (binary), the most probable
+    class (multiclass), the value (regression)."""
+    if task == "binary":
+        return (output[:, 1] >= threshold).astype(int)
+    if task == "multiclass":
+        return output.argmax(axis=1)
+    return output
 
 
 def _from_tar(path: Path) -> Path:

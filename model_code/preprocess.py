@@ -1,4 +1,5 @@
-"""Preprocess step: deduplicate, split train/validation/test (seeded, stratified), write the drift
+"""Preprocess step: deduplicate, split train/validation/test (seeded, stratified by class or by the
+decile of a regression target), write the drift
 baseline computed on the training split only.
 
 Nothing is fitted on validation or test rows: the baseline statistics (quantile bins,
@@ -9,7 +10,7 @@ contains its encoder) serves raw requests.
 Command line (SageMaker processing job)::
 
     python -m model_code.preprocess [--input /opt/ml/processing/input/data]
-                                    [--output /opt/ml/processing/output]
+                                    [--output /opt/ml/processing/output] [--problem DIR]
                                     [--seed 42] [--validation-share 0.15] [--test-share 0.15]
 
 Outputs (each subfolder is one ProcessingOutput)::
@@ -37,7 +38,8 @@ import pandas as pd
 
 from model_code import baseline as bl
 from model_code.data import read_csv_input
-from model_code.schema import ADULT, DataError, NumericFeature, Schema, coerce
+from model_code.problem import ProblemError, step_problem
+from model_code.schema import DataError, NumericFeature, Schema, coerce
 
 DEFAULT_INPUT = Path("/opt/ml/processing/input/data")
 DEFAULT_OUTPUT = Path("/opt/ml/processing/output")
@@ -75,12 +77,23 @@ def split_indices(labels: np.ndarray, config: SplitConfig) -> dict[str, np.ndarr
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
 
 
+def strata(schema: Schema, labels: np.ndarray) -> np.ndarray:
+    """What the split stratifies on: the class index, or the decile of a regression target."""
+    if schema.is_classification or len(labels) == 0:
+        return labels
+    edges = np.unique(np.quantile(labels, np.linspace(0.1, 0.9, 9)))
+    return np.searchsorted(edges, labels, side="right")
+
+
 def to_csv_bytes(frame: pd.DataFrame, schema: Schema) -> bytes:
-    """Deterministic CSV: integer features without '.0', missing as empty cells, '\\n' line ends."""
+    """Deterministic CSV: integer features without '.0', missing as empty cells, '\\n' line ends,
+    classes written as their declared values (the frame holds class indices)."""
     out = frame.copy()
     for f in schema.features:
         if isinstance(f, NumericFeature) and f.dtype == "int":
             out[f.name] = out[f.name].round().astype("Int64")
+    if schema.is_classification and schema.label in out.columns:
+        out[schema.label] = np.asarray(schema.label_values, dtype=object)[out[schema.label].to_numpy()]
     return out.to_csv(index=False, lineterminator="\n").encode()
 
 
@@ -92,7 +105,8 @@ class PreprocessResult:
 
 
 def preprocess(input_path: Path, output: Path, config: SplitConfig = SplitConfig(),
-               schema: Schema = ADULT) -> PreprocessResult:
+               schema: Schema | None = None) -> PreprocessResult:
+    schema = schema or step_problem().schema
     inp = read_csv_input(input_path)
     source = ", ".join(str(p) for p in inp.files)
     frame = coerce(inp.frame, schema, source=source)
@@ -102,7 +116,7 @@ def preprocess(input_path: Path, output: Path, config: SplitConfig = SplitConfig
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to split")
 
-    idx = split_indices(frame[schema.label].to_numpy(), config)
+    idx = split_indices(strata(schema, frame[schema.label].to_numpy()), config)
     paths: dict[str, Path] = {}
     digests: dict[str, dict] = {}
     for name in SPLITS:
@@ -112,8 +126,9 @@ def preprocess(input_path: Path, output: Path, config: SplitConfig = SplitConfig
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         paths[name] = path
-        digests[name] = {"rows": int(len(part)), "sha256": hashlib.sha256(data).hexdigest(),
-                         "positive_share": bl._r(part[schema.label].mean()) if len(part) else 0.0}
+        digests[name] = {"rows": int(len(part)), "sha256": hashlib.sha256(data).hexdigest()}
+        if schema.task == "binary":
+            digests[name]["positive_share"] = bl._r(part[schema.label].mean()) if len(part) else 0.0
 
     train = frame.iloc[idx["train"]].reset_index(drop=True)
     source_info = {
@@ -136,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="CSV file or folder of CSV files")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                    help="root folder; writes train/, validation/, test/, baseline/ under it")
+    p.add_argument("--problem", type=Path, help="problem folder (default $MLOPS_PROBLEM_DIR, else the bundle's)")
     p.add_argument("--seed", type=int, default=SplitConfig.seed)
     p.add_argument("--validation-share", type=float, default=SplitConfig.validation_share)
     p.add_argument("--test-share", type=float, default=SplitConfig.test_share)
@@ -147,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = SplitConfig(args.seed, args.validation_share, args.test_share)
     try:
         config.check()
-        result = preprocess(args.input, args.output, config)
-    except (DataError, ValueError) as exc:
+        result = preprocess(args.input, args.output, config, step_problem(args.problem).schema)
+    except (DataError, ValueError, ProblemError) as exc:
         print(f"preprocess failed: {exc}", file=sys.stderr)
         return 1
     print(f"preprocess: rows {result.rows}, {result.duplicates_dropped} duplicate(s) dropped; "

@@ -1,6 +1,7 @@
-"""Train step: fit the model on the train channel, score the validation channel, write one
-self-describing artifact (``$SM_MODEL_DIR/model.joblib``, see model_code/model.py) and, when
-``MLFLOW_TRACKING_URI`` is set, log the run to MLflow.
+"""Train step: choose among the problem's candidate estimators by cross-validation on the train
+channel, fit the best on it, score the validation channel, write one self-describing artifact
+(``$SM_MODEL_DIR/model.joblib``, see model_code/model.py) and, when ``MLFLOW_TRACKING_URI`` is
+set, log the run to MLflow (each cross-validated candidate as a child run).
 
 SageMaker container contract (the local executor maps the same paths to a run folder)::
 
@@ -11,10 +12,16 @@ SageMaker container contract (the local executor maps the same paths to a run fo
     side outputs        $SM_OUTPUT_DATA_DIR/metrics.json           (/opt/ml/output/data)
     failure reason      $SM_OUTPUT_DIR/failure                     (/opt/ml/output), on error
 
-Command line: ``python -m model_code.train [--train DIR] [--validation DIR] [--model-dir DIR]
-[--hyperparameters FILE] [--learning-rate 0.05 ...]``. Precedence: defaults < hyperparameters.json <
-command-line options. SageMaker's own keys (``sagemaker_*``, ``_tuning_objective_metric``) are
-ignored; any other unknown key is an error.
+Command line: ``python -m model_code.train [--problem DIR] [--train DIR] [--validation DIR]
+[--model-dir DIR] [--hyperparameters FILE] [--learning-rate 0.05 ...]``. The problem is
+model_code/problem.py's (``--problem``, else $MLOPS_PROBLEM_DIR, else the bundle's).
+
+Hyperparameters: the generic ones below (``HYPERPARAMETERS``) and each candidate's estimator
+parameters (model_code/estimators.py), as ``<param>`` (every candidate that has it) or
+``<candidate>__<param>`` (that one). Precedence: estimator defaults < the problem's ``params`` <
+hyperparameters.json < command-line options. ``candidate`` restricts the choice to one candidate.
+SageMaker's own keys (``sagemaker_*``, ``_tuning_objective_metric``) are ignored; any other
+unknown key is an error.
 
 Data errors (bad types, missing columns, a split with one class) stop the step before anything
 is written to the model folder.
@@ -26,116 +33,105 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import (
-    accuracy_score,
-    brier_score_loss,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.model_selection import KFold, StratifiedKFold
 
-from model_code import env
+from model_code import env, estimators, metrics
 from model_code.baseline import prediction_stats
 from model_code.data import read_split, sha256_file
+from model_code.estimators import Param
 from model_code.model import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
-    build_estimator,
     content_digest,
+    estimator_output,
     save_artifact,
     versions,
 )
-from model_code.schema import ADULT, DataError, Schema
+from model_code.problem import Problem, ProblemError, step_problem
+from model_code.schema import DataError, Schema
 from model_code.tracking import TrackingError, tracking
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+SEPARATOR = "__"
 
 
 class HyperparameterError(ValueError):
     """A hyperparameter is unknown, unparsable or out of range."""
 
 
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"true", "1", "yes"}:
-        return True
-    if lowered in {"false", "0", "no"}:
-        return False
-    raise ValueError("expected true/false")
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    name: str
-    type: Callable[[str], Any]
-    default: Any
-    check: Callable[[Any], bool]
-    rule: str
-    doc: str
-
-
-HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
-    Hyperparameter("learning_rate", float, 0.1, lambda v: 0 < v <= 1, "0 < x <= 1", "boosting shrinkage"),
-    Hyperparameter("max_iter", int, 300, lambda v: v >= 1, ">= 1", "maximum boosting iterations"),
-    Hyperparameter("max_leaf_nodes", int, 31, lambda v: v >= 2, ">= 2", "leaves per tree"),
-    Hyperparameter("max_depth", int, 0, lambda v: v >= 0, ">= 0", "tree depth limit; 0 = unlimited"),
-    Hyperparameter("min_samples_leaf", int, 20, lambda v: v >= 1, ">= 1", "minimum rows per leaf"),
-    Hyperparameter("l2_regularization", float, 0.0, lambda v: v >= 0, ">= 0", "L2 penalty on leaf values"),
-    Hyperparameter("early_stopping", _parse_bool, True, lambda v: True, "true/false",
-                   "stop when an internal holdout of the train split stops improving"),
-    Hyperparameter("validation_fraction", float, 0.1, lambda v: 0 < v < 1, "0 < x < 1",
-                   "share of train rows held out for early stopping"),
-    Hyperparameter("n_iter_no_change", int, 10, lambda v: v >= 1, ">= 1", "early-stopping patience"),
-    Hyperparameter("seed", int, 42, lambda v: v >= 0, ">= 0", "random state (early-stopping split, permutations)"),
-    Hyperparameter("threshold", float, 0.5, lambda v: 0 < v < 1, "0 < x < 1", "decision threshold on P(positive)"),
-    Hyperparameter("permutation_repeats", int, 5, lambda v: v >= 1, ">= 1",
-                   "repeats of permutation importance on the validation split"),
-    Hyperparameter("permutation_max_rows", int, 5000, lambda v: v >= 100, ">= 100",
-                   "permutation importance uses a seeded sample of at most this many validation rows"),
+HYPERPARAMETERS: tuple[Param, ...] = (
+    Param("seed", int, 42, lambda v: v >= 0, ">= 0", "random state (folds, estimators, permutations)"),
+    Param("threshold", float, None, lambda v: 0 < v < 1, "0 < x < 1",
+          "binary: decision threshold on P(positive) (default: the problem's)"),
+    Param("cv_folds", int, None, lambda v: v >= 2, ">= 2",
+          "cross-validation folds when several candidates compete (default: the problem's)"),
+    Param("candidate", str, "", lambda v: True, "a candidate's name, or empty for all",
+          "train only this candidate (a tuning job's trial)"),
+    Param("permutation_repeats", int, 5, lambda v: v >= 1, ">= 1",
+          "repeats of permutation importance on the validation split"),
+    Param("permutation_max_rows", int, 5000, lambda v: v >= 100, ">= 100",
+          "permutation importance uses a seeded sample of at most this many validation rows"),
 )
-_BY_NAME = {h.name: h for h in HYPERPARAMETERS}
+"""The generic hyperparameters; the estimators' own come from the problem's candidates."""
+_GENERIC = {h.name: h for h in HYPERPARAMETERS}
 
 
-def _parse_one(name: str, raw: Any, origin: str) -> Any:
-    spec = _BY_NAME[name]
+def _text(raw: Any) -> str:
     text = raw if isinstance(raw, str) else json.dumps(raw)
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':  # the SageMaker SDK JSON-encodes values
         text = json.loads(text)
+    return text
+
+
+def _typed(spec: Param, raw: Any, origin: str) -> Any:
     try:
-        value = spec.type(text)
-    except ValueError:
-        raise HyperparameterError(f"{origin}: hyperparameter {name}={raw!r} is not a valid "
-                                  f"{getattr(spec.type, '__name__', 'value')} ({spec.rule})") from None
-    if not spec.check(value):
-        raise HyperparameterError(f"{origin}: hyperparameter {name}={value!r} must be {spec.rule}")
-    return value
+        return estimators.parse_value(spec, _text(raw))
+    except ValueError as exc:
+        raise HyperparameterError(f"{origin}: hyperparameter {exc}") from None
 
 
 def resolve_hyperparameters(file_values: Mapping[str, Any] | None = None,
                             overrides: Mapping[str, Any] | None = None,
-                            origin: str = "hyperparameters.json") -> dict[str, Any]:
-    """Defaults, then values from hyperparameters.json (strings), then typed/str overrides."""
-    hp = {h.name: h.default for h in HYPERPARAMETERS}
+                            origin: str = "hyperparameters.json", problem: Problem | None = None) -> dict[str, Any]:
+    """The generic values, plus ``candidates``: {candidate: {param: value}} (every value typed)."""
+    problem = problem or step_problem()
+    hp: dict[str, Any] = {h.name: h.default for h in HYPERPARAMETERS}
+    hp["threshold"], hp["cv_folds"] = problem.decision_threshold, problem.cv_folds
+    params = {c.name: estimators.resolve_params(c.estimator, c.params) for c in problem.candidates}
+    kinds = {c.name: estimators.KINDS[c.estimator] for c in problem.candidates}
     for source, values in ((origin, file_values or {}), ("command line", overrides or {})):
         for key, raw in values.items():
             if key.startswith(IGNORED_PREFIXES):
                 continue
-            name = key.replace("-", "_")
-            if name not in _BY_NAME:
-                raise HyperparameterError(f"{source}: unknown hyperparameter {key!r}; known: {sorted(_BY_NAME)}")
-            hp[name] = _parse_one(name, raw, source)
+            name = key.replace("-", "_") if SEPARATOR not in key else key
+            if name in _GENERIC:
+                hp[name] = _typed(_GENERIC[name], raw, source)
+                continue
+            candidate, sep, param = name.rpartition(SEPARATOR)
+            targets = [candidate] if sep else [c for c in params if kinds[c].param(name) is not None]
+            if sep and (candidate not in params or kinds[candidate].param(param) is None):
+                targets = []
+            if not targets:
+                known = sorted({*_GENERIC, *(p.name for k in kinds.values() for p in k.params),
+                                *(f"{c}{SEPARATOR}{p.name}" for c, k in kinds.items() for p in k.params)})
+                raise HyperparameterError(f"{source}: unknown hyperparameter {key!r}; known: {known}")
+            for target in targets:
+                spec = kinds[target].param(param if sep else name)
+                params[target][spec.name] = _typed(spec, raw, source)  # type: ignore[union-attr]
+    if hp["candidate"] and hp["candidate"] not in params:
+        raise HyperparameterError(f"hyperparameter candidate={hp['candidate']!r} is not one of {sorted(params)}")
+    hp["candidates"] = params
     return hp
 
 
@@ -152,32 +148,54 @@ def read_hyperparameters_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def estimator_params(hp: Mapping[str, Any]) -> dict[str, Any]:
-    params = dict(hp)
-    params["max_depth"] = hp["max_depth"] or None
-    return params
-
-
-def classification_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    pred = (scores >= threshold).astype(int)
-    return {
-        "auc": float(roc_auc_score(y, scores)),
-        "accuracy": float(accuracy_score(y, pred)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "log_loss": float(log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        "brier": float(brier_score_loss(y, scores)),
-        "positive_rate": float(pred.mean()),
-        "rows": float(len(y)),
-    }
-
-
 def _check_split(frame: pd.DataFrame, schema: Schema, name: str, where: Path) -> None:
-    classes = sorted(frame[schema.label].unique().tolist())
-    if classes != sorted(schema.label_values):
-        raise DataError(f"{where}: the {name} split must hold both classes {list(schema.label_values)} "
-                        f"of {schema.label!r}; found {classes} in {len(frame)} row(s)")
+    if not schema.is_classification:
+        if len(frame) < 2:
+            raise DataError(f"{where}: the {name} split has {len(frame)} row(s); at least 2 are needed")
+        return
+    present = sorted(frame[schema.label].unique().tolist())
+    if present != list(range(len(schema.label_values))):
+        found = [schema.label_values[i] for i in present]
+        raise DataError(f"{where}: the {name} split must hold every class {list(schema.label_values)} "
+                        f"of {schema.label!r}; found {found} in {len(frame)} row(s)")
+
+
+def _folds(schema: Schema, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    if schema.is_classification:
+        smallest = int(np.bincount(y).min())
+        splitter: Any = StratifiedKFold(min(folds, max(smallest, 2)), shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y))
+    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+
+
+def select_candidate(problem: Problem, hp: Mapping[str, Any], x: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+    """Cross-validate every candidate on the train split by the primary metric; the best is kept.
+
+    The same folds for every candidate; the winner is the best mean, ties to the first declared.
+    One candidate is kept without cross-validation (nothing to compare).
+    """
+    names = [hp["candidate"]] if hp["candidate"] else [c.name for c in problem.candidates]
+    if len(names) == 1:
+        return {"chosen": names[0], "metric": problem.primary_metric, "folds": 0, "candidates": {}}
+    schema, folds = problem.schema, _folds(problem.schema, y, hp["cv_folds"], hp["seed"])
+    results: dict[str, Any] = {}
+    for name in names:
+        candidate = problem.candidate(name)
+        params = hp["candidates"][name]
+        base = estimators.build(candidate.estimator, schema, params, hp["seed"])
+        scores, started = [], time.perf_counter()
+        for train_idx, test_idx in folds:
+            fitted = clone(base).fit(x.iloc[train_idx], y[train_idx])
+            out = estimator_output(fitted, schema.task, x.iloc[test_idx])
+            scores.append(metrics.one(schema.task, problem.primary_metric, y[test_idx], out, hp["threshold"]))
+        results[name] = {"estimator": candidate.estimator, "params": dict(params), "scores": scores,
+                         "mean": float(np.mean(scores)), "std": float(np.std(scores)),
+                         "seconds": time.perf_counter() - started}
+    chosen = names[0]
+    for name in names[1:]:
+        if problem.better(results[name]["mean"], results[chosen]["mean"]):
+            chosen = name
+    return {"chosen": chosen, "metric": problem.primary_metric, "folds": len(folds), "candidates": results}
 
 
 @dataclass(frozen=True)
@@ -199,12 +217,24 @@ class TrainPaths:
         )
 
 
-def train(paths: TrainPaths, hp: Mapping[str, Any], schema: Schema = ADULT,
+def _importance_scorer(problem: Problem, threshold: float) -> Any:
+    sign = 1.0 if problem.direction == "higher" else -1.0  # permutation_importance wants higher is better
+
+    def score(estimator: Any, x: pd.DataFrame, y: np.ndarray) -> float:
+        out = estimator_output(estimator, problem.task, x)
+        return sign * metrics.one(problem.task, problem.primary_metric, y, out, threshold)
+
+    return score
+
+
+def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = None,
           environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Fit, evaluate on validation, log to MLflow if configured, write the artifact.
+    """Select, fit, evaluate on validation, log to MLflow if configured, write the artifact.
 
     Returns the summary written to ``metrics.json``.
     """
+    problem = problem or step_problem()
+    schema = problem.schema
     train_df, train_digest = read_split(paths.train, schema)
     val_df, val_digest = read_split(paths.validation, schema)
     _check_split(train_df, schema, "train", paths.train)
@@ -213,37 +243,50 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], schema: Schema = ADULT,
     x_train, y_train = train_df[features], train_df[schema.label].to_numpy()
     x_val, y_val = val_df[features], val_df[schema.label].to_numpy()
 
+    selection = select_candidate(problem, hp, x_train, y_train)
+    chosen = problem.candidate(selection["chosen"])
+    params = hp["candidates"][chosen.name]
     started = time.perf_counter()
-    estimator = build_estimator(schema, estimator_params(hp)).fit(x_train, y_train)
+    estimator = estimators.build(chosen.estimator, schema, params, hp["seed"]).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
-    scores = estimator.predict_proba(x_val)[:, 1]
-    metrics = classification_metrics(y_val, scores, hp["threshold"])
-    metrics["fit_seconds"] = fit_seconds
-    metrics["iterations"] = float(estimator.named_steps["model"].n_iter_)
+    output = estimator_output(estimator, schema.task, x_val)
+    threshold = hp["threshold"]
+    validation = metrics.compute(schema.task, y_val, output, threshold)
+    validation["fit_seconds"] = fit_seconds
+    iterations = getattr(estimator.named_steps["model"], "n_iter_", None)
+    if iterations is not None:
+        validation["iterations"] = float(np.max(iterations))
 
     # Importance is an estimate: a seeded sample keeps its cost flat as the validation split grows.
     sample = np.random.default_rng(hp["seed"]).permutation(len(x_val))[: hp["permutation_max_rows"]]
     sample.sort()
-    imp = permutation_importance(estimator, x_val.iloc[sample], y_val[sample], scoring="roc_auc",
+    imp = permutation_importance(estimator, x_val.iloc[sample], y_val[sample],
+                                 scoring=_importance_scorer(problem, threshold),
                                  n_repeats=hp["permutation_repeats"], random_state=hp["seed"], n_jobs=1)
     importance = {
-        "split": "validation", "scoring": "roc_auc", "n_repeats": hp["permutation_repeats"], "rows": len(sample),
+        "split": "validation", "scoring": problem.primary_metric, "n_repeats": hp["permutation_repeats"],
+        "rows": len(sample),
         "features": {f: {"mean": float(m), "std": float(s)}
                      for f, m, s in zip(features, imp.importances_mean, imp.importances_std, strict=True)},
     }
+    used = {k: v for k, v in hp.items() if k != "candidates"} | {"estimator": chosen.estimator,
+                                                                "candidate": chosen.name} | params
     artifact: dict[str, Any] = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
         "estimator": estimator,
+        "task": schema.task,
+        "problem": problem.to_dict(),
         "schema": schema.to_dict(),
         "feature_names": features,
         "label": schema.label,
         "positive_label": schema.positive_label,
-        "threshold": hp["threshold"],
-        "hyperparameters": dict(hp),
-        "metrics": {"validation": metrics},
+        "threshold": threshold,
+        "hyperparameters": used,
+        "selection": selection,
+        "metrics": {"validation": validation},
         "permutation_importance": importance,
-        "prediction_baseline": prediction_stats(scores, hp["threshold"]),
+        "prediction_baseline": prediction_stats(output, schema.task, threshold, schema.label_values),
         "data": {"train": train_digest, "validation": val_digest},
         "versions": versions(),
         "provenance": env.provenance(environ),
@@ -253,14 +296,17 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], schema: Schema = ADULT,
 
     tracking_uri = env.MLFLOW_TRACKING_URI.get(environ)
     if tracking_uri:
-        model_path = log_to_mlflow(artifact, paths.model_dir, x_val, scores, tracking_uri,
+        model_path = log_to_mlflow(artifact, paths.model_dir, x_val, output, tracking_uri,
                                    env.MLFLOW_EXPERIMENT_NAME.get(environ))
     else:
         model_path = save_artifact(artifact, paths.model_dir)
 
     summary = {
-        "metrics": {"validation": metrics},
-        "hyperparameters": dict(hp),
+        "metrics": {"validation": validation},
+        "primary_metric": {"name": problem.primary_metric, "direction": problem.direction,
+                           "value": validation[problem.primary_metric]},
+        "hyperparameters": used,
+        "selection": selection,
         "data": artifact["data"],
         "model": {"path": str(model_path), "sha256": sha256_file(model_path),
                   "content_sha256": artifact["content_sha256"]},
@@ -303,6 +349,8 @@ def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.D
         mlflow.log_dict(artifact["permutation_importance"], "permutation_importance.json")
         mlflow.log_dict(artifact["prediction_baseline"], "prediction_baseline.json")
         mlflow.log_dict(artifact["schema"], "schema.json")
+        mlflow.log_dict(artifact["problem"], "problem.json")
+        _log_candidates(mlflow, artifact["selection"])
         example = x_val.head(50).astype(object).where(x_val.head(50).notna(), None)
         # Explicit requirements: MLflow's inference would re-import the model in a subprocess.
         requirements = [f"{dist}=={version}" for dist, version in (
@@ -317,6 +365,16 @@ def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.D
     return path
 
 
+def _log_candidates(mlflow: Any, selection: Mapping[str, Any]) -> None:
+    """One child run per cross-validated candidate: its parameters and fold scores."""
+    for name, result in selection["candidates"].items():
+        with mlflow.start_run(run_name=f"candidate-{name}", nested=True):
+            mlflow.log_params({"candidate": name, "estimator": result["estimator"], **result["params"]})
+            mlflow.log_metrics({f"cv_{selection['metric']}_mean": result["mean"],
+                                f"cv_{selection['metric']}_std": result["std"], "cv_seconds": result["seconds"]})
+            mlflow.set_tags({"candidate.chosen": str(name == selection["chosen"]).lower()})
+
+
 def write_failure(message: str, environ: Mapping[str, str] | None = None) -> None:
     """SageMaker reads /opt/ml/output/failure into the job's FailureReason."""
     out = env.SM_OUTPUT_DIR.get(environ)
@@ -327,22 +385,39 @@ def write_failure(message: str, environ: Mapping[str, str] | None = None) -> Non
         print(f"(could not write failure reason to {out}: {exc})", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(problem: Problem | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_code.train", description="Train the model.")
+    p.add_argument("--problem", type=Path, help="problem folder (default $MLOPS_PROBLEM_DIR, else the bundle's)")
     p.add_argument("--train", type=Path, help="train folder or CSV (default $SM_CHANNEL_TRAIN)")
     p.add_argument("--validation", type=Path, help="validation folder or CSV (default $SM_CHANNEL_VALIDATION)")
     p.add_argument("--model-dir", type=Path, help="output folder for model.joblib (default $SM_MODEL_DIR)")
     p.add_argument("--output-data-dir", type=Path, help="folder for metrics.json (default $SM_OUTPUT_DATA_DIR)")
     p.add_argument("--hyperparameters", type=Path,
                    help="hyperparameters.json (default $SM_INPUT_CONFIG_DIR/hyperparameters.json)")
-    for h in HYPERPARAMETERS:
+    for h in (*HYPERPARAMETERS, *estimator_options(problem)):
         p.add_argument(f"--{h.name.replace('_', '-')}", f"--{h.name}", dest=h.name, default=None, metavar="VALUE",
                        help=f"{h.doc} (default {h.default}; {h.rule})")
     return p
 
 
+def estimator_options(problem: Problem | None) -> list[Param]:
+    """The candidates' parameters, once per name (an option sets it on every candidate that has it)."""
+    seen: dict[str, Param] = {}
+    for c in problem.candidates if problem else ():
+        for param in estimators.KINDS[c.estimator].params:
+            seen.setdefault(param.name, param)
+    return [q for q in seen.values() if q.name not in _GENERIC]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    known, _ = _problem_arg().parse_known_args(argv)
+    try:
+        problem = step_problem(known.problem)
+    except ProblemError as exc:
+        print(f"train failed: {exc}", file=sys.stderr)
+        write_failure(f"train failed: {exc}")
+        return 1
+    args = build_parser(problem).parse_args(argv)
     defaults = TrainPaths.from_env()
     paths = TrainPaths(
         train=args.train or defaults.train,
@@ -351,19 +426,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         output_data_dir=args.output_data_dir or defaults.output_data_dir,
         hyperparameters=args.hyperparameters or defaults.hyperparameters,
     )
-    overrides = {h.name: getattr(args, h.name) for h in HYPERPARAMETERS if getattr(args, h.name) is not None}
+    names = [h.name for h in (*HYPERPARAMETERS, *estimator_options(problem))]
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     try:
         hp = resolve_hyperparameters(read_hyperparameters_file(paths.hyperparameters), overrides,
-                                     origin=str(paths.hyperparameters))
-        summary = train(paths, hp)
+                                     origin=str(paths.hyperparameters), problem=problem)
+        summary = train(paths, hp, problem)
     except (DataError, HyperparameterError, TrackingError) as exc:
         print(f"train failed: {exc}", file=sys.stderr)
         write_failure(f"train failed: {exc}")
         return 1
-    m = summary["metrics"]["validation"]
-    print(f"train: validation auc={m['auc']:.4f} accuracy={m['accuracy']:.4f}; model {summary['model']['path']}"
+    primary = summary["primary_metric"]
+    chosen = summary["selection"]["chosen"]
+    print(f"train: candidate {chosen}, validation {primary['name']}={primary['value']:.4f}; "
+          f"model {summary['model']['path']}"
           + (f"; mlflow run {summary['mlflow']['run_id']}" if summary["mlflow"] else ""))
     return 0
+
+
+def _problem_arg() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--problem", type=Path)
+    return p
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Validate step: check raw CSV data against the schema and write a JSON report.
+"""Validate step: check raw CSV data against the problem's schema and write a JSON report.
 
 Checks: column names, types (numeric text, integer values), ranges, allowed categories, missing
 values per column, label values, duplicated rows, label balance and row count. Exit code 0 when
@@ -8,7 +8,7 @@ cannot be read at all (the report says why).
 Command line (SageMaker processing job; the local executor maps the paths)::
 
     python -m model_code.validate [--input /opt/ml/processing/input/data]
-                                  [--output /opt/ml/processing/output/report]
+                                  [--output /opt/ml/processing/output/report] [--problem DIR]
 
 Report ``<output>/validation_report.json`` (format ``mlops-stack/validation-report`` v1)::
 
@@ -26,6 +26,7 @@ Report ``<output>/validation_report.json`` (format ``mlops-stack/validation-repo
       "warnings": [ ...same shape, for findings under their thresholds... ],
       "profile": {
         "rows": 48842, "duplicate_rows": 52, "label": {"name": "income_gt_50k", "shares": {"0": .76, "1": .24}},
+                                             # (regression: the label's min, max, mean)
         "columns": {
           "age": {"type": "numeric", "dtype": "int", "missing_share": 0.0, "min": 17, "max": 90,
                   "mean": 38.6, "std": 13.7},
@@ -53,7 +54,8 @@ import numpy as np
 import pandas as pd
 
 from model_code.data import CsvInput, read_csv_input
-from model_code.schema import ADULT, CategoricalFeature, DataError, NumericFeature, Schema
+from model_code.problem import ProblemError, step_problem
+from model_code.schema import CategoricalFeature, DataError, NumericFeature, Schema
 
 REPORT_FORMAT = "mlops-stack/validation-report"
 REPORT_FORMAT_VERSION = 1
@@ -160,6 +162,34 @@ def _check_missing(name: str, raw: pd.Series, allowed: float, violations: list[F
                           f"({share:.2%}, {verdict} the allowed {allowed:.2%}) at rows {_rows_text(rows)}", rows))
 
 
+def _check_label(schema: Schema, raw: pd.Series, violations: list[Finding],
+                 warnings: list[Finding]) -> dict[str, Any]:
+    """Missing labels, values outside the classes (or the target's range), the class balance."""
+    _check_missing(schema.label, raw, 0.0, violations, warnings)
+    bad = schema.label_bad(raw)
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        violations.append(Finding("label", schema.label, f"label {schema.label!r} must be {schema.label_rule()}; "
+                                  f"{len(rows)} other value(s) at rows {_rows_text(rows)}",
+                                  rows, list(raw[bad].head(MAX_EXAMPLES))))
+    if not schema.is_classification:
+        values = pd.to_numeric(raw[~bad], errors="coerce").dropna()
+        return {"min": float(values.min()), "max": float(values.max()), "mean": round(float(values.mean()), 6)} \
+            if len(values) else {}
+    index = schema.label_indices(raw).dropna()
+    if not len(index):
+        return {"shares": {}}
+    counts = index.value_counts(normalize=True)
+    shares = {str(v): round(float(counts.get(float(i), 0.0)), 6) for i, v in enumerate(schema.label_values)}
+    rare = min(shares, key=lambda k: shares[k])
+    if shares[rare] < schema.min_minority_share:
+        violations.append(Finding(
+            "label_balance", schema.label,
+            f"label {schema.label!r} is imbalanced: class {rare} is {shares[rare]:.2%} of rows, "
+            f"below the minimum {schema.min_minority_share:.2%}"))
+    return {"shares": shares}
+
+
 def profile(frame: pd.DataFrame, numeric: dict[str, pd.Series], schema: Schema) -> dict[str, Any]:
     """A short per-column profile: type, missing share, and range or top categories."""
     columns: dict[str, Any] = {}
@@ -186,8 +216,9 @@ def profile(frame: pd.DataFrame, numeric: dict[str, pd.Series], schema: Schema) 
     return {"rows": int(len(frame)), "columns": columns}
 
 
-def validate_frame(inp: CsvInput, schema: Schema = ADULT) -> ValidationResult:
+def validate_frame(inp: CsvInput, schema: Schema | None = None) -> ValidationResult:
     """Run every check on already-read input; return the report (never raises on bad data)."""
+    schema = schema or step_problem().schema
     frame = inp.frame
     violations: list[Finding] = []
     warnings: list[Finding] = []
@@ -210,28 +241,9 @@ def validate_frame(inp: CsvInput, schema: Schema = ADULT) -> ValidationResult:
             _check_categorical(f, raw, violations)
         _check_missing(f.name, raw, f.max_missing_share, violations, warnings)
 
-    label_shares: dict[str, float] = {}
+    label_profile: dict[str, Any] = {}
     if schema.label in frame.columns:
-        raw = frame[schema.label]
-        _check_missing(schema.label, raw, 0.0, violations, warnings)
-        lab = pd.to_numeric(raw, errors="coerce")
-        bad = raw.notna() & ~lab.isin(list(schema.label_values))
-        if bad.any():
-            rows = np.flatnonzero(bad.to_numpy())
-            violations.append(Finding("label", schema.label, f"label {schema.label!r} must be one of "
-                                      f"{list(schema.label_values)}; {len(rows)} other value(s) at rows "
-                                      f"{_rows_text(rows)}", rows, list(raw[bad].head(MAX_EXAMPLES))))
-        valid = lab[lab.isin(list(schema.label_values))]
-        if len(valid):
-            shares = valid.value_counts(normalize=True)
-            label_shares = {str(int(v)): round(float(shares.get(v, 0.0)), 6) for v in schema.label_values}
-            minority = min(label_shares.values())
-            if minority < schema.min_minority_share:
-                rare = min(label_shares, key=lambda k: label_shares[k])
-                violations.append(Finding(
-                    "label_balance", schema.label,
-                    f"label {schema.label!r} is imbalanced: class {rare} is {minority:.2%} of rows, "
-                    f"below the minimum {schema.min_minority_share:.2%}"))
+        label_profile = _check_label(schema, frame[schema.label], violations, warnings)
 
     dup_mask = frame.duplicated(keep="first")
     dup_rows = np.flatnonzero(dup_mask.to_numpy())
@@ -249,7 +261,7 @@ def validate_frame(inp: CsvInput, schema: Schema = ADULT) -> ValidationResult:
 
     prof = profile(frame, numeric, schema)
     prof["duplicate_rows"] = int(len(dup_rows))
-    prof["label"] = {"name": schema.label, "shares": label_shares}
+    prof["label"] = {"name": schema.label, **label_profile}
     report = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_FORMAT_VERSION,
@@ -280,8 +292,9 @@ def write_report(report: dict[str, Any], output: Path) -> Path:
     return path
 
 
-def run(input_path: Path, output: Path, schema: Schema = ADULT) -> tuple[int, Path]:
+def run(input_path: Path, output: Path, schema: Schema | None = None) -> tuple[int, Path]:
     """Validate ``input_path``, write the report under ``output``; return (exit code, report path)."""
+    schema = schema or step_problem().schema
     try:
         inp = read_csv_input(input_path)
     except DataError as exc:
@@ -300,15 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Validate raw data against the schema; write a JSON report.")
     p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="CSV file or folder of CSV files")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"folder for {REPORT_NAME}")
-    p.add_argument("--min-rows", type=int, default=None, help=f"override (schema: {ADULT.min_rows})")
+    p.add_argument("--problem", type=Path, help="problem folder (default $MLOPS_PROBLEM_DIR, else the bundle's)")
+    p.add_argument("--min-rows", type=int, default=None, help="override the problem's rules.min_rows")
     p.add_argument("--max-duplicate-share", type=float, default=None,
-                   help=f"override (schema: {ADULT.max_duplicate_share})")
+                   help="override the problem's rules.max_duplicate_share")
     p.add_argument("--min-minority-share", type=float, default=None,
-                   help=f"override (schema: {ADULT.min_minority_share})")
+                   help="override the problem's rules.min_class_share")
     return p
 
 
-def schema_from_args(args: argparse.Namespace, schema: Schema = ADULT) -> Schema:
+def schema_from_args(args: argparse.Namespace, schema: Schema) -> Schema:
     overrides = {k: getattr(args, k) for k in ("min_rows", "max_duplicate_share", "min_minority_share")
                  if getattr(args, k) is not None}
     return dataclasses.replace(schema, **overrides)
@@ -316,7 +330,12 @@ def schema_from_args(args: argparse.Namespace, schema: Schema = ADULT) -> Schema
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code, path = run(args.input, args.output, schema_from_args(args))
+    try:
+        problem = step_problem(args.problem)
+    except ProblemError as exc:
+        print(f"validate failed: {exc}", file=sys.stderr)
+        return 2
+    code, path = run(args.input, args.output, schema_from_args(args, problem.schema))
     report = json.loads(path.read_text())
     for v in report["violations"]:
         print(f"violation [{v['check']}] {v['message']}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The code bundle: a deterministic tar.gz of ``model_code/``, addressed by its content hash.
+"""The code bundle: a deterministic tar.gz of ``model_code/`` and the stack's problem declaration,
+addressed by its content hash.
 
 Pipeline steps run the bundle, not whatever the image happens to hold, and the pipeline definition
 references it only by S3 URI (``s3://<artifacts bucket>/code/<sha256>/model_code.tar.gz``), so
@@ -9,6 +10,9 @@ Determinism: entries sorted by path, every mtime/uid/gid zeroed and owner names 
 normalised (0644 files, 0755 directories and executables), PAX-free ``GNU`` format, gzip header
 mtime 0 and no file name. Excluded: ``__pycache__/``, ``*.pyc``/``*.pyo``, ``tests/`` and
 tool caches. The same tree gives byte-identical archives on any machine.
+
+The problem folder (``mlops-stack:problem``) goes in as ``problem/`` beside ``model_code/``, where
+``model_code/problem.py`` finds it; its sample data stays out (the pipeline's input is the data).
 
 Only the standard library is imported here: infra and the CLI import this module.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = REPO_ROOT / "model_code"
 ARCHIVE_ROOT = "model_code"
+PROBLEM_ROOT = "problem"
 """Top-level folder inside the archive: extract it anywhere and put that folder on PYTHONPATH."""
 BUNDLE_NAME = "model_code.tar.gz"
 KEY_PREFIX = "code"
@@ -94,22 +99,35 @@ def _info(name: str, *, directory: bool = False, size: int = 0, executable: bool
     return info
 
 
-def build_bundle(source: Path = SOURCE_DIR, root: str = ARCHIVE_ROOT) -> Bundle:
-    """The deterministic tar.gz of ``source`` under folder ``root`` and its sha256."""
-    files = bundle_files(source)
+def _add_tree(tar: tarfile.TarFile, source: Path, root: str, files: list[Path]) -> None:
     directories = sorted(
         {parent.as_posix() for f in files for parent in f.relative_to(source).parents if parent != Path(".")}
     )
+    tar.addfile(_info(root, directory=True))
+    for directory in directories:
+        tar.addfile(_info(f"{root}/{directory}", directory=True))
+    for path in files:
+        data = path.read_bytes()
+        executable = bool(path.stat().st_mode & 0o111)
+        info = _info(f"{root}/{path.relative_to(source).as_posix()}", size=len(data), executable=executable)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def problem_files(problem: Path, sample: str = "") -> list[Path]:
+    """The problem folder's files but its sample data (``sample``, relative to the folder)."""
+    excluded = (problem / sample).resolve() if sample else None
+    return [p for p in bundle_files(problem) if p.resolve() != excluded]
+
+
+def build_bundle(source: Path = SOURCE_DIR, root: str = ARCHIVE_ROOT, problem: Path | None = None,
+                 problem_sample: str = "") -> Bundle:
+    """The deterministic tar.gz of ``source`` under folder ``root`` (and of ``problem`` under
+    ``problem/``, without its sample ``problem_sample``) and its sha256."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        tar.addfile(_info(root, directory=True))
-        for directory in directories:
-            tar.addfile(_info(f"{root}/{directory}", directory=True))
-        for path in files:
-            data = path.read_bytes()
-            executable = bool(path.stat().st_mode & 0o111)
-            info = _info(f"{root}/{path.relative_to(source).as_posix()}", size=len(data), executable=executable)
-            tar.addfile(info, io.BytesIO(data))
+        _add_tree(tar, source, root, bundle_files(source))
+        if problem is not None:
+            _add_tree(tar, problem, PROBLEM_ROOT, problem_files(problem, problem_sample))
     compressed = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=9) as gz:
         gz.write(raw.getvalue())

@@ -2,7 +2,7 @@
 
 ::
 
-    Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestAuc,
+    Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestMetric,
                 ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|new-data), CooldownHours
 
     CooldownGuard (processing)       an automatic Trigger within CooldownHours of another stops here
@@ -20,11 +20,16 @@
     Evaluate (processing)  <--- model + test split                    |
         |  evaluation.json (PropertyFile "EvaluationReport")          |
         v                                                             |
-    CheckTestAuc (condition)  JsonGet metrics.auc.value >= MinTestAuc |
+    CheckTestMetric (condition) JsonGet primary_metric.value >= MinTestMetric (<= when lower is better)
         | true                                   | false              |
         v                                        v                    |
-    Register (model package, ModelStep)     AucBelowThreshold (fail)  |
+    Register (model package, ModelStep)   MetricBelowThreshold (fail) |
         model data <- Train, ModelMetrics <- Evaluate, metadata <-----+
+
+The stack's problem declaration (``mlops-stack:problem``, model_code/problem.py) decides the
+condition (its primary metric and direction), MinTestMetric's default (evaluationMinMetric, else
+the problem's threshold) and the registered metadata (the task's metrics); it travels to the
+steps inside the code bundle, beside model_code/.
 
 Every job step runs the content-hashed code bundle (``pipelines/bundle.py``) in the stack's
 image: the bundle is an input of each job, and the container entrypoint is a short launcher
@@ -67,15 +72,18 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from mlops.naming import Names
-from mlops.settings import REPO_ROOT, StackSettings
-from pipelines.bundle import BUNDLE_NAME, digest_of_uri
+from mlops.settings import StackSettings
+from pipelines.bundle import BUNDLE_NAME, Bundle, build_bundle, digest_of_uri
 
-if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk)
+if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk); the problem comes from the settings
     from sagemaker.mlops.workflow import Pipeline
+
+    from model_code.problem import Problem
 
 # --- step names and the contract with model_code --------------------------------------------------
 
@@ -84,28 +92,27 @@ VALIDATE = "Validate"
 PREPROCESS = "Preprocess"
 TRAIN = "Train"
 EVALUATE = "Evaluate"
-CHECK = "CheckTestAuc"
+CHECK = "CheckTestMetric"
 REGISTER = "Register"
-FAIL = "AucBelowThreshold"
+FAIL = "MetricBelowThreshold"
 STEP_ORDER = (GUARD, VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
 TRIGGERS = ("manual", "drift", "new-data")  # model_code/guard.py: automatic triggers share a cooldown
 
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
-AUC_JSON_PATH = "metrics.auc.value"
+PRIMARY_JSON_PATH = "primary_metric.value"
 MLFLOW_RUN_ID_JSON_PATH = "model.mlflow_run_id"
-METRIC_JSON_PATHS: dict[str, str] = {
-    name: f"metrics.{name}.value" for name in ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
-}
-"""CustomerMetadataProperties key -> JsonGet path in evaluation.json (keys as mlops/registry.py reads them)."""
+
+
+def metric_json_paths(problem: Problem) -> dict[str, str]:
+    """CustomerMetadataProperties key -> JsonGet path in evaluation.json (keys as mlops/registry.py reads them)."""
+    return {name: f"metrics.{name}.value" for name in problem.metric_names}
+
 
 SPLITS = ("train", "validation", "test")
 BASELINE_OUTPUT = "baseline"
 BASELINE_FILE = "baseline.json"
-DEFAULT_DATASET = "adult-income"
-SAMPLE_DATA = REPO_ROOT / "model_code" / "datasets" / "adult.csv.gz"
-"""The sample of DEFAULT_DATASET: what a stack's default input holds until real data arrives (seedSampleData)."""
 DEFAULT_SEED = 42
 DEFAULT_GIT_SHA = "unknown"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
@@ -139,7 +146,8 @@ def launcher_entrypoint(bundle_path: str, digest: str, module: str) -> list[str]
 
 @dataclass(frozen=True)
 class PipelineInputs:
-    """Everything a definition depends on besides the stack's settings (all plain strings)."""
+    """Everything a definition depends on besides the stack's settings: plain strings, the problem
+    and the registration threshold on its primary metric."""
 
     image_uri: str
     code_bundle_uri: str
@@ -149,6 +157,8 @@ class PipelineInputs:
     mlflow_experiment: str
     git_sha: str
     dataset: str
+    problem: Problem
+    min_test_metric: float
 
     def __post_init__(self) -> None:
         problems = []
@@ -263,7 +273,7 @@ def _sdk() -> SimpleNamespace:
         StoppingCondition,
     )
     from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig
-    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
@@ -296,6 +306,7 @@ def _sdk() -> SimpleNamespace:
         Networking=Networking,
         OutputDataConfig=OutputDataConfig,
         ConditionGreaterThanOrEqualTo=ConditionGreaterThanOrEqualTo,
+        ConditionLessThanOrEqualTo=ConditionLessThanOrEqualTo,
         ExecutionVariables=ExecutionVariables,
         Join=Join,
         JsonGet=JsonGet,
@@ -329,12 +340,23 @@ def _session(sdk: SimpleNamespace, settings: StackSettings) -> Any:
 # --- parameters ------------------------------------------------------------------------------------
 
 
-def default_input_location(settings: StackSettings, dataset: str = DEFAULT_DATASET) -> tuple[str, str]:
-    """(data bucket, ``datasets/<dataset>/``): the pipeline's default input, every CSV file under the prefix."""
-    return Names.of(settings).bucket("data"), f"datasets/{dataset}/"
+def code_bundle(settings: StackSettings) -> Bundle:
+    """The stack's code bundle: model_code/ and the stack's problem (its sample data left out)."""
+    return build_bundle(problem=settings.problem_dir, problem_sample=settings.problem_declaration().sample)
 
 
-def default_input_data_uri(settings: StackSettings, dataset: str = DEFAULT_DATASET) -> str:
+def sample_data(settings: StackSettings) -> Path | None:
+    """The stack problem's sample data: what the default input holds until real data arrives (seedSampleData)."""
+    return settings.problem_declaration().sample_path
+
+
+def default_input_location(settings: StackSettings, dataset: str | None = None) -> tuple[str, str]:
+    """(data bucket, ``datasets/<dataset>/``): the pipeline's default input, every CSV file under the prefix.
+    The dataset is the stack problem's name unless given."""
+    return Names.of(settings).bucket("data"), f"datasets/{dataset or settings.problem_declaration().name}/"
+
+
+def default_input_data_uri(settings: StackSettings, dataset: str | None = None) -> str:
     bucket, prefix = default_input_location(settings, dataset)
     return f"s3://{bucket}/{prefix}"
 
@@ -355,7 +377,7 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
         input_data=sdk.ParameterString("InputDataUri", default_input_data_uri(settings, inputs.dataset)),
         processing_instance_type=sdk.ParameterString("ProcessingInstanceType", settings.processing_instance_type),
         training_instance_type=sdk.ParameterString("TrainingInstanceType", settings.training_instance_type),
-        min_auc=sdk.ParameterFloat("MinTestAuc", settings.evaluation_min_auc),
+        min_metric=sdk.ParameterFloat("MinTestMetric", inputs.min_test_metric),
         approval_status=sdk.ParameterString(
             "ModelApprovalStatus", APPROVAL_STATUSES[0], enum_values=list(APPROVAL_STATUSES)
         ),
@@ -602,8 +624,12 @@ def customer_metadata(b: Build, report: Any, preprocess: Any) -> dict[str, Any]:
     """CustomerMetadataProperties of the registered package (keys as mlops/registry.py reads them)."""
     sdk, inputs = b.sdk, b.inputs
     metadata: dict[str, Any] = {
-        key: sdk.Join(on="", values=[b.evaluation_value(report, path)]) for key, path in METRIC_JSON_PATHS.items()
+        key: sdk.Join(on="", values=[b.evaluation_value(report, path)])
+        for key, path in metric_json_paths(inputs.problem).items()
     }
+    metadata["primary_metric"] = inputs.problem.primary_metric
+    metadata["primary_metric_direction"] = inputs.problem.direction
+    metadata["problem"] = inputs.problem.name
     metadata["git_sha"] = b.params.git_sha
     metadata["code_bundle_sha256"] = inputs.code_sha256
     metadata["drift_baseline_uri"] = sdk.Join(on="/", values=[_split_uri(preprocess, BASELINE_OUTPUT), BASELINE_FILE])
@@ -650,20 +676,20 @@ def fail_step(b: Build, report: Any) -> Any:
         error_message=b.sdk.Join(
             on="",
             values=[
-                "test AUC ",
-                b.evaluation_value(report, AUC_JSON_PATH),
-                " is below the threshold MinTestAuc=",
-                b.params.min_auc,
-                "; the model is not registered",
+                f"test {b.inputs.problem.primary_metric} ",
+                b.evaluation_value(report, PRIMARY_JSON_PATH),
+                " does not clear the threshold MinTestMetric=",
+                b.params.min_metric,
+                f" ({b.inputs.problem.direction} is better); the model is not registered",
             ],
         ),
     )
 
 
 def check_step(b: Build, report: Any, register: Any, fail: Any) -> Any:
-    condition = b.sdk.ConditionGreaterThanOrEqualTo(
-        left=b.evaluation_value(report, AUC_JSON_PATH), right=b.params.min_auc
-    )
+    compare = b.sdk.ConditionGreaterThanOrEqualTo if b.inputs.problem.direction == "higher" \
+        else b.sdk.ConditionLessThanOrEqualTo
+    condition = compare(left=b.evaluation_value(report, PRIMARY_JSON_PATH), right=b.params.min_metric)
     return b.sdk.ConditionStep(name=CHECK, conditions=[condition], if_steps=[register], else_steps=[fail])
 
 
@@ -680,14 +706,16 @@ def get_pipeline(
     mlflow_tracking_uri: str | None = None,
     mlflow_experiment: str | None = None,
     git_sha: str = DEFAULT_GIT_SHA,
-    dataset: str = DEFAULT_DATASET,
+    dataset: str | None = None,
+    problem: Problem | None = None,
 ) -> Pipeline:
     """The training pipeline of the stack described by ``settings`` (see the module docstring).
 
     ``code_bundle_uri`` is ``s3://<bucket>/code/<sha256>/model_code.tar.gz`` (``pipelines.bundle``);
     ``mlflow_tracking_uri`` defaults to the stack's managed tracking server ARN when the stack has
     MLflow, and ``mlflow_experiment`` to the pipeline's name. ``git_sha`` is the default of the
-    ``GitSha`` parameter. Nothing is uploaded and no AWS API is called.
+    ``GitSha`` parameter. ``problem`` defaults to the stack's (``settings.problem_declaration()``) and
+    ``dataset`` (the default input's folder) to its name. Nothing is uploaded and no AWS API is called.
     """
     names = Names.of(settings)
     inputs = PipelineInputs(
@@ -698,7 +726,9 @@ def get_pipeline(
         mlflow_tracking_uri=mlflow_tracking_uri or default_mlflow_tracking_uri(settings),
         mlflow_experiment=mlflow_experiment or names.pipeline,
         git_sha=git_sha,
-        dataset=dataset,
+        dataset=dataset or (problem or settings.problem_declaration()).name,
+        problem=problem or settings.problem_declaration(),
+        min_test_metric=settings.min_test_metric,
     )
     with _sdk_context(settings.region) as sdk:
         session = _session(sdk, settings)

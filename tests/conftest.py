@@ -47,9 +47,9 @@ def settings(stack: str) -> StackSettings:
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4,000 rows of the bundled dataset as a CSV file: the same schema, a faster pipeline run."""
-    from mlops.local.pipeline import SAMPLE_DATA
+    from mlops.settings import REPO_ROOT
 
-    with gzip.open(SAMPLE_DATA, "rt") as source:
+    with gzip.open(REPO_ROOT / "problems" / "adult" / "data.csv.gz", "rt") as source:
         frame = pd.read_csv(source, nrows=4000)
     path = tmp_path_factory.mktemp("data") / "sample.csv"
     frame.to_csv(path, index=False)

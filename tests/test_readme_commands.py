@@ -48,6 +48,8 @@ COVERED = {
     "monitor status": "test_the_local_lifecycle_commands",
     "bootstrap": "test_the_bootstrap_command",
     "demo": "tests/local/test_demo.py::runs (`mlops demo --small`, interrupted, then run again)",
+    "problem init": "tests/local/test_bring_your_own_problem.py (init, check, pipeline run --problem, serve)",
+    "problem check": "tests/local/test_bring_your_own_problem.py (init, check, pipeline run --problem, serve)",
 }
 
 

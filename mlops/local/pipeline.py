@@ -41,8 +41,7 @@ from mlops.naming import BUCKET_KINDS, Names
 from mlops.registry import Aws
 from mlops.settings import REPO_ROOT, StackSettings
 from model_code import env
-from pipelines.bundle import build_bundle
-from pipelines.training import DEFAULT_DATASET, SAMPLE_DATA, default_input_data_uri, default_input_location, definition
+from pipelines.training import code_bundle, default_input_data_uri, default_input_location, definition, sample_data
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".mlops"
 STATE_DIR_ENV = "MLOPS_STATE_DIR"
@@ -73,6 +72,9 @@ class LocalRun:
     """The pipeline's Trigger parameter: manual, or drift/new-data as EventBridge passes it."""
     container: str = ""
     """Where the jobs ran: container (the image) or process (a venv of the image's requirements)."""
+    problem: str = ""
+    primary_metric: str = ""
+    """The problem's name and its primary metric (a key of `metrics`)."""
 
     @property
     def folder_name(self) -> str:
@@ -107,7 +109,7 @@ def bootstrap(settings: StackSettings, s3: Any, sagemaker: Any) -> str:
         bucket = names.bucket(kind)
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
-    bundle = build_bundle()
+    bundle = code_bundle(settings)
     s3.put_object(Bucket=names.bucket("artifacts"), Key=bundle.key, Body=bundle.data)
     groups = sagemaker.list_model_package_groups(NameContains=names.model_package_group)
     if not any(
@@ -123,9 +125,12 @@ def _upload_data(settings: StackSettings, s3: Any, data: Path | None, execution_
     """The input data URI: the bundled sample at the pipeline's default URI, or `data` uploaded."""
     names = Names.of(settings)
     if data is None:
-        bucket, prefix = default_input_location(settings, DEFAULT_DATASET)
-        s3.upload_file(str(SAMPLE_DATA), bucket, f"{prefix}{SAMPLE_DATA.name}")
-        return default_input_data_uri(settings, DEFAULT_DATASET)
+        sample = sample_data(settings)
+        if sample is None:
+            raise FileNotFoundError(f"problem {settings.problem} declares no data.sample: pass --data FILE")
+        bucket, prefix = default_input_location(settings)
+        s3.upload_file(str(sample), bucket, f"{prefix}{sample.name}")
+        return default_input_data_uri(settings)
     files = [data] if data.is_file() else sorted(p for p in data.iterdir() if p.is_file())
     if not files:
         raise FileNotFoundError(f"--data {data}: no file to upload")
@@ -258,6 +263,8 @@ def _record(
         package_arn=result.registered_package_arn,
         mlflow_run_id=model.get("mlflow_run_id") or "",
         input_data_uri=input_uri,
+        problem=settings.problem_declaration().name,
+        primary_metric=settings.problem_declaration().primary_metric,
         lineage={"git_sha": git_sha, "code_bundle": bundle_uri, "model_sha256": model.get("content_sha256") or ""},
     )
 

@@ -152,12 +152,17 @@ def compare(capture: CaptureData, baseline: dict[str, Any], schema: Schema = ADU
                                 f"training: {shown}")
     prediction = None
     scores = capture.score_values()
-    if prediction_baseline and len(scores):
+    if prediction_baseline and prediction_baseline.get("kind") == "categorical" and capture.labels:
+        # multiclass: the predicted classes' shares, tested like a categorical feature's
+        prediction = compare_categorical(capture.labels, 0, prediction_baseline,
+                                         float(prediction_baseline.get("count", 0)), th)
+    elif prediction_baseline and len(scores):
         prediction = compare_numeric(scores, prediction_baseline, float(prediction_baseline.get("count", 0)), th)
-        thr = float(prediction_baseline.get("threshold", 0.5))
-        prediction["positive_rate"] = _r(float(np.mean(scores >= thr)))
-        prediction["baseline_positive_rate"] = prediction_baseline.get("positive_rate")
-    elif len(scores) == 0 and capture.rows:
+        if "positive_rate" in prediction_baseline:  # binary: the share predicted positive at the threshold
+            thr = float(prediction_baseline.get("threshold", 0.5))
+            prediction["positive_rate"] = _r(float(np.mean(scores >= thr)))
+            prediction["baseline_positive_rate"] = prediction_baseline.get("positive_rate")
+    elif capture.predictions == 0 and capture.rows:
         warnings.append("no predictions in the capture (endpointOutput absent): prediction drift not checked")
     elif not prediction_baseline and capture.rows:
         warnings.append("no prediction baseline (give --model or --prediction-baseline): prediction drift not checked")

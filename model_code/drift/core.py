@@ -97,6 +97,8 @@ class CaptureData:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     scores: list[np.ndarray] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    """Predicted classes of a multiclass model (its endpointOutput is labels, not scores)."""
     rows: int = 0
     records: int = 0
     outside_window: int = 0
@@ -120,6 +122,8 @@ class CaptureData:
         for name, n in other.missing.items():
             self.missing[name] += n
         self.scores.extend(other.scores)
+        for k, v in other.labels.items():
+            self.labels[k] = self.labels.get(k, 0) + v
         self.rows += other.rows
         self.records += other.records
         self.outside_window += other.outside_window
@@ -131,6 +135,10 @@ class CaptureData:
 
     def score_values(self) -> np.ndarray:
         return np.concatenate(self.scores) if self.scores else np.empty(0)
+
+    @property
+    def predictions(self) -> int:
+        return sum(len(s) for s in self.scores) + sum(self.labels.values())
 
 
 @dataclass

@@ -101,7 +101,7 @@ def run_drift(config: DriftConfig) -> DriftResult:
         "window": config.window.to_dict(),
         "input": {"uri": config.input, "files": capture.files, "records": capture.records,
                   "records_outside_window": capture.outside_window, "rows": capture.rows,
-                  "predictions": int(sum(len(s) for s in capture.scores))},
+                  "predictions": int(capture.predictions)},
         "baseline": {"path": str(config.baseline), "schema": baseline.get("schema"),
                      "rows": source.get("rows"), "sha256": source.get("sha256"),
                      "package_arn": config.package_arn},

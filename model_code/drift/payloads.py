@@ -201,6 +201,28 @@ def _scores(text: str) -> bool:
     return True
 
 
+def _parse_labels(block: Block, rows_in: np.ndarray, acc: CaptureData) -> None:
+    """A multiclass model's outputs: CSV, one predicted class per line; JSON, each prediction's "label"."""
+    for i, (kind, text) in enumerate(zip(block.out_kinds, block.out_texts, strict=True)):
+        if kind == "none":
+            continue
+        if kind == "csv":
+            labels = [line.split(",", 1)[0] for line in _lines_of(text.strip(), block, i, "endpointOutput").split("\n")
+                      if line] if text.strip() else []
+        else:
+            try:
+                doc = loads_payload(text)
+                preds = doc.get("predictions") if isinstance(doc, dict) else doc
+                labels = [str(p["label"]) for p in preds]
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise CaptureError(f"{where(block, i)}: endpointOutput JSON of a multiclass model must be "
+                                   "{\"predictions\": [{\"label\": ...}, ...]}") from None
+        if len(labels) != rows_in[i]:
+            raise CaptureError(f"{where(block, i)}: {rows_in[i]} input row(s) but {len(labels)} prediction(s)")
+        for label in labels:
+            acc.labels[label] = acc.labels.get(label, 0) + 1
+
+
 def _parse_outputs(block: Block, rows_in: np.ndarray) -> np.ndarray | None:
     kinds = set(block.out_kinds)
     if kinds == {"none"}:
@@ -231,7 +253,8 @@ def _parse_outputs(block: Block, rows_in: np.ndarray) -> np.ndarray | None:
         try:
             doc = loads_payload(text)
             preds = doc.get("predictions") if isinstance(doc, dict) else doc
-            values = [p["score"] if isinstance(p, dict) else p for p in preds]
+            # binary: "score", regression: "value" (model_code/serve/app.py render)
+            values = [(p["score"] if "score" in p else p["value"]) if isinstance(p, dict) else p for p in preds]
             scores.append(np.asarray(values, dtype="float64"))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise CaptureError(f"{where(block, i)}: endpointOutput JSON must be "
@@ -266,9 +289,12 @@ def parse_block(block: Block, schema: Schema, acc: CaptureData) -> None:
         frame, rows = _parse_json_inputs(block, json_idx, schema)
         rows_in[json_idx] = rows
         frames.append(frame)
-    scores = _parse_outputs(block, rows_in)
-    if scores is not None and len(scores):
-        acc.scores.append(scores)
+    if schema.task == "multiclass":
+        _parse_labels(block, rows_in, acc)
+    else:
+        scores = _parse_outputs(block, rows_in)
+        if scores is not None and len(scores):
+            acc.scores.append(scores)
     acc.records += len(block.in_kinds)
     for frame in frames:
         accumulate(frame, schema, acc)

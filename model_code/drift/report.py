@@ -90,7 +90,8 @@ def render_html(report: dict[str, Any], workers: int = 1) -> str:
         title = "DRIFT DETECTED" if report["drift_detected"] else "no drift"
         items = [*report["features"].items()]
         if report["prediction"]:
-            items.insert(0, ("prediction (score)", report["prediction"]))
+            what = "class" if report["prediction"]["kind"] == "categorical" else "score"
+            items.insert(0, (f"prediction ({what})", report["prediction"]))
         summary_rows = "".join(
             f'<tr><td><a href="#{escape(n)}">{escape(n)}</a></td><td>{o["kind"]}</td>'
             f'<td>{"DRIFT" if o["drifted"] else "ok"}</td><td>{o["psi"]:.4g}</td>'

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from model_code.capture import CaptureWriter
 from model_code.schema import Schema
 from model_code.serve import metrics
@@ -40,6 +42,32 @@ class Response:
     error: str | None = None
     close: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def render(output: np.ndarray, scorer: Scorer, schema: Schema, response_type: str) -> bytes:
+    """The response body per task. CSV: one line per row, the positive class's probability (binary),
+    the predicted class (multiclass) or the value (regression). JSON ``{"predictions": [...]}``:
+    ``{"score": p, "label": class}`` (binary), ``{"label": class, "score": p of that class,
+    "probabilities": {class: p}}`` (multiclass), ``{"value": v}`` (regression)."""
+    task = scorer.task
+    if task == "multiclass":
+        best = output.argmax(axis=1)
+        labels = [schema.label_values[i] for i in best.tolist()]
+        if response_type == CSV:
+            return ("\n".join(map(str, labels)) + "\n").encode()
+        names = [str(v) for v in schema.label_values]
+        return json.dumps({"predictions": [
+            {"label": label, "score": row[i], "probabilities": dict(zip(names, row, strict=True))}
+            for label, i, row in zip(labels, best.tolist(), output.tolist(), strict=True)]}).encode()
+    if response_type == CSV:
+        return ("\n".join(map(repr, output.tolist())) + "\n").encode()
+    if task == "regression":
+        return json.dumps({"predictions": [{"value": v} for v in output.tolist()]}).encode()
+    negative, positive = schema.label_values
+    threshold = scorer.threshold
+    return json.dumps(
+        {"predictions": [{"score": s, "label": positive if s >= threshold else negative} for s in output.tolist()]}
+    ).encode()
 
 
 def _json_response(status: int, doc: Any) -> Response:
@@ -165,14 +193,7 @@ class App:
             features = validate(batch, schema, self.config.unknown_categories == "reject")
         except RequestError as exc:
             return error_response(exc)
-        scores = scorer.score(features)
-        if response_type == CSV:
-            out = ("\n".join(map(repr, scores.tolist())) + "\n").encode()
-        else:
-            threshold = scorer.threshold
-            out = json.dumps(
-                {"predictions": [{"score": s, "label": int(s >= threshold)} for s in scores.tolist()]}
-            ).encode()
+        out = render(scorer.score(features), scorer, schema, response_type)
         self.metrics.rows_scored.inc(features.rows)
         if self.capture is not None and self.capture.sampled():
             self.capture.offer(request_type, body, response_type, out, invocation)

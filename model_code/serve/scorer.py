@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # --- scoring ------------------------------------------------------------------------------------------
 class Scorer:
-    """Positive-class probabilities for validated features, one vectorised call per request.
+    """The model's output for validated features, one vectorised call per request: the positive
+    class's probability (binary), the class-probability matrix (multiclass), the value (regression).
 
     Fast path: when the fitted pipeline has the known shape (OrdinalEncoder on the categoricals,
     passthrough numerics, then the classifier), the classifier's input matrix is built directly
@@ -32,6 +33,7 @@ class Scorer:
         self.schema = model.schema
         self.estimator = model.estimator
         self.threshold = model.threshold
+        self.task = model.task
         self._codes: dict[str, dict[str, float]] | None = None
         self._order: list[str] = []
         self._classifier: Any = None
@@ -47,8 +49,14 @@ class Scorer:
                 data[f.name] = np.array([np.nan if v is None else v for v in x.categorical[f.name]], dtype=object)
         return pd.DataFrame(data, columns=self.schema.feature_names)
 
+    def _output(self, model: Any, x: Any) -> np.ndarray:
+        if self.task == "regression":
+            return np.asarray(model.predict(x), dtype=np.float64)
+        proba = model.predict_proba(x)
+        return proba[:, 1] if self.task == "binary" else proba
+
     def _pipeline_scores(self, x: Features) -> np.ndarray:
-        return self.estimator.predict_proba(self._frame(x))[:, 1]
+        return self._output(self.estimator, self._frame(x))
 
     def _fast_matrix(self, x: Features) -> np.ndarray:
         assert self._codes is not None
@@ -63,7 +71,7 @@ class Scorer:
         return matrix
 
     def _fast_scores(self, x: Features) -> np.ndarray:
-        return self._classifier.predict_proba(self._fast_matrix(x))[:, 1]
+        return self._output(self._classifier, self._fast_matrix(x))
 
     def _pipeline_matrix(self, x: Features) -> np.ndarray:
         """What the pipeline hands its classifier's trees, through both encoders when the classifier has its own."""

@@ -7,11 +7,10 @@ import json
 from mlops.naming import Names
 from mlops.plan import Plan
 from mlops.settings import REPO_ROOT, StackSettings
-from pipelines.bundle import build_bundle
 from pipelines.training import (
-    AUC_JSON_PATH,
-    SAMPLE_DATA,
+    PRIMARY_JSON_PATH,
     STEP_ORDER,
+    code_bundle,
     default_input_data_uri,
     default_input_location,
 )
@@ -28,7 +27,7 @@ def test_model_package_group_per_stack(plan: Plan, settings: StackSettings) -> N
 
 def test_code_bundle_keyed_by_content_hash_and_kms_encrypted(plan: Plan, settings: StackSettings) -> None:
     names = Names.of(settings)
-    digest = build_bundle().sha256
+    digest = code_bundle(settings).sha256
     [bundle] = [o for o in plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if o.name == "training-code-bundle"]
     assert bundle.inputs["bucket"] == names.bucket("artifacts")
     assert bundle.inputs["key"] == f"code/{digest}/model_code.tar.gz"
@@ -48,9 +47,11 @@ def test_a_stack_that_seeds_sample_data_has_it_at_the_pipelines_default_input(pl
     [sample] = seeded
     bucket, prefix = default_input_location(settings)
     assert default_input_data_uri(settings) == f"s3://{bucket}/{prefix}"
-    assert (sample.inputs["bucket"], sample.inputs["key"]) == (bucket, f"{prefix}{SAMPLE_DATA.name}")
+    sample_path = settings.problem_declaration().sample_path
+    assert sample_path is not None
+    assert (sample.inputs["bucket"], sample.inputs["key"]) == (bucket, f"{prefix}{sample_path.name}")
     assert sample.inputs["serverSideEncryption"] == "aws:kms" and sample.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"]
-    assert sample.inputs["source"] == {"fileAsset": SAMPLE_DATA.relative_to(REPO_ROOT).as_posix()}
+    assert sample.inputs["source"] == {"fileAsset": sample_path.relative_to(REPO_ROOT).as_posix()}
 
 
 def test_dev_seeds_its_sample_and_prod_does_not() -> None:
@@ -77,9 +78,9 @@ def test_pipeline_with_the_generated_definition(plans_with_image: dict[str, Plan
     assert f"{plan.outputs['ecrRepositoryUrl']}:{IMAGE_TAG}" in text
     assert plan.outputs["kmsKeyArn"] in text
     assert plan.outputs["codeBundleUri"] in text
-    assert AUC_JSON_PATH in text
+    assert PRIMARY_JSON_PATH in text
     parameters = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
-    assert parameters["MinTestAuc"] == settings.evaluation_min_auc
+    assert parameters["MinTestMetric"] == settings.min_test_metric
     assert parameters["TrainingInstanceType"] == settings.training_instance_type
 
 

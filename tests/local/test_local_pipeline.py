@@ -53,8 +53,8 @@ def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_d
 
     assert first_run.status == "Succeeded", first_run.failure
     assert [s["name"] for s in first_run.steps] == ["CooldownGuard", "Validate", "Preprocess", "Train", "Evaluate",
-                                                    "CheckTestAuc", "Register"]
-    assert first_run.metrics["auc"] >= dev.evaluation_min_auc
+                                                    "CheckTestMetric", "Register"]
+    assert first_run.primary_metric == "auc" and first_run.metrics["auc"] >= dev.min_test_metric
     [package] = [p for p in _packages(state_dir, dev) if p["ModelPackageArn"] == first_run.package_arn]
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     server = local_aws.running(state_dir)
@@ -130,12 +130,13 @@ def test_same_data_and_seed_give_the_same_metrics_and_model(first_run, state_dir
 
 
 def test_a_model_below_the_bar_is_not_registered(first_run, state_dir, dev, sample) -> None:
-    strict = dataclasses.replace(dev, evaluation_min_auc=0.999)
+    strict = dataclasses.replace(dev, evaluation_min_metric="0.999")
     before = len(_packages(state_dir, dev))
     run = run_local(strict, state_dir=state_dir, data=sample)
     assert run.status == "Failed"
-    assert [s["name"] for s in run.steps][-2:] == ["CheckTestAuc", "AucBelowThreshold"]
-    assert "is below the threshold MinTestAuc=0.999" in run.failure
+    assert [s["name"] for s in run.steps][-2:] == ["CheckTestMetric", "MetricBelowThreshold"]
+    assert "test auc " in run.failure and "does not clear the threshold MinTestMetric=0.999 (higher is better)" \
+        in run.failure
     assert run.package_arn == "" and len(_packages(state_dir, dev)) == before
 
 

@@ -60,8 +60,10 @@ class Registry:
 
     def register(self, auc: float | str | None, status: str = PENDING, **metadata: str) -> str:
         properties = {"mlflow_run_id": "run-1", "git_sha": "abc1234", **metadata}
-        if auc is not None:
+        if auc is not None:  # packages of the Adult problem: their primary metric is auc
             properties["auc"] = auc if isinstance(auc, str) else f"{auc:.4f}"
+            properties.setdefault("primary_metric", "auc")
+            properties.setdefault("primary_metric_direction", "higher")
         request: dict[str, Any] = {
             "ModelPackageGroupName": self.group,
             "ModelPackageDescription": "adult income classifier",

@@ -46,7 +46,7 @@ def test_approve_promote_rollback_verify(capsys, aws: Aws, root: Path) -> None:
 
     code, out, _ = _run(capsys, "model", "list", "--stack", "dev", "--root", str(root))
     assert code == EXIT_OK
-    assert out.splitlines()[0].split() == ["VERSION", "STATUS", "CREATED", "AUC", "ARN"]
+    assert out.splitlines()[0].split() == ["VERSION", "STATUS", "CREATED", "PRIMARY", "METRIC", "ARN"]
     assert second in out.splitlines()[1] and "PendingManualApproval" in out
 
     code, out, err = _run(capsys, "release", "promote", "--from", "dev", "--to", "prod", "--root", str(root))

@@ -160,13 +160,13 @@ def test_a_model_below_the_target_threshold_is_refused(
     files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
 ):
     arn = reg.register(0.78, APPROVED)  # clears dev's 0.75, not prod's 0.80
-    with pytest.raises(ReleaseError, match=f"{arn} has auc 0.7800, below stack prod's evaluationMinAuc 0.8000"):
+    with pytest.raises(ReleaseError, match=f"{arn} has auc 0.7800; stack prod's evaluationMinMetric asks at least 0.8000"):
         release.promote(dev, files["prod"], aws=aws)
 
 
 def test_a_model_without_the_metric_is_refused(files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry):
     arn = reg.register(None, APPROVED)
-    with pytest.raises(ReleaseError, match=f"model package {arn} records no 'auc' in its CustomerMetadataProperties"):
+    with pytest.raises(ReleaseError, match=f"model package {arn} records no primary metric \\('primary_metric'\\) in "):
         release.promote(dev, files["prod"], aws=aws)
 
 

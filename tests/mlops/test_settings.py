@@ -142,7 +142,12 @@ BAD_VALUES = [
     ({"mlops-stack:forceDestroy": "yes"}, "mlops-stack:forceDestroy: 'yes' is not a boolean (true or false)"),
     ({"mlops-stack:endpointMinCapacity": "two"}, "mlops-stack:endpointMinCapacity: 'two' is not an integer"),
     ({"mlops-stack:kmsDeletionWindowDays": 3}, "mlops-stack:kmsDeletionWindowDays: 3 is outside 7..30"),
-    ({"mlops-stack:evaluationMinAuc": "high"}, "mlops-stack:evaluationMinAuc: 'high' is not a number"),
+    ({"mlops-stack:evaluationMinMetric": "high"}, "mlops-stack:evaluationMinMetric: 'high' is not a number"),
+    ({"mlops-stack:evaluationMinMetric": "1.5"},
+     "mlops-stack:evaluationMinMetric: 1.5 is outside auc's range 0..1 (the primary metric of problems/adult)"),
+    ({"mlops-stack:evaluationMinAuc": "0.8"},
+     "mlops-stack:evaluationMinAuc: renamed to mlops-stack:evaluationMinMetric (a threshold on the problem's"),
+    ({"mlops-stack:problem": "problems/none"}, "mlops-stack:problem: no problem.yaml: a problem is a folder"),
     ({"mlops-stack:owner": None}, "mlops-stack:owner: required key is missing"),
     (
         {"mlops-stack:gitlabProjectPath": "just-a-name"},

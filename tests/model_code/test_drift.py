@@ -74,7 +74,7 @@ def synthetic_baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     ref = synthesize(40_000, seed=1)
     base = bl.compute_baseline(ref, ADULT, {"split": "train", "rows": len(ref), "seed": 1})
     (folder / "baseline.json").write_text(bl.dumps(base))
-    (folder / "prediction.json").write_text(json.dumps(bl.prediction_stats(score(ref), 0.5)))
+    (folder / "prediction.json").write_text(json.dumps(bl.prediction_stats(score(ref), "binary", 0.5)))
     return folder / "baseline.json", folder / "prediction.json"
 
 

@@ -21,7 +21,7 @@ IMPORT_TO_DIST = {
     "joblib": "joblib", "mlflow": "mlflow-skinny", "cloudpickle": "cloudpickle", "boto3": "boto3",
     "botocore": "boto3", "scipy": "scipy", "gunicorn": "gunicorn", "uvicorn": "uvicorn",
     "uvicorn_worker": "uvicorn-worker", "httptools": "httptools", "prometheus_client": "prometheus-client",
-    "msgspec": "msgspec", "threadpoolctl": "threadpoolctl",
+    "msgspec": "msgspec", "threadpoolctl": "threadpoolctl", "yaml": "pyyaml",
 }
 # distributions in requirements.txt that nothing imports: plugins MLflow loads by entry point
 # (distribution -> (entry-point group, name)); sagemaker-mlflow resolves `arn:` tracking URIs.
@@ -87,13 +87,16 @@ def test_plugin_requirements_register_their_entry_points():
         assert points and points[0].dist is not None and points[0].dist.name.lower() == dist, (group, name, points)
 
 
-def test_model_code_runs_from_a_folder_holding_only_itself(tmp_path):
+def test_model_code_runs_from_a_folder_holding_only_itself_and_its_problem(tmp_path):
+    """The code bundle's layout: model_code/ and the problem beside it as problem/ (pipelines/bundle.py)."""
     shutil.copytree(PKG, tmp_path / "model_code", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PKG.parent / "problems" / "wine", tmp_path / "problem")
     code = ("import model_code.validate, model_code.preprocess, model_code.train, model_code.evaluate, "
             "model_code.model, model_code.baseline, model_code.data, model_code.env, model_code.__main__; "
             "import sys; bad = [m for m in sys.modules if m.split('.')[0] in "
             "('mlops', 'infra', 'pipelines', 'policies', 'tests')]; assert not bad, bad; "
-            "from model_code.data import load_adult; assert len(load_adult()) == 48842")
+            "from model_code.problem import step_problem; p = step_problem(); "
+            "assert p.name == 'wine' and p.sample_path.is_file(), p")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False,
                        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from model_code.problem import step_problem
 from model_code.train import (
     HYPERPARAMETERS,
     HyperparameterError,
@@ -9,18 +10,36 @@ from model_code.train import (
     read_hyperparameters_file,
     resolve_hyperparameters,
 )
+from tests.model_code.conftest import REPO
 
 
 def test_defaults_when_nothing_is_given():
+    """Generic defaults, the problem's threshold and folds, each candidate's estimator defaults."""
     hp = resolve_hyperparameters()
-    assert hp == {h.name: h.default for h in HYPERPARAMETERS}
+    generic = {h.name: h.default for h in HYPERPARAMETERS} | {"threshold": 0.5, "cv_folds": 3}
+    assert {k: v for k, v in hp.items() if k != "candidates"} == generic
+    assert hp["candidates"]["gbm"]["max_iter"] == 300 and hp["candidates"]["gbm"]["learning_rate"] == 0.1
+
+
+def test_a_bare_name_sets_every_candidate_that_has_it_a_prefixed_one_only_that_one():
+    from model_code.problem import load_problem
+
+    wine = load_problem(REPO / "problems" / "wine")
+    hp = resolve_hyperparameters({"max_depth": "4", "linear__alpha": "0.5"}, problem=wine)
+    assert hp["candidates"]["gbm"]["max_depth"] == 4 and hp["candidates"]["forest"]["max_depth"] == 4
+    assert hp["candidates"]["linear"]["alpha"] == 0.5
+    with pytest.raises(HyperparameterError, match="unknown hyperparameter 'forest__alpha'"):
+        resolve_hyperparameters({"forest__alpha": "1"}, problem=wine)
+    with pytest.raises(HyperparameterError, match="candidate='tree' is not one of"):
+        resolve_hyperparameters({"candidate": "tree"}, problem=wine)
 
 
 def test_sagemaker_string_values_are_typed():
     # SageMaker writes every value as a string; the Python SDK also JSON-quotes some.
     hp = resolve_hyperparameters({"learning_rate": "0.05", "max_iter": "120", "early_stopping": "False",
                                   "threshold": '"0.4"', "seed": "7"})
-    assert hp["learning_rate"] == 0.05 and hp["max_iter"] == 120 and hp["early_stopping"] is False
+    gbm = hp["candidates"]["gbm"]
+    assert gbm["learning_rate"] == 0.05 and gbm["max_iter"] == 120 and gbm["early_stopping"] is False
     assert hp["threshold"] == 0.4 and hp["seed"] == 7
 
 
@@ -46,10 +65,10 @@ def test_bad_values_name_the_hyperparameter(key, value, message):
 def test_command_line_overrides_the_file(tmp_path):
     path = tmp_path / "hyperparameters.json"
     path.write_text(json.dumps({"max_iter": "50", "learning_rate": "0.2"}))
-    args = build_parser().parse_args(["--max-iter", "80", "--min_samples_leaf", "5"])
-    overrides = {h.name: getattr(args, h.name) for h in HYPERPARAMETERS if getattr(args, h.name) is not None}
-    hp = resolve_hyperparameters(read_hyperparameters_file(path), overrides)
-    assert (hp["max_iter"], hp["learning_rate"], hp["min_samples_leaf"]) == (80, 0.2, 5)
+    args = build_parser(step_problem()).parse_args(["--max-iter", "80", "--min_samples_leaf", "5"])
+    overrides = {k: getattr(args, k) for k in ("max_iter", "min_samples_leaf")}
+    gbm = resolve_hyperparameters(read_hyperparameters_file(path), overrides)["candidates"]["gbm"]
+    assert (gbm["max_iter"], gbm["learning_rate"], gbm["min_samples_leaf"]) == (80, 0.2, 5)
 
 
 def test_hyperparameters_file_errors(tmp_path):

@@ -70,7 +70,7 @@ def test_real_data_model_clears_a_sane_auc(trained):
 def test_artifact_is_self_describing(trained):
     model = load_model(trained / "model")
     art = model.artifact
-    assert art["format"] == "mlops-stack/model" and art["format_version"] == 1
+    assert art["format"] == "mlops-stack/model" and art["format_version"] == 2
     assert model.schema == ADULT
     assert art["hyperparameters"]["max_iter"] == 200 and art["hyperparameters"]["learning_rate"] == 0.1
     assert art["hyperparameters"]["permutation_repeats"] == 2
@@ -167,7 +167,7 @@ def test_single_class_split_is_rejected(tmp_path):
     write_csv(raw_strings(frame), tmp_path / "input" / "data" / "train" / "train.csv")
     write_csv(raw_strings(frame), tmp_path / "input" / "data" / "validation" / "validation.csv")
     r = run_step("train", env=sagemaker_env(tmp_path))
-    assert r.returncode == 1 and "must hold both classes" in r.stderr
+    assert r.returncode == 1 and "must hold every class [0, 1]" in r.stderr
 
 
 def test_mlflow_is_not_imported_without_a_tracking_uri(tmp_path):

@@ -155,3 +155,31 @@ def test_gzip_stream_is_plain(tmp_path: Path) -> None:
     data = build_bundle(make_source(tmp_path)).data
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
         assert gz.read()[257:262] == b"ustar"  # a tar stream inside
+
+
+def test_the_stack_problem_rides_beside_model_code_without_its_sample() -> None:
+    from mlops.settings import load_stack
+    from pipelines.training import code_bundle
+
+    settings = load_stack("dev")
+    names = {m.name for m in members(code_bundle(settings).data)}
+    assert {"problem", "problem/problem.yaml", "problem/DATASET.md"} <= names
+    assert "problem/data.csv.gz" not in names and "model_code/train.py" in names
+    assert code_bundle(settings).sha256 != build_bundle().sha256  # a problem edit is a new bundle, a new key
+
+
+def test_a_bundled_step_reads_the_bundled_problem(tmp_path: Path) -> None:
+    """What the launcher does in a SageMaker job: extract, run a step; it finds problem/ itself."""
+    import dataclasses
+
+    from mlops.settings import load_stack
+    from pipelines.training import code_bundle
+
+    settings = dataclasses.replace(load_stack("dev"), problem="problems/wine", evaluation_min_metric="")
+    with tarfile.open(fileobj=io.BytesIO(code_bundle(settings).data)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    code = "from model_code.problem import step_problem; print(step_problem().name)"
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "wine"

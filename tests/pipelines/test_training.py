@@ -20,12 +20,12 @@ from mlops.naming import Names
 from mlops.settings import REPO_ROOT, load_stack
 from pipelines import training
 from pipelines.training import (
-    AUC_JSON_PATH,
     CHECK,
     EVALUATE,
     FAIL,
     GUARD,
     PREPROCESS,
+    PRIMARY_JSON_PATH,
     REGISTER,
     TRAIN,
     VALIDATE,
@@ -122,8 +122,8 @@ def test_condition_compares_test_auc_with_the_threshold_parameter(document: dict
     assert step(document, CHECK)["Arguments"]["Conditions"] == [
         {
             "Type": "GreaterThanOrEqualTo",
-            "LeftValue": json_get(AUC_JSON_PATH),
-            "RightValue": {"Get": "Parameters.MinTestAuc"},
+            "LeftValue": json_get(PRIMARY_JSON_PATH),
+            "RightValue": {"Get": "Parameters.MinTestMetric"},
         }
     ]
 
@@ -131,9 +131,10 @@ def test_condition_compares_test_auc_with_the_threshold_parameter(document: dict
 def test_fail_message_names_the_metric_and_the_threshold(document: dict[str, Any]) -> None:
     message = step(document, FAIL)["Arguments"]["ErrorMessage"]["Std:Join"]
     assert message["On"] == ""
-    assert json_get(AUC_JSON_PATH) in message["Values"]
-    assert {"Get": "Parameters.MinTestAuc"} in message["Values"]
-    assert any("test AUC" in v for v in message["Values"] if isinstance(v, str))
+    assert json_get(PRIMARY_JSON_PATH) in message["Values"]
+    assert {"Get": "Parameters.MinTestMetric"} in message["Values"]
+    assert any("test auc" in v for v in message["Values"] if isinstance(v, str))
+    assert any("(higher is better)" in v for v in message["Values"] if isinstance(v, str))
 
 
 def test_register_uses_train_model_evaluation_report_and_approval_parameter(document: dict[str, Any], stack: str) -> None:
@@ -168,7 +169,7 @@ def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, An
         "InputDataUri": ("String", f"s3://{Names.of(settings).bucket('data')}/datasets/adult-income/"),
         "ProcessingInstanceType": ("String", settings.processing_instance_type),
         "TrainingInstanceType": ("String", settings.training_instance_type),
-        "MinTestAuc": ("Float", settings.evaluation_min_auc),
+        "MinTestMetric": ("Float", settings.min_test_metric),
         "ModelApprovalStatus": ("String", "PendingManualApproval"),
         "GitSha": ("String", pipeline_kwargs(settings)["git_sha"]),
         "Seed": ("Integer", 42),
@@ -219,7 +220,7 @@ def test_stacks_differ_only_where_their_settings_differ(definition_texts: dict[s
         "/Parameters/ProcessingInstanceType/DefaultValue": (dev.processing_instance_type,
                                                             prod.processing_instance_type),
         "/Parameters/TrainingInstanceType/DefaultValue": (dev.training_instance_type, prod.training_instance_type),
-        "/Parameters/MinTestAuc/DefaultValue": (dev.evaluation_min_auc, prod.evaluation_min_auc),
+        "/Parameters/MinTestMetric/DefaultValue": (dev.min_test_metric, prod.min_test_metric),
         "/Parameters/CooldownHours/DefaultValue": (dev.retrain_cooldown_hours, prod.retrain_cooldown_hours),
         f"{register}/InferenceSpecification/SupportedRealtimeInferenceInstanceTypes/0": (
             dev.endpoint_instance_type, prod.endpoint_instance_type),
@@ -262,6 +263,7 @@ def test_an_explicit_tracking_uri_wins() -> None:
     inputs = training.PipelineInputs(
         **{k: v for k, v in pipeline_kwargs(settings).items()},
         mlflow_tracking_uri="http://127.0.0.1:5000", mlflow_experiment="exp", dataset="adult-income",
+        problem=settings.problem_declaration(), min_test_metric=settings.min_test_metric,
     )
     environment = training.training_environment(SimpleNamespace(git_sha="sha"), inputs)
     assert environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
@@ -464,7 +466,7 @@ def test_import_is_cheap_and_sdk_free() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_pipelines_import_only_settings_naming_sdk_and_stdlib() -> None:
+def test_pipelines_import_only_settings_naming_the_problem_sdk_and_stdlib() -> None:
     import ast
 
     allowed_roots = {"mlops", "pipelines", "sagemaker", "boto3"}
@@ -482,6 +484,8 @@ def test_pipelines_import_only_settings_naming_sdk_and_stdlib() -> None:
                     assert name in ("mlops.settings", "mlops.naming"), f"{path.name} imports {name}"
                 elif root == "pipelines" and path.name == "bundle.py":
                     pytest.fail(f"bundle.py must use the standard library only; imports {name}")
+                elif root == "model_code":  # the problem declaration decides the condition and metadata
+                    assert name == "model_code.problem", f"{path.name} imports {name}"
                 else:
                     assert root in allowed_roots or root in sys.stdlib_module_names, f"{path.name} imports {name}"
                 if path.name == "bundle.py":
@@ -511,3 +515,23 @@ def test_cooldown_guard_runs_first_with_the_trigger(document: dict[str, Any]) ->
     assert step(document, VALIDATE)["DependsOn"] == [GUARD]
     trigger = next(p for p in document["Parameters"] if p["Name"] == "Trigger")
     assert trigger["EnumValues"] == ["manual", "drift", "new-data"]
+
+
+def test_the_condition_and_metadata_follow_the_stack_problem() -> None:
+    """A regression problem: the condition is `<=` on its RMSE, the threshold its own, the metadata its metrics."""
+    settings = dataclasses.replace(load_stack("dev"), problem="problems/diabetes", evaluation_min_metric="")
+    document = json.loads(definition_json(settings, **pipeline_kwargs(settings)))
+    [condition] = step(document, CHECK)["Arguments"]["Conditions"]
+    assert condition["Type"] == "LessThanOrEqualTo"
+    assert condition["LeftValue"] == json_get(PRIMARY_JSON_PATH)
+    parameters = {p["Name"]: p for p in document["Parameters"]}
+    assert parameters["MinTestMetric"]["DefaultValue"] == 70.0  # problems/diabetes: rmse <= 70
+    metadata = step(document, REGISTER)["Arguments"]["CustomerMetadataProperties"]
+    assert {"rmse", "mae", "median_ae", "r2"} <= set(metadata) and "auc" not in metadata
+    assert (metadata["primary_metric"], metadata["primary_metric_direction"], metadata["problem"]) == \
+        ("rmse", "lower", "diabetes")
+    message = step(document, FAIL)["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert "test rmse " in message and any("(lower is better)" in v for v in message if isinstance(v, str))
+    inputs = processing_inputs(document, VALIDATE)
+    assert inputs["data"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
+    assert parameters["InputDataUri"]["DefaultValue"].endswith("/datasets/diabetes/")
