@@ -106,7 +106,7 @@ estimator.fit(frame[schema.feature_names], frame[schema.label].to_numpy())
 def throughput(rows: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         data = Path(work) / "synthetic.csv"
-        _timed([PYTHON, "-m", "model_code", "data", "synthetic", "--rows", str(rows), "--seed", "7",
+        _timed([PYTHON, "-m", "problems.adult.synthetic", "synthetic", "--rows", str(rows), "--seed", "7",
                 "--out", str(data)])
         ours_out, peer_out = Path(work) / "ours", Path(work) / "peer"
         peer_out.mkdir()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlops.cli_problem import add_problem_commands
-from mlops.settings import PROJECT, REPO_ROOT, SettingsError, load_stack_file, stack_file, stack_names
+from mlops.settings import PROJECT, REPO_ROOT, SettingsError, StackSettings, load_stack_file, stack_file, stack_names
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -229,12 +229,14 @@ def cmd_release_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def smoke_payload() -> str:
-    """One CSV row of the bundled dataset's features: what a client would send."""
-    from model_code.data import load_adult
-    from model_code.schema import ADULT
+def smoke_payload(settings: StackSettings) -> str:
+    """One CSV row of the features of the stack problem's sample: what a client would send."""
+    from model_code.data import read_csv_input
 
-    row = load_adult()[list(ADULT.feature_names)].head(1)
+    problem = settings.problem_declaration()
+    if problem.sample_path is None:
+        raise SettingsError(problem.name, ["data.sample: the smoke request needs the problem's sample data"])
+    row = read_csv_input(problem.sample_path).frame[problem.schema.feature_names].head(1)
     return row.to_csv(header=False, index=False)
 
 
@@ -252,7 +254,7 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
             raise
         print(f"nothing to verify: stack {settings.stack} pins no model package and {error}; no endpoint is deployed")
         return EXIT_OK
-    report = verify(settings, expected, payload=smoke_payload(), expected_endpoint_config=args.endpoint_config)
+    report = verify(settings, expected, payload=smoke_payload(settings), expected_endpoint_config=args.endpoint_config)
     print(f"endpoint {report.endpoint}: {report.status}, config {report.endpoint_config}, package {report.package_arn}")
     print(f"smoke request answered by variant {report.invoked_variant}: {report.smoke_response!r}")
     return EXIT_OK

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 # step name -> module exposing main(argv) -> int
 STEPS: dict[str, str] = {
-    "data": "model_code.data",
     "validate": "model_code.validate",
     "preprocess": "model_code.preprocess",
     "train": "model_code.train",

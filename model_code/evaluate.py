@@ -40,6 +40,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from sklearn.metrics import auc as area_under  # noqa: E402
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve  # noqa: E402
 
 from model_code import metrics as task_metrics  # noqa: E402
@@ -57,8 +58,9 @@ DEFAULT_TEST = Path("/opt/ml/processing/input/test")
 DEFAULT_OUTPUT = Path("/opt/ml/processing/output/evaluation")
 
 
-def plot_roc(y: np.ndarray, scores: np.ndarray, auc: float, path: Path) -> None:
+def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path) -> None:
     fpr, tpr, _ = roc_curve(y, scores)
+    auc = float(area_under(fpr, tpr))
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.plot(fpr, tpr, label=f"model (AUC = {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
@@ -134,7 +136,7 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
                             for i, v in enumerate(schema.label_values)], output / plots["confusion_matrix"])
     if task == "binary":
         plots["roc"] = "roc.png"
-        plot_roc(y, out[:, 1], values["auc"], output / plots["roc"])
+        plot_roc(y, out[:, 1], output / plots["roc"])
     if task == "regression":
         plots["predicted_vs_actual"] = "predicted_vs_actual.png"
         plot_predicted(y, predicted, schema.label, output / plots["predicted_vs_actual"])

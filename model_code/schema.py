@@ -1,4 +1,5 @@
-"""The feature schema of the Adult income problem: the one contract shared by every step.
+"""The feature schema of a problem: the one contract shared by every step (model_code/problem.py
+reads it from the problem's declaration).
 
 Validation checks data against it, the model artifact embeds it (``Schema.to_dict``) so a server
 can check requests, and the synthetic generator produces data of exactly this shape.
@@ -223,51 +224,3 @@ def coerce(frame: pd.DataFrame, schema: Schema, *, source: str = "<frame>",
         else:
             out[schema.label] = pd.to_numeric(raw).astype("float64")
     return pd.DataFrame(out, index=frame.index)
-
-
-# --- The Adult census income schema -----------------------------------------------------------
-WORKCLASS = ("Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov", "State-gov",
-             "Without-pay", "Never-worked")
-MARITAL_STATUS = ("Married-civ-spouse", "Divorced", "Never-married", "Separated", "Widowed",
-                  "Married-spouse-absent", "Married-AF-spouse")
-OCCUPATION = ("Tech-support", "Craft-repair", "Other-service", "Sales", "Exec-managerial",
-              "Prof-specialty", "Handlers-cleaners", "Machine-op-inspct", "Adm-clerical",
-              "Farming-fishing", "Transport-moving", "Priv-house-serv", "Protective-serv",
-              "Armed-Forces")
-RELATIONSHIP = ("Wife", "Own-child", "Husband", "Not-in-family", "Other-relative", "Unmarried")
-RACE = ("White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black")
-SEX = ("Female", "Male")
-NATIVE_COUNTRY = (
-    "United-States", "Cambodia", "England", "Puerto-Rico", "Canada", "Germany",
-    "Outlying-US(Guam-USVI-etc)", "India", "Japan", "Greece", "South", "China", "Cuba", "Iran",
-    "Honduras", "Philippines", "Italy", "Poland", "Jamaica", "Vietnam", "Mexico", "Portugal",
-    "Ireland", "France", "Dominican-Republic", "Laos", "Ecuador", "Taiwan", "Haiti", "Columbia",
-    "Hungary", "Guatemala", "Nicaragua", "Scotland", "Thailand", "Yugoslavia", "El-Salvador",
-    "Trinadad&Tobago", "Peru", "Hong", "Holand-Netherlands",
-)
-
-ADULT = Schema(
-    name="adult-income",
-    features=(
-        NumericFeature("age", "int", 16, 100, description="age in years"),
-        CategoricalFeature("workclass", WORKCLASS, max_missing_share=0.10,
-                           description="employer type; missing in ~5.7% of the census rows"),
-        NumericFeature("fnlwgt", "int", 1, 2_000_000,
-                       description="census sampling weight (people a row stands for)"),
-        NumericFeature("education_num", "int", 1, 16, description="education level, 1=preschool .. 16=doctorate"),
-        CategoricalFeature("marital_status", MARITAL_STATUS),
-        CategoricalFeature("occupation", OCCUPATION, max_missing_share=0.10,
-                           description="missing in ~5.8% of rows (with workclass, and for Never-worked)"),
-        CategoricalFeature("relationship", RELATIONSHIP),
-        CategoricalFeature("race", RACE),
-        CategoricalFeature("sex", SEX),
-        NumericFeature("capital_gain", "int", 0, 99_999, description="US$; 99999 is a top code"),
-        NumericFeature("capital_loss", "int", 0, 10_000, description="US$"),
-        NumericFeature("hours_per_week", "int", 1, 99, description="hours worked per week; 99 is a top code"),
-        CategoricalFeature("native_country", NATIVE_COUNTRY, max_missing_share=0.05),
-    ),
-    label="income_gt_50k",
-    min_rows=1000,
-    max_duplicate_share=0.01,
-    min_minority_share=0.10,
-)

@@ -12,7 +12,7 @@ import numpy as np
 
 from model_code.drift.core import BLOCK_RECORDS, Block, CaptureData, CaptureError, UsageError, Window, iso, parse_time
 from model_code.drift.payloads import parse_block
-from model_code.schema import ADULT, Schema
+from model_code.schema import Schema
 
 
 def _payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
@@ -185,7 +185,7 @@ def _chunk_blocks(chunk: bytes, first: int, source: str, window: Window, acc: Ca
         yield from _general_blocks(others, source, window, acc)
 
 
-def read_chunks(chunks: Iterable[bytes], source: str, schema: Schema = ADULT, window: Window = Window()) -> CaptureData:
+def read_chunks(chunks: Iterable[bytes], source: str, schema: Schema, window: Window = Window()) -> CaptureData:
     """Parse one capture file, given as chunks of whole lines (see `chunks`), into a CaptureData."""
     acc = CaptureData(schema)
     acc.files = 1

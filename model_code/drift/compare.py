@@ -10,7 +10,7 @@ import numpy as np
 from model_code import baseline as bl
 from model_code.drift.core import UNSEEN, WASSERSTEIN_MIN_STD, CaptureData, CaptureError, Thresholds
 from model_code.drift.stats import chi2_homogeneity, ks_pvalue, psi, two_proportion_pvalue
-from model_code.schema import ADULT, NumericFeature, Schema
+from model_code.schema import NumericFeature, Schema
 
 
 def _r(x: float) -> float:
@@ -119,7 +119,7 @@ def _base_rows(base: dict[str, Any], default: float) -> float:
     return count / (1 - share) if share < 1 and count else default
 
 
-def compare(capture: CaptureData, baseline: dict[str, Any], schema: Schema = ADULT,
+def compare(capture: CaptureData, baseline: dict[str, Any], schema: Schema,
             prediction_baseline: dict[str, Any] | None = None, thresholds: Thresholds = Thresholds(),
             ) -> dict[str, Any]:
     """Per-feature and prediction comparison; returns the report's statistical part."""

@@ -31,7 +31,8 @@ from model_code.drift.core import (
 from model_code.drift.metrics import publish_metrics
 from model_code.drift.sources import aws_client, cpus, read_capture
 from model_code.endpoint_source import EndpointSourceError
-from model_code.schema import ADULT, Schema
+from model_code.problem import step_problem
+from model_code.schema import Schema
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class DriftConfig:
     endpoint: str | None = None
     workers: int = 0
     schema: Schema | None = None
+    problem: Path | None = None
+    """The problem folder whose schema to use when neither `schema` nor a model gives one."""
     package_arn: str | None = None
     """The model package the baseline came from (--baseline-from-endpoint); None for a baseline file."""
 
@@ -88,7 +91,8 @@ def run_drift(config: DriftConfig) -> DriftResult:
     except (OSError, ValueError) as exc:
         raise CaptureError(f"baseline: {exc}") from None
     pred_base, pred_info, model_schema = _prediction_baseline(config, baseline)
-    schema = config.schema or model_schema or ADULT
+    # the model knows its schema; without one, the problem the code bundle carries (or --problem)
+    schema = config.schema or model_schema or step_problem(config.problem).schema
     if baseline.get("schema") != schema.name:
         raise CaptureError(f"baseline {config.baseline} is for schema {baseline.get('schema')!r}, "
                            f"the model/schema is {schema.name!r}")

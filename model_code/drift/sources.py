@@ -15,7 +15,7 @@ from typing import Any
 from model_code import env
 from model_code.drift.capture import chunks, read_chunks
 from model_code.drift.core import HOUR_PATH, CaptureData, CaptureError, UsageError, Window
-from model_code.schema import ADULT, Schema
+from model_code.schema import Schema
 
 
 def _hour_of(rel: str) -> datetime | None:
@@ -107,7 +107,7 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
-def read_capture(source: str | Path, schema: Schema = ADULT, window: Window = Window(),
+def read_capture(source: str | Path, schema: Schema, window: Window = Window(),
                  workers: int = 0) -> CaptureData:
     """Read every capture file of the window under a local folder/file or s3:// prefix.
 

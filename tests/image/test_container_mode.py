@@ -18,7 +18,7 @@ from mlops.registry import Aws
 from mlops.settings import load_stack
 from model_code.capture import make_record
 from model_code.preprocess import to_csv_bytes
-from model_code.schema import ADULT
+from problems.adult.synthetic import ADULT
 
 
 def test_the_pipeline_in_the_image_matches_the_pipeline_in_the_requirements_venv(

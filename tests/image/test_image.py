@@ -23,10 +23,10 @@ from mlops.local.container import Engine
 from mlops.local.executor import LocalExecutor
 from mlops.naming import Names
 from mlops.settings import load_stack
-from model_code.data import synthesize, write_csv
-from model_code.schema import ADULT
+from model_code.data import write_csv
 from pipelines.bundle import build_bundle
 from pipelines.training import VALIDATE, definition
+from problems.adult.synthetic import ADULT, synthesize
 
 FEATURES = ADULT.feature_names
 

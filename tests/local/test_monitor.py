@@ -35,12 +35,12 @@ from mlops.settings import StackSettings, load_stack
 from model_code import baseline as bl
 from model_code import drift as dr
 from model_code.capture import make_record
-from model_code.data import Drift, synthesize, write_csv
+from model_code.data import Drift, write_csv
 from model_code.guard import check
 from model_code.model import load_model
 from model_code.preprocess import to_csv_bytes
-from model_code.schema import ADULT
 from pipelines.monitoring import OUTPUT_PATH
+from problems.adult.synthetic import ADULT, synthesize
 from tests.local.helpers import train_model
 
 FEATURES = ADULT.feature_names

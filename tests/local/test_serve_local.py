@@ -23,7 +23,8 @@ from mlops.naming import Names
 from mlops.registry import Aws, approve
 from mlops.serve_local import ServeLocalError, port_in_use, serve_local, stop_recorded
 from mlops.settings import StackSettings, load_stack
-from model_code.data import synthesize, write_csv
+from model_code.data import write_csv
+from problems.adult.synthetic import synthesize
 from tests.local.helpers import alive, train_model
 
 ROW = b"39,State-gov,77516,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States\n"

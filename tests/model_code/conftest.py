@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model_code.data import load_adult, synthesize, write_csv
+from model_code.data import write_csv
+from problems.adult.synthetic import load_adult, synthesize
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_GROUPS: list[int] = []

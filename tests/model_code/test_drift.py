@@ -16,9 +16,9 @@ from scipy import stats
 from model_code import baseline as bl
 from model_code import drift as dr
 from model_code.capture import make_record
-from model_code.data import Drift, synthesize
+from model_code.data import Drift
 from model_code.preprocess import preprocess, to_csv_bytes
-from model_code.schema import ADULT
+from problems.adult.synthetic import ADULT, synthesize
 from tests.model_code.conftest import run_step
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
@@ -532,7 +532,7 @@ def test_a_line_that_is_not_a_capture_record_is_named(broken):
                                    b"0.5", WHEN, f"e{k}"), separators=(",", ":")) for k in range(4)]
     good[2] = broken(good[2])
     with pytest.raises(dr.CaptureError, match=r"^x line 3: not a SageMaker data-capture record"):
-        dr.read_chunks([("\n".join(good) + "\n").encode()], "x")
+        dr.read_chunks([("\n".join(good) + "\n").encode()], "x", ADULT)
 
 
 def test_two_records_on_one_line_beside_a_blank_one_are_named_not_dropped():
@@ -543,4 +543,4 @@ def test_two_records_on_one_line_beside_a_blank_one_are_named_not_dropped():
             for k, r in enumerate(rows)]
     data = (good[0] + good[1] + "\n" + good[2] + "\n\n" + good[0] + "\n").encode()
     with pytest.raises(dr.CaptureError, match=r"^x line 1: not a SageMaker data-capture record"):
-        dr.read_chunks([data], "x")
+        dr.read_chunks([data], "x", ADULT)

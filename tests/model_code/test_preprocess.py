@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from model_code import baseline as bl
-from model_code.data import read_split, synthesize, write_csv
+from model_code.data import read_split, write_csv
 from model_code.preprocess import SPLITS, SplitConfig, preprocess, split_indices
-from model_code.schema import ADULT
+from problems.adult.synthetic import ADULT, synthesize
 from tests.model_code.conftest import raw_strings, run_step
 
 

@@ -11,8 +11,8 @@ import yaml
 
 from model_code.data import read_csv_input
 from model_code.problem import ProblemError, load_problem, parse_problem, resolve_problem_dir
-from model_code.schema import ADULT
 from model_code.validate import validate_frame
+from problems.adult.synthetic import ADULT
 from tests.model_code.conftest import REPO
 
 PROBLEMS = REPO / "problems"

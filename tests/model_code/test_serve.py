@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.data import synthesize
 from model_code.model import load_model
-from model_code.schema import ADULT
 from model_code.serve import App, Metrics, ServeConfig, negotiate
+from problems.adult.synthetic import ADULT, synthesize
 from tests.model_code.conftest import REPO, SERVER_GROUPS, raw_strings
 
 FEATURES = ADULT.feature_names

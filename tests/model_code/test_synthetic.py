@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.data import Drift, main, synthesize
-from model_code.schema import ADULT
+from model_code.data import Drift
+from problems.adult.synthetic import ADULT, main, synthesize
 
 
 def test_same_seed_same_rows_and_different_seed_differs():

@@ -7,12 +7,13 @@ import tarfile
 
 import pytest
 
-from model_code.data import synthesize, write_csv
+from model_code.data import write_csv
 from model_code.evaluate import evaluate
 from model_code.model import load_model
 from model_code.preprocess import preprocess
-from model_code.schema import ADULT, DataError
+from model_code.schema import DataError
 from model_code.validate import REPORT_NAME
+from problems.adult.synthetic import ADULT, synthesize
 from tests.model_code.conftest import REPO, raw_strings, run_step
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

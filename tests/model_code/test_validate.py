@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from model_code.data import synthesize, write_csv
-from model_code.schema import ADULT
+from model_code.data import write_csv
 from model_code.validate import REPORT_NAME, run
+from problems.adult.synthetic import ADULT, synthesize
 from tests.model_code.conftest import raw_strings, run_step
 
 
