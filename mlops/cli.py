@@ -291,7 +291,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from mlops.local.pipeline import run_local
     from mlops.problems import settings_for
 
-    settings = settings_for(_stack_settings(args), args.problem)
+    settings = settings_for(load_stack_file(stack_file(args.stack, args.root), _config_overrides(args.config)),
+                            args.problem)
     problem = settings.problem_declaration()
     print(f"Pipeline of stack {settings.stack}, problem {problem.name} ({problem.task}), locally "
           f"(state in {_state_dir()})")
@@ -610,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", type=Path, help="CSV file or folder to train on (default: the problem's sample)")
     run.add_argument("--problem", type=Path, metavar="DIR",
                      help="problem declaration folder (default: the stack's mlops-stack:problem)")
+    run.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a stack setting for this run, e.g. tuningMaxJobs=8; repeatable")
     _container_option(run)
     run.set_defaults(func=cmd_pipeline_run)
     runs = pipeline_actions.add_parser("runs", help="past local runs, newest first")

@@ -289,6 +289,16 @@ class StackSettings:
         check=_optional(lambda value: _number_error(value)),
     )
 
+    tuning_max_jobs: int = _setting(
+        0,
+        doc="Training jobs of a SageMaker hyperparameter tuning step over the problem's candidates and their search "
+        "spaces, instead of one training job that cross-validates the candidates; 0 is off.",
+        check=_between(0, 500),
+    )
+    tuning_parallel_jobs: int = _setting(
+        2, doc="Training jobs of the tuning step at once (at most tuningMaxJobs).", check=_between(1, 100)
+    )
+
     endpoint_instance_type: str = _setting(
         "ml.m5.large",
         doc="Instance type of the real-time endpoint.",
@@ -399,6 +409,9 @@ class StackSettings:
             if error := spec.check_threshold(float(self.evaluation_min_metric)):
                 problems.append(f"{config_key('evaluation_min_metric')}: {error} (the primary metric of "
                                 f"{self.problem})")
+        if self.tuning_max_jobs and self.tuning_parallel_jobs > self.tuning_max_jobs:
+            problems.append(f"{config_key('tuning_parallel_jobs')}: {self.tuning_parallel_jobs} is above "
+                            f"{config_key('tuning_max_jobs')} ({self.tuning_max_jobs})")
         if self.endpoint_max_capacity < self.endpoint_min_capacity:
             problems.append(
                 f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "

@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if step not in STEPS:
         print(f"unknown step {step!r}; {usage()}", file=sys.stderr)
         return 2
+    if step == "train":  # a tuning job's training job: the pipeline's code bundle, when the job has one
+        from model_code.launcher import bundle_handover, exec_bundle
+
+        command = bundle_handover(rest)
+        if command is not None:
+            exec_bundle(command)
     module = importlib.import_module(STEPS[step])
     return int(module.main(rest))
 

@@ -107,6 +107,11 @@ SM_CHANNEL_VALIDATION: EnvVar[Path] = EnvVar(
     "SM_CHANNEL_VALIDATION", Path("/opt/ml/input/data/validation"), _path,
     "Folder holding the validation split (CSV files), the 'validation' input channel.",
 )
+SM_CHANNEL_CODE: EnvVar[Path] = EnvVar(
+    "SM_CHANNEL_CODE", Path("/opt/ml/input/data/code"), _path,
+    "Folder holding the pipeline's code bundle (model_code.tar.gz), the 'code' input channel: a tuning job's "
+    "training jobs run it (model_code/launcher.py).",
+)
 SM_MODEL_DIR: EnvVar[Path] = EnvVar(
     "SM_MODEL_DIR", Path("/opt/ml/model"), _path,
     "Folder where train writes model.joblib; SageMaker tars it into model.tar.gz. serve loads the model "
@@ -257,6 +262,7 @@ AWS_DEFAULT_REGION: EnvVar[str | None] = EnvVar(
 ALL: tuple[EnvVar, ...] = (
     SM_CHANNEL_TRAIN,
     SM_CHANNEL_VALIDATION,
+    SM_CHANNEL_CODE,
     SM_MODEL_DIR,
     SM_OUTPUT_DATA_DIR,
     SM_INPUT_CONFIG_DIR,

@@ -124,6 +124,15 @@ class Problem:
         raise KeyError(f"problem {self.name!r} has no candidate {name!r}; candidates: "
                        f"{[c.name for c in self.candidates]}")
 
+    def hyperparameter_texts(self) -> dict[str, str]:
+        """``<candidate>__<param>`` -> the declared value (else the estimator's default), as the text
+        SageMaker passes in hyperparameters.json (train reads it back)."""
+        values: dict[str, str] = {}
+        for c in self.candidates:
+            for name, value in estimators.resolve_params(c.estimator, c.params).items():
+                values[f"{c.name}__{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return values
+
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` beats ``b`` in the primary metric's direction."""
         return a > b if self.direction == "higher" else a < b

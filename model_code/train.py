@@ -61,8 +61,10 @@ from model_code.schema import DataError, Schema
 from model_code.tracking import TrackingError, tracking
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
-IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric", "mlops_code_")
 SEPARATOR = "__"
+OBJECTIVE_PREFIX = "objective validation:"
+"""train prints `objective validation:<primary metric>=<value>`: a tuning job's objective metric."""
 
 
 class HyperparameterError(ValueError):
@@ -438,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     primary = summary["primary_metric"]
     chosen = summary["selection"]["chosen"]
+    # the objective a SageMaker tuning job reads from the log (pipelines/training.py: objective_metric)
+    print(f"{OBJECTIVE_PREFIX}{primary['name']}={primary['value']!r}")
     print(f"train: candidate {chosen}, validation {primary['name']}={primary['value']:.4f}; "
           f"model {summary['model']['path']}"
           + (f"; mlflow run {summary['mlflow']['run_id']}" if summary["mlflow"] else ""))

@@ -3,7 +3,9 @@
 ::
 
     Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestMetric,
-                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|new-data), CooldownHours
+                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|new-data), CooldownHours,
+                Candidate (empty: cross-validate every candidate), and one per estimator parameter of
+                each candidate, <candidate>__<param>, defaulting to the problem's value
 
     CooldownGuard (processing)       an automatic Trigger within CooldownHours of another stops here
         |  depends_on
@@ -78,6 +80,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.naming import Names
 from mlops.settings import StackSettings
+from model_code.launcher import CODE_SHA256_HYPERPARAMETER, launcher_command
 from pipelines.bundle import BUNDLE_NAME, Bundle, build_bundle, digest_of_uri
 
 if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk); the problem comes from the settings
@@ -122,26 +125,9 @@ PROCESSING_CODE_DIR = f"{PROCESSING_ROOT}/input/code"
 TRAINING_CODE_CHANNEL = "code"
 TRAINING_CODE_DIR = f"/opt/ml/input/data/{TRAINING_CODE_CHANNEL}"
 
-LAUNCHER = (
-    "import hashlib, runpy, sys, tarfile, tempfile\n"
-    "bundle, digest, module = sys.argv[1:4]\n"
-    "with open(bundle, 'rb') as f:\n"
-    "    actual = hashlib.sha256(f.read()).hexdigest()\n"
-    "if actual != digest:\n"
-    "    sys.exit(f'code bundle {bundle} has sha256 {actual}, expected {digest}')\n"
-    "target = tempfile.mkdtemp(prefix='model-code-')\n"
-    "with tarfile.open(bundle) as tar:\n"
-    "    tar.extractall(target, filter='data')\n"
-    "sys.path.insert(0, target)\n"
-    "sys.argv = [module, *sys.argv[4:]]\n"
-    "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
-)
-"""Container entrypoint program: ``python -c LAUNCHER <bundle file> <sha256> <module> [args...]``."""
-
-
 def launcher_entrypoint(bundle_path: str, digest: str, module: str) -> list[str]:
-    """The container entrypoint that runs ``module`` from the bundle at ``bundle_path``."""
-    return ["python", "-c", LAUNCHER, bundle_path, digest, module]
+    """The container entrypoint that runs ``module`` from the bundle at ``bundle_path`` (model_code/launcher.py)."""
+    return launcher_command(bundle_path, digest, module)
 
 
 @dataclass(frozen=True)
@@ -264,6 +250,7 @@ def _sdk() -> SimpleNamespace:
     from sagemaker.core.config.config_manager import SageMakerConfig
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.network import NetworkConfig
+    from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
         ProcessingInput,
@@ -287,8 +274,10 @@ def _sdk() -> SimpleNamespace:
         ProcessingStep,
         TrainingStep,
     )
+    from sagemaker.mlops.workflow.steps import TuningStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
+    from sagemaker.train.tuner import HyperparameterTuner
 
     return SimpleNamespace(
         SageMakerConfig=SageMakerConfig,
@@ -321,6 +310,11 @@ def _sdk() -> SimpleNamespace:
         Pipeline=Pipeline,
         ProcessingStep=ProcessingStep,
         TrainingStep=TrainingStep,
+        TuningStep=TuningStep,
+        HyperparameterTuner=HyperparameterTuner,
+        CategoricalParameter=CategoricalParameter,
+        ContinuousParameter=ContinuousParameter,
+        IntegerParameter=IntegerParameter,
         ModelBuilder=ModelBuilder,
         ModelTrainer=ModelTrainer,
     )
@@ -372,8 +366,17 @@ def default_mlflow_tracking_uri(settings: StackSettings) -> str | None:
     return f"arn:{partition}:sagemaker:{settings.region}:{settings.account_id}:mlflow-tracking-server/{server}"
 
 
+def hyperparameter_defaults(problem: Problem) -> dict[str, str]:
+    """Each is a pipeline parameter of that name, handed to the Train step (Problem.hyperparameter_texts)."""
+    return problem.hyperparameter_texts()
+
+
 def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineInputs) -> SimpleNamespace:
+    hyperparameters = {name: sdk.ParameterString(name, value)
+                       for name, value in hyperparameter_defaults(inputs.problem).items()}
     return SimpleNamespace(
+        **hyperparameters,
+        candidate=sdk.ParameterString("Candidate", ""),
         input_data=sdk.ParameterString("InputDataUri", default_input_data_uri(settings, inputs.dataset)),
         processing_instance_type=sdk.ParameterString("ProcessingInstanceType", settings.processing_instance_type),
         training_instance_type=sdk.ParameterString("TrainingInstanceType", settings.training_instance_type),
@@ -475,6 +478,7 @@ def training_environment(params: Any, inputs: PipelineInputs) -> dict[str, Any]:
     environment: dict[str, Any] = {
         "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
         "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_CHANNEL_CODE": TRAINING_CODE_DIR,
         "SM_MODEL_DIR": "/opt/ml/model",
         "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
         "SM_OUTPUT_DIR": "/opt/ml/output",
@@ -491,7 +495,13 @@ def _split_uri(preprocess: Any, name: str) -> Any:
     return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
 
-def _model_uri(train: Any) -> Any:
+def _model_uri(b: Build, train: Any) -> Any:
+    """The trained model: the training job's artifact, or the tuning job's best training job's."""
+    if b.settings.tuning_max_jobs:
+        names = Names.of(b.settings)
+        execution = b.sdk.ExecutionVariables.PIPELINE_EXECUTION_ID
+        prefix = b.sdk.Join(on="/", values=[f"pipelines/{names.pipeline}", execution, TRAIN, "output"])
+        return train.get_top_model_s3_uri(top_k=0, s3_bucket=names.bucket("artifacts"), prefix=prefix)
     return train.properties.ModelArtifacts.S3ModelArtifacts
 
 
@@ -557,10 +567,9 @@ def _bundle_training_step_class(sdk: SimpleNamespace) -> type:
     return BundleTrainingStep
 
 
-def train_step(b: Build, preprocess: Any) -> Any:
-    """Fit the model on the train channel, score the validation channel, log to MLflow."""
+def _trainer(b: Build, hyperparameters: dict[str, Any]) -> Any:
     sdk, inputs = b.sdk, b.inputs
-    trainer = sdk.ModelTrainer(
+    return sdk.ModelTrainer(
         sagemaker_session=b.session,
         role=inputs.role_arn,
         base_job_name="model-code-train",
@@ -577,18 +586,29 @@ def train_step(b: Build, preprocess: Any) -> Any:
             s3_output_path=b.output_uri(TRAIN, "output"), kms_key_id=inputs.kms_key_arn
         ),
         environment=training_environment(b.params, inputs),
-        hyperparameters={"seed": b.params.seed.to_string()},
+        hyperparameters=hyperparameters,
     )
-    step_args = trainer.train(
-        input_data_config=[
-            sdk.InputData(channel_name="train", data_source=_split_uri(preprocess, "train")),
-            sdk.InputData(channel_name="validation", data_source=_split_uri(preprocess, "validation")),
-            sdk.InputData(channel_name=TRAINING_CODE_CHANNEL, data_source=inputs.code_bundle_uri),
-        ],
-        wait=False,
-        logs=False,
-    )
-    return _bundle_training_step_class(sdk)(
+
+
+def _channels(b: Build, preprocess: Any) -> list[Any]:
+    sdk = b.sdk
+    return [
+        sdk.InputData(channel_name="train", data_source=_split_uri(preprocess, "train")),
+        sdk.InputData(channel_name="validation", data_source=_split_uri(preprocess, "validation")),
+        sdk.InputData(channel_name=TRAINING_CODE_CHANNEL, data_source=b.inputs.code_bundle_uri),
+    ]
+
+
+def train_step(b: Build, preprocess: Any) -> Any:
+    """Fit the model on the train channel (the candidates cross-validated), score the validation channel,
+    log to MLflow; a tuning step instead when the stack has tuningMaxJobs."""
+    if b.settings.tuning_max_jobs:
+        return tuning_step(b, preprocess)
+    inputs = b.inputs
+    trainer = _trainer(b, {"seed": b.params.seed.to_string(), "candidate": b.params.candidate,
+                           **{name: getattr(b.params, name) for name in hyperparameter_defaults(inputs.problem)}})
+    step_args = trainer.train(input_data_config=_channels(b, preprocess), wait=False, logs=False)
+    return _bundle_training_step_class(b.sdk)(
         name=TRAIN,
         step_args=step_args,
         description="Train the model",
@@ -596,6 +616,85 @@ def train_step(b: Build, preprocess: Any) -> Any:
             f"{TRAINING_CODE_DIR}/{BUNDLE_NAME}", inputs.code_sha256, "model_code.train"
         ),
     )
+
+
+def objective_metric(problem: Problem) -> tuple[str, str]:
+    """The tuning objective's name and the regex that reads it from train's log (model_code/train.py)."""
+    return (f"validation:{problem.primary_metric}",
+            rf"objective validation:{problem.primary_metric}=([-+0-9.eE]+|nan)")
+
+
+def parameter_ranges(b: Build) -> dict[str, Any]:
+    """The problem's search spaces as SageMaker ranges: ``candidate`` (when several) and ``<candidate>__<param>``."""
+    sdk, problem = b.sdk, b.inputs.problem
+    ranges: dict[str, Any] = {}
+    if len(problem.candidates) > 1:
+        ranges["candidate"] = sdk.CategoricalParameter([c.name for c in problem.candidates])
+    for candidate in problem.candidates:
+        for name, space in candidate.space.items():
+            scaling = "Logarithmic" if space.get("scale") == "log" else "Linear"
+            kind = sdk.IntegerParameter if isinstance(space["low"], int) and isinstance(space["high"], int) \
+                else sdk.ContinuousParameter
+            ranges[f"{candidate.name}__{name}"] = kind(space["low"], space["high"], scaling_type=scaling)
+    return ranges
+
+
+def tuning_step(b: Build, preprocess: Any) -> Any:
+    """A SageMaker hyperparameter tuning job over the problem's spaces: each training job trains one
+    candidate (no cross-validation) with drawn values and reports the validation primary metric.
+
+    A tuning job's training jobs cannot set a container entrypoint: they start the image as
+    ``<entrypoint> train``, which runs the code bundle of the ``code`` channel, checked against the
+    static hyperparameter ``mlops_code_sha256`` (model_code/launcher.py).
+    """
+    sdk, inputs, settings = b.sdk, b.inputs, b.settings
+    problem = inputs.problem
+    static = {"seed": b.params.seed.to_string(), CODE_SHA256_HYPERPARAMETER: inputs.code_sha256}
+    if len(problem.candidates) == 1:
+        static["candidate"] = problem.candidates[0].name
+    ranges = parameter_ranges(b)
+    # the parameters no space covers keep their pipeline parameters' values
+    static.update({k: getattr(b.params, k) for k in hyperparameter_defaults(problem) if k not in ranges})
+    name, regex = objective_metric(problem)
+    tuner = sdk.HyperparameterTuner(
+        model_trainer=_trainer(b, static),
+        objective_metric_name=name,
+        hyperparameter_ranges=ranges,
+        metric_definitions=[{"Name": name, "Regex": regex}],
+        strategy="Random",
+        objective_type="Maximize" if problem.direction == "higher" else "Minimize",
+        max_jobs=settings.tuning_max_jobs,
+        max_parallel_jobs=settings.tuning_parallel_jobs,
+        random_seed=DEFAULT_SEED,
+        base_tuning_job_name="model-code-tune",
+    )
+    step_args = tuner.tune(inputs=_channels(b, preprocess), wait=False)
+    return _encrypted_tuning_step_class(sdk)(name=TRAIN, step_args=step_args, kms_key_arn=inputs.kms_key_arn,
+                                             description="Tune the candidates' hyperparameters")
+
+
+def _encrypted_tuning_step_class(sdk: SimpleNamespace) -> type:
+    class EncryptedTuningStep(sdk.TuningStep):
+        """A TuningStep whose training jobs encrypt their volumes and inter-container traffic.
+
+        ``HyperparameterTuner`` copies neither ``Compute.volume_kms_key_id`` nor ``Networking``'s
+        inter-container encryption of its ModelTrainer into ``TrainingJobDefinition`` (sagemaker 3.27);
+        they are added to the SDK's own request here (the policy pack checks both).
+        """
+
+        def __init__(self, *args: Any, kms_key_arn: str, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.kms_key_arn = kms_key_arn
+
+        @property
+        def arguments(self) -> dict[str, Any]:
+            request = super().arguments
+            job = request["TrainingJobDefinition"]
+            job["ResourceConfig"]["VolumeKmsKeyId"] = self.kms_key_arn
+            job["EnableInterContainerTrafficEncryption"] = True
+            return request
+
+    return EncryptedTuningStep
 
 
 def evaluation_property_file(sdk: SimpleNamespace) -> Any:
@@ -609,7 +708,7 @@ def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
     step_args = b.processor("model_code.evaluate").run(
         inputs=[
             b.code_input(),
-            b.s3_input("model", _model_uri(train), model_dir),
+            b.s3_input("model", _model_uri(b, train), model_dir),
             b.s3_input("test", _split_uri(preprocess, "test"), test_dir),
         ],
         outputs=[b.s3_output(EVALUATE, EVALUATION_OUTPUT, out_dir)],
@@ -644,7 +743,7 @@ def register_step(b: Build, preprocess: Any, train: Any, evaluate: Any, report: 
     """Register the model package (approval status from the parameter) with metrics and lineage."""
     sdk = b.sdk
     builder = sdk.ModelBuilder(
-        s3_model_data_url=_model_uri(train),  # not model=: that silently drops ModelDataUrl
+        s3_model_data_url=_model_uri(b, train),  # not model=: that silently drops ModelDataUrl
         image_uri=b.inputs.image_uri,
         role_arn=b.inputs.role_arn,
         sagemaker_session=b.session,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.local.runners import StepRunner
+from mlops.local.tuning import run_tuning
 
 CONTAINER_ROOT = "/opt/ml/"
 LOG_TAIL_LINES = 5
@@ -260,29 +261,43 @@ class LocalExecutor:
         }
 
     def _training(self, step: str, arguments: dict[str, Any]) -> None:
+        job_name = f"pipelines-{self.execution_id}-{step}"
+        model_uri = self._training_job(step, step, job_name, arguments, arguments.get("HyperParameters", {}))
+        self.properties[step] = {"ModelArtifacts": {"S3ModelArtifacts": model_uri}, "TrainingJobName": job_name}
+
+    def _training_job(self, step: str, job: str, job_name: str, arguments: dict[str, Any],
+                      hyperparameters: dict[str, Any]) -> str:
+        """One training job in folder `steps/<job>` (a tuning job's: `steps/<step>/jobs/<name>`); its model URI.
+        A job without a ContainerEntrypoint starts the image as `<ENTRYPOINT> train`, as SageMaker does."""
         for channel in arguments.get("InputDataConfig", []):
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            self._download(uri, self._local(step, f"/opt/ml/input/data/{channel['ChannelName']}"))
-        config_dir = self._local(step, "/opt/ml/input/config")
+            self._download(uri, self._local(job, f"/opt/ml/input/data/{channel['ChannelName']}"))
+        config_dir = self._local(job, "/opt/ml/input/config")
         config_dir.mkdir(parents=True, exist_ok=True)
-        hyperparameters = {k: self._text(v) for k, v in arguments.get("HyperParameters", {}).items()}
-        (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters, sort_keys=True))
+        texts = {k: self._text(v) for k, v in hyperparameters.items()}
+        (config_dir / "hyperparameters.json").write_text(json.dumps(texts, sort_keys=True))
         for folder in ("/opt/ml/model", "/opt/ml/output/data"):
-            self._local(step, folder).mkdir(parents=True, exist_ok=True)
+            self._local(job, folder).mkdir(parents=True, exist_ok=True)
         algorithm = arguments["AlgorithmSpecification"]
+        entrypoint = algorithm.get("ContainerEntrypoint", [])
         self._run_job(
-            step,
-            algorithm.get("ContainerEntrypoint", []),
-            algorithm.get("ContainerArguments", []),
+            job,
+            entrypoint,
+            algorithm.get("ContainerArguments", []) if entrypoint else ["train"],
             arguments.get("Environment", {}),
             arguments.get("StoppingCondition", {}),
         )
-        job_name = f"pipelines-{self.execution_id}-{step}"
         output_path = arguments["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         model_uri = f"{output_path}/{job_name}/output/model.tar.gz"
         bucket, key = _split_s3(model_uri)
-        self.s3.put_object(Bucket=bucket, Key=key, Body=_tar_gz(self._local(step, "/opt/ml/model")))
-        self.properties[step] = {"ModelArtifacts": {"S3ModelArtifacts": model_uri}, "TrainingJobName": job_name}
+        self.s3.put_object(Bucket=bucket, Key=key, Body=_tar_gz(self._local(job, "/opt/ml/model")))
+        return model_uri
+
+    def _tuning(self, step: str, arguments: dict[str, Any]) -> None:
+        """A hyperparameter tuning job: its training jobs as parallel processes (tuning.py)."""
+        best = run_tuning(self, step, arguments)
+        self.properties[step] = {"BestTrainingJob": {"TrainingJobName": best[0]["TrainingJobName"]},
+                                 "TrainingJobSummaries": best}
 
     def _register(self, step: str, arguments: dict[str, Any]) -> None:
         request = {k: v for k, v in arguments.items() if v not in ({}, None)}
@@ -325,6 +340,8 @@ class LocalExecutor:
             self._processing(name, arguments, step.get("PropertyFiles", []))
         elif kind == "Training":
             self._training(name, arguments)
+        elif kind == "Tuning":
+            self._tuning(name, arguments)
         elif kind == "RegisterModel":
             self._register(name, arguments)
         else:

@@ -43,6 +43,8 @@ CONTAINER_MODES = ("auto", "always", "never")
 OWNER_LABEL = "io.mlops-stack.state-dir"
 CONTAINER_ROOT = "/opt/ml/"
 REQUIREMENTS = REPO_ROOT / "model_code" / "requirements.txt"
+IMAGE_ENTRYPOINT = ["python", "-m", "model_code"]
+"""The image's ENTRYPOINT (model_code/Dockerfile): what a job without a ContainerEntrypoint runs."""
 # What the image's ENV gives every job (model_code/Dockerfile); process mode sets the same.
 IMAGE_ENVIRONMENT = {
     "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -72,7 +74,7 @@ class ProcessRunner:
 
     def run(self, job_dir: Path, entrypoint: list[str], arguments: list[str], environment: dict[str, str],
             log_path: Path, timeout: float | None = None) -> int | None:
-        command = [_map(job_dir, a) for a in [*entrypoint, *arguments]]
+        command = [_map(job_dir, a) for a in [*(entrypoint or IMAGE_ENTRYPOINT), *arguments]]
         if command and command[0] in ("python", "python3"):
             command[0] = str(self.python)
         # A container starts with the image's environment only: no variable of this process leaks in.

@@ -175,7 +175,15 @@ def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, An
         "Seed": ("Integer", 42),
         "Trigger": ("String", "manual"),
         "CooldownHours": ("Integer", settings.retrain_cooldown_hours),
+        "Candidate": ("String", ""),
+        **{f"gbm__{name}": ("String", value) for name, value in (
+            ("learning_rate", "0.1"), ("max_iter", "300"), ("max_leaf_nodes", "31"), ("max_depth", "0"),
+            ("min_samples_leaf", "20"), ("l2_regularization", "0.0"), ("early_stopping", "true"),
+            ("validation_fraction", "0.1"), ("n_iter_no_change", "10"))},
     }
+    hyperparameters = step(document, TRAIN)["Arguments"]["HyperParameters"]
+    assert hyperparameters["gbm__max_iter"] == {"Get": "Parameters.gbm__max_iter"}
+    assert hyperparameters["candidate"] == {"Get": "Parameters.Candidate"}
     approval = next(p for p in document["Parameters"] if p["Name"] == "ModelApprovalStatus")
     assert approval["EnumValues"] == ["PendingManualApproval", "Approved", "Rejected"]
 
@@ -484,8 +492,8 @@ def test_pipelines_import_only_settings_naming_the_problem_sdk_and_stdlib() -> N
                     assert name in ("mlops.settings", "mlops.naming"), f"{path.name} imports {name}"
                 elif root == "pipelines" and path.name == "bundle.py":
                     pytest.fail(f"bundle.py must use the standard library only; imports {name}")
-                elif root == "model_code":  # the problem declaration decides the condition and metadata
-                    assert name == "model_code.problem", f"{path.name} imports {name}"
+                elif root == "model_code":  # the problem decides the condition and metadata; the launcher runs jobs
+                    assert name in ("model_code.problem", "model_code.launcher"), f"{path.name} imports {name}"
                 else:
                     assert root in allowed_roots or root in sys.stdlib_module_names, f"{path.name} imports {name}"
                 if path.name == "bundle.py":
@@ -535,3 +543,51 @@ def test_the_condition_and_metadata_follow_the_stack_problem() -> None:
     inputs = processing_inputs(document, VALIDATE)
     assert inputs["data"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
     assert parameters["InputDataUri"]["DefaultValue"].endswith("/datasets/diabetes/")
+
+
+def test_a_tuning_stack_trains_through_a_tuning_step_over_the_problem_spaces() -> None:
+    settings = dataclasses.replace(load_stack("dev"), problem="problems/wine", evaluation_min_metric="",
+                                   tuning_max_jobs=12, tuning_parallel_jobs=3)
+    document = json.loads(definition_json(settings, **pipeline_kwargs(settings)))
+    train = step(document, TRAIN)
+    assert train["Type"] == "Tuning"
+    config, job = train["Arguments"]["HyperParameterTuningJobConfig"], train["Arguments"]["TrainingJobDefinition"]
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3}
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:balanced_accuracy"}
+    ranges = config["ParameterRanges"]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "candidate", "Values": ["gbm", "forest", "linear"]}]
+    assert {"Name": "linear__alpha", "MinValue": "0.001", "MaxValue": "100.0", "ScalingType": "Logarithmic"} in \
+        ranges["ContinuousParameterRanges"]
+    static = job["StaticHyperParameters"]
+    assert static["mlops_code_sha256"] == CODE_SHA256 and static["gbm__max_iter"] == {"Get": "Parameters.gbm__max_iter"}
+    assert "linear__alpha" not in static and "candidate" not in static  # tuned, not fixed
+    assert [d["Name"] for d in job["AlgorithmSpecification"]["MetricDefinitions"]] == ["validation:balanced_accuracy"]
+    assert "ContainerEntrypoint" not in job["AlgorithmSpecification"]  # the image's `train` runs the bundle
+    assert any(c["ChannelName"] == "code" for c in job["InputDataConfig"])
+    assert job["Environment"]["SM_CHANNEL_CODE"] == "/opt/ml/input/data/code"
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == pipeline_kwargs(settings)["kms_key_arn"]
+    assert job["EnableInterContainerTrafficEncryption"] is True
+    model = processing_inputs(document, EVALUATE)["model"]["S3Uri"]["Std:Join"]["Values"]
+    assert {"Get": "Steps.Train.TrainingJobSummaries[0].TrainingJobName"} in model
+
+
+def test_the_policy_pack_passes_a_stack_that_tunes() -> None:
+    from mlops.plan import plan_stack_file
+    from mlops.settings import stack_file
+    from policies.offline import evaluate
+
+    overrides = {"mlops-stack:imageTag": "0123abc", "mlops-stack:tuningMaxJobs": "8", "mlops-stack:tuningParallelJobs": "2",
+                 "mlops-stack:problem": "problems/wine", "mlops-stack:evaluationMinMetric": ""}
+    plan = plan_stack_file(stack_file("dev"), overrides)
+    [pipeline] = [r for r in plan.resources if r.type == "aws:sagemaker/pipeline:Pipeline"]
+    steps = json.loads(pipeline.inputs["pipelineDefinition"])["Steps"]
+    assert [s["Type"] for s in steps if s["Name"] == TRAIN] == ["Tuning"]
+    assert evaluate([r.as_json() for r in plan.resources]) == []
+
+
+def test_a_regression_tuning_job_minimises_its_metric() -> None:
+    settings = dataclasses.replace(load_stack("dev"), problem="problems/diabetes", evaluation_min_metric="",
+                                   tuning_max_jobs=4, tuning_parallel_jobs=2)
+    document = json.loads(definition_json(settings, **pipeline_kwargs(settings)))
+    objective = step(document, TRAIN)["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+    assert objective == {"Type": "Minimize", "MetricName": "validation:rmse"}
