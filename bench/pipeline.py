@@ -6,7 +6,12 @@
    folder, once with every job in the image (`--container always`, when an engine answers) and once
    in a venv of the image's requirements (`--container never`): wall times against the 60 s target,
    each step's time, and whether both gave the same metrics and model content digest.
-2. 1M synthetic rows of the same schema: our `preprocess` and `train` steps (their command lines,
+2. The Adult census pipeline before problems were declared (``--baseline-rev``, default ``c3b9e3e``,
+   the commit before issue 15, checked out in a temporary git worktree) against this checkout, with
+   and without tuning (``-c tuningMaxJobs=2 -c tuningParallelJobs=2``): each in a venv of its
+   image's requirements, ``--rounds`` interleaved rounds, the best wall time of each; the target is
+   this checkout within 1.2x of the baseline.
+3. 1M synthetic rows of the same schema: our `preprocess` and `train` steps (their command lines,
    as the pipeline runs them) against the named peer measured in the same run: the bare library
    calls underneath (pandas read + sklearn train_test_split; sklearn fit of the same estimator on
    the same rows), so the ratio is the price of validation, baselines, importance and artifacts.
@@ -40,12 +45,13 @@ def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - started
 
 
-def _local_run(container: str) -> tuple[float, dict]:
+def _local_run(container: str, *, command: list[str] | None = None, env: dict[str, str] | None = None,
+               extra: tuple[str, ...] = ()) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as state:
-        env = {"MLOPS_STATE_DIR": state}
+        env = {**(env or {}), "MLOPS_STATE_DIR": state}
         try:
-            seconds = _timed([str(Path(PYTHON).parent / "mlops"), "pipeline", "run", "--local",
-                              "--container", container], env)
+            seconds = _timed([*(command or [str(Path(PYTHON).parent / "mlops")]), "pipeline", "run", "--local",
+                              "--container", container, *extra], env)
             [record] = list(Path(state).glob("runs/*/run.json"))
             return seconds, json.loads(record.read_text())
         finally:
@@ -64,7 +70,8 @@ def local_pipeline() -> None:
         where = {"always": "jobs in the image", "never": "jobs in a venv of the image's requirements"}[mode]
         print(f"local pipeline --container {mode} ({where}; bundled sample, {run['metrics'].get('rows', 0):.0f} "
               f"test rows): {seconds:.1f} s wall, status {run['status']}, "
-              f"test AUC {run['metrics'].get('auc', float('nan')):.4f}")
+              f"test {run.get('primary_metric') or 'auc'} "
+              f"{run['metrics'].get(run.get('primary_metric') or 'auc', float('nan')):.4f}")
         for step in run["steps"]:
             print(f"  {step['name']:<18} {step['seconds']:6.1f} s")
         print(f"  ratio to the {TARGET_S:.0f} s target: {seconds / TARGET_S:.2f} (below 1 meets it)")
@@ -128,16 +135,52 @@ def throughput(rows: int) -> None:
               f"{(train_rows / ours) / (train_rows / peer):.2f}")
 
 
+TUNING = ("-c", "tuningMaxJobs=2", "-c", "tuningParallelJobs=2")
+WITHIN = 1.2
+
+
+def against_baseline(rev: str, rounds: int) -> None:
+    """This checkout's local Adult pipeline against `rev`'s, same machine, same run, interleaved."""
+    with tempfile.TemporaryDirectory() as tree:
+        subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True, capture_output=True)
+        try:
+            baseline = [PYTHON, "-c", "import sys; from mlops.cli import main; sys.exit(main())"]
+            runs = {"baseline": (baseline, {"PYTHONPATH": tree}, ()), "ours": (None, {}, ()),
+                    "ours, tuning 2 jobs": (None, {}, TUNING)}
+            best: dict[str, float] = {}
+            for _ in range(rounds):
+                for name, (command, env, extra) in runs.items():
+                    seconds, run = _local_run("never", command=command, env=env, extra=extra)
+                    if run["status"] != "Succeeded":
+                        raise SystemExit(f"{name}: the local run {run['status']}: {run.get('failure')}")
+                    best[name] = min(best.get(name, seconds), seconds)
+            print(f"local Adult pipeline (--container never), best of {rounds} interleaved rounds:")
+            for name in runs:
+                ratio = best[name] / best["baseline"]
+                verdict = "" if name == "baseline" else \
+                    f", ratio to baseline {ratio:.2f} ({'MET' if ratio <= WITHIN else 'MISSED'} <= {WITHIN})"
+                print(f"  {name:<22} {best[name]:6.1f} s{verdict}")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=False, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-local", action="store_true", help="only the 1M-row throughput part")
     parser.add_argument("--local-only", action="store_true", help="only the local pipeline run")
+    parser.add_argument("--baseline-rev", default="c3b9e3e", help="the commit the local pipeline is compared with")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-only", action="store_true", help="only the comparison with --baseline-rev")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average "
           f"{os.getloadavg()[0]:.1f} (other work on the machine slows both sides)")
+    if args.baseline_only:
+        against_baseline(args.baseline_rev, args.rounds)
+        return
     if not args.skip_local:
         local_pipeline()
+        against_baseline(args.baseline_rev, args.rounds)
     if not args.local_only:
         throughput(args.rows)
 

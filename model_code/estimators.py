@@ -16,12 +16,13 @@ from it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model_code.features import DerivedFeature
 from model_code.schema import Schema
 
 if TYPE_CHECKING:  # scikit-learn is imported by the builders: the control plane reads the parameter specs only
@@ -75,23 +76,27 @@ _LINEAR = (
 )
 
 
-def _ordinal_columns(schema: Schema) -> tuple[ColumnTransformer, int]:
+def _numeric(schema: Schema, derived: Sequence[DerivedFeature]) -> list[str]:
+    return [*(f.name for f in schema.numeric), *(d.name for d in derived)]
+
+
+def _ordinal_columns(schema: Schema, derived: Sequence[DerivedFeature]) -> tuple[ColumnTransformer, int]:
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OrdinalEncoder
 
     cat = [f.name for f in schema.categorical]
     encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
                              encoded_missing_value=np.nan, dtype=np.float64)
-    columns = ColumnTransformer([("cat", encoder, cat), ("num", "passthrough", [f.name for f in schema.numeric])],
+    columns = ColumnTransformer([("cat", encoder, cat), ("num", "passthrough", _numeric(schema, derived))],
                                 verbose_feature_names_out=False)
     return columns, len(cat)
 
 
-def _hgb(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
+def _hgb(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[DerivedFeature]) -> Pipeline:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.pipeline import Pipeline
 
-    columns, n_cat = _ordinal_columns(schema)
+    columns, n_cat = _ordinal_columns(schema, derived)
     kind = HistGradientBoostingRegressor if schema.task == "regression" else HistGradientBoostingClassifier
     model = kind(
         learning_rate=p["learning_rate"], max_iter=p["max_iter"], max_leaf_nodes=p["max_leaf_nodes"],
@@ -103,18 +108,18 @@ def _hgb(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
     return Pipeline([("columns", columns), ("model", model)])
 
 
-def _forest(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
+def _forest(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[DerivedFeature]) -> Pipeline:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.pipeline import Pipeline
 
-    columns, _ = _ordinal_columns(schema)
+    columns, _ = _ordinal_columns(schema, derived)
     kind = RandomForestRegressor if schema.task == "regression" else RandomForestClassifier
     model = kind(n_estimators=p["n_estimators"], max_depth=p["max_depth"] or None,
                  min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"], random_state=seed, n_jobs=1)
     return Pipeline([("columns", columns), ("model", model)])
 
 
-def _linear(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
+def _linear(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[DerivedFeature]) -> Pipeline:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -126,9 +131,9 @@ def _linear(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
         parts.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
                                            OneHotEncoder(handle_unknown="ignore")),
                       [f.name for f in schema.categorical]))
-    if schema.numeric:
+    if _numeric(schema, derived):
         parts.append(("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                      [f.name for f in schema.numeric]))
+                      _numeric(schema, derived)))
     columns = ColumnTransformer(parts, verbose_feature_names_out=False)
     if schema.task == "regression":
         model: Any = Ridge(alpha=p["alpha"], max_iter=p["max_iter"])
@@ -140,7 +145,7 @@ def _linear(schema: Schema, p: Mapping[str, Any], seed: int) -> Pipeline:
 @dataclass(frozen=True)
 class Kind:
     params: tuple[Param, ...]
-    build: Callable[[Schema, Mapping[str, Any], int], Pipeline]
+    build: Callable[[Schema, Mapping[str, Any], int, Sequence[DerivedFeature]], Pipeline]
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -214,5 +219,14 @@ def resolve_params(kind: str, declared: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def build(kind: str, schema: Schema, params: Mapping[str, Any], seed: int) -> Pipeline:
-    return KINDS[kind].build(schema, params, seed)
+def build(kind: str, schema: Schema, params: Mapping[str, Any], seed: int,
+          derived: Sequence[DerivedFeature] = ()) -> Pipeline:
+    """The candidate's pipeline; with derived features, a first step computes them (model_code/derive_step.py)."""
+    pipeline = KINDS[kind].build(schema, params, seed, derived)
+    if not derived:
+        return pipeline
+    from sklearn.pipeline import Pipeline
+
+    from model_code.derive_step import Derive
+
+    return Pipeline([("derive", Derive(tuple(derived))), *pipeline.steps])

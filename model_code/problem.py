@@ -23,6 +23,8 @@ next to it. No generic step names a feature, the label or a metric: they read th
       primary: auc                     # one of the task's metrics (model_code/metrics.py)
       direction: higher                # must be the metric's own direction (a guard against typos)
       threshold: 0.75                  # the pipeline registers a model only if its test value clears it
+    derived:                           # model_code/features.py: computed inside the model (no skew)
+      - {name: capital_net, expression: capital_gain - capital_loss}
     model:
       cv_folds: 3                      # cross-validation on the train split when there are several candidates
       candidates:                      # model_code/estimators.py: kinds and their parameters
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from model_code import env, estimators, metrics
+from model_code.features import DerivedFeature, check_expression
 from model_code.schema import CategoricalFeature, Feature, NumericFeature, Schema
 
 PROBLEM_FORMAT = "mlops-stack/problem"
@@ -93,6 +96,7 @@ class Problem:
     decision_threshold: float
     candidates: tuple[Candidate, ...]
     cv_folds: int
+    derived: tuple[DerivedFeature, ...] = ()
     folder: Path | None = None
     sample: str = ""
     card: str = ""
@@ -151,6 +155,7 @@ class Problem:
                         "threshold": self.metric_threshold},
             "decision_threshold": self.decision_threshold, "cv_folds": self.cv_folds,
             "candidates": [c.to_dict() for c in self.candidates], "sample": self.sample, "card": self.card,
+            "derived": [d.to_dict() for d in self.derived],
         }
 
     @classmethod
@@ -163,6 +168,8 @@ class Problem:
             candidates=tuple(Candidate(c["name"], c["estimator"], c["params"], c.get("space", {}))
                              for c in data["candidates"]),
             sample=data.get("sample", ""), card=data.get("card", ""),
+            derived=tuple(DerivedFeature(d["name"], d["expression"], d.get("description", ""))
+                          for d in data.get("derived", [])),
         )
 
 
@@ -280,6 +287,30 @@ def _label(r: _Reader, raw: Any, task: str) -> dict[str, Any]:
             "label_minimum": None, "label_maximum": None}
 
 
+def _derived(r: _Reader, raw: Any, numeric: set[str], taken: set[str]) -> tuple[DerivedFeature, ...]:
+    """``derived:``, each an expression over numeric features and the derived ones before it."""
+    if not isinstance(raw, list):
+        r.fail("derived", f"must be a list, got {type(raw).__name__}")
+        return ()
+    out: list[DerivedFeature] = []
+    known = set(numeric)
+    for i, item in enumerate(raw):
+        where = f"derived[{i}]"
+        d = r.mapping(item, where, {"name", "expression", "description"}, {"name", "expression"})
+        if not d:
+            continue
+        name = r.text(d.get("name"), f"{where}.name", _FEATURE_NAME, "a column name")
+        if name in taken:
+            r.fail(f"{where}.name", f"{name!r} is already a column")
+        expression = r.text(d.get("expression"), f"{where}.expression")
+        if expression and (problem := check_expression(expression, known)):
+            r.fail(f"{where}.expression", problem)
+        taken.add(name)
+        known.add(name)
+        out.append(DerivedFeature(name, expression, str(d.get("description", ""))))
+    return tuple(out)
+
+
 def _candidates(r: _Reader, raw: Any, task: str) -> tuple[tuple[Candidate, ...], int]:
     model = r.mapping(raw, "model", {"cv_folds", "candidates"}, {"candidates"})
     folds = r.number(model.get("cv_folds", 3), "model.cv_folds", integer=True, low=2, high=20)
@@ -317,7 +348,7 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     sample out: a step's data is its input)."""
     r = _Reader()
     doc = r.mapping(document, "", {"format", "format_version", "name", "task", "description", "label", "features",
-                                   "rules", "metrics", "model", "data"},
+                                   "rules", "metrics", "model", "data", "derived"},
                     {"format", "format_version", "name", "task", "label", "features", "metrics", "model"})
     if not doc:
         raise ProblemError(source, r.problems)
@@ -345,6 +376,8 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     if label["label"] in names:
         r.fail("label.name", f"{label['label']!r} is also a feature")
 
+    derived = _derived(r, doc.get("derived", []), {f.name for f in features if isinstance(f, NumericFeature)},
+                       set(names) | {label["label"]})
     rule_keys = {"min_rows", "max_duplicate_share"} | ({"min_class_share"} if task != "regression" else set())
     rules = r.mapping(doc.get("rules", {}), "rules", rule_keys)
     min_rows = r.number(rules.get("min_rows", 1000), "rules.min_rows", integer=True, low=20) or 1000
@@ -388,7 +421,8 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     )
     return Problem(schema=schema, description=str(doc.get("description", "")), primary_metric=primary,
                    direction=direction, metric_threshold=float(threshold), decision_threshold=float(decision),
-                   candidates=candidates, cv_folds=folds, folder=folder, sample=str(data.get("sample", "")),
+                   candidates=candidates, cv_folds=folds, derived=derived, folder=folder,
+                   sample=str(data.get("sample", "")),
                    card=str(data.get("card", "")))
 
 

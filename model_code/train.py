@@ -184,7 +184,7 @@ def select_candidate(problem: Problem, hp: Mapping[str, Any], x: pd.DataFrame, y
     for name in names:
         candidate = problem.candidate(name)
         params = hp["candidates"][name]
-        base = estimators.build(candidate.estimator, schema, params, hp["seed"])
+        base = estimators.build(candidate.estimator, schema, params, hp["seed"], problem.derived)
         scores, started = [], time.perf_counter()
         for train_idx, test_idx in folds:
             fitted = clone(base).fit(x.iloc[train_idx], y[train_idx])
@@ -249,7 +249,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
     chosen = problem.candidate(selection["chosen"])
     params = hp["candidates"][chosen.name]
     started = time.perf_counter()
-    estimator = estimators.build(chosen.estimator, schema, params, hp["seed"]).fit(x_train, y_train)
+    estimator = estimators.build(chosen.estimator, schema, params, hp["seed"], problem.derived).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
     output = estimator_output(estimator, schema.task, x_val)
     threshold = hp["threshold"]

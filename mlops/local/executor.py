@@ -266,7 +266,7 @@ class LocalExecutor:
         self.properties[step] = {"ModelArtifacts": {"S3ModelArtifacts": model_uri}, "TrainingJobName": job_name}
 
     def _training_job(self, step: str, job: str, job_name: str, arguments: dict[str, Any],
-                      hyperparameters: dict[str, Any]) -> str:
+                      hyperparameters: dict[str, Any], machine: dict[str, str] | None = None) -> str:
         """One training job in folder `steps/<job>` (a tuning job's: `steps/<step>/jobs/<name>`); its model URI.
         A job without a ContainerEntrypoint starts the image as `<ENTRYPOINT> train`, as SageMaker does."""
         for channel in arguments.get("InputDataConfig", []):
@@ -284,7 +284,7 @@ class LocalExecutor:
             job,
             entrypoint,
             algorithm.get("ContainerArguments", []) if entrypoint else ["train"],
-            arguments.get("Environment", {}),
+            {**arguments.get("Environment", {}), **(machine or {})},
             arguments.get("StoppingCondition", {}),
         )
         output_path = arguments["OutputDataConfig"]["S3OutputPath"].rstrip("/")

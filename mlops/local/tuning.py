@@ -4,7 +4,8 @@ same CreateHyperParameterTuningJob request, with processes for its training jobs
 - the Random strategy: every ranged hyperparameter drawn independently (categorical uniformly,
   continuous and integer uniformly or log-uniformly by ScalingType), seeded by RandomSeed;
 - MaxNumberOfTrainingJobs jobs, MaxParallelTrainingJobs at once, each with the static and drawn
-  hyperparameters in its hyperparameters.json (strings, plus `_tuning_objective_metric`);
+  hyperparameters in its hyperparameters.json (strings, plus `_tuning_objective_metric`) and its
+  share of this machine's cores (`OMP_NUM_THREADS`: SageMaker gives each job an instance);
 - the objective read from each job's log with the metric definition's regex (the last match);
 - TrainingJobSummaries best first by the objective's Type; a job that failed or reported no
   objective is not a candidate, and the step fails only when no job succeeded.
@@ -13,6 +14,7 @@ same CreateHyperParameterTuningJob request, with processes for its training jobs
 from __future__ import annotations
 
 import math
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -62,13 +64,17 @@ def run_tuning(executor: LocalExecutor, step: str, arguments: dict[str, Any]) ->
     static = {**definition.get("StaticHyperParameters", {}), "_tuning_objective_metric": target["MetricName"]}
     draws = draw(config.get("ParameterRanges", {}), int(limits["MaxNumberOfTrainingJobs"]),
                  int(config.get("RandomSeed", 0)))
+    parallel = int(limits["MaxParallelTrainingJobs"])
+    # SageMaker gives each training job an instance of its own; here the jobs at once share the machine,
+    # so each gets its share of the cores (OpenMP threads beyond them spin-wait and slow every job down)
+    machine = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
     def train(index: int) -> dict[str, Any]:
         name = f"pipelines-{executor.execution_id}-{step}-{index + 1:03d}"
         job = f"{step}/jobs/{name}"
         summary: dict[str, Any] = {"TrainingJobName": name, "TunedHyperParameters": draws[index]}
         try:
-            executor._training_job(step, job, name, definition, {**static, **draws[index]})
+            executor._training_job(step, job, name, definition, {**static, **draws[index]}, machine)
         except PipelineFailed as failure:
             return summary | {"TrainingJobStatus": "Failed", "FailureReason": str(failure)}
         log = (executor._job_dir(job) / "logs.txt").read_text(errors="replace")
@@ -79,7 +85,7 @@ def run_tuning(executor: LocalExecutor, step: str, arguments: dict[str, Any]) ->
                           "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": target["MetricName"],
                                                                           "Value": value}}
 
-    with ThreadPoolExecutor(max_workers=int(limits["MaxParallelTrainingJobs"])) as pool:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
         summaries = list(pool.map(train, range(len(draws))))
     done = [s for s in summaries if s["TrainingJobStatus"] == "Completed"]
     if not done:

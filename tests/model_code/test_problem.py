@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -121,3 +122,38 @@ def test_the_step_reads_the_flag_then_the_environment_then_the_bundle_then_the_d
     assert resolve_problem_dir("x", {"MLOPS_PROBLEM_DIR": "y"}) == Path("x")
     assert resolve_problem_dir(None, {"MLOPS_PROBLEM_DIR": "y"}) == Path("y")
     assert resolve_problem_dir(None, {}) == PROBLEMS / "adult"  # the repository has no problem/ beside model_code
+
+
+def test_a_derived_feature_is_checked_against_the_numeric_features() -> None:
+    doc = _doc("diabetes")
+    doc["derived"] = [{"name": "r", "expression": "ldl / hdl"}, {"name": "r2x", "expression": "log1p(r) * 2"}]
+    assert [d.name for d in parse_problem(doc).derived] == ["r", "r2x"]  # a later one may use an earlier one
+    for expression, message in (("ldl / sex", "'sex' is not a numeric feature declared before it"),
+                                ("__import__('os')", "only the math functions"),
+                                ("bmi.real", "Attribute is not allowed"), ("bmi +", "is not an expression"),
+                                ("'a' + bmi", "only numbers may appear as constants")):
+        doc["derived"] = [{"name": "x", "expression": expression}]
+        assert any(e.startswith("derived[0].expression: ") and message in e for e in _errors(doc)), expression
+    doc["derived"] = [{"name": "bmi", "expression": "bp * 2"}]
+    assert "derived[0].name: 'bmi' is already a column" in _errors(doc)
+
+
+def test_derived_features_are_computed_inside_the_model_for_training_and_serving(tmp_path: Path) -> None:
+    """The same code on the same raw rows: the fitted pipeline's first step adds them."""
+    from model_code import estimators
+    from model_code.data import read_split
+    from model_code.features import derive
+
+    problem = load_problem(PROBLEMS / "diabetes")
+    assert [d.name for d in problem.derived] == ["ldl_hdl_ratio"]
+    frame, _ = read_split(problem.sample_path, problem.schema)
+    x, y = frame[problem.schema.feature_names], frame[problem.schema.label].to_numpy()
+    model = estimators.build("linear", problem.schema, estimators.resolve_params("linear", {}), 0,
+                             problem.derived).fit(x, y)
+    assert [name for name, _ in model.steps] == ["derive", "columns", "model"]
+    assert "ldl_hdl_ratio" in list(model.named_steps["columns"].get_feature_names_out())
+    manual = derive(x.head(5), problem.derived)["ldl_hdl_ratio"].to_numpy()
+    assert np.allclose(manual, (x["ldl"] / x["hdl"]).head(5).to_numpy())
+    no_hdl = x.head(2).assign(hdl=[0.0, np.nan])
+    assert np.isnan(derive(no_hdl, problem.derived)["ldl_hdl_ratio"]).all()  # x/0 and missing: missing
+    assert np.isfinite(model.predict(no_hdl)).all()  # the model imputes them like any missing value

@@ -1,0 +1,27 @@
+"""The model's first step when its problem declares derived features (model_code/features.py).
+
+A module of its own: the fitted model pickles this class by name, and scikit-learn is imported only
+where a model is built or loaded, never by the control plane reading a declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from model_code.features import DerivedFeature, derive
+
+
+class Derive(TransformerMixin, BaseEstimator):
+    """Adds the derived features to the raw feature frame; stateless (fit learns nothing)."""
+
+    def __init__(self, derived: tuple[DerivedFeature, ...] = ()) -> None:
+        self.derived = derived
+
+    def fit(self, x: pd.DataFrame, y: Any = None) -> Derive:
+        return self
+
+    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+        return derive(x, self.derived)
