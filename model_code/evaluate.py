@@ -18,7 +18,9 @@ The model registry's ModelMetrics.ModelQuality layout repeats them per task:
 ``multiclass_classification_metrics`` (accuracy, weighted f1, confusion matrix) or
 ``regression_metrics`` (mse, rmse, r2, mae). Also: ``task``, ``confusion_matrix`` (classification:
 {tn, fp, fn, tp} for binary, rows of counts per actual class otherwise), ``threshold``, ``model``
-{sha256, content_sha256, mlflow_run_id}, ``test_data`` {files: {name: sha256}, rows}, ``plots``.
+{sha256, content_sha256, mlflow_run_id}, ``test_data`` {files: {name: sha256}, rows}, ``plots``,
+``permutation_importance`` (the artifact's, on the validation split; measured here on the test split
+for a model whose training skipped it, a tuning trial's).
 
 Plots (PNG, matplotlib Agg): roc.png (binary), confusion_matrix.png (classification),
 predicted_vs_actual.png (regression), feature_importance.png (permutation importance on the
@@ -140,7 +142,13 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
     if task == "regression":
         plots["predicted_vs_actual"] = "predicted_vs_actual.png"
         plot_predicted(y, predicted, schema.label, output / plots["predicted_vs_actual"])
-    plot_importance(model.artifact["permutation_importance"], output / plots["feature_importance"])
+    importance = model.artifact.get("permutation_importance")
+    if not importance:  # a tuning trial's model: measured here, on the test split, with train's settings
+        from model_code.train import importances
+
+        importance = importances(model.estimator, problem, test[schema.feature_names], y,
+                                 model.artifact["hyperparameters"], "test")
+    plot_importance(importance, output / plots["feature_importance"])
 
     mlflow_info = model.artifact.get("mlflow") or {}
     confusion: Any = None
@@ -161,6 +169,7 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
                   "mlflow_run_id": mlflow_info.get("run_id")},
         "test_data": digest,
         "plots": plots,
+        "permutation_importance": importance,
     }
     (output / EVALUATION_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     log_test_metrics(mlflow_info, values)

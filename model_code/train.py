@@ -47,7 +47,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from model_code import env, estimators, metrics
 from model_code.baseline import prediction_stats
 from model_code.data import read_split, sha256_file
-from model_code.estimators import Param
+from model_code.estimators import Param, parse_bool
 from model_code.model import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
@@ -79,6 +79,9 @@ HYPERPARAMETERS: tuple[Param, ...] = (
           "cross-validation folds when several candidates compete (default: the problem's)"),
     Param("candidate", str, "", lambda v: True, "a candidate's name, or empty for all",
           "train only this candidate (a tuning job's trial)"),
+    Param("importance", parse_bool, True, lambda v: True, "true/false",
+          "permutation importance on the validation split (a tuning job's trials skip it: evaluate computes it "
+          "for the model kept)"),
     Param("permutation_repeats", int, 5, lambda v: v >= 1, ">= 1",
           "repeats of permutation importance on the validation split"),
     Param("permutation_max_rows", int, 5000, lambda v: v >= 100, ">= 100",
@@ -219,6 +222,23 @@ class TrainPaths:
         )
 
 
+def importances(estimator: Any, problem: Problem, x: pd.DataFrame, y: np.ndarray, hp: Mapping[str, Any],
+                split: str) -> dict[str, Any]:
+    """Permutation importance of each feature on the primary metric, over a seeded sample of `split`:
+    an estimate whose cost stays flat as the split grows."""
+    sample = np.random.default_rng(hp["seed"]).permutation(len(x))[: hp["permutation_max_rows"]]
+    sample.sort()
+    imp = permutation_importance(estimator, x.iloc[sample], y[sample],
+                                 scoring=_importance_scorer(problem, hp["threshold"]),
+                                 n_repeats=hp["permutation_repeats"], random_state=hp["seed"], n_jobs=1)
+    return {
+        "split": split, "scoring": problem.primary_metric, "n_repeats": hp["permutation_repeats"],
+        "rows": len(sample),
+        "features": {f: {"mean": float(m), "std": float(s)}
+                     for f, m, s in zip(x.columns, imp.importances_mean, imp.importances_std, strict=True)},
+    }
+
+
 def _importance_scorer(problem: Problem, threshold: float) -> Any:
     sign = 1.0 if problem.direction == "higher" else -1.0  # permutation_importance wants higher is better
 
@@ -259,18 +279,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
     if iterations is not None:
         validation["iterations"] = float(np.max(iterations))
 
-    # Importance is an estimate: a seeded sample keeps its cost flat as the validation split grows.
-    sample = np.random.default_rng(hp["seed"]).permutation(len(x_val))[: hp["permutation_max_rows"]]
-    sample.sort()
-    imp = permutation_importance(estimator, x_val.iloc[sample], y_val[sample],
-                                 scoring=_importance_scorer(problem, threshold),
-                                 n_repeats=hp["permutation_repeats"], random_state=hp["seed"], n_jobs=1)
-    importance = {
-        "split": "validation", "scoring": problem.primary_metric, "n_repeats": hp["permutation_repeats"],
-        "rows": len(sample),
-        "features": {f: {"mean": float(m), "std": float(s)}
-                     for f, m, s in zip(features, imp.importances_mean, imp.importances_std, strict=True)},
-    }
+    importance = importances(estimator, problem, x_val, y_val, hp, "validation") if hp["importance"] else None
     used = {k: v for k, v in hp.items() if k != "candidates"} | {"estimator": chosen.estimator,
                                                                 "candidate": chosen.name} | params
     artifact: dict[str, Any] = {
@@ -348,7 +357,8 @@ def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.D
         tags.update({f"provenance.{k}": v for k, v in artifact["provenance"].items()})
         tags["model.format"] = f"{MODEL_FORMAT} v{MODEL_FORMAT_VERSION}"
         mlflow.set_tags(tags)
-        mlflow.log_dict(artifact["permutation_importance"], "permutation_importance.json")
+        if artifact["permutation_importance"]:
+            mlflow.log_dict(artifact["permutation_importance"], "permutation_importance.json")
         mlflow.log_dict(artifact["prediction_baseline"], "prediction_baseline.json")
         mlflow.log_dict(artifact["schema"], "schema.json")
         mlflow.log_dict(artifact["problem"], "problem.json")

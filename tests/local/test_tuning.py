@@ -91,3 +91,7 @@ def test_a_local_tuning_run_keeps_the_best_training_job(state: Path) -> None:
         tar.extractall(folder / "best", filter="data")
     best_model = next(j for j in jobs if j.name == best) / "opt/ml/model/model.joblib"
     assert sha256_file(folder / "best" / "model.joblib") == sha256_file(best_model)
+    # the trials skip permutation importance; Evaluate measures it for the model kept, on the test split
+    report = json.loads(next((folder / "steps" / "Evaluate").rglob("evaluation.json")).read_text())
+    assert report["permutation_importance"]["split"] == "test"
+    assert set(report["permutation_importance"]["features"]) == set(settings.problem_declaration().schema.feature_names)

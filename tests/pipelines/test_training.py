@@ -242,6 +242,7 @@ def test_training_container_environment(document: dict[str, Any], stack: str) ->
     assert environment == {
         "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
         "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_CHANNEL_CODE": "/opt/ml/input/data/code",
         "SM_MODEL_DIR": "/opt/ml/model",
         "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
         "SM_OUTPUT_DIR": "/opt/ml/output",
