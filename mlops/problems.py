@@ -36,7 +36,8 @@ CANDIDATES = [
     {"name": "gbm", "estimator": "hist_gradient_boosting",
      "space": {"learning_rate": {"low": 0.02, "high": 0.3, "scale": "log"},
                "max_leaf_nodes": {"low": 7, "high": 63}}},
-    {"name": "forest", "estimator": "random_forest", "space": {"min_samples_leaf": {"low": 1, "high": 20}}},
+    {"name": "forest", "estimator": "random_forest", "params": {"n_estimators": 100},
+     "space": {"min_samples_leaf": {"low": 1, "high": 20}}},
     {"name": "linear", "estimator": "linear", "space": {"alpha": {"low": 0.001, "high": 100.0, "scale": "log"}}},
 ]
 

@@ -375,8 +375,6 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
     hyperparameters = {name: sdk.ParameterString(name, value)
                        for name, value in hyperparameter_defaults(inputs.problem).items()}
     return SimpleNamespace(
-        **hyperparameters,
-        candidate=sdk.ParameterString("Candidate", ""),
         input_data=sdk.ParameterString("InputDataUri", default_input_data_uri(settings, inputs.dataset)),
         processing_instance_type=sdk.ParameterString("ProcessingInstanceType", settings.processing_instance_type),
         training_instance_type=sdk.ParameterString("TrainingInstanceType", settings.training_instance_type),
@@ -388,6 +386,8 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
         seed=sdk.ParameterInteger("Seed", DEFAULT_SEED),
         trigger=sdk.ParameterString("Trigger", TRIGGERS[0], enum_values=list(TRIGGERS)),
         cooldown_hours=sdk.ParameterInteger("CooldownHours", settings.retrain_cooldown_hours),
+        candidate=sdk.ParameterString("Candidate", ""),
+        **hyperparameters,
     )
 
 

@@ -22,10 +22,9 @@ from mlops.local import aws as local_aws
 from mlops.local.container import Engine
 from mlops.local.executor import LocalExecutor
 from mlops.naming import Names
-from mlops.settings import load_stack
+from mlops.settings import REPO_ROOT, load_stack
 from model_code.data import write_csv
-from pipelines.bundle import build_bundle
-from pipelines.training import VALIDATE, definition
+from pipelines.training import VALIDATE, code_bundle, definition
 from problems.adult.synthetic import ADULT, synthesize
 
 FEATURES = ADULT.feature_names
@@ -43,6 +42,11 @@ def _mount(host: Path, container: str, mode: str = "") -> list[str]:
     return ["-v", f"{host}:{container}{':' + mode if mode else ''}"]
 
 
+# The image alone has no problem declaration (a pipeline's jobs get it in the code bundle): a job that
+# runs the image's own steps gets the Adult census's folder where the bundle would put it, beside model_code/.
+PROBLEM_MOUNT = _mount(REPO_ROOT / "problems" / "adult", "/opt/program/problem", "ro")
+
+
 @pytest.fixture(scope="module")
 def trained_model(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`IMAGE train` as a SageMaker training job runs it: channels and config under /opt/ml/input."""
@@ -53,9 +57,10 @@ def trained_model(engine: Engine, image: str, tmp_path_factory: pytest.TempPathF
         json.dumps({"max_iter": "40", "permutation_repeats": "1"}))
     for folder in ("model", "output/data"):
         _sagemaker_dir(ml / folder)
-    result = engine.run("run", "--rm", "--network=none", *_mount(ml, "/opt/ml"), image, "train", timeout=300)
+    result = engine.run("run", "--rm", "--network=none", *_mount(ml, "/opt/ml"), *PROBLEM_MOUNT, image, "train",
+                        timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "train: validation auc=" in result.stdout
+    assert "train: candidate gbm, validation auc=" in result.stdout
     assert (ml / "model" / "model.joblib").is_file()
     assert json.loads((ml / "output" / "data" / "metrics.json").read_text())["metrics"]["validation"]["auc"] > 0.6
     return ml / "model"
@@ -64,7 +69,7 @@ def trained_model(engine: Engine, image: str, tmp_path_factory: pytest.TempPathF
 def test_help_lists_every_step(engine: Engine, image: str):
     result = engine.run("run", "--rm", "--network=none", image, "--help")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: python -m model_code {data,validate,preprocess,train,evaluate,drift,")
+    assert result.stdout.startswith("usage: python -m model_code {validate,preprocess,train,evaluate,drift,")
 
 
 def test_image_runs_as_root_on_the_python_floor(engine: Engine, image: str):
@@ -97,7 +102,7 @@ def test_unreachable_tracking_server_fails_train_with_one_line_naming_it(
     for folder in ("model", "output"):
         _sagemaker_dir(ml / folder)
     uri = "http://127.0.0.1:9"
-    result = engine.run("run", "--rm", "--network=none", *_mount(ml, "/opt/ml"),
+    result = engine.run("run", "--rm", "--network=none", *_mount(ml, "/opt/ml"), *PROBLEM_MOUNT,
                         "-e", f"MLFLOW_TRACKING_URI={uri}", "-e", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0",
                         "-e", "MLFLOW_EXPERIMENT_NAME=e", image, "train", "--max-iter", "5", timeout=300)
     assert result.returncode == 1
@@ -111,7 +116,7 @@ def _processing_step(tmp_path: Path) -> tuple[dict, Path]:
     """The Validate step of dev's definition, resolved, with its inputs laid out as SageMaker does."""
     settings = load_stack("dev")
     names = Names.of(settings)
-    bundle = build_bundle()
+    bundle = code_bundle(settings)  # model_code/ and the stack's problem, as infra uploads it
     document = definition(settings, image_uri="local", code_bundle_uri=bundle.uri(names.bucket("artifacts")),
                           role_arn=names.execution_role_arn,
                           kms_key_arn=f"arn:aws:kms:{settings.region}:{names.account_id}:key/local")

@@ -72,13 +72,13 @@ def state(tmp_path: Path):
 
 def test_a_local_tuning_run_keeps_the_best_training_job(state: Path) -> None:
     settings = dataclasses.replace(load_stack("dev"), problem="problems/wine", evaluation_min_metric="",
-                                   tuning_max_jobs=4, tuning_parallel_jobs=2)
+                                   tuning_max_jobs=3, tuning_parallel_jobs=2)
     run = run_local(settings, state_dir=state, container="never")
     assert run.status == "Succeeded", run.failure
     assert [s["name"] for s in run.steps][3:5] == ["Train", "Evaluate"] and run.package_arn
     folder = state / "runs" / run.execution_id
     jobs = sorted((folder / "steps" / "Train" / "jobs").iterdir())
-    assert len(jobs) == 4
+    assert len(jobs) == 3
     scores = {}
     for job in jobs:
         log = (job / "logs.txt").read_text()
