@@ -85,8 +85,13 @@ def run_tuning(executor: LocalExecutor, step: str, arguments: dict[str, Any]) ->
                           "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": target["MetricName"],
                                                                           "Value": value}}
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
         summaries = list(pool.map(train, range(len(draws))))
+    except BaseException:  # Ctrl-C: the running jobs got the same SIGINT; the queued ones must not start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     done = [s for s in summaries if s["TrainingJobStatus"] == "Completed"]
     if not done:
         reasons = "; ".join(s["FailureReason"].splitlines()[0] for s in summaries[:3])
