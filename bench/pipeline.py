@@ -103,9 +103,9 @@ from model_code.problem import step_problem
 from model_code.schema import coerce
 problem = step_problem()
 schema, candidate = problem.schema, problem.candidates[0]
-params = estimators.resolve_params(candidate.estimator, candidate.params)
+params = estimators.resolve_params(problem.kind(candidate), candidate.params)
 frame = coerce(pd.read_csv(sys.argv[1]), schema, source="bench")
-estimator = estimators.build(candidate.estimator, schema, params, 42)
+estimator = problem.build(candidate, params, 42)
 estimator.fit(frame[schema.feature_names], frame[schema.label].to_numpy())
 """
 

@@ -76,6 +76,8 @@ def add_problem_commands(commands: Any) -> None:
     check = actions.add_parser(
         "check", help="validate a declaration against its sample data",
         description="Load DIR/problem.yaml (each error names the field) and run the pipeline's Validate checks on "
-        "its sample data. Exit 0 passes, 1 errors or violations.")
+        "its sample data. A problem with its own module (module: FILE.py) also gets it run: its derived features "
+        "on the sample, and each of its estimators fitted on the first rows. Exit 0 passes, 1 errors or "
+        "violations.")
     check.add_argument("folder", type=Path, metavar="DIR")
     check.set_defaults(func=cmd_problem_check)

@@ -219,9 +219,47 @@ def check_problem(folder: Path) -> CheckResult:
     sample = problem.sample_path
     if sample is None:
         return CheckResult(problem, [], ["data.sample is not declared: nothing to check the declaration against"], 0)
-    report = validate_frame(read_csv_input(sample), problem.schema).report
-    return CheckResult(problem, [f"[{v['check']}] {v['message']}" for v in report["violations"]],
-                       [f"[{w['check']}] {w['message']}" for w in report["warnings"]], report["input"]["rows"])
+    rows = read_csv_input(sample)
+    report = validate_frame(rows, problem.schema).report
+    violations = [f"[{v['check']}] {v['message']}" for v in report["violations"]]
+    if problem.module is not None and not violations:
+        violations = check_module(problem, rows.frame)
+    return CheckResult(problem, violations, [f"[{w['check']}] {w['message']}" for w in report["warnings"]],
+                       report["input"]["rows"])
+
+
+MODULE_CHECK_ROWS = 2000
+"""The sample rows the problem's module is tried on: enough to fit, few enough to answer at once."""
+
+
+def check_module(problem: Problem, frame: pd.DataFrame) -> list[str]:
+    """Run the problem's own module as train would (the declaration's reading never runs it): each
+    derived feature on the sample, and each estimator of the module fitted with its declared
+    parameters on the first rows and scoring them. One violation per failure, naming the field."""
+    from model_code import estimators
+    from model_code.features import derive
+    from model_code.model import estimator_output
+    from model_code.schema import coerce
+
+    data = coerce(frame.head(MODULE_CHECK_ROWS), problem.schema, source=str(problem.sample_path))
+    x: pd.DataFrame = data.loc[:, problem.schema.feature_names]
+    y = data[problem.schema.label].to_numpy()
+    found: list[str] = []
+    try:
+        derive(x, problem.derived, problem.module)
+    except Exception as exc:  # noqa: BLE001 -- the data scientist's code: any failure is reported
+        found.append(f"[module] derived: {exc}")
+        return found
+    for i, candidate in enumerate(problem.candidates):
+        if not candidate.estimator.startswith(estimators.MODULE_PREFIX):
+            continue
+        try:
+            params = estimators.resolve_params(problem.kind(candidate), candidate.params)
+            model = problem.build(candidate, params, 0).fit(x, y)
+            estimator_output(model, problem.task, x.head(5))
+        except Exception as exc:  # noqa: BLE001 -- the data scientist's code: any failure is reported
+            found.append(f"[module] model.candidates[{i}] ({candidate.estimator}): {type(exc).__name__}: {exc}")
+    return found
 
 
 def settings_for(settings: StackSettings, folder: Path | None) -> StackSettings:

@@ -12,16 +12,19 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from model_code.features import DerivedFeature, derive
+from model_code.problem_module import ProblemModule
 
 
 class Derive(TransformerMixin, BaseEstimator):
-    """Adds the derived features to the raw feature frame; stateless (fit learns nothing)."""
+    """Adds the derived features to the raw feature frame; stateless (fit learns nothing). ``module``
+    (its source) travels inside the step when a derived feature is a function of the problem's module."""
 
-    def __init__(self, derived: tuple[DerivedFeature, ...] = ()) -> None:
+    def __init__(self, derived: tuple[DerivedFeature, ...] = (), module: ProblemModule | None = None) -> None:
         self.derived = derived
+        self.module = module
 
     def fit(self, x: pd.DataFrame, y: Any = None) -> Derive:
         return self
 
     def transform(self, x: pd.DataFrame) -> pd.DataFrame:
-        return derive(x, self.derived)
+        return derive(x, self.derived, self.module)

@@ -9,6 +9,14 @@ regressor for regression) whose steps are ``columns`` (the feature encoding) and
 - ``linear``: logistic regression or ridge, on one-hot categoricals (missing is a category of its
   own, unknown values are all-zero) and standardised numerics (missing imputed by the median).
 
+A problem's own module (model_code/problem_module.py) adds kinds: ``estimator: module:<function>``
+names a function of it, ``def <function>(columns: Columns, seed: int, *, <param>: int = 3, ...)``,
+that returns an unfitted scikit-learn estimator. Its keyword-only parameters are the candidate's
+parameters (typed by their annotations, read from the source). The estimator is fitted on the
+feature frame (the schema's columns as ``schema.coerce`` types them, then the derived ones) and
+the label (class indices 0..k-1 for classification, values for regression); it must have
+``predict_proba`` (classification) or ``predict`` (regression).
+
 A parameter's value in a problem (``params``) or a hyperparameter overrides its default. A search
 space (``space``) gives, per parameter, ``{low, high}`` and optionally ``scale: log``; tuning draws
 from it.
@@ -23,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_code.features import DerivedFeature
+from model_code.problem_module import ModuleError, ProblemModule, signature
 from model_code.schema import Schema
 
 if TYPE_CHECKING:  # scikit-learn is imported by the builders: the control plane reads the parameter specs only
@@ -143,7 +152,22 @@ def _linear(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[D
 
 
 @dataclass(frozen=True)
+class Columns:
+    """What an estimator function of a problem's module is told about the frame it will be fitted on."""
+
+    task: str
+    numeric: tuple[str, ...]
+    """The numeric features, then the derived ones (float64, NaN where missing)."""
+    categorical: tuple[str, ...]
+    categories: Mapping[str, tuple[str, ...]]
+    """The declared categories per categorical feature (values outside them may arrive: unknown)."""
+    classes: tuple[Any, ...]
+    """Classification: the class values; the label the estimator sees is their index."""
+
+
+@dataclass(frozen=True)
 class Kind:
+    name: str
     params: tuple[Param, ...]
     build: Callable[[Schema, Mapping[str, Any], int, Sequence[DerivedFeature]], Pipeline]
 
@@ -152,10 +176,48 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "hist_gradient_boosting": Kind(_HGB, _hgb),
-    "random_forest": Kind(_FOREST, _forest),
-    "linear": Kind(_LINEAR, _linear),
+    "hist_gradient_boosting": Kind("hist_gradient_boosting", _HGB, _hgb),
+    "random_forest": Kind("random_forest", _FOREST, _forest),
+    "linear": Kind("linear", _LINEAR, _linear),
 }
+MODULE_PREFIX = "module:"
+"""``estimator: module:<function>``: a function of the problem's own module."""
+_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": parse_bool, "str": str}
+
+
+def _module_kind(module: ProblemModule, function: str) -> Kind:
+    params = tuple(Param(p.name, _TYPES[p.type], p.default, lambda v: True, f"a {p.type}", f"{function}() parameter")
+                   for p in signature(module, function))
+
+    def build_module(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[DerivedFeature]) -> Pipeline:
+        from sklearn.pipeline import Pipeline
+
+        from model_code.problem_module import function as module_function
+
+        columns = Columns(schema.task, tuple(_numeric(schema, derived)), tuple(f.name for f in schema.categorical),
+                          {f.name: f.categories for f in schema.categorical}, tuple(schema.label_values))
+        model = module_function(module, function)(columns, seed, **p)
+        needed = "predict" if schema.task == "regression" else "predict_proba"
+        missing = [m for m in ("fit", needed) if not callable(getattr(model, m, None))]
+        if missing:
+            raise ModuleError(f"{module.file}: {function}() returned {type(model).__name__}, which has no "
+                              f"{' or '.join(missing)}: a {schema.task} estimator needs fit and {needed}")
+        return Pipeline([("model", model)])
+
+    return Kind(f"{MODULE_PREFIX}{function}", params, build_module)
+
+
+def kind_of(estimator: str, module: ProblemModule | None = None) -> Kind:
+    """The kind a candidate's ``estimator`` names: built in, or ``module:<function>`` of ``module``.
+    KeyError or ModuleError say why there is none."""
+    if estimator.startswith(MODULE_PREFIX):
+        if module is None:
+            raise ModuleError(f"{estimator!r} names a function of the problem's module, and the problem "
+                              f"declares no module (module: <file>.py)")
+        return _module_kind(module, estimator[len(MODULE_PREFIX):])
+    if estimator not in KINDS:
+        raise KeyError(f"{estimator!r} is not one of {sorted(KINDS)} nor {MODULE_PREFIX}<function>")
+    return KINDS[estimator]
 
 
 def parse_value(spec: Param, raw: Any) -> Any:
@@ -173,9 +235,9 @@ def parse_value(spec: Param, raw: Any) -> Any:
     return value
 
 
-def check_params(kind: str, task: str, params: Any, space: Any) -> list[str]:
+def check_params(spec: Kind, params: Any, space: Any) -> list[str]:
     """Problems with a candidate's declared ``params`` and ``space``, each naming the parameter."""
-    spec, problems = KINDS[kind], []
+    kind, problems = spec.name, []
     if not isinstance(params, dict):
         return [f"params: must be a mapping, got {type(params).__name__}"]
     for name, raw in params.items():
@@ -210,23 +272,22 @@ def check_params(kind: str, task: str, params: Any, space: Any) -> list[str]:
     return problems
 
 
-def resolve_params(kind: str, declared: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults of ``kind`` overridden by already checked declared values, typed."""
-    spec = KINDS[kind]
+def resolve_params(spec: Kind, declared: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of ``spec`` overridden by already checked declared values, typed."""
     values = {p.name: p.default for p in spec.params}
     for name, raw in declared.items():
         values[name] = parse_value(spec.param(name), raw)  # type: ignore[arg-type]
     return values
 
 
-def build(kind: str, schema: Schema, params: Mapping[str, Any], seed: int,
-          derived: Sequence[DerivedFeature] = ()) -> Pipeline:
+def build(kind: Kind, schema: Schema, params: Mapping[str, Any], seed: int,
+          derived: Sequence[DerivedFeature] = (), module: ProblemModule | None = None) -> Pipeline:
     """The candidate's pipeline; with derived features, a first step computes them (model_code/derive_step.py)."""
-    pipeline = KINDS[kind].build(schema, params, seed, derived)
+    pipeline = kind.build(schema, params, seed, derived)
     if not derived:
         return pipeline
     from sklearn.pipeline import Pipeline
 
     from model_code.derive_step import Derive
 
-    return Pipeline([("derive", Derive(tuple(derived))), *pipeline.steps])
+    return Pipeline([("derive", Derive(tuple(derived), module)), *pipeline.steps])

@@ -7,6 +7,11 @@ checked against that grammar when the declaration is read, and evaluated by pand
 (``DataFrame.eval``) inside the fitted model, as its first step (``model_code/derive_step.py``): training, evaluation
 and serving run the same code on the same raw features, so they cannot skew. Missing inputs give
 a missing value, which the estimators handle like any other.
+
+What arithmetic cannot say, a function of the problem's own module can
+(``{name: age_band, function: age_band}``, model_code/problem_module.py): it takes the feature
+frame (raw features and the derived ones before it) and returns one number per row. It runs in the
+same place, the model's first step, with the module's source pickled inside that step.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model_code.problem_module import ModuleError, ProblemModule
+from model_code.problem_module import function as module_function
+
 FUNCTIONS = frozenset({"sin", "cos", "exp", "log", "expm1", "log1p", "sqrt", "sinh", "cosh", "tanh", "arcsin",
                        "arccos", "arctan", "arccosh", "arcsinh", "arctanh", "abs", "arctan2", "log10"})
 """The math functions pandas.eval knows."""
@@ -28,11 +36,18 @@ _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.USub, a
 @dataclass(frozen=True)
 class DerivedFeature:
     name: str
-    expression: str
+    expression: str = ""
     description: str = ""
+    function: str = ""
+    """A function of the problem's module, instead of an expression."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "expression": self.expression, "description": self.description}
+        out = {"name": self.name, "expression": self.expression, "description": self.description}
+        return out | {"function": self.function} if self.function else out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DerivedFeature:
+        return cls(data["name"], data.get("expression", ""), data.get("description", ""), data.get("function", ""))
 
 
 def check_expression(expression: str, known: set[str]) -> str | None:
@@ -56,14 +71,31 @@ def check_expression(expression: str, known: set[str]) -> str | None:
     return None
 
 
-def derive(frame: pd.DataFrame, derived: Sequence[DerivedFeature]) -> pd.DataFrame:
+def derive(frame: pd.DataFrame, derived: Sequence[DerivedFeature],
+           module: ProblemModule | None = None) -> pd.DataFrame:
     """``frame`` with each derived feature added as a float64 column (in declaration order)."""
     if not derived:
         return frame
     out = frame.copy()
     for feature in derived:
         with np.errstate(all="ignore"):  # log of 0, division by 0: a missing or infinite value, as numpy gives
-            values = out.eval(feature.expression, engine="python")
+            values = _function_values(out, feature, module) if feature.function else \
+                out.eval(feature.expression, engine="python")
         column = np.asarray(values, dtype=np.float64)
         out[feature.name] = np.where(np.isfinite(column), column, np.nan)
     return out
+
+
+def _function_values(frame: pd.DataFrame, feature: DerivedFeature, module: ProblemModule | None) -> Any:
+    if module is None:
+        raise ModuleError(f"derived feature {feature.name!r}: function {feature.function!r} needs the problem's module")
+    values = module_function(module, feature.function)(frame.copy())
+    try:
+        column = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModuleError(f"derived feature {feature.name!r}: {module.file}: {feature.function}() must return "
+                          f"numbers, got {type(values).__name__}") from None
+    if column.shape != (len(frame),):
+        raise ModuleError(f"derived feature {feature.name!r}: {module.file}: {feature.function}() returned shape "
+                          f"{column.shape} for {len(frame)} rows; expected one number per row")
+    return column

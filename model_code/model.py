@@ -24,6 +24,10 @@ The artifact is a joblib file holding one plain dict (format ``mlops-stack/model
       "content_sha256": content_digest(...)   # equal for equal models, whatever the run metadata
     }
 
+When the problem has its own module (model_code/problem_module.py), the file holds the estimator
+pickled apart (``estimator_pickle``): the module is installed from the source the artifact embeds
+(``problem.module``) before the estimator that refers to it is unpickled.
+
 Load it with ``load_model(path)`` (a path to ``model.joblib``, to a folder holding it, or to the
 ``model.tar.gz`` SageMaker makes of the model folder). Loading unpickles: only load artifacts
 from your own model bucket (the pipeline records their sha256).
@@ -49,6 +53,7 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
+from model_code.problem_module import ProblemModule, install
 from model_code.schema import DataError, NumericFeature, Schema, coerce
 
 MODEL_FORMAT = "mlops-stack/model"
@@ -74,6 +79,8 @@ def content_digest(artifact: dict[str, Any]) -> str:
 def save_artifact(artifact: dict[str, Any], model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / MODEL_FILENAME
+    if (artifact.get("problem") or {}).get("module"):
+        artifact = {**artifact, "estimator": None, "estimator_pickle": pickle.dumps(artifact["estimator"], protocol=5)}
     joblib.dump(artifact, path, compress=3)
     return path
 
@@ -187,5 +194,8 @@ def load_model(path: Path) -> LoadedModel:
     if artifact.get("format_version") != MODEL_FORMAT_VERSION:
         raise ValueError(f"{resolved}: format_version {artifact.get('format_version')!r}, "
                          f"this code reads {MODEL_FORMAT_VERSION}")
+    if "estimator_pickle" in artifact:
+        install(ProblemModule.from_dict(artifact["problem"]["module"]))
+        artifact["estimator"] = pickle.loads(artifact.pop("estimator_pickle"))
     return LoadedModel(artifact=artifact, path=resolved)
 

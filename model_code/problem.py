@@ -23,12 +23,15 @@ next to it. No generic step names a feature, the label or a metric: they read th
       primary: auc                     # one of the task's metrics (model_code/metrics.py)
       direction: higher                # must be the metric's own direction (a guard against typos)
       threshold: 0.75                  # the pipeline registers a model only if its test value clears it
+    module: custom.py                  # optional, model_code/problem_module.py: the problem's own Python
     derived:                           # model_code/features.py: computed inside the model (no skew)
       - {name: capital_net, expression: capital_gain - capital_loss}
+      - {name: age_band, function: age_band}          # a function of the module
     model:
       cv_folds: 3                      # cross-validation on the train split when there are several candidates
       candidates:                      # model_code/estimators.py: kinds and their parameters
         - {name: gbm, estimator: hist_gradient_boosting, params: {max_iter: 300}}
+        - {name: knn, estimator: "module:knn", params: {n_neighbors: 25}}  # a function of the module
     data: {sample: data.csv.gz, card: DATASET.md}
 
 Every error names the file and the field (``problem.yaml: features[3].maximum: ...``); all of
@@ -49,6 +52,7 @@ from typing import Any
 
 from model_code import env, estimators, metrics
 from model_code.features import DerivedFeature, check_expression
+from model_code.problem_module import ModuleError, ProblemModule, check_derive_function, read_module
 from model_code.schema import CategoricalFeature, Feature, NumericFeature, Schema
 
 PROBLEM_FORMAT = "mlops-stack/problem"
@@ -97,6 +101,7 @@ class Problem:
     candidates: tuple[Candidate, ...]
     cv_folds: int
     derived: tuple[DerivedFeature, ...] = ()
+    module: ProblemModule | None = None
     folder: Path | None = None
     sample: str = ""
     card: str = ""
@@ -128,12 +133,20 @@ class Problem:
         raise KeyError(f"problem {self.name!r} has no candidate {name!r}; candidates: "
                        f"{[c.name for c in self.candidates]}")
 
+    def kind(self, candidate: Candidate) -> estimators.Kind:
+        """The candidate's estimator kind (built in, or a function of the problem's module)."""
+        return estimators.kind_of(candidate.estimator, self.module)
+
+    def build(self, candidate: Candidate, params: Mapping[str, Any], seed: int) -> Any:
+        """The candidate's unfitted pipeline, derived features first."""
+        return estimators.build(self.kind(candidate), self.schema, params, seed, self.derived, self.module)
+
     def hyperparameter_texts(self) -> dict[str, str]:
         """``<candidate>__<param>`` -> the declared value (else the estimator's default), as the text
         SageMaker passes in hyperparameters.json (train reads it back)."""
         values: dict[str, str] = {}
         for c in self.candidates:
-            for name, value in estimators.resolve_params(c.estimator, c.params).items():
+            for name, value in estimators.resolve_params(self.kind(c), c.params).items():
                 values[f"{c.name}__{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return values
 
@@ -156,6 +169,7 @@ class Problem:
             "decision_threshold": self.decision_threshold, "cv_folds": self.cv_folds,
             "candidates": [c.to_dict() for c in self.candidates], "sample": self.sample, "card": self.card,
             "derived": [d.to_dict() for d in self.derived],
+            "module": self.module.to_dict() if self.module else None,
         }
 
     @classmethod
@@ -168,8 +182,8 @@ class Problem:
             candidates=tuple(Candidate(c["name"], c["estimator"], c["params"], c.get("space", {}))
                              for c in data["candidates"]),
             sample=data.get("sample", ""), card=data.get("card", ""),
-            derived=tuple(DerivedFeature(d["name"], d["expression"], d.get("description", ""))
-                          for d in data.get("derived", [])),
+            derived=tuple(DerivedFeature.from_dict(d) for d in data.get("derived", [])),
+            module=ProblemModule.from_dict(data["module"]) if data.get("module") else None,
         )
 
 
@@ -287,8 +301,10 @@ def _label(r: _Reader, raw: Any, task: str) -> dict[str, Any]:
             "label_minimum": None, "label_maximum": None}
 
 
-def _derived(r: _Reader, raw: Any, numeric: set[str], taken: set[str]) -> tuple[DerivedFeature, ...]:
-    """``derived:``, each an expression over numeric features and the derived ones before it."""
+def _derived(r: _Reader, raw: Any, numeric: set[str], taken: set[str],
+             module: ProblemModule | None) -> tuple[DerivedFeature, ...]:
+    """``derived:``, each an expression over numeric features and the derived ones before it, or a
+    function of the problem's module."""
     if not isinstance(raw, list):
         r.fail("derived", f"must be a list, got {type(raw).__name__}")
         return ()
@@ -296,22 +312,35 @@ def _derived(r: _Reader, raw: Any, numeric: set[str], taken: set[str]) -> tuple[
     known = set(numeric)
     for i, item in enumerate(raw):
         where = f"derived[{i}]"
-        d = r.mapping(item, where, {"name", "expression", "description"}, {"name", "expression"})
+        d = r.mapping(item, where, {"name", "expression", "function", "description"}, {"name"})
         if not d:
             continue
         name = r.text(d.get("name"), f"{where}.name", _FEATURE_NAME, "a column name")
         if name in taken:
             r.fail(f"{where}.name", f"{name!r} is already a column")
-        expression = r.text(d.get("expression"), f"{where}.expression")
-        if expression and (problem := check_expression(expression, known)):
-            r.fail(f"{where}.expression", problem)
+        expression, function = "", ""
+        if ("expression" in d) == ("function" in d):
+            r.fail(where, "needs exactly one of expression (arithmetic) or function (of the problem's module)")
+        elif "expression" in d:
+            expression = r.text(d.get("expression"), f"{where}.expression")
+            if expression and (problem := check_expression(expression, known)):
+                r.fail(f"{where}.expression", problem)
+        else:
+            function = r.text(d.get("function"), f"{where}.function")
+            if module is None:
+                r.fail(f"{where}.function", "the problem declares no module (module: <file>.py) to hold it")
+            elif function:
+                try:
+                    check_derive_function(module, function)
+                except ModuleError as exc:
+                    r.fail(f"{where}.function", str(exc))
         taken.add(name)
         known.add(name)
-        out.append(DerivedFeature(name, expression, str(d.get("description", ""))))
+        out.append(DerivedFeature(name, expression, str(d.get("description", "")), function))
     return tuple(out)
 
 
-def _candidates(r: _Reader, raw: Any, task: str) -> tuple[tuple[Candidate, ...], int]:
+def _candidates(r: _Reader, raw: Any, module: ProblemModule | None) -> tuple[tuple[Candidate, ...], int]:
     model = r.mapping(raw, "model", {"cv_folds", "candidates"}, {"candidates"})
     folds = r.number(model.get("cv_folds", 3), "model.cv_folds", integer=True, low=2, high=20)
     listed = model.get("candidates")
@@ -327,18 +356,37 @@ def _candidates(r: _Reader, raw: Any, task: str) -> tuple[tuple[Candidate, ...],
         name = r.text(c.get("name"), f"{where}.name", re.compile(r"^[a-z][a-z0-9_]{0,31}$"),
                       "a candidate name (lowercase letters, digits, _)")
         kind = c.get("estimator")
-        if kind not in estimators.KINDS:
-            r.fail(f"{where}.estimator", f"{kind!r} is not one of {sorted(estimators.KINDS)}")
+        try:
+            spec = estimators.kind_of(str(kind), module)
+        except (KeyError, ModuleError) as exc:
+            r.fail(f"{where}.estimator", str(exc.args[0]))
             continue
         params, space = c.get("params") or {}, c.get("space") or {}
-        for problem in estimators.check_params(kind, task, params, space):
+        for problem in estimators.check_params(spec, params, space):
             r.fail(where, problem)
-        out.append(Candidate(name, kind, dict(params), {k: dict(v) for k, v in space.items()}
+        out.append(Candidate(name, spec.name, dict(params), {k: dict(v) for k, v in space.items()}
                              if isinstance(space, dict) else {}))
     names = [c.name for c in out]
     for n in sorted({n for n in names if names.count(n) > 1}):
         r.fail("model.candidates", f"name {n!r} is used twice")
     return tuple(out), int(folds or 3)
+
+
+def _module(r: _Reader, raw: Any, folder: Path | None) -> ProblemModule | None:
+    """``module:``, the problem's own Python file, read (its source is checked to parse, never run here)."""
+    if raw is None:
+        return None
+    file = r.text(raw, "module")
+    if not file:
+        return None
+    if folder is None:
+        r.fail("module", "a module is read from the problem's folder, and this declaration has none")
+        return None
+    try:
+        return read_module(folder, file)
+    except ModuleError as exc:
+        r.fail("module", str(exc))
+        return None
 
 
 def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None = None, *,
@@ -348,7 +396,7 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     sample out: a step's data is its input)."""
     r = _Reader()
     doc = r.mapping(document, "", {"format", "format_version", "name", "task", "description", "label", "features",
-                                   "rules", "metrics", "model", "data", "derived"},
+                                   "rules", "metrics", "model", "data", "derived", "module"},
                     {"format", "format_version", "name", "task", "label", "features", "metrics", "model"})
     if not doc:
         raise ProblemError(source, r.problems)
@@ -376,8 +424,9 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     if label["label"] in names:
         r.fail("label.name", f"{label['label']!r} is also a feature")
 
+    module = _module(r, doc.get("module"), folder)
     derived = _derived(r, doc.get("derived", []), {f.name for f in features if isinstance(f, NumericFeature)},
-                       set(names) | {label["label"]})
+                       set(names) | {label["label"]}, module)
     rule_keys = {"min_rows", "max_duplicate_share"} | ({"min_class_share"} if task != "regression" else set())
     rules = r.mapping(doc.get("rules", {}), "rules", rule_keys)
     min_rows = r.number(rules.get("min_rows", 1000), "rules.min_rows", integer=True, low=20) or 1000
@@ -405,7 +454,7 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     if task == "binary" and isinstance(doc.get("label"), dict):
         decision = r.number(doc["label"].get("decision_threshold", 0.5), "label.decision_threshold",
                             low=1e-9, high=1 - 1e-9) or 0.5
-    candidates, folds = _candidates(r, doc.get("model"), task)
+    candidates, folds = _candidates(r, doc.get("model"), module)
     data = r.mapping(doc.get("data", {}), "data", {"sample", "card"})
     for key in ("sample", "card"):
         value = data.get(key, "")
@@ -421,7 +470,7 @@ def parse_problem(document: Any, source: str = PROBLEM_FILE, folder: Path | None
     )
     return Problem(schema=schema, description=str(doc.get("description", "")), primary_metric=primary,
                    direction=direction, metric_threshold=float(threshold), decision_threshold=float(decision),
-                   candidates=candidates, cv_folds=folds, derived=derived, folder=folder,
+                   candidates=candidates, cv_folds=folds, derived=derived, module=module, folder=folder,
                    sample=str(data.get("sample", "")),
                    card=str(data.get("card", "")))
 

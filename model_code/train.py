@@ -57,6 +57,7 @@ from model_code.model import (
     versions,
 )
 from model_code.problem import Problem, ProblemError, step_problem
+from model_code.problem_module import ModuleError, ProblemModule
 from model_code.schema import DataError, Schema
 from model_code.tracking import TrackingError, tracking
 
@@ -113,8 +114,8 @@ def resolve_hyperparameters(file_values: Mapping[str, Any] | None = None,
     problem = problem or step_problem()
     hp: dict[str, Any] = {h.name: h.default for h in HYPERPARAMETERS}
     hp["threshold"], hp["cv_folds"] = problem.decision_threshold, problem.cv_folds
-    params = {c.name: estimators.resolve_params(c.estimator, c.params) for c in problem.candidates}
-    kinds = {c.name: estimators.KINDS[c.estimator] for c in problem.candidates}
+    kinds = {c.name: problem.kind(c) for c in problem.candidates}
+    params = {c.name: estimators.resolve_params(kinds[c.name], c.params) for c in problem.candidates}
     for source, values in ((origin, file_values or {}), ("command line", overrides or {})):
         for key, raw in values.items():
             if key.startswith(IGNORED_PREFIXES):
@@ -187,7 +188,7 @@ def select_candidate(problem: Problem, hp: Mapping[str, Any], x: pd.DataFrame, y
     for name in names:
         candidate = problem.candidate(name)
         params = hp["candidates"][name]
-        base = estimators.build(candidate.estimator, schema, params, hp["seed"], problem.derived)
+        base = problem.build(candidate, params, hp["seed"])
         scores, started = [], time.perf_counter()
         for train_idx, test_idx in folds:
             fitted = clone(base).fit(x.iloc[train_idx], y[train_idx])
@@ -269,7 +270,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
     chosen = problem.candidate(selection["chosen"])
     params = hp["candidates"][chosen.name]
     started = time.perf_counter()
-    estimator = estimators.build(chosen.estimator, schema, params, hp["seed"], problem.derived).fit(x_train, y_train)
+    estimator = problem.build(chosen, params, hp["seed"]).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
     output = estimator_output(estimator, schema.task, x_val)
     threshold = hp["threshold"]
@@ -368,10 +369,18 @@ def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.D
         requirements = [f"{dist}=={version}" for dist, version in (
             ("scikit-learn", artifact["versions"]["sklearn"]), ("numpy", artifact["versions"]["numpy"]),
             ("pandas", artifact["versions"]["pandas"]), ("cloudpickle", cloudpickle.__version__))]
-        mlflow.sklearn.log_model(
-            artifact["estimator"], name="model", serialization_format="cloudpickle",
-            signature=infer_signature(example, scores[:50]), pip_requirements=requirements,
-        )
+        declared = (artifact["problem"] or {}).get("module")
+        module = sys.modules.get(ProblemModule.from_dict(declared).name) if declared else None
+        if module is not None:  # the MLflow model then loads without the problem's module installed
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            mlflow.sklearn.log_model(
+                artifact["estimator"], name="model", serialization_format="cloudpickle",
+                signature=infer_signature(example, scores[:50]), pip_requirements=requirements,
+            )
+        finally:
+            if module is not None:
+                cloudpickle.unregister_pickle_by_value(module)
         path = save_artifact(artifact, model_dir)
         mlflow.log_artifact(str(path), artifact_path="artifact")
     return path
@@ -416,7 +425,7 @@ def estimator_options(problem: Problem | None) -> list[Param]:
     """The candidates' parameters, once per name (an option sets it on every candidate that has it)."""
     seen: dict[str, Param] = {}
     for c in problem.candidates if problem else ():
-        for param in estimators.KINDS[c.estimator].params:
+        for param in problem.kind(c).params:
             seen.setdefault(param.name, param)
     return [q for q in seen.values() if q.name not in _GENERIC]
 
@@ -444,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hp = resolve_hyperparameters(read_hyperparameters_file(paths.hyperparameters), overrides,
                                      origin=str(paths.hyperparameters), problem=problem)
         summary = train(paths, hp, problem)
-    except (DataError, HyperparameterError, TrackingError) as exc:
+    except (DataError, HyperparameterError, TrackingError, ModuleError) as exc:
         print(f"train failed: {exc}", file=sys.stderr)
         write_failure(f"train failed: {exc}")
         return 1

@@ -7,6 +7,7 @@ SageMaker passes in SAGEMAKER_BIND_TO_PORT.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tarfile
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlops.local import aws as local_aws
@@ -24,6 +26,7 @@ from mlops.local.executor import LocalExecutor
 from mlops.naming import Names
 from mlops.settings import REPO_ROOT, load_stack
 from model_code.data import write_csv
+from model_code.model import load_model
 from pipelines.training import VALIDATE, code_bundle, definition
 from problems.adult.synthetic import ADULT, synthesize
 
@@ -183,17 +186,27 @@ def _http(method: str, url: str, body: bytes | None = None, content_type: str = 
         return error.code, error.headers.get("Content-Type", ""), error.read()
 
 
+def _as_model_tar(model_dir: Path, target: Path) -> Path:
+    """The folder SageMaker mounts at /opt/ml/model for a model.tar.gz made of ``model_dir``."""
+    model = _sagemaker_dir(target)
+    with tarfile.open(model / "model.tar.gz", "w:gz") as archive:
+        for path in sorted(model_dir.iterdir()):
+            archive.add(path, arcname=path.name)
+    return model
+
+
 @pytest.fixture(params=["folder", "tar.gz"])
 def served(request: pytest.FixtureRequest, engine: Engine, image: str, trained_model: Path,
            tmp_path: Path) -> Iterator[tuple[str, str]]:
     """`IMAGE serve` with /opt/ml/model holding the model folder or SageMaker's model.tar.gz."""
-    if request.param == "folder":
-        model = trained_model
-    else:
-        model = _sagemaker_dir(tmp_path / "model")
-        with tarfile.open(model / "model.tar.gz", "w:gz") as archive:
-            for path in sorted(trained_model.iterdir()):
-                archive.add(path, arcname=path.name)
+    model = trained_model if request.param == "folder" else _as_model_tar(trained_model, tmp_path / "model")
+    with _serving(engine, image, model) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _serving(engine: Engine, image: str, model: Path) -> Iterator[tuple[str, str]]:
+    """The container id and URL of `IMAGE serve` on ``model`` (mounted at /opt/ml/model), once it answers /ping."""
     port = local_aws.free_port()
     started = engine.run("run", "-d", "--network=host", *_mount(model, "/opt/ml/model", "ro"),
                          "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "MLOPS_SERVE_HOST=127.0.0.1",
@@ -234,3 +247,35 @@ def test_serve_answers_ping_scores_a_row_rejects_a_bad_one_and_drains_on_sigterm
     waited = engine.run("wait", container, timeout=40)
     assert waited.stdout.strip() == "0", (waited.stdout, engine.run("logs", container).stderr[-2000:])
     assert time.monotonic() - started < 30
+
+
+def test_a_problem_with_its_own_module_trains_in_the_image_and_serves_from_the_artifact_alone(
+        engine: Engine, image: str, tmp_path: Path):
+    """Wine's estimator and derived feature come from its custom.py: `train` imports it from the problem
+    folder, and `serve` has only model.tar.gz, which carries the module's source."""
+    import pandas as pd
+
+    wine = REPO_ROOT / "problems" / "wine"
+    rows = pd.read_csv(wine / "data.csv")
+    ml = _sagemaker_dir(tmp_path / "opt-ml")
+    for channel, part in (("train", rows[rows.index % 4 != 0]), ("validation", rows[rows.index % 4 == 0])):
+        write_csv(part, _sagemaker_dir(ml / "input" / "data" / channel) / f"{channel}.csv")
+    (_sagemaker_dir(ml / "input" / "config") / "hyperparameters.json").write_text(
+        json.dumps({"candidate": "knn", "n_neighbors": "9"}))
+    for folder in ("model", "output/data"):
+        _sagemaker_dir(ml / folder)
+    result = engine.run("run", "--rm", "--network=none", *_mount(ml, "/opt/ml"),
+                        *_mount(wine, "/opt/program/problem", "ro"), image, "train", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train: candidate knn, validation balanced_accuracy=" in result.stdout
+
+    features = rows.drop(columns="cultivar").head(6)
+    expected = load_model(ml / "model").output(features)
+    with _serving(engine, image, _as_model_tar(ml / "model", tmp_path / "served")) as (_, url):
+        status, _, body = _http("POST", f"{url}/invocations", json.dumps(features.to_dict(orient="records")).encode(),
+                                "application/json")
+    assert status == 200, body
+    predictions = json.loads(body)["predictions"]
+    assert [p["label"] for p in predictions] == [f"class_{i}" for i in expected.argmax(axis=1)]
+    served = np.array([list(p["probabilities"].values()) for p in predictions])
+    assert np.allclose(served, expected, atol=1e-9)

@@ -84,7 +84,7 @@ def test_a_local_tuning_run_keeps_the_best_training_job(state: Path) -> None:
         log = (job / "logs.txt").read_text()
         scores[job.name] = objective(log, r"objective validation:balanced_accuracy=([-+0-9.eE]+|nan)")
         drawn = json.loads((job / "opt/ml/input/config/hyperparameters.json").read_text())
-        assert drawn["candidate"] in {"gbm", "forest", "linear"} and 0.001 <= float(drawn["linear__alpha"]) <= 100
+        assert drawn["candidate"] in {"gbm", "forest", "linear", "knn"} and 0.001 <= float(drawn["linear__alpha"]) <= 100
     best = max(scores, key=lambda k: scores[k])
     model = folder / "steps" / "Evaluate" / "opt/ml/processing/input/model" / "model.tar.gz"
     with tarfile.open(model) as tar:

@@ -148,7 +148,8 @@ def test_derived_features_are_computed_inside_the_model_for_training_and_serving
     assert [d.name for d in problem.derived] == ["ldl_hdl_ratio"]
     frame, _ = read_split(problem.sample_path, problem.schema)
     x, y = frame[problem.schema.feature_names], frame[problem.schema.label].to_numpy()
-    model = estimators.build("linear", problem.schema, estimators.resolve_params("linear", {}), 0,
+    linear = estimators.KINDS["linear"]
+    model = estimators.build(linear, problem.schema, estimators.resolve_params(linear, {}), 0,
                              problem.derived).fit(x, y)
     assert [name for name, _ in model.steps] == ["derive", "columns", "model"]
     assert "ldl_hdl_ratio" in list(model.named_steps["columns"].get_feature_names_out())

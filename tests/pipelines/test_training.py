@@ -556,12 +556,16 @@ def test_a_tuning_stack_trains_through_a_tuning_step_over_the_problem_spaces() -
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3}
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:balanced_accuracy"}
     ranges = config["ParameterRanges"]
-    assert ranges["CategoricalParameterRanges"] == [{"Name": "candidate", "Values": ["gbm", "forest", "linear"]}]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "candidate", "Values": ["gbm", "forest", "linear", "knn"]}]
     assert {"Name": "linear__alpha", "MinValue": "0.001", "MaxValue": "100.0", "ScalingType": "Logarithmic"} in \
         ranges["ContinuousParameterRanges"]
+    # the module's estimator: its int parameter's range, its str parameter fixed (a pipeline parameter)
+    assert {"Name": "knn__n_neighbors", "MinValue": "3", "MaxValue": "30", "ScalingType": "Linear"} in \
+        ranges["IntegerParameterRanges"]
     static = job["StaticHyperParameters"]
     assert static["mlops_code_sha256"] == CODE_SHA256 and static["gbm__max_iter"] == {"Get": "Parameters.gbm__max_iter"}
     assert "linear__alpha" not in static and "candidate" not in static  # tuned, not fixed
+    assert static["knn__weights"] == {"Get": "Parameters.knn__weights"}
     assert [d["Name"] for d in job["AlgorithmSpecification"]["MetricDefinitions"]] == ["validation:balanced_accuracy"]
     assert "ContainerEntrypoint" not in job["AlgorithmSpecification"]  # the image's `train` runs the bundle
     assert any(c["ChannelName"] == "code" for c in job["InputDataConfig"])
