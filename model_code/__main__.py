@@ -18,6 +18,7 @@ STEPS: dict[str, str] = {
     "train": "model_code.train",
     "evaluate": "model_code.evaluate",
     "drift": "model_code.drift",
+    "quality": "model_code.quality.job",
     "guard": "model_code.guard",
     "serve": "model_code.serve",
 }

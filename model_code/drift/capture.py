@@ -15,7 +15,7 @@ from model_code.drift.payloads import parse_block
 from model_code.schema import Schema
 
 
-def _payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
+def decode_payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
     if not isinstance(obj, dict):
         raise CaptureError(f"{source} line {line}: captureData.{side} is missing or not an object")
     data, encoding = obj.get("data"), str(obj.get("encoding", "")).upper()
@@ -74,8 +74,8 @@ def _general_blocks(lines: Iterable[tuple[int, bytes]], source: str, window: Win
         block.lines.append(lineno)
         block.events.append(meta.get("eventId", "?"))
         inp, out = cap.get("endpointInput"), cap.get("endpointOutput")
-        in_kind, in_text = _payload(inp, "endpointInput", source, lineno)
-        out_kind, out_text = ("none", "") if out is None else _payload(out, "endpointOutput", source, lineno)
+        in_kind, in_text = decode_payload(inp, "endpointInput", source, lineno)
+        out_kind, out_text = ("none", "") if out is None else decode_payload(out, "endpointOutput", source, lineno)
         block.in_kinds.append(in_kind)
         block.in_texts.append(in_text)
         block.out_kinds.append(out_kind)

@@ -18,7 +18,7 @@ from model_code.drift.core import HOUR_PATH, CaptureData, CaptureError, UsageErr
 from model_code.schema import Schema
 
 
-def _hour_of(rel: str) -> datetime | None:
+def hour_of(rel: str) -> datetime | None:
     m = HOUR_PATH.search(rel)
     if not m:
         return None
@@ -36,7 +36,7 @@ def list_local(root: Path, window: Window) -> list[Path]:
         raise CaptureError(f"capture input {root} does not exist")
     files = []
     for path in sorted(root.rglob("*.jsonl")):
-        hour = _hour_of(path.relative_to(root).as_posix())
+        hour = hour_of(path.relative_to(root).as_posix())
         if hour is None or window.contains_hour(hour):
             files.append(path)
     return files
@@ -82,7 +82,7 @@ def list_s3(uri: str, window: Window, client: Any = None) -> list[str]:
     keys: list[str] = []
     if hours is None:
         keys = [k for k in _s3_keys(client, bucket, prefix)
-                if k.endswith(".jsonl") and ((h := _hour_of(k[len(prefix):])) is None or window.contains_hour(h))]
+                if k.endswith(".jsonl") and ((h := hour_of(k[len(prefix):])) is None or window.contains_hour(h))]
     else:
         for root in _s3_hour_roots(client, bucket, prefix):
             for h in hours:

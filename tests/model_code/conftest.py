@@ -86,3 +86,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train(TrainPaths(root / "train", root / "validation", root / "model", root / "out", root / "hp.json"), hp,
           environ={})
     return root / "model"
+
+
+# S3 and CloudWatch in process (moto), for the jobs that read and publish there
+@pytest.fixture()
+def aws(monkeypatch):
+    import moto  # a hard dev dependency: a broken install must fail here, not skip
+    for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        yield

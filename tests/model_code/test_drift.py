@@ -360,18 +360,6 @@ def test_chi2_homogeneity_matches_scipy():
 
 
 # --- S3 input and CloudWatch metrics (moto, in process) -------------------------------------------------
-@pytest.fixture()
-def aws(monkeypatch):
-    import moto  # a hard dev dependency: a broken install must fail here, not skip
-    for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with moto.mock_aws():
-        yield
-
-
 def test_s3_input_and_cloudwatch_metrics(tmp_path, synthetic_baseline, aws):
     import boto3
 

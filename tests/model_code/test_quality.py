@@ -1,0 +1,194 @@
+"""The quality job: ground truth joined to captured predictions by inference id, every label counted,
+the problem's metrics on the labelled rows, CloudWatch metrics; S3 and CloudWatch are moto's."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model_code import metrics
+from model_code.capture import make_record
+from model_code.model import load_model
+from model_code.quality.job import QualityConfig, run_quality
+from problems.adult.synthetic import ADULT, synthesize
+from tests.model_code.conftest import run_step
+from tests.model_code.test_serve import Server, start_server
+
+FEATURES = ADULT.feature_names
+START = datetime(2026, 5, 1, 12, tzinfo=UTC)
+_POOL = synthesize(400, seed=31)
+AWS_ROWS = pd.concat([_POOL[_POOL[ADULT.label] == k].head(10).reset_index(drop=True) for k in (1, 0)]) \
+    .sort_index(kind="stable").reset_index(drop=True)
+"""20 rows whose labels alternate 1, 0 (a window's AUC needs both classes)."""
+
+
+def _csv(rows: pd.DataFrame) -> bytes:
+    return rows[FEATURES].to_csv(header=False, index=False).encode()
+
+
+def _request(identity: str, rows: pd.DataFrame, when: datetime, fmt: str = "csv") -> bytes:
+    if fmt == "csv":
+        record = make_record("text/csv", _csv(rows), "text/csv", b"0.5", when, inference_id=identity)
+    else:
+        instances = rows[FEATURES].astype(object).where(rows[FEATURES].notna(), None).to_dict("records")
+        record = make_record("application/json", json.dumps({"instances": instances}).encode(), "application/json",
+                             b"{}", when, inference_id=identity)
+    return json.dumps(record).encode()
+
+
+def _label(identity: str, data: str, encoding: str = "CSV") -> bytes:
+    return json.dumps({"groundTruthData": {"data": data, "encoding": encoding},
+                       "eventMetadata": {"eventId": identity}, "eventVersion": "0"}).encode()
+
+
+def _at(hour: int, minute: int = 0) -> datetime:
+    return START.replace(hour=hour, minute=minute)
+
+
+@pytest.fixture()
+def cases(aws):
+    """One window, 12:00-13:00, labels due 2 hours after it ends: a request or a label for every case."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    for bucket in ("capture", "data"):
+        s3.create_bucket(Bucket=bucket)
+    captured = [(f"w{i}", AWS_ROWS.iloc[[i]], _at(12, 10)) for i in range(10)] + [
+        ("w-multi", AWS_ROWS.iloc[[10, 11]], _at(12, 20)),      # two rows, JSON
+        ("dup-cap", AWS_ROWS.iloc[[12]], _at(12, 15)), ("dup-cap", AWS_ROWS.iloc[[13]], _at(12, 16)),
+        ("e1", AWS_ROWS.iloc[[14]], _at(11, 30)),               # window 11-12: labels due at 14:00
+        ("e2", AWS_ROWS.iloc[[15]], _at(10, 30)),               # window 10-11: labels due at 13:00
+        ("before-lookback", AWS_ROWS.iloc[[16]], _at(5, 30)),   # outside the 6 hours read before the window
+    ]
+    lines: dict[str, list[bytes]] = {}
+    for name, rows, when in captured:
+        key = f"datacapture/ep/AllTraffic/{when:%Y/%m/%d/%H}/capture.jsonl"
+        lines.setdefault(key, []).append(_request(name, rows, when, "json" if name == "w-multi" else "csv"))
+    truth = {f"w{i}": str(v) for i, v in enumerate(AWS_ROWS[ADULT.label].iloc[:10])}
+    labels = {
+        12: [_label(n, truth[n]) for n in ("w0", "w1", "w2", "w3", "w4")] + [
+            _label("w-multi", json.dumps([int(v) for v in AWS_ROWS[ADULT.label].iloc[10:12]]), "JSON"),
+            _label("w5", "1"), _label("dup-cap", "0")],
+        13: [_label("w0", truth["w0"]),                       # the same label again: used once
+             _label("w5", "0"),                               # disagrees with 12:00's
+             _label("w6", "yes"), _label("w7", "1\n0"),       # not a class; two labels for one row
+             _label("e1", "1"), _label("e2", "0"), _label("ghost", "1"), _label("before-lookback", "0"),
+             b"{not json"],
+        14: [_label("w8", truth["w8"])],                      # the last hour before the deadline
+        15: [_label("w9", truth["w9"])],                      # after it: this window's job does not read it
+    }
+    for hour, records in labels.items():
+        lines[f"ground-truth/{_at(hour):%Y/%m/%d/%H}/labels.jsonl"] = records
+    for key, records in lines.items():
+        bucket = "data" if key.startswith("ground-truth") else "capture"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"\n".join(records) + b"\n")
+    return truth
+
+
+def test_every_label_and_request_lands_in_exactly_one_count(cases, model_dir: Path, tmp_path: Path) -> None:
+    config = QualityConfig("s3://capture/datacapture", "s3://data/ground-truth", model_dir, START, hours=1,
+                           label_delay_hours=2, lookback_hours=6, output=tmp_path, namespace="mlops-stack/quality",
+                           endpoint="ep-1")
+    report = run_quality(config)
+    assert report["join"]["counts"] == {"matched": 7, "missing": 1, "earlier_window": 1, "late": 1, "unknown_id": 2,
+                                        "duplicate": 1, "conflicting": 2, "invalid": 2, "ambiguous_capture": 1}
+    assert report["captured"] == {"records": 13, "rows": 14}
+    assert report["matched_rows"] == 8 and report["coverage"] == pytest.approx(8 / 14)
+    assert report["labels"]["unreadable"] == 1 and "not a ground-truth record" in report["labels"]["unreadable_examples"][0]
+    examples = report["join"]["examples"]
+    assert "id 'w9' has no label yet" in examples["missing"][0]
+    assert any("'w6': label 'yes' is not one of [0, 1]" in e for e in examples["invalid"])
+    assert any("'w7': 2 labels for a request of 1 rows" in e for e in examples["invalid"])
+    assert "(deadline 2026-05-01T13Z)" in examples["late"][0] and "'e2'" in examples["late"][0]
+    assert "'e1'" in examples["earlier_window"][0]
+    assert {e.split("id ")[1].split(" ")[0] for e in examples["unknown_id"]} == {"'before-lookback'", "'ghost'"}
+
+    model = load_model(model_dir)
+    order = ["w0", "w1", "w2", "w3", "w4", "w-multi", "w8"]  # the join's order: by id
+    rows = {f"w{i}": AWS_ROWS.iloc[[i]] for i in range(10)} | {"w-multi": AWS_ROWS.iloc[[10, 11]]}
+    frame = pd.concat([rows[n] for n in sorted(order)], ignore_index=True)
+    expected = metrics.compute("binary", frame[ADULT.label].to_numpy(), model.output(frame[FEATURES]), model.threshold)
+    assert report["metrics"]["auc"] == pytest.approx(expected["auc"], abs=1e-12)
+    assert report["primary_metric"] == {"name": "auc", "direction": "higher", "value": report["metrics"]["auc"]}
+
+    import boto3
+
+    cw = boto3.client("cloudwatch")
+    listed = cw.list_metrics(Namespace="mlops-stack/quality")["Metrics"]
+    names = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in listed}
+    assert ("PrimaryMetric", (("Endpoint", "ep-1"), ("Metric", "auc"))) in names
+    assert {dict(dims)["Join"] for name, dims in names if name == "GroundTruthRecords"} == set(report["join"]["counts"])
+    coverage = cw.get_metric_statistics(Namespace="mlops-stack/quality", MetricName="LabelCoverage",
+                                        Dimensions=[{"Name": "Endpoint", "Value": "ep-1"}], StartTime=START,
+                                        EndTime=START + timedelta(hours=3), Period=3600, Statistics=["Maximum"])
+    assert coverage["Datapoints"][0]["Maximum"] == pytest.approx(8 / 14)
+    assert (tmp_path / "quality_report.html").read_text().count("<tr>") >= 10
+
+
+def test_a_window_without_labels_reports_no_labels_and_the_step_exits_0(model_dir: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "capture" / "ep" / "AllTraffic" / f"{START:%Y/%m/%d/%H}"
+    capture.mkdir(parents=True)
+    (capture / "c.jsonl").write_bytes(_request("a", AWS_ROWS.iloc[[0]], _at(12, 5)) + b"\n")
+    (tmp_path / "none").mkdir()
+    step = run_step("quality", "--capture", str(tmp_path / "capture"), "--ground-truth", str(tmp_path / "none"),
+                    "--model", str(model_dir), "--start", "2026-05-01T12:00:00Z", "--output", str(tmp_path / "out"))
+    assert step.returncode == 0, step.stderr
+    assert "quality: auc=undefined on 0 labelled rows of 1 captured; 0 labels matched; missing 1" in step.stdout
+    report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    assert report["status"] == "no_labels" and report["coverage"] == 0.0
+    bad = run_step("quality", "--capture", "x", "--ground-truth", "y", "--model", str(model_dir), "--hours", "0")
+    assert bad.returncode == 2 and "quality: --hours 0 must be >= 1" in bad.stderr
+
+
+def _traffic(server: Server, frame: pd.DataFrame, prefix: str, per_request: int = 10) -> dict[str, str]:
+    """Requests of ``per_request`` rows, each with its InferenceId; the labels (CSV lines) each id will get."""
+    labels = {}
+    for n, at in enumerate(range(0, len(frame), per_request)):
+        identity, part = f"{prefix}-{n}", frame.iloc[at:at + per_request]
+        status, _, body = server.request("POST", "/invocations", _csv(part),
+                                         {"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": identity})
+        assert status == 200, body
+        labels[identity] = "\n".join(str(int(v)) for v in part[ADULT.label])
+    return labels
+
+
+def test_labels_of_served_traffic_flag_a_quality_drop_only_where_the_population_changed(
+        model_dir: Path, tmp_path: Path) -> None:
+    """The server captures each request with its InferenceId; labels uploaded by id join to it. Held-out
+    traffic keeps the validation AUC (within 0.05); traffic where the label no longer follows the features (a third
+    of the labels flipped, as after a change in the population) falls under a bar 0.1 below it."""
+    held_out, changed = synthesize(1000, seed=41), synthesize(1000, seed=42)
+    flip = np.random.default_rng(0).random(len(changed)) < 0.35
+    changed[ADULT.label] = np.where(flip, 1 - changed[ADULT.label], changed[ADULT.label])
+    validation = load_model(model_dir).artifact["metrics"]["validation"]["auc"]
+    bar = validation - 0.1  # the quality alarm's bar: well below what the model scored on validation
+    results = {}
+    for name, frame in (("held-out", held_out), ("changed", changed)):
+        root = tmp_path / name
+        root.mkdir()
+        server = start_server(model_dir, root, MLOPS_CAPTURE_DIR=str(root / "capture"))
+        try:
+            labels = _traffic(server, frame, name)
+        finally:
+            assert server.stop() == 0
+        now = datetime.now(UTC)
+        folder = root / "ground-truth" / f"{now:%Y/%m/%d/%H}"
+        folder.mkdir(parents=True)
+        (folder / "labels.jsonl").write_bytes(b"\n".join(_label(k, v) for k, v in labels.items()) + b"\n")
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        step = run_step("quality", "--capture", str(root / "capture"), "--ground-truth", str(root / "ground-truth"),
+                        "--model", str(model_dir), "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--hours", "2",
+                        "--threshold", str(bar), "--output", str(root / "out"))
+        assert step.returncode == 0, step.stderr
+        results[name] = json.loads((root / "out" / "quality_report.json").read_text())
+    for report in results.values():
+        assert report["join"]["counts"]["matched"] == 100 and report["matched_rows"] == 1000
+        assert sum(report["join"]["counts"].values()) == 100 and report["coverage"] == 1.0
+    assert abs(results["held-out"]["primary_metric"]["value"] - validation) < 0.05
+    assert results["changed"]["primary_metric"]["value"] < bar and results["changed"]["threshold"] == bar
+    assert results["held-out"]["degraded"] is False and results["changed"]["degraded"] is True
