@@ -145,6 +145,7 @@ def build_platform(settings: StackSettings) -> None:
             ),
         )
         pulumi.export("driftAlarmName", monitoring.drift_alarm_name or "")
+        pulumi.export("qualityAlarmName", monitoring.quality_alarm_name or "")
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)

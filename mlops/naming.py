@@ -107,6 +107,11 @@ class Names:
         return fit(f"{self.prefix}-drift", "processing-job-prefix")
 
     @property
+    def quality_job_prefix(self) -> str:
+        """Processing jobs of the quality schedule are named `<this>-<scheduler execution id>`."""
+        return fit(f"{self.prefix}-quality", "processing-job-prefix")
+
+    @property
     def ecr_url(self) -> str:
         return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.ecr_repository}"
 
@@ -155,6 +160,11 @@ class Names:
     def drift_output_prefix(self) -> str:
         """The drift job's reports in the artifacts bucket, one folder per run."""
         return f"monitoring/{self.endpoint}"
+
+    @property
+    def quality_output_prefix(self) -> str:
+        """The quality job's reports in the artifacts bucket, one folder per run."""
+        return f"monitoring/{self.endpoint}/quality"
 
     @property
     def alarm_topic(self) -> str:
@@ -243,6 +253,10 @@ class Arns:
     @property
     def drift_jobs(self) -> str:
         return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.drift_job_prefix}-*"
+
+    @property
+    def quality_jobs(self) -> str:
+        return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.quality_job_prefix}-*"
 
     def scoped(self, service: str, kind: str, separator: str = ":") -> str:
         return f"arn:aws:{service}:{self._region_account}:{kind}{separator}{self.names.prefix}-*"

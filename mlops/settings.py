@@ -373,8 +373,36 @@ class StackSettings:
     drift_alarm_evaluation_periods: int = _setting(
         3, doc="Drift runs (N) the drift alarm looks back on (M of N).", check=_between(1, 24)
     )
+    quality_schedule: str = _setting(
+        "cron(15 * ? * * *)",
+        doc="When the quality job joins ground truth (s3://<data>/ground-truth/yyyy/mm/dd/hh/) to the captured "
+        "predictions and publishes the primary metric (AWS cron expression; empty: off).",
+        check=_optional(check_cron),
+    )
+    quality_window_hours: int = _setting(
+        1, doc="Hours of captured predictions each quality run scores (match the qualitySchedule cadence).",
+        check=_between(1, 168),
+    )
+    quality_label_delay_hours: int = _setting(
+        24, doc="Labels of a window are on time until this many hours after it ends; the quality run scores the "
+        "window whose labels are due.", check=_between(0, 720),
+    )
+    quality_min_metric: str = _setting(
+        "",
+        doc="The quality alarm's bar on the primary metric of labelled production traffic, in the metric's "
+        "direction; empty: the registration threshold (evaluationMinMetric, else the problem's).",
+        check=_optional(lambda value: _number_error(value)),
+    )
+    quality_alarm_datapoints: int = _setting(
+        2, doc="The quality alarm fires when this many (M) of the last qualityAlarmEvaluationPeriods quality runs "
+        "score worse than the bar.", check=_between(1, 24),
+    )
+    quality_alarm_evaluation_periods: int = _setting(
+        3, doc="Quality runs (N) the quality alarm looks back on (M of N).", check=_between(1, 24)
+    )
     retrain_cooldown_hours: int = _setting(
-        24, doc="At most one automatic retrain (drift or new data) per this many hours.", check=_between(1, 720)
+        24, doc="At most one automatic retrain (drift, quality or new data) per this many hours.",
+        check=_between(1, 720)
     )
     alarm_email: str = _setting(
         "",
@@ -396,6 +424,11 @@ class StackSettings:
         declared = self.problem_declaration()
         return float(self.evaluation_min_metric) if self.evaluation_min_metric else declared.metric_threshold
 
+    @property
+    def quality_bar(self) -> float:
+        """The quality alarm's bar: qualityMinMetric, else the registration threshold."""
+        return float(self.quality_min_metric) if self.quality_min_metric else self.min_test_metric
+
     def __post_init__(self) -> None:
         problems = [
             f"{config_key(f.name)}: {error}"
@@ -403,12 +436,13 @@ class StackSettings:
             if (check := f.metadata.get("check")) and (error := check(getattr(self, f.name)))
         ]
         problem_ok = not any(p.startswith(config_key("problem")) for p in problems)
-        if problem_ok and self.evaluation_min_metric and not _number_error(self.evaluation_min_metric):
-            declared = self.problem_declaration()
-            spec = metrics.spec(declared.task, declared.primary_metric)
-            if error := spec.check_threshold(float(self.evaluation_min_metric)):
-                problems.append(f"{config_key('evaluation_min_metric')}: {error} (the primary metric of "
-                                f"{self.problem})")
+        for key in ("evaluation_min_metric", "quality_min_metric"):
+            value = getattr(self, key)
+            if problem_ok and value and not _number_error(value):
+                declared = self.problem_declaration()
+                spec = metrics.spec(declared.task, declared.primary_metric)
+                if error := spec.check_threshold(float(value)):
+                    problems.append(f"{config_key(key)}: {error} (the primary metric of {self.problem})")
         if self.tuning_max_jobs and self.tuning_parallel_jobs > self.tuning_max_jobs:
             problems.append(f"{config_key('tuning_parallel_jobs')}: {self.tuning_parallel_jobs} is above "
                             f"{config_key('tuning_max_jobs')} ({self.tuning_max_jobs})")
@@ -416,6 +450,11 @@ class StackSettings:
             problems.append(
                 f"{config_key('endpoint_max_capacity')}: {self.endpoint_max_capacity} is below "
                 f"{config_key('endpoint_min_capacity')} ({self.endpoint_min_capacity})"
+            )
+        if self.quality_alarm_datapoints > self.quality_alarm_evaluation_periods:
+            problems.append(
+                f"{config_key('quality_alarm_datapoints')}: {self.quality_alarm_datapoints} is above "
+                f"{config_key('quality_alarm_evaluation_periods')} ({self.quality_alarm_evaluation_periods})"
             )
         if self.drift_alarm_datapoints > self.drift_alarm_evaluation_periods:
             problems.append(

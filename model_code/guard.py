@@ -1,6 +1,6 @@
 """Cooldown guard: the first step of the training pipeline.
 
-Automatic triggers (the drift alarm, new data landing under the raw prefix) start the pipeline
+Automatic triggers (the drift and quality alarms, new data landing under the raw prefix) start the pipeline
 through EventBridge, which cannot count. This step does: when the execution was started by an
 automatic trigger and another automatically triggered execution of the same pipeline started
 earlier within the cooldown window and has not failed, this one stops here, naming that execution
@@ -26,7 +26,8 @@ from model_code import env
 
 MANUAL = "manual"
 DRIFT = "drift"
-AUTOMATIC_TRIGGERS = (DRIFT, "new-data")
+QUALITY = "quality"
+AUTOMATIC_TRIGGERS = (DRIFT, QUALITY, "new-data")
 EXECUTING = "Executing"
 COUNTED_STATUSES = (EXECUTING, "Succeeded", "Stopping")
 

@@ -10,7 +10,14 @@
 - The job publishes `DriftDetected` (namespace `mlops-stack/<stack>`, dimension Endpoint); an alarm
   fires on M of N datapoints (`driftAlarmDatapoints` of `driftAlarmEvaluationPeriods`; missing data
   does not breach) and notifies the alarm topic.
-- EventBridge rules start the pipeline: on the drift alarm entering ALARM (Trigger=drift) and on
+- Quality job (with `qualitySchedule`): the same kind of scheduled processing job runs
+  `python -m model_code quality --model-from-endpoint ...`: labels uploaded under the data bucket's
+  `ground-truth/yyyy/mm/dd/hh/` joined to the capture by inference id, scored by the model the
+  endpoint serves now, for the window whose labels are due (`qualityLabelDelayHours` after it ends).
+  It publishes `PrimaryMetric` (dimensions Endpoint, Metric); an alarm fires when M of N runs score
+  worse than `qualityMinMetric` (else the registration bar) in the metric's direction.
+- EventBridge rules start the pipeline: on the drift or quality alarm entering ALARM (Trigger=drift,
+  Trigger=quality) and on
   new objects under the data bucket's `raw/` prefix (Trigger=new-data, InputDataUri=raw/). The
   pipeline's first step (CooldownGuard) lets at most one automatic retrain through per
   `retrainCooldownHours`. The rules' role may only start this pipeline.
@@ -30,10 +37,12 @@ from infra.components.access import service_trust_policy
 from infra.components.policy_documents import document, statement
 from mlops.naming import Arns, Names
 from mlops.settings import StackSettings
-from pipelines.monitoring import drift_job_request
+from pipelines.monitoring import drift_job_request, quality_job_request
 
 RAW_PREFIX = "raw/"
 DRIFT_METRIC = "DriftDetected"
+QUALITY_METRIC = "PrimaryMetric"
+"""What the quality job publishes (model_code/quality/job.py), dimensions Endpoint and Metric."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,10 @@ class MonitoringArgs:
     alarm_evaluation_periods: int = 3
 
 
-def scheduler_policy(drift_jobs: str, execution_role_arn: str, key_arn: str) -> dict:
-    """The drift schedule's role: start the drift job with the execution role, read its encrypted schedule."""
+def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str) -> dict:
+    """The schedules' role: start the monitoring jobs with the execution role, read their encrypted schedules."""
     return document(
-        statement("StartDriftJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], [drift_jobs]),
+        statement("StartMonitoringJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], jobs),
         statement(
             "PassExecutionRole",
             ["iam:PassRole"],
@@ -74,6 +83,7 @@ def scheduler_policy(drift_jobs: str, execution_role_arn: str, key_arn: str) -> 
 
 class Monitoring(pulumi.ComponentResource):
     drift_alarm_name: str | None
+    quality_alarm_name: str | None
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops-stack:monitoring:Monitoring", name, None, opts)
@@ -192,21 +202,24 @@ class Monitoring(pulumi.ComponentResource):
             )
 
         self.drift_alarm_name = None
+        self.quality_alarm_name = None
         if args.endpoint_name and args.settings.image_tag and args.alarm_topic_arn is not None:
-            self._drift(name, args, events_role, start_pipeline)
-        self.register_outputs({"driftAlarmName": self.drift_alarm_name})
+            self._scheduled_jobs(name, args, start_pipeline)
+        self.register_outputs({"driftAlarmName": self.drift_alarm_name, "qualityAlarmName": self.quality_alarm_name})
 
-    def _drift(self, name: str, args: MonitoringArgs, events_role: aws.iam.Role, start_pipeline) -> None:
+    def _scheduled_jobs(self, name: str, args: MonitoringArgs, start_pipeline) -> None:
+        """The drift job and (with a qualitySchedule) the quality job, each on its schedule, each with an M-of-N
+        alarm whose ALARM state starts a retrain."""
         child = pulumi.ResourceOptions(parent=self)
-        names = args.names
+        names, settings = args.names, args.settings
         scheduler_role = aws.iam.Role(
             f"{name}-scheduler-role",
-            name=names.role("drift-scheduler"),
+            name=names.role("monitor-scheduler"),
             assume_role_policy=json.dumps(service_trust_policy("scheduler.amazonaws.com", names.account_id)),
             tags=args.tags,
             opts=child,
         )
-        jobs = Arns(names).drift_jobs
+        jobs = [Arns(names).drift_jobs] + ([Arns(names).quality_jobs] if settings.quality_schedule else [])
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
@@ -215,61 +228,85 @@ class Monitoring(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.scheduler.Schedule(
-            f"{name}-drift-schedule",
-            name=names.resource("drift", "scheduler"),
-            description=f"Drift job on the capture of {args.endpoint_name}",
-            schedule_expression=args.drift_schedule,
-            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
-            kms_key_arn=args.kms_key_arn,
-            target=aws.scheduler.ScheduleTargetArgs(
-                arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
-                role_arn=scheduler_role.arn,
-                input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                    lambda values: json.dumps(
-                        drift_job_request(args.settings, role_arn=values[0], key_arn=values[1]), sort_keys=True
+
+        def schedule(kind: str, expression: str, request, description: str) -> None:
+            aws.scheduler.Schedule(
+                f"{name}-{kind}-schedule",
+                name=names.resource(kind, "scheduler"),
+                description=description,
+                schedule_expression=expression,
+                flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+                kms_key_arn=args.kms_key_arn,
+                target=aws.scheduler.ScheduleTargetArgs(
+                    arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
+                    role_arn=scheduler_role.arn,
+                    input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
+                        lambda values: json.dumps(request(settings, role_arn=values[0], key_arn=values[1]),
+                                                  sort_keys=True)
+                    ),
+                    retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
+                ),
+                opts=child,
+            )
+
+        def retrain_alarm(kind: str, alarm: dict, description: str) -> str:
+            created = aws.cloudwatch.MetricAlarm(
+                f"{name}-{kind}-alarm",
+                name=names.resource(kind, "cloudwatch"),
+                alarm_description=description,
+                namespace=args.metrics_namespace,
+                treat_missing_data="notBreaching",
+                alarm_actions=[args.alarm_topic_arn] if args.alarm_topic_arn is not None else [],
+                tags=args.tags,
+                opts=child,
+                **alarm,
+            )
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{kind}-rule",
+                name=names.resource(f"{kind}-retrain", "events"),
+                description=f"The {kind} alarm entering ALARM retrains {args.pipeline_name}",
+                event_pattern=created.arn.apply(
+                    lambda arn: json.dumps(
+                        {
+                            "source": ["aws.cloudwatch"],
+                            "detail-type": ["CloudWatch Alarm State Change"],
+                            "resources": [arn],
+                            "detail": {"state": {"value": ["ALARM"]}},
+                        },
+                        sort_keys=True,
                     )
                 ),
-                retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
-            ),
-            opts=child,
+                tags=args.tags,
+                opts=child,
+            )
+            start_pipeline(rule, kind, {"Trigger": kind})
+            return names.resource(kind, "cloudwatch")
+
+        schedule("drift", args.drift_schedule, drift_job_request, f"Drift job on the capture of {args.endpoint_name}")
+        self.drift_alarm_name = retrain_alarm(
+            "drift",
+            {"metric_name": DRIFT_METRIC, "dimensions": {"Endpoint": args.endpoint_name}, "statistic": "Maximum",
+             "period": args.drift_window_hours * 3600, "evaluation_periods": args.alarm_evaluation_periods,
+             "datapoints_to_alarm": args.alarm_datapoints, "threshold": 1,
+             "comparison_operator": "GreaterThanOrEqualToThreshold"},
+            f"{args.endpoint_name}: drift in {args.alarm_datapoints} of the last {args.alarm_evaluation_periods} "
+            "drift runs; starts a retrain",
         )
-        alarm = aws.cloudwatch.MetricAlarm(
-            f"{name}-drift-alarm",
-            name=names.resource("drift", "cloudwatch"),
-            alarm_description=f"{args.endpoint_name}: drift in {args.alarm_datapoints} of the last "
-            f"{args.alarm_evaluation_periods} drift runs; starts a retrain",
-            namespace=args.metrics_namespace,
-            metric_name=DRIFT_METRIC,
-            dimensions={"Endpoint": args.endpoint_name},
-            statistic="Maximum",
-            period=args.drift_window_hours * 3600,
-            evaluation_periods=args.alarm_evaluation_periods,
-            datapoints_to_alarm=args.alarm_datapoints,
-            threshold=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[args.alarm_topic_arn] if args.alarm_topic_arn is not None else [],
-            tags=args.tags,
-            opts=child,
+        if not settings.quality_schedule:
+            return
+        problem = settings.problem_declaration()
+        schedule("quality", settings.quality_schedule, quality_job_request,
+                 f"Quality job: ground truth joined to the capture of {args.endpoint_name}")
+        worse = "LessThanThreshold" if problem.direction == "higher" else "GreaterThanThreshold"
+        self.quality_alarm_name = retrain_alarm(
+            "quality",
+            {"metric_name": QUALITY_METRIC,
+             "dimensions": {"Endpoint": args.endpoint_name, "Metric": problem.primary_metric},
+             "statistic": "Average", "period": settings.quality_window_hours * 3600,
+             "evaluation_periods": settings.quality_alarm_evaluation_periods,
+             "datapoints_to_alarm": settings.quality_alarm_datapoints, "threshold": settings.quality_bar,
+             "comparison_operator": worse},
+            f"{args.endpoint_name}: {problem.primary_metric} of labelled traffic worse than {settings.quality_bar} in "
+            f"{settings.quality_alarm_datapoints} of the last {settings.quality_alarm_evaluation_periods} quality "
+            "runs; starts a retrain",
         )
-        drift_rule = aws.cloudwatch.EventRule(
-            f"{name}-drift-rule",
-            name=names.resource("drift-retrain", "events"),
-            description=f"The drift alarm entering ALARM retrains {args.pipeline_name}",
-            event_pattern=alarm.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "source": ["aws.cloudwatch"],
-                        "detail-type": ["CloudWatch Alarm State Change"],
-                        "resources": [arn],
-                        "detail": {"state": {"value": ["ALARM"]}},
-                    },
-                    sort_keys=True,
-                )
-            ),
-            tags=args.tags,
-            opts=child,
-        )
-        start_pipeline(drift_rule, "drift", {"Trigger": "drift"})
-        self.drift_alarm_name = names.resource("drift", "cloudwatch")

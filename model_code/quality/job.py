@@ -4,9 +4,11 @@ CloudWatch metrics (what the quality alarm watches), the exit status."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from typing import Any
 from model_code import metrics
 from model_code.drift.core import MAX_METRICS_PER_REQUEST, CaptureError, UsageError, Window, iso, parse_time
 from model_code.drift.sources import aws_client
+from model_code.endpoint_source import EndpointSourceError
 from model_code.quality.join import CATEGORIES, join
 from model_code.quality.records import Unreadable, read_captured, read_labels
 from model_code.schema import DataError
@@ -171,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 reported, 1 unreadable model or rows, 2 bad arguments.")
     p.add_argument("--capture", required=True, help="capture folder or s3://bucket/prefix (endpoint/variant/yyyy/...)")
     p.add_argument("--ground-truth", required=True, help="ground-truth folder or s3://bucket/prefix (yyyy/mm/dd/hh/)")
-    p.add_argument("--model", required=True, type=Path, help="the served model artifact (folder, joblib or tar.gz)")
+    p.add_argument("--model", type=Path, help="the served model artifact (folder, joblib or tar.gz)")
+    p.add_argument("--model-from-endpoint", action="store_true",
+                   help="score with the model package --endpoint serves now (resolved and downloaded at run time)")
     p.add_argument("--start", help="window start, ISO 8601 (default: the window whose labels' deadline is now)")
     p.add_argument("--hours", type=int, default=1, help="window length in hours (default 1)")
     p.add_argument("--label-delay-hours", type=int, default=24,
@@ -182,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="the primary metric's bar: worse is degraded (default: the problem's metrics.threshold)")
     p.add_argument("--namespace", help="CloudWatch namespace to publish the metrics to (default: none)")
-    p.add_argument("--endpoint", help="the Endpoint dimension of the published metrics")
+    p.add_argument("--endpoint", help="the endpoint: the Endpoint dimension of the metrics; --model-from-endpoint's")
     return p
 
 
@@ -198,22 +203,50 @@ def config_from_args(args: argparse.Namespace, now: datetime | None = None) -> Q
     else:  # the schedule runs at the hour the window's labels are due
         hour = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
         start = hour - timedelta(hours=args.label_delay_hours + args.hours)
-    return QualityConfig(args.capture, args.ground_truth, args.model, start, args.hours, args.label_delay_hours,
-                         args.lookback_hours, args.output, args.namespace, args.endpoint, args.threshold)
+    return QualityConfig(args.capture, args.ground_truth, args.model or Path(), start, args.hours,
+                         args.label_delay_hours, args.lookback_hours, args.output, args.namespace, args.endpoint,
+                         args.threshold)
+
+
+def _served_model(endpoint: str | None, target: Path) -> Path:
+    """The model.tar.gz of the package ``endpoint`` serves now (model_code/endpoint_source.py)."""
+    if not endpoint:
+        raise UsageError("--model-from-endpoint needs --endpoint")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from model_code.endpoint_source import download, resolve
+
+    try:
+        return download(aws_client("s3"), resolve(aws_client("sagemaker"), endpoint), target)[1]
+    except (ClientError, BotoCoreError) as exc:
+        raise EndpointSourceError(f"resolving what endpoint {endpoint} serves: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except UsageError as exc:
-        print(f"quality: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = run_quality(config)
-    except CaptureError as exc:
-        print(f"quality failed: {exc}", file=sys.stderr)
-        return 1
+    # the served model is downloaded beside --output, not into it (the job uploads its output after each run)
+    with tempfile.TemporaryDirectory(prefix="quality-served-") as served:
+        try:
+            if args.model_from_endpoint == (args.model is not None):
+                raise UsageError("give exactly one of --model or --model-from-endpoint (with --endpoint)")
+            config = config_from_args(args)
+            if args.model_from_endpoint:
+                config = dataclasses.replace(config, model=_served_model(args.endpoint, Path(served)))
+        except UsageError as exc:
+            print(f"quality: {exc}", file=sys.stderr)
+            return 2
+        except EndpointSourceError as exc:
+            print(f"quality failed: {exc}", file=sys.stderr)
+            return 1
+        try:
+            report = run_quality(config)
+        except CaptureError as exc:
+            print(f"quality failed: {exc}", file=sys.stderr)
+            return 1
+    return _summary(report, config)
+
+
+def _summary(report: dict[str, Any], config: QualityConfig) -> int:
     counts = report["join"]["counts"]
     primary = report["primary_metric"]
     value = "undefined" if primary["value"] is None else f"{primary['value']:.4f}"

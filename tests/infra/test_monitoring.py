@@ -1,4 +1,4 @@
-"""Monitoring and retraining: drift schedule, M-of-N alarm, retrain rules with a scoped role."""
+"""Monitoring and retraining: drift and quality schedules, M-of-N alarms, retrain rules with a scoped role."""
 
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ def test_no_monitoring_without_a_pipeline(plan: Plan) -> None:
 def test_drift_job_schedule_runs_the_image_on_the_capture(full, settings: StackSettings) -> None:
     plan = full[settings.stack]
     names = Names.of(settings)
-    [schedule] = plan.of_type("aws:scheduler/schedule:Schedule")
-    inputs = schedule.inputs
+    inputs = _named(plan, "aws:scheduler/schedule:Schedule")["monitoring-drift-schedule"]
     assert inputs["scheduleExpression"] == settings.drift_schedule
     assert inputs["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
     request = json.loads(inputs["target"]["input"])
@@ -58,8 +57,8 @@ def test_local_mode_runs_the_request_the_schedule_sends(full, settings: StackSet
     from pipelines.monitoring import EXECUTION_ID
 
     plan = full[settings.stack]
-    [schedule] = plan.of_type("aws:scheduler/schedule:Schedule")
-    deployed = json.loads(schedule.inputs["target"]["input"])
+    schedule = _named(plan, "aws:scheduler/schedule:Schedule")["monitoring-drift-schedule"]
+    deployed = json.loads(schedule["target"]["input"])
     local = drift_job.request(replace(settings, image_tag=TAG), EXECUTION_ID)
     # Only what the plan resolves differently: the image registry, the role and key ARNs (known after create).
     for request in (deployed, local):
@@ -96,6 +95,7 @@ def test_alarm_and_new_data_start_the_pipeline_with_a_scoped_role(full, settings
     targets = _named(plan, "aws:cloudwatch/eventTarget:EventTarget")
     pipeline_arn = f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:pipeline/{names.pipeline}"
     for target, parameters in (("monitoring-drift-target", {"Trigger": "drift"}),
+                               ("monitoring-quality-target", {"Trigger": "quality"}),
                                ("monitoring-new-data-target", {"Trigger": "new-data",
                                                                "InputDataUri": f"s3://{names.bucket('data')}/raw/"})):
         inputs = targets[target]
@@ -121,3 +121,60 @@ def test_full_plans_pass_the_policy_pack(full) -> None:
 
     for plan in full.values():
         assert evaluate([r.as_json() for r in plan.resources]) == []
+
+
+def test_quality_job_schedule_joins_ground_truth_with_the_served_model(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    names = Names.of(settings)
+    inputs = _named(plan, "aws:scheduler/schedule:Schedule")["monitoring-quality-schedule"]
+    assert inputs["scheduleExpression"] == settings.quality_schedule and inputs["kmsKeyArn"] == plan.outputs["kmsKeyArn"]
+    request = json.loads(inputs["target"]["input"])
+    assert request["ProcessingJobName"] == f"{names.prefix}-quality-<aws.scheduler.execution-id>"
+    assert request["AppSpecification"]["ContainerEntrypoint"] == ["python", "-m", "model_code", "quality"]
+    arguments = request["AppSpecification"]["ContainerArguments"]
+
+    def value(flag: str) -> str:
+        return arguments[arguments.index(flag) + 1]
+
+    assert value("--capture") == f"s3://{names.bucket('capture')}/datacapture/{names.endpoint}"
+    assert value("--ground-truth") == f"s3://{names.bucket('data')}/ground-truth"
+    assert "--model-from-endpoint" in arguments and value("--endpoint") == names.endpoint
+    assert value("--hours") == str(settings.quality_window_hours)
+    assert value("--label-delay-hours") == str(settings.quality_label_delay_hours)
+    assert float(value("--threshold")) == settings.quality_bar == settings.min_test_metric
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == plan.outputs["kmsKeyArn"]
+    policy = json.loads(_named(plan, "aws:iam/rolePolicy:RolePolicy")["monitoring-scheduler-policy"]["policy"])
+    [start] = [s for s in policy["Statement"] if s["Sid"] == "StartMonitoringJobs"]
+    assert start["Resource"] == [f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:processing-job/"
+                                 f"{names.prefix}-{kind}-*" for kind in ("drift", "quality")]
+
+
+def test_quality_alarm_is_m_of_n_on_the_primary_metric_in_its_direction(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    names = Names.of(settings)
+    alarm = _named(plan, "aws:cloudwatch/metricAlarm:MetricAlarm")["monitoring-quality-alarm"]
+    problem = settings.problem_declaration()
+    assert (alarm["namespace"], alarm["metricName"]) == (names.metrics_namespace, "PrimaryMetric")
+    assert alarm["dimensions"] == {"Endpoint": names.endpoint, "Metric": problem.primary_metric}
+    assert alarm["comparisonOperator"] == "LessThanThreshold" and alarm["threshold"] == settings.quality_bar
+    assert (alarm["datapointsToAlarm"], alarm["evaluationPeriods"]) == (settings.quality_alarm_datapoints,
+                                                                        settings.quality_alarm_evaluation_periods)
+    assert alarm["treatMissingData"] == "notBreaching" and plan.outputs["qualityAlarmName"] == alarm["name"]
+    rule = json.loads(_named(plan, "aws:cloudwatch/eventRule:EventRule")["monitoring-quality-rule"]["eventPattern"])
+    assert rule["resources"] == [f"arn:aws:cloudwatch:{settings.region}:{settings.account_id}:alarm:{alarm['name']}"]
+
+
+def test_a_lower_is_better_metric_alarms_above_its_bar_and_an_empty_schedule_declares_no_quality_job() -> None:
+    regression = plan_stack_file(stack_file("dev"), {"mlops-stack:approvedModelPackageArn": PACKAGE,
+                                                     "mlops-stack:imageTag": TAG,
+                                                     "mlops-stack:problem": "problems/diabetes",
+                                                     "mlops-stack:qualityMinMetric": "65"})
+    alarm = _named(regression, "aws:cloudwatch/metricAlarm:MetricAlarm")["monitoring-quality-alarm"]
+    assert alarm["comparisonOperator"] == "GreaterThanThreshold" and alarm["threshold"] == 65.0
+    assert alarm["dimensions"]["Metric"] == "rmse"
+    off = plan_stack_file(stack_file("dev"), {"mlops-stack:approvedModelPackageArn": PACKAGE,
+                                              "mlops-stack:imageTag": TAG, "mlops-stack:qualitySchedule": ""})
+    assert "monitoring-quality-schedule" not in _named(off, "aws:scheduler/schedule:Schedule")
+    assert "monitoring-quality-alarm" not in _named(off, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert off.outputs["qualityAlarmName"] == ""

@@ -74,7 +74,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
     region, account = names.region, names.account_id
     sm = f"arn:aws:sagemaker:{region}:{account}"
     deploy, execution = names.deploy_role, names.execution_role
-    scheduler, events = names.role("drift-scheduler"), names.role("retrain-trigger")
+    scheduler, events = names.role("monitor-scheduler"), names.role("retrain-trigger")
     key, served = plan.outputs["kmsKeyArn"], pin_of(settings)
     source = source_of(served)
     assert source is not None
@@ -168,12 +168,21 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
              "the drift job's output"),
         Call(execution, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{region}:{account}:alarm:{rollback_alarm}",
              "blue/green auto-rollback reads the endpoint's alarms with its execution role"),
-        # the drift schedule and the retrain rules
-        *(Call(scheduler, f"sagemaker:{action}", f"{sm}:processing-job/{names.drift_job_prefix}-e1",
-               "the schedule starts the drift job") for action in ("CreateProcessingJob", "AddTags")),
+        # the quality job (model_code/quality/): ground truth, the capture, what is served, its report and metrics
+        Call(execution, "s3:GetObject", f"{bucket('data')}/ground-truth/2026/05/01/12/labels.jsonl",
+             "the quality job reads the ground truth"),
+        Call(execution, "s3:PutObject",
+             f"{bucket('artifacts')}/monitoring/{names.endpoint}/quality/e1/quality_report.json",
+             "the quality job's output"),
+        # the drift and quality schedules and the retrain rules
+        *(Call(scheduler, f"sagemaker:{action}", f"{sm}:processing-job/{prefix}-e1",
+               "the schedules start the drift and quality jobs")
+          for action in ("CreateProcessingJob", "AddTags") for prefix in (names.drift_job_prefix,
+                                                                          names.quality_job_prefix)),
         Call(scheduler, "iam:PassRole", names.execution_role_arn, "the drift job's role", pass_to_sagemaker),
         Call(scheduler, "kms:Decrypt", key, "Scheduler decrypts the schedule encrypted with the stack's key"),
-        Call(events, "sagemaker:StartPipelineExecution", pipeline, "drift alarm and new data start the pipeline"),
+        Call(events, "sagemaker:StartPipelineExecution", pipeline,
+             "the drift and quality alarms and new data start the pipeline"),
     ]
     if (source.account_id, source.stack) != (account, settings.stack):  # serving another stack's model
         found += [

@@ -192,3 +192,49 @@ def test_labels_of_served_traffic_flag_a_quality_drop_only_where_the_population_
     assert abs(results["held-out"]["primary_metric"]["value"] - validation) < 0.05
     assert results["changed"]["primary_metric"]["value"] < bar and results["changed"]["threshold"] == bar
     assert results["held-out"]["degraded"] is False and results["changed"]["degraded"] is True
+
+
+def test_the_scheduled_job_scores_with_the_model_the_endpoint_serves_now(aws, model_dir: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """--model-from-endpoint: endpoint -> config -> model -> package -> ModelDataUrl, at run time (moto)."""
+    import tarfile
+
+    import boto3
+
+    from model_code.quality.job import main
+
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as archive:
+        archive.add(model_dir / "model.joblib", arcname="model.joblib")
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    s3.create_bucket(Bucket="artifacts")
+    s3.upload_file(str(tmp_path / "model.tar.gz"), "artifacts", "run/model.tar.gz")
+    s3.put_object(Bucket="artifacts", Key="run/baseline.json", Body=b"{}")
+    sagemaker.create_model_package_group(ModelPackageGroupName="g")
+    package = sagemaker.create_model_package(
+        ModelPackageGroupName="g", ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"drift_baseline_uri": "s3://artifacts/run/baseline.json"},
+        InferenceSpecification={"Containers": [{"Image": "1.dkr.ecr.us-east-1.amazonaws.com/m:1",
+                                                "ModelDataUrl": "s3://artifacts/run/model.tar.gz"}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+    )["ModelPackageArn"]
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+                           PrimaryContainer={"ModelPackageName": package})
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "primary", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="c")
+    capture = tmp_path / "capture" / f"{START:%Y/%m/%d/%H}"
+    truth = tmp_path / "truth" / f"{START:%Y/%m/%d/%H}"
+    for folder in (capture, truth):
+        folder.mkdir(parents=True)
+    (capture / "c.jsonl").write_bytes(b"\n".join(_request(f"r{i}", AWS_ROWS.iloc[[i]], _at(12, 1)) for i in range(6)))
+    (truth / "t.jsonl").write_bytes(b"\n".join(_label(f"r{i}", str(AWS_ROWS[ADULT.label].iloc[i])) for i in range(6)))
+    arguments = ["--capture", str(tmp_path / "capture"), "--ground-truth", str(tmp_path / "truth"),
+                 "--start", "2026-05-01T12:00:00Z", "--output", str(tmp_path / "out"), "--endpoint", "ep"]
+    assert main([*arguments, "--model-from-endpoint"]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    assert report["inputs"]["model_content_sha256"] == load_model(model_dir).artifact["content_sha256"]
+    assert report["join"]["counts"]["matched"] == 6 and report["primary_metric"]["value"] is not None
+    assert main(arguments) == 2
+    assert "give exactly one of --model or --model-from-endpoint" in capsys.readouterr().err
+    assert main([*arguments[:-2], "--model-from-endpoint"]) == 2
+    assert "--model-from-endpoint needs --endpoint" in capsys.readouterr().err
