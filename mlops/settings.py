@@ -400,8 +400,12 @@ class StackSettings:
     quality_alarm_evaluation_periods: int = _setting(
         3, doc="Quality runs (N) the quality alarm looks back on (M of N).", check=_between(1, 24)
     )
+    retrain_schedule: str = _setting(
+        "", doc="When the pipeline retrains on a clock, on the data under its default input (AWS cron expression; "
+        "empty: off); behind the same cooldown as the alarms.", check=_optional(check_cron),
+    )
     retrain_cooldown_hours: int = _setting(
-        24, doc="At most one automatic retrain (drift, quality or new data) per this many hours.",
+        24, doc="At most one automatic retrain (drift, quality, schedule or new data) per this many hours.",
         check=_between(1, 720)
     )
     alarm_email: str = _setting(

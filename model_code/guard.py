@@ -1,7 +1,7 @@
 """Cooldown guard: the first step of the training pipeline.
 
-Automatic triggers (the drift and quality alarms, new data landing under the raw prefix) start the pipeline
-through EventBridge, which cannot count. This step does: when the execution was started by an
+Automatic triggers (the drift and quality alarms, the retrain schedule, new data under the raw
+prefix) start the pipeline through EventBridge, which cannot count. This step does: when the execution was started by an
 automatic trigger and another automatically triggered execution of the same pipeline started
 earlier within the cooldown window and has not failed, this one stops here, naming that execution
 and when the next automatic retrain is allowed. Manual starts (the default trigger) always pass:
@@ -27,7 +27,7 @@ from model_code import env
 MANUAL = "manual"
 DRIFT = "drift"
 QUALITY = "quality"
-AUTOMATIC_TRIGGERS = (DRIFT, QUALITY, "new-data")
+AUTOMATIC_TRIGGERS = (DRIFT, QUALITY, "schedule", "new-data")
 EXECUTING = "Executing"
 COUNTED_STATUSES = (EXECUTING, "Succeeded", "Stopping")
 

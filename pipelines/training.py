@@ -3,7 +3,7 @@
 ::
 
     Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestMetric,
-                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|quality|new-data), CooldownHours,
+                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|quality|schedule|new-data), CooldownHours,
                 Candidate (empty: cross-validate every candidate), and one per estimator parameter of
                 each candidate, <candidate>__<param>, defaulting to the problem's value
 
@@ -99,7 +99,8 @@ CHECK = "CheckTestMetric"
 REGISTER = "Register"
 FAIL = "MetricBelowThreshold"
 STEP_ORDER = (GUARD, VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
-TRIGGERS = ("manual", "drift", "quality", "new-data")  # model_code/guard.py: automatic triggers share a cooldown
+# model_code/guard.py: the automatic triggers share one cooldown
+TRIGGERS = ("manual", "drift", "quality", "schedule", "new-data")
 
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"

@@ -17,7 +17,7 @@
   It publishes `PrimaryMetric` (dimensions Endpoint, Metric); an alarm fires when M of N runs score
   worse than `qualityMinMetric` (else the registration bar) in the metric's direction.
 - EventBridge rules start the pipeline: on the drift or quality alarm entering ALARM (Trigger=drift,
-  Trigger=quality) and on
+  Trigger=quality), at `retrainSchedule` (Trigger=schedule, when set) and on
   new objects under the data bucket's `raw/` prefix (Trigger=new-data, InputDataUri=raw/). The
   pipeline's first step (CooldownGuard) lets at most one automatic retrain through per
   `retrainCooldownHours`. The rules' role may only start this pipeline.
@@ -155,6 +155,17 @@ class Monitoring(pulumi.ComponentResource):
         start_pipeline(
             new_data, "new-data", {"Trigger": "new-data", "InputDataUri": f"s3://{args.data_bucket}/{RAW_PREFIX}"}
         )
+
+        if args.settings.retrain_schedule:  # a clock, behind the same cooldown (the pipeline's first step)
+            scheduled = aws.cloudwatch.EventRule(
+                f"{name}-schedule-rule",
+                name=names.resource("scheduled-retrain", "events"),
+                description=f"Retrain {args.pipeline_name} at {args.settings.retrain_schedule}",
+                schedule_expression=args.settings.retrain_schedule,
+                tags=args.tags,
+                opts=child,
+            )
+            start_pipeline(scheduled, "schedule", {"Trigger": "schedule"})
 
         if args.alarm_topic_arn is not None:
             approvals = aws.cloudwatch.EventRule(

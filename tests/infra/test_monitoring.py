@@ -178,3 +178,18 @@ def test_a_lower_is_better_metric_alarms_above_its_bar_and_an_empty_schedule_dec
     assert "monitoring-quality-schedule" not in _named(off, "aws:scheduler/schedule:Schedule")
     assert "monitoring-quality-alarm" not in _named(off, "aws:cloudwatch/metricAlarm:MetricAlarm")
     assert off.outputs["qualityAlarmName"] == ""
+
+
+def test_a_retrain_schedule_starts_the_pipeline_behind_the_cooldown() -> None:
+    plan = plan_stack_file(stack_file("dev"), {"mlops-stack:imageTag": TAG,
+                                               "mlops-stack:retrainSchedule": "cron(0 3 ? * MON *)"})
+    rule = _named(plan, "aws:cloudwatch/eventRule:EventRule")["monitoring-schedule-rule"]
+    assert rule["scheduleExpression"] == "cron(0 3 ? * MON *)" and "eventPattern" not in rule
+    target = _named(plan, "aws:cloudwatch/eventTarget:EventTarget")["monitoring-schedule-target"]
+    parameters = {p["name"]: p["value"] for p in target["sagemakerPipelineTarget"]["pipelineParameterLists"]}
+    assert parameters == {"Trigger": "schedule"}  # an automatic trigger: the CooldownGuard step counts it
+    from policies.offline import evaluate
+
+    assert evaluate([r.as_json() for r in plan.resources]) == []
+    assert "monitoring-schedule-rule" not in _named(plan_stack_file(stack_file("dev"), {"mlops-stack:imageTag": TAG}),
+                                                    "aws:cloudwatch/eventRule:EventRule")

@@ -56,7 +56,7 @@ def test_the_latest_blocking_run_says_when_the_window_clears() -> None:
 def test_manual_starts_always_pass_and_unknown_triggers_are_refused() -> None:
     assert decide("manual", NOW, [ago(1), ago(0.1, "Executing")], 24) == decide("manual", NOW, [], 24)
     assert decide("manual", NOW, [ago(1)], 24).proceed
-    with pytest.raises(ValueError, match="--trigger 'cron' is not one of manual, drift, quality, new-data"):
+    with pytest.raises(ValueError, match="--trigger 'cron' is not one of manual, drift, quality, schedule, new-data"):
         decide("cron", NOW, [], 24)
 
 
@@ -106,10 +106,11 @@ def test_unknown_trigger_is_refused(sagemaker, capsys) -> None:
     execution = _start(sagemaker, "drift")
     assert main(["--pipeline-name", PIPELINE, "--execution-arn", execution, "--trigger", "cron",
                  "--cooldown-hours", "1"]) == 2
-    assert "--trigger 'cron' is not one of manual, drift, quality, new-data" in capsys.readouterr().err
+    assert "--trigger 'cron' is not one of manual, drift, quality, schedule, new-data" in capsys.readouterr().err
 
 
 def test_the_quality_alarm_shares_the_cooldown_of_the_other_automatic_triggers() -> None:
     assert not decide("quality", NOW, [ago(2, trigger="drift")], 24).proceed
     assert not decide("drift", NOW, [ago(2, trigger="quality")], 24).proceed
     assert decide("quality", NOW, [ago(25, trigger="quality")], 24).proceed
+    assert not decide("schedule", NOW, [ago(2, trigger="quality")], 24).proceed

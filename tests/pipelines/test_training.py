@@ -523,7 +523,7 @@ def test_cooldown_guard_runs_first_with_the_trigger(document: dict[str, Any]) ->
     assert arguments[arguments.index("--execution-arn") + 1] == {"Get": "Execution.PipelineExecutionArn"}
     assert step(document, VALIDATE)["DependsOn"] == [GUARD]
     trigger = next(p for p in document["Parameters"] if p["Name"] == "Trigger")
-    assert trigger["EnumValues"] == ["manual", "drift", "quality", "new-data"]
+    assert trigger["EnumValues"] == ["manual", "drift", "quality", "schedule", "new-data"]
 
 
 def test_the_condition_and_metadata_follow_the_stack_problem() -> None:
