@@ -1,8 +1,9 @@
 """Cooldown guard: the first step of the training pipeline.
 
 Automatic triggers (the drift and quality alarms, the retrain schedule, new data under the raw
-prefix) start the pipeline through EventBridge, which cannot count. This step does: when the execution was started by an
-automatic trigger and another automatically triggered execution of the same pipeline started
+prefix) start the pipeline through EventBridge, which cannot count. This step does: when the
+execution was started by an automatic trigger and another automatically triggered execution of the
+same pipeline started
 earlier within the cooldown window and has not failed, this one stops here, naming that execution
 and when the next automatic retrain is allowed. Manual starts (the default trigger) always pass:
 a person asked for them. `decide` is the rule itself; local mode's monitoring loop applies it to
