@@ -425,6 +425,21 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"retrain: {result.retrain.action}: {result.retrain.reason}")
             if point.report:
                 print(f"report {point.report_html or point.report}")
+    elif args.action == "quality":
+        from mlops import monitor_quality
+
+        start = monitor.parse_iso(args.start, "--start") if args.start else None
+        result = monitor_quality.run(settings, state, capture_dir=args.capture, ground_truth_dir=args.ground_truth,
+                                     start=start, container=args.container)
+        if not args.json:
+            value = "undefined" if result.value is None else f"{result.value:.4f}"
+            verdict = {None: "", True: f", WORSE than the bar {result.bar}", False: f", clears the bar {result.bar}"}
+            coverage = "-" if result.coverage is None else f"{result.coverage:.1%}"
+            print(f"window {result.window_start} .. {result.window_end}: {result.metric} {value}"
+                  f"{verdict[result.degraded]} on {result.labelled_rows} labelled of {result.captured_rows} captured "
+                  f"rows (coverage {coverage})")
+            print("labels: " + ", ".join(f"{k} {n}" for k, n in result.counts.items()))
+            print(f"report {result.report_html}")
     else:
         result = monitor.status(settings, state)
         if not args.json:
@@ -662,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     _container_option(serve)
     serve.set_defaults(func=cmd_serve)
 
-    monitor = commands.add_parser("monitor", help="drift monitoring of the local endpoint (local mode)")
+    monitor = commands.add_parser("monitor", help="drift and quality monitoring of the local endpoint (local mode)")
     monitor_actions = monitor.add_subparsers(dest="action", required=True)
     monitor_baseline = monitor_actions.add_parser(
         "baseline", help="fetch the baseline of the model to monitor (pinned, else latest approved, else latest)"
@@ -679,8 +694,23 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_run.add_argument("--data", type=Path, help="data a triggered retrain uses (default the bundled sample)")
     monitor_run.add_argument("--no-retrain", action="store_true", help="evaluate the alarm but never retrain")
     _container_option(monitor_run)
+    monitor_quality = monitor_actions.add_parser(
+        "quality",
+        help="one run of the quality schedule: ground truth joined to the capture, the problem's metrics",
+        description="The stack's scheduled quality job (its request, run in the image): the label files under "
+        "the ground-truth folder (Model Monitor's format, under yyyy/mm/dd/hh/ of their arrival) joined by "
+        "inference id to the local endpoint's capture, scored by the model the stack's endpoint serves, metrics "
+        "published to the embedded CloudWatch. Every label is counted (matched, missing, late, duplicate, ...). "
+        "Needs the embedded AWS and `mlops monitor baseline`.",
+    )
+    monitor_quality.add_argument("--capture", type=Path, help="capture folder (default <state>/capture)")
+    monitor_quality.add_argument("--ground-truth", type=Path, help="label folder (default <state>/ground-truth)")
+    monitor_quality.add_argument(
+        "--start", help="window start, ISO 8601 (default the schedule's: the window whose labels are due now)"
+    )
+    _container_option(monitor_quality)
     monitor_status = monitor_actions.add_parser("status", help="alarm state, last datapoints, cooldown")
-    for sub in (monitor_baseline, monitor_run, monitor_status):
+    for sub in (monitor_baseline, monitor_run, monitor_quality, monitor_status):
         sub.add_argument("--stack", default="dev", help="stack whose settings to use (default dev)")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(func=cmd_monitor)
@@ -725,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
         local_up,
         monitor_baseline,
         monitor_run,
+        monitor_quality,
         monitor_status,
     ):
         sub.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)

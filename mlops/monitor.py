@@ -320,7 +320,7 @@ def read_history(state_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
-def _append(state_dir: Path, event: dict[str, Any]) -> None:
+def append_event(state_dir: Path, event: dict[str, Any]) -> None:
     path = history_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as out:
@@ -354,7 +354,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 @contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
+def locked(state_dir: Path) -> Iterator[None]:
     folder = monitor_dir(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
@@ -435,7 +435,7 @@ def _fetch(s3: Any, uri: str, target: Path, what: str) -> None:
     temporary.replace(target)
 
 
-def _embedded_aws(settings: StackSettings, state_dir: Path, why: str) -> local_aws.LocalAws:
+def embedded_aws(settings: StackSettings, state_dir: Path, why: str) -> local_aws.LocalAws:
     """The state folder's embedded AWS, running as the stack's account and region (`why` it is needed)."""
     server = local_aws.running(state_dir)
     if server is None:
@@ -454,9 +454,9 @@ def _embedded_aws(settings: StackSettings, state_dir: Path, why: str) -> local_a
 def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None = None) -> MonitorBaseline:
     """Choose the package to monitor, fetch and check its drift baseline into `<state>/monitor/<version>/`, and
     point the stack's endpoint in the embedded AWS at it."""
-    server = _embedded_aws(settings, state_dir, "no registered model")
+    server = embedded_aws(settings, state_dir, "no registered model")
     fetched_at = _utc(now)
-    with _locked(state_dir):
+    with locked(state_dir):
         with local_aws.environment(server):
             aws = Aws(endpoint_url=server.endpoint_url, max_attempts=2)
             package, why = _select_package(settings, aws)
@@ -511,7 +511,7 @@ def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None =
             fetched_at=iso(fetched_at),
         )
         _write_json(monitor_dir(state_dir) / MONITORED_FILE, monitored.to_record(monitor_dir(state_dir)))
-        _append(
+        append_event(
             state_dir,
             {"event": "baseline", "time": iso(fetched_at), "stack": settings.stack, "package_arn": package.arn,
              "version": package.version, "selected_because": why},
@@ -522,7 +522,7 @@ def baseline(settings: StackSettings, state_dir: Path, *, now: datetime | None =
 # --- the drift job ---------------------------------------------------------------------------------------
 
 
-def _capture_source(capture_dir: Path, endpoint: str) -> Path:
+def capture_source(capture_dir: Path, endpoint: str) -> Path:
     """The endpoint's folder of the capture root when it has one, else the folder as given."""
     if not capture_dir.is_dir():
         raise MonitorError(f"capture folder {capture_dir} does not exist (is the local endpoint capturing there?)")
@@ -582,7 +582,7 @@ def _start_retrain(
 ) -> Retrain:
     from mlops.local import pipeline as local_pipeline
 
-    _append(
+    append_event(
         state_dir,
         {"event": "retrain", "stack": settings.stack, "datapoint": datapoint.id,
          "triggered_at": decision.triggered_at, "data": "" if data is None else str(data)},
@@ -596,7 +596,7 @@ def _start_retrain(
             **{**asdict(decision), "execution_id": run.execution_id, "status": run.status,
                "package_arn": run.package_arn, "failure": run.failure},
         )  # fmt: skip
-    _append(
+    append_event(
         state_dir,
         {"event": "retrain_result", "stack": settings.stack, "datapoint": datapoint.id,
          "execution_id": outcome.execution_id, "status": outcome.status, "package_arn": outcome.package_arn,
@@ -628,7 +628,7 @@ def run(
     rule = AlarmRule.of(settings)
     if data is not None and not data.exists():
         raise MonitorError(f"retrain data {data}: no such file or folder")
-    with _locked(state_dir):
+    with locked(state_dir):
         monitored = load_monitored(state_dir)
         if monitored is None:
             raise MonitorError(f"no monitored model in {monitor_dir(state_dir)}: run `mlops monitor baseline` first")
@@ -644,8 +644,8 @@ def run(
                 f"nothing to evaluate: now ({iso(end)}) is not after the end of the previous window "
                 f"({points[-1].window_end})"
             )
-        source = _capture_source(capture_dir, Names.of(settings).endpoint)
-        server = _embedded_aws(settings, state_dir, "the drift job reads the endpoint and its capture from AWS")
+        source = capture_source(capture_dir, Names.of(settings).endpoint)
+        server = embedded_aws(settings, state_dir, "the drift job reads the endpoint and its capture from AWS")
         point_id = f"{end:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         window_start = end - timedelta(hours=settings.drift_window_hours)
         try:
@@ -657,7 +657,7 @@ def run(
                     work_dir=monitor_dir(state_dir) / "reports" / point_id, container=container, owner=state_dir,
                 )  # fmt: skip
         except (drift_job.DriftJobError, ClientError, BotoCoreError) as error:
-            _append(
+            append_event(
                 state_dir,
                 {"event": "drift_failed", "stack": settings.stack, "id": point_id,
                  "window_start": iso(window_start), "window_end": iso(end), "error": str(error)},
@@ -683,7 +683,7 @@ def run(
         evaluated = rule.window([p.value for p in points] + [datapoint.value])
         after, breaching = rule.evaluate(evaluated)
         decision = _decide(rule, before, after, breaching, retrain, end, _cooldown(settings, state_dir, events, end))
-        _append(
+        append_event(
             state_dir,
             {"event": "datapoint", "stack": settings.stack, **asdict(datapoint), "evaluated": evaluated,
              "breaching": breaching, "alarm_before": before, "alarm_after": after,

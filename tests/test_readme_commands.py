@@ -46,6 +46,7 @@ COVERED = {
     "serve": "test_the_local_lifecycle_commands",
     "monitor baseline": "test_the_local_lifecycle_commands",
     "monitor status": "test_the_local_lifecycle_commands",
+    "monitor quality": "test_the_local_lifecycle_commands (labels of the requests `serve --local` answered)",
     "bootstrap": "test_the_bootstrap_command",
     "demo": "tests/local/test_demo.py::runs (`mlops demo --small`, interrupted, then run again)",
     "problem init": "tests/local/test_bring_your_own_problem.py (init, check, pipeline run --problem, serve)",
@@ -207,7 +208,7 @@ def test_the_local_lifecycle_commands(env: dict[str, str], sample: Path, tmp_pat
     assert status.returncode == 0 and json.loads(status.stdout)["monitored"]["package_arn"] == second
     assert mlops("monitor", "status", "--stack", "nosuch", env=env).returncode == 2
 
-    _serve_until_sigterm(env)
+    _quality_of(_serve_until_sigterm(env), env)  # the served requests' capture, with labels uploaded for them
     _serve_until_the_server_dies(env)
     bad_model = mlops("serve", "--local", "--port", "0", "--model", "99", env=env)
     assert bad_model.returncode == 2 and "error:" in bad_model.stderr
@@ -216,7 +217,7 @@ def test_the_local_lifecycle_commands(env: dict[str, str], sample: Path, tmp_pat
     assert "not running" in mlops("local", "status", env=env).stdout
 
 
-def _serve_until_sigterm(env: dict[str, str]) -> None:
+def _serve_until_sigterm(env: dict[str, str]) -> tuple[str, list[str]]:
     """`mlops serve --local`, a request, then SIGTERM: exit 0, no server left, no endpoint record."""
     process = subprocess.Popen([MLOPS, "serve", "--local", "--port", "0"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
@@ -226,6 +227,7 @@ def _serve_until_sigterm(env: dict[str, str]) -> None:
         assert match, line + process.stderr.read()
         with urllib.request.urlopen(f"{match.group(1)}/ping", timeout=10) as response:
             assert response.status == 200
+        labels = _served_with_inference_ids(match.group(1))
         state = Path(env["MLOPS_STATE_DIR"])
         records = list((state / "endpoints").glob("*.json"))
         assert len(records) == 1
@@ -245,6 +247,7 @@ def _serve_until_sigterm(env: dict[str, str]) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+    return labels
 
 
 def _serve_until_the_server_dies(env: dict[str, str]) -> None:
@@ -302,3 +305,39 @@ def _containers_of(state: Path) -> str:
     listed = engine.run("ps", "-a", "--filter", f"label={OWNER_LABEL}={state.resolve()}", "--format", "{{.Names}}")
     assert listed.returncode == 0, listed.stderr
     return listed.stdout.strip()
+
+
+def _served_with_inference_ids(url: str) -> tuple[str, list[str]]:
+    """Two requests of 10 rows, each with its InferenceId; (window start, their labels as ground-truth lines)."""
+    from datetime import UTC, datetime
+
+    from problems.adult.synthetic import ADULT, synthesize
+
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    frame, lines = synthesize(20, seed=8), []
+    for n in range(2):
+        part = frame.iloc[n * 10:(n + 1) * 10]
+        request = urllib.request.Request(f"{url}/invocations", part[ADULT.feature_names].to_csv(header=False,
+                                         index=False).encode(), {"Content-Type": "text/csv",
+                                                                 "X-Amzn-SageMaker-Inference-Id": f"req-{n}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["X-Amzn-SageMaker-Inference-Id"] == f"req-{n}"
+        truth = "\n".join(str(v) for v in part[ADULT.label])
+        lines.append(json.dumps({"groundTruthData": {"data": truth, "encoding": "CSV"},
+                                 "eventMetadata": {"eventId": f"req-{n}"}, "eventVersion": "0"}))
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), lines
+
+
+def _quality_of(labels: tuple[str, list[str]], env: dict[str, str]) -> None:
+    """`mlops monitor quality` on the labels of the served requests: both matched, the metric computed."""
+    start, lines = labels
+    state = Path(env["MLOPS_STATE_DIR"])
+    folder = state / "ground-truth" / start[:13].replace("-", "/").replace("T", "/")
+    folder.mkdir(parents=True)
+    (folder / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    quality = mlops("monitor", "quality", "--stack", "dev", "--start", start, "--json", env=env, timeout=300)
+    assert quality.returncode == 0, quality.stdout + quality.stderr
+    result = json.loads(quality.stdout)
+    assert result["counts"]["matched"] == 2 and result["labelled_rows"] == 20 and result["value"] is not None
+    bad = mlops("monitor", "quality", "--stack", "dev", "--start", "soon", env=env)
+    assert bad.returncode == 2 and "--start: 'soon' is not an ISO 8601 time" in bad.stderr

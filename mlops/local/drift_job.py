@@ -1,4 +1,5 @@
-"""The scheduled drift job in local mode: Scheduler's request, run by the local executor as SageMaker runs it.
+"""The scheduled drift and quality jobs in local mode: Scheduler's requests, run by the local executor as
+SageMaker runs them.
 
 In AWS the endpoint captures into `s3://<capture>/datacapture/<endpoint>/<variant>/yyyy/mm/dd/hh/`,
 EventBridge Scheduler sends `pipelines.monitoring.drift_job_request` to CreateProcessingJob at every
@@ -12,7 +13,8 @@ What stands in for AWS is here and nowhere else:
 
 - the capture delivery: the local endpoint writes SageMaker's capture files to a folder
   (`<state>/capture`); `deliver_capture` makes the capture prefix of the embedded S3 hold exactly the
-  complete `*.jsonl` files of that folder before each run;
+  complete `*.jsonl` files of that folder before each run (and the data bucket's `ground-truth/`
+  prefix the label files of `<state>/ground-truth` before a quality run);
 - the deployment: `register_endpoint` points the stack's endpoint in the embedded AWS at the
   monitored package (what `pulumi up` deploys in AWS), so `--baseline-from-endpoint` resolves it;
 - the scheduler's clock: the run's `now` is appended as `--end` (a scheduled job reads the wall clock,
@@ -37,13 +39,23 @@ from mlops.local.executor import LocalExecutor
 from mlops.local.runners import open_runner
 from mlops.naming import VARIANT, Arns, Names
 from mlops.settings import StackSettings
-from pipelines.monitoring import OUTPUT_PATH, drift_job_request
+from pipelines.monitoring import (
+    GROUND_TRUTH_PREFIX,
+    OUTPUT_PATH,
+    QUALITY_OUTPUT_PATH,
+    drift_job_request,
+    quality_job_request,
+)
 
-# The job's report contract (model_code/drift/; a test keeps them equal).
+# The jobs' report contracts (model_code/drift/, model_code/quality/; a test keeps them equal).
 REPORT_FORMAT = "mlops-stack/drift-report"
 REPORT_FORMAT_VERSION = 1
 REPORT_JSON = "drift_report.json"
 REPORT_HTML = "drift_report.html"
+QUALITY_REPORT_FORMAT = "mlops-stack/quality-report"
+QUALITY_REPORT_FORMAT_VERSION = 1
+QUALITY_REPORT_JSON = "quality_report.json"
+QUALITY_REPORT_HTML = "quality_report.html"
 
 STEP = "DriftJob"
 _DELETE_BATCH = 1000
@@ -125,27 +137,52 @@ def run(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: Any, *, c
     deliver_capture(s3, capture, names.bucket("capture"), names.capture_prefix)
     job = request(settings, execution_id)
     job["AppSpecification"]["ContainerArguments"] += ["--end", f"{end:%Y-%m-%dT%H:%M:%SZ}"]
+    return _run_job(server, s3, sagemaker, job, "drift job", OUTPUT_PATH, (REPORT_FORMAT, REPORT_FORMAT_VERSION),
+                    REPORT_JSON, REPORT_HTML, execution_id=execution_id, work_dir=work_dir, container=container,
+                    owner=owner)
+
+
+def run_quality(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: Any, *, capture: Path,
+                ground_truth: Path, start: datetime, execution_id: str, work_dir: Path, container: str,
+                owner: Path) -> DriftJob:
+    """Deliver `capture` and `ground_truth`, then run the schedule's quality job for the window starting at `start`
+    (the local loop is the scheduler: it names the window, where a scheduled job reads the clock)."""
+    names = Names.of(settings)
+    deliver_capture(s3, capture, names.bucket("capture"), names.capture_prefix)
+    deliver_capture(s3, ground_truth, names.bucket("data"), GROUND_TRUTH_PREFIX)
+    job = quality_job_request(settings, role_arn=names.execution_role_arn, key_arn=Arns(names).alias,
+                              execution_id=execution_id)
+    job["AppSpecification"]["ContainerArguments"] += ["--start", f"{start:%Y-%m-%dT%H:%M:%SZ}"]
+    return _run_job(server, s3, sagemaker, job, "quality job", QUALITY_OUTPUT_PATH,
+                    (QUALITY_REPORT_FORMAT, QUALITY_REPORT_FORMAT_VERSION), QUALITY_REPORT_JSON, QUALITY_REPORT_HTML,
+                    execution_id=execution_id, work_dir=work_dir, container=container, owner=owner)
+
+
+def _run_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], what: str, output_path: str,
+             contract: tuple[str, int], report_json: str, report_html: str, *, execution_id: str, work_dir: Path,
+             container: str, owner: Path) -> DriftJob:
+    """The processing job `job` run by the local executor; its report, checked against `contract`."""
     definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": STEP, "Type": "Processing",
                                                                         "Arguments": job}]}
     with open_runner(container, ports=[server.port], mounts=[], owner=owner) as runner:
         result = LocalExecutor(definition, execution_id=execution_id, work_dir=work_dir, s3=s3, sagemaker=sagemaker,
                                environment=server.environment(), runner=runner).run()
         mode = runner.mode
-    output = work_dir / "steps" / STEP / OUTPUT_PATH.lstrip("/")
-    report_path = output / REPORT_JSON
+    output = work_dir / "steps" / STEP / output_path.lstrip("/")
+    report_path = output / report_json
     name = job["ProcessingJobName"]
     if result.status != "Succeeded":
         written = report_path if report_path.is_file() else f"{report_path} (not written)"
-        raise DriftJobError(f"drift job {name} {result.failure.removeprefix(f'step {STEP} failed: ')}\n"
+        raise DriftJobError(f"{what} {name} {result.failure.removeprefix(f'step {STEP} failed: ')}\n"
                             f"report {written}")
     try:
         report = json.loads(report_path.read_text())
     except (OSError, ValueError) as error:
-        raise DriftJobError(f"drift job {name} exited 0 but left no readable report: {error}") from None
-    if report.get("format") != REPORT_FORMAT or report.get("format_version") != REPORT_FORMAT_VERSION:
+        raise DriftJobError(f"{what} {name} exited 0 but left no readable report: {error}") from None
+    if (report.get("format"), report.get("format_version")) != contract:
         raise DriftJobError(
-            f"{report_path}: not a {REPORT_FORMAT} v{REPORT_FORMAT_VERSION} report "
+            f"{report_path}: not a {contract[0]} v{contract[1]} report "
             f"(format={report.get('format')!r}, format_version={report.get('format_version')!r})"
         )
     uri = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-    return DriftJob(name, report, report_path, output / REPORT_HTML, uri, mode)
+    return DriftJob(name, report, report_path, output / report_html, uri, mode)
