@@ -429,8 +429,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         from mlops import monitor_quality
 
         start = monitor.parse_iso(args.start, "--start") if args.start else None
+        if args.data is not None and not args.data.exists():
+            raise monitor.MonitorError(f"retrain data {args.data}: no such file or folder")
         result = monitor_quality.run(settings, state, capture_dir=args.capture, ground_truth_dir=args.ground_truth,
-                                     start=start, container=args.container)
+                                     start=start, container=args.container, retrain=not args.no_retrain,
+                                     data=args.data)
         if not args.json:
             value = "undefined" if result.value is None else f"{result.value:.4f}"
             verdict = {None: "", True: f", WORSE than the bar {result.bar}", False: f", clears the bar {result.bar}"}
@@ -439,6 +442,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                   f"{verdict[result.degraded]} on {result.labelled_rows} labelled of {result.captured_rows} captured "
                   f"rows (coverage {coverage})")
             print("labels: " + ", ".join(f"{k} {n}" for k, n in result.counts.items()))
+            print(f"quality alarm {result.alarm_before} -> {result.alarm_after} ({result.breaching} of the last "
+                  f"{len(result.evaluated)} worse than the bar; {monitor_quality.alarm_rule(settings).describe()})")
+            print(f"retrain: {result.retrain.action}: {result.retrain.reason}")
             print(f"report {result.report_html}")
     else:
         result = monitor.status(settings, state)
@@ -696,18 +702,21 @@ def build_parser() -> argparse.ArgumentParser:
     _container_option(monitor_run)
     monitor_quality = monitor_actions.add_parser(
         "quality",
-        help="one run of the quality schedule: ground truth joined to the capture, the problem's metrics",
+        help="one tick of the quality schedule: ground truth joined to the capture, the alarm, a retrain if it fires",
         description="The stack's scheduled quality job (its request, run in the image): the label files under "
         "the ground-truth folder (Model Monitor's format, under yyyy/mm/dd/hh/ of their arrival) joined by "
         "inference id to the local endpoint's capture, scored by the model the stack's endpoint serves, metrics "
         "published to the embedded CloudWatch. Every label is counted (matched, missing, late, duplicate, ...). "
-        "Needs the embedded AWS and `mlops monitor baseline`.",
+        "Then the quality alarm (M of N runs worse than the stack's quality bar) and a local retrain when it "
+        "enters ALARM and the cooldown has passed. Needs the embedded AWS and `mlops monitor baseline`.",
     )
     monitor_quality.add_argument("--capture", type=Path, help="capture folder (default <state>/capture)")
     monitor_quality.add_argument("--ground-truth", type=Path, help="label folder (default <state>/ground-truth)")
     monitor_quality.add_argument(
         "--start", help="window start, ISO 8601 (default the schedule's: the window whose labels are due now)"
     )
+    monitor_quality.add_argument("--data", type=Path, help="data a triggered retrain uses (default the bundled sample)")
+    monitor_quality.add_argument("--no-retrain", action="store_true", help="evaluate the alarm but never retrain")
     _container_option(monitor_quality)
     monitor_status = monitor_actions.add_parser("status", help="alarm state, last datapoints, cooldown")
     for sub in (monitor_baseline, monitor_run, monitor_quality, monitor_status):

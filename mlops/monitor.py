@@ -143,6 +143,8 @@ class AlarmRule:
     datapoints: int
     evaluation_periods: int
     cooldown: timedelta
+    breach: str = "flag drift"
+    """What a breaching datapoint says, in the rule's messages."""
 
     @classmethod
     def of(cls, settings: StackSettings) -> AlarmRule:
@@ -164,7 +166,7 @@ class AlarmRule:
     def describe(self) -> str:
         hours = self.cooldown.total_seconds() / 3600
         return (
-            f"ALARM when {self.datapoints} of the last {self.evaluation_periods} datapoints flag drift; "
+            f"ALARM when {self.datapoints} of the last {self.evaluation_periods} datapoints {self.breach}; "
             f"cooldown {hours:g} h"
         )
 
@@ -556,15 +558,16 @@ def _executions(settings: StackSettings, state_dir: Path, events: list[dict[str,
     return executions
 
 
-def _cooldown(settings: StackSettings, state_dir: Path, events: list[dict[str, Any]], now: datetime) -> guard.Verdict:
-    """The guard step's verdict on a drift retrain starting `now`."""
+def cooldown_verdict(settings: StackSettings, state_dir: Path, events: list[dict[str, Any]],
+                     now: datetime) -> guard.Verdict:
+    """The guard step's verdict on an automatic retrain starting `now` (every automatic trigger shares it)."""
     return guard.decide(TRIGGER, now, _executions(settings, state_dir, events), settings.retrain_cooldown_hours)
 
 
-def _decide(
+def decide_retrain(
     rule: AlarmRule, before: str, after: str, breaching: int, retrain: bool, now: datetime, cooldown: guard.Verdict
 ) -> Retrain:
-    counted = f"{breaching} of the last {rule.evaluation_periods} datapoints flag drift (alarm at {rule.datapoints})"
+    counted = f"{breaching} of the last {rule.evaluation_periods} datapoints {rule.breach} (alarm at {rule.datapoints})"
     if after != ALARM:
         return Retrain(NONE, f"alarm {after}: {counted}")
     if before == ALARM:
@@ -576,10 +579,11 @@ def _decide(
     return Retrain(STARTED, f"alarm entered ALARM ({counted})", triggered_at=iso(now))
 
 
-def _start_retrain(
-    settings: StackSettings, state_dir: Path, datapoint: Datapoint, decision: Retrain, data: Path | None,
-    container: str,
+def start_retrain(
+    settings: StackSettings, state_dir: Path, datapoint: Any, decision: Retrain, data: Path | None,
+    container: str, trigger: str = TRIGGER,
 ) -> Retrain:
+    """Record, then run, the local retrain `decision` started for `datapoint` (its `id`), with `trigger`."""
     from mlops.local import pipeline as local_pipeline
 
     append_event(
@@ -588,7 +592,7 @@ def _start_retrain(
          "triggered_at": decision.triggered_at, "data": "" if data is None else str(data)},
     )  # fmt: skip
     try:
-        run = local_pipeline.run_local(settings, state_dir=state_dir, data=data, trigger=TRIGGER, container=container)
+        run = local_pipeline.run_local(settings, state_dir=state_dir, data=data, trigger=trigger, container=container)
     except (OSError, RuntimeError, ValueError) as error:
         outcome = Retrain(**{**asdict(decision), "status": "Error", "failure": f"{type(error).__name__}: {error}"})
     else:
@@ -682,7 +686,8 @@ def run(
         before, _ = _alarm_state(events)
         evaluated = rule.window([p.value for p in points] + [datapoint.value])
         after, breaching = rule.evaluate(evaluated)
-        decision = _decide(rule, before, after, breaching, retrain, end, _cooldown(settings, state_dir, events, end))
+        cooldown = cooldown_verdict(settings, state_dir, events, end)
+        decision = decide_retrain(rule, before, after, breaching, retrain, end, cooldown)
         append_event(
             state_dir,
             {"event": "datapoint", "stack": settings.stack, **asdict(datapoint), "evaluated": evaluated,
@@ -690,7 +695,7 @@ def run(
              "retrain": {"action": decision.action, "reason": decision.reason}},
         )  # fmt: skip
         if decision.action == STARTED:
-            decision = _start_retrain(settings, state_dir, datapoint, decision, data, container)
+            decision = start_retrain(settings, state_dir, datapoint, decision, data, container)
     return MonitorRun(
         stack=settings.stack,
         monitored=monitored,
@@ -732,7 +737,7 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
     events = _events(settings, state_dir)
     points = _datapoints(events)
     alarm, since = _alarm_state(events)
-    next_allowed = _cooldown(settings, state_dir, events, current).until
+    next_allowed = cooldown_verdict(settings, state_dir, events, current).until
     remaining = timedelta(0) if next_allowed is None else next_allowed - current
     failures = [e for e in events if e["event"] == "drift_failed"]
     unresolved = failures and (not points or failures[-1]["window_end"] > points[-1].window_end)

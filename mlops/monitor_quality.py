@@ -13,14 +13,19 @@ The window: `--start` (default the schedule's: the window whose labels are due n
 in the monitor's history (`quality` events: window, primary metric, coverage, counts, whether it is
 worse than the stack's quality bar, the report paths).
 
-Not here yet: the quality alarm's M-of-N state and the retrain it starts in local mode (the drift
-loop, `mlops monitor run`, has them); in AWS the alarm and its retrain rule are declared.
+The alarm: each run is a datapoint, 1 when the primary metric is worse than the stack's quality bar
+(`qualityMinMetric`, else the registration bar) in the metric's direction, 0 when it is not, missing
+when the window had no labelled rows or the metric is undefined there. The alarm is ALARM when
+`qualityAlarmDatapoints` (M) of the last `qualityAlarmEvaluationPeriods` (N) runs are 1, and a
+retrain (Trigger `quality`) starts when it enters ALARM and the cooldown shared with the drift
+alarm allows it: the drift loop's rules (mlops/monitor.py, "Alarm and retrain"), on the quality events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from mlops.local import drift_job
 from mlops.naming import Names
 from mlops.registry import Aws
 from mlops.settings import StackSettings
+from model_code import guard
 
 GROUND_TRUTH_DIR = "ground-truth"
 
@@ -53,6 +59,20 @@ class QualityRun:
     report: str
     report_html: str
     runner: str
+    alarm_before: str = monitor.OK
+    alarm_after: str = monitor.OK
+    evaluated: list[int | None] = field(default_factory=list)
+    breaching: int = 0
+    retrain: monitor.Retrain = monitor.Retrain(monitor.NONE, "")
+
+    @property
+    def datapoint(self) -> int | None:
+        return None if self.degraded is None else int(self.degraded)
+
+
+def alarm_rule(settings: StackSettings) -> monitor.AlarmRule:
+    return monitor.AlarmRule(settings.quality_alarm_datapoints, settings.quality_alarm_evaluation_periods,
+                             timedelta(hours=settings.retrain_cooldown_hours), "score worse than the bar")
 
 
 def schedule_start(settings: StackSettings, now: datetime) -> datetime:
@@ -63,7 +83,8 @@ def schedule_start(settings: StackSettings, now: datetime) -> datetime:
 
 def run(settings: StackSettings, state_dir: Path, *, capture_dir: Path | None = None,
         ground_truth_dir: Path | None = None, start: datetime | None = None, now: datetime | None = None,
-        container: str = "auto") -> QualityRun:
+        container: str = "auto", retrain: bool = True, data: Path | None = None) -> QualityRun:
+    """One tick of the quality schedule: the job, a datapoint, the M-of-N alarm, a retrain on OK -> ALARM."""
     capture_dir = state_dir / monitor.CAPTURE_DIR if capture_dir is None else capture_dir
     ground_truth_dir = state_dir / GROUND_TRUTH_DIR if ground_truth_dir is None else ground_truth_dir
     if not ground_truth_dir.is_dir():
@@ -99,5 +120,21 @@ def run(settings: StackSettings, state_dir: Path, *, capture_dir: Path | None = 
             captured_rows=report["captured"]["rows"], counts=report["join"]["counts"], report=str(job.report_path),
             report_html=str(job.report_html), runner=job.runner,
         )
-        monitor.append_event(state_dir, {"event": "quality", "stack": settings.stack, **result.__dict__})
+        events = [e for e in monitor.read_history(state_dir) if e.get("stack", settings.stack) == settings.stack]
+        earlier = [e for e in events if e["event"] == "quality"]
+        rule = alarm_rule(settings)
+        before = earlier[-1]["alarm_after"] if earlier else monitor.OK
+        evaluated = rule.window([e["datapoint"] for e in earlier] + [result.datapoint])
+        after, breaching = rule.evaluate(evaluated)
+        decision = monitor.decide_retrain(rule, before, after, breaching, retrain, now,
+                                          monitor.cooldown_verdict(settings, state_dir, events, now))
+        result = dataclasses.replace(result, alarm_before=before, alarm_after=after, evaluated=evaluated,
+                                     breaching=breaching, retrain=decision)
+        record = {k: v for k, v in dataclasses.asdict(result).items() if k != "retrain"}
+        monitor.append_event(state_dir, {"event": "quality", "stack": settings.stack, **record,
+                                         "datapoint": result.datapoint,
+                                         "retrain": {"action": decision.action, "reason": decision.reason}})
+        if decision.action == monitor.STARTED:
+            outcome = monitor.start_retrain(settings, state_dir, result, decision, data, container, guard.QUALITY)
+            result = dataclasses.replace(result, retrain=outcome)
     return result

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from mlops import monitor, monitor_quality
@@ -16,7 +17,15 @@ from mlops.settings import StackSettings
 from model_code.capture import make_record
 from model_code.model import load_model
 from problems.adult.synthetic import ADULT, synthesize
-from tests.local.test_monitor import T0, Registered, registered, settings, state  # noqa: F401 -- fixtures
+from tests.local.test_monitor import (  # noqa: F401 -- fixtures
+    T0,
+    FakePipeline,
+    Registered,
+    pipeline,
+    registered,
+    settings,
+    state,
+)
 
 FEATURES = ADULT.feature_names
 
@@ -80,3 +89,48 @@ def test_the_default_window_is_the_schedules(settings: StackSettings) -> None:  
     start = monitor_quality.schedule_start(settings, now)
     assert start == T0 + timedelta(days=3) - timedelta(hours=settings.quality_label_delay_hours
                                                         + settings.quality_window_hours)
+
+
+def _window(capture: Path, truth: Path, stack: StackSettings, hour: int, *, flipped: float, seed: int) -> None:
+    """300 rows in 10-row requests captured in hour `hour` after T0, labelled an hour later; a share `flipped`
+    of the labels no longer follows the features (a change the model cannot see in its inputs)."""
+    frame = synthesize(300, seed=seed)
+    flip = np.random.default_rng(seed).random(len(frame)) < flipped
+    frame[ADULT.label] = np.where(flip, 1 - frame[ADULT.label], frame[ADULT.label])
+    when = T0 + timedelta(hours=hour, minutes=5)
+    requests, labels = [], []
+    for n in range(0, len(frame), 10):
+        part, identity = frame.iloc[n:n + 10], f"h{hour}-{n}"
+        body = part[FEATURES].to_csv(header=False, index=False).encode()
+        requests.append(json.dumps(make_record("text/csv", body, "text/csv", b"", when, inference_id=identity)))
+        labels.append(json.dumps({"groundTruthData": {"data": "\n".join(map(str, part[ADULT.label])),
+                                                      "encoding": "CSV"},
+                                  "eventMetadata": {"eventId": identity}, "eventVersion": "0"}))
+    folder = capture / Names.of(stack).endpoint / "AllTraffic" / f"{when:%Y/%m/%d/%H}"
+    folder.mkdir(parents=True)
+    (folder / "00-00-000-a.jsonl").write_text("\n".join(requests) + "\n")
+    arrived = truth / f"{when + timedelta(hours=1):%Y/%m/%d/%H}"
+    arrived.mkdir(parents=True)
+    (arrived / "labels.jsonl").write_text("\n".join(labels) + "\n")
+
+
+def test_the_quality_alarm_fires_on_m_of_n_worse_runs_and_retrains_once(  # noqa: F811
+        state: Path, tmp_path: Path, settings: StackSettings, pipeline: FakePipeline) -> None:  # noqa: F811
+    """Held-out labels, then three windows where a third of the labels flipped: 0, 1 (OK), 1 (ALARM: a retrain
+    with Trigger quality), 1 (stays in ALARM: no second retrain)."""
+    capture, truth = tmp_path / "capture", tmp_path / "truth"
+    for hour, flipped in enumerate((0.0, 0.35, 0.35, 0.35)):
+        _window(capture, truth, settings, hour, flipped=flipped, seed=70 + hour)
+    results = []
+    for hour in range(4):
+        start = T0 + timedelta(hours=hour)
+        pipeline.now = start + timedelta(hours=2)
+        results.append(monitor_quality.run(settings, state, capture_dir=capture, ground_truth_dir=truth, start=start,
+                                           now=start + timedelta(hours=2)))
+    assert [r.datapoint for r in results] == [0, 1, 1, 1]
+    assert [r.alarm_after for r in results] == ["OK", "OK", "ALARM", "ALARM"]
+    assert [r.retrain.action for r in results] == ["none", "none", "started", "none"]
+    assert results[2].retrain.status == "Succeeded" and "2 of the last 3 datapoints score worse than the bar" in \
+        results[2].retrain.reason
+    assert [c["trigger"] for c in pipeline.calls] == ["quality"]
+    assert all(r.counts["matched"] == 30 and r.labelled_rows == 300 for r in results)
