@@ -400,7 +400,7 @@ def test_the_alarm_retrains_once_per_state_change_and_respects_the_cooldown(
     printed = json.loads(json.dumps(monitor.as_dict(status)))
     assert printed["cooldown_remaining"] == 21 * 3600 and printed["next_retrain_allowed"] == "2024-05-03T03:00:00Z"
     assert printed["monitored"]["baseline_path"] == str(state / "monitor" / "1" / "baseline.json")
-    assert printed["rule"] == {"datapoints": 2, "evaluation_periods": 3, "cooldown": 24 * 3600}
+    assert printed["rule"] == {"datapoints": 2, "evaluation_periods": 3, "cooldown": 24 * 3600, "breach": "flag drift"}
     events = [e["event"] for e in monitor.read_history(state)]
     assert events.count("datapoint") == 11 and events.count("retrain") == events.count("retrain_result") == 2
 
