@@ -458,6 +458,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                 + (", ".join({1: "drift", 0: "ok", None: "missing"}[p.value] for p in result.datapoints) or "none")
             )
             print(f"rule: {result.rule.describe()}; cooldown remaining {result.cooldown_remaining}")
+            values = ", ".join("no labels" if v is None else f"{v:.4f}" for v in result.quality_values) or "none"
+            print(f"quality alarm {result.quality_alarm}; last quality runs: {values}")
     if args.json:
         json.dump(monitor.as_dict(result), sys.stdout, indent=2)
         print()

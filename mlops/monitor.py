@@ -273,6 +273,10 @@ class MonitorStatus:
     cooldown_remaining: timedelta
     last_failure: dict[str, Any] | None = field(default=None)
     """The latest `drift_failed` event, if it came after the latest datapoint."""
+    quality_alarm: str = OK
+    """The quality alarm after the last `mlops monitor quality` run (mlops/monitor_quality.py)."""
+    quality_values: list[float | None] = field(default_factory=list)
+    """The primary metric of the quality runs the quality alarm looks at, oldest first (None: no labels)."""
 
 
 def as_dict(record: Any) -> Any:
@@ -740,6 +744,7 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
     next_allowed = cooldown_verdict(settings, state_dir, events, current).until
     remaining = timedelta(0) if next_allowed is None else next_allowed - current
     failures = [e for e in events if e["event"] == "drift_failed"]
+    quality = [e for e in events if e["event"] == "quality"]
     unresolved = failures and (not points or failures[-1]["window_end"] > points[-1].window_end)
     last_failure = failures[-1] if unresolved else None
     monitored = load_monitored(state_dir)
@@ -754,4 +759,6 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
         next_retrain_allowed=next_allowed,
         cooldown_remaining=remaining,
         last_failure=last_failure,
+        quality_alarm=quality[-1]["alarm_after"] if quality else OK,
+        quality_values=[e["value"] for e in quality[-settings.quality_alarm_evaluation_periods:]],
     )

@@ -134,3 +134,5 @@ def test_the_quality_alarm_fires_on_m_of_n_worse_runs_and_retrains_once(  # noqa
         results[2].retrain.reason
     assert [c["trigger"] for c in pipeline.calls] == ["quality"]
     assert all(r.counts["matched"] == 30 and r.labelled_rows == 300 for r in results)
+    status = monitor.status(settings, state, now=T0 + timedelta(hours=6))
+    assert status.quality_alarm == "ALARM" and status.quality_values == [r.value for r in results[1:]]
