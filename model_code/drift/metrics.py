@@ -34,8 +34,12 @@ def metric_data(report: dict[str, Any], endpoint: str) -> list[dict[str, Any]]:
 
 
 def publish_metrics(report: dict[str, Any], namespace: str, endpoint: str, client: Any = None) -> int:
-    """put_metric_data in batches of at most 1000 datums; returns the number published."""
-    data = metric_data(report, endpoint)
+    """The report's datums to CloudWatch; returns the number published."""
+    return put_datums(metric_data(report, endpoint), namespace, client)
+
+
+def put_datums(data: list[dict[str, Any]], namespace: str, client: Any = None) -> int:
+    """put_metric_data in batches of at most 1000 datums (the API's limit); returns the number published."""
     client = client or aws_client("cloudwatch")
     for i in range(0, len(data), MAX_METRICS_PER_REQUEST):
         client.put_metric_data(Namespace=namespace, MetricData=data[i:i + MAX_METRICS_PER_REQUEST])

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from model_code import metrics
-from model_code.drift.core import MAX_METRICS_PER_REQUEST, CaptureError, UsageError, Window, iso, parse_time
+from model_code.drift.core import CaptureError, UsageError, Window, iso, parse_time
+from model_code.drift.metrics import put_datums
 from model_code.drift.sources import aws_client
 from model_code.endpoint_source import EndpointSourceError
 from model_code.quality.join import CATEGORIES, join
@@ -132,11 +133,7 @@ def metric_data(report: dict[str, Any], endpoint: str) -> list[dict[str, Any]]:
 
 
 def publish(report: dict[str, Any], namespace: str, endpoint: str, client: Any = None) -> int:
-    data = metric_data(report, endpoint)
-    client = client or aws_client("cloudwatch")
-    for i in range(0, len(data), MAX_METRICS_PER_REQUEST):
-        client.put_metric_data(Namespace=namespace, MetricData=data[i:i + MAX_METRICS_PER_REQUEST])
-    return len(data)
+    return put_datums(metric_data(report, endpoint), namespace, client)
 
 
 def render_html(report: dict[str, Any]) -> str:
