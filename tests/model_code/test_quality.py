@@ -238,3 +238,55 @@ def test_the_scheduled_job_scores_with_the_model_the_endpoint_serves_now(aws, mo
     assert "give exactly one of --model or --model-from-endpoint" in capsys.readouterr().err
     assert main([*arguments[:-2], "--model-from-endpoint"]) == 2
     assert "--model-from-endpoint needs --endpoint" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module", params=["wine", "diabetes"])
+def task_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A multiclass (text classes) and a regression model, trained by the steps on their problem's sample."""
+    from tests.model_code.conftest import REPO
+
+    problem = REPO / "problems" / request.param
+    root = tmp_path_factory.mktemp(request.param)
+    data = next(p for p in problem.iterdir() if p.name.startswith("data."))
+    assert run_step("preprocess", "--problem", str(problem), "--input", str(data), "--output",
+                    str(root / "data")).returncode == 0
+    step = run_step("train", "--problem", str(problem), "--candidate", "linear", "--train", str(root / "data" / "train"),
+                    "--validation", str(root / "data" / "validation"), "--model-dir", str(root / "model"),
+                    "--output-data-dir", str(root / "out"), "--hyperparameters", str(root / "none.json"))
+    assert step.returncode == 0, step.stderr
+    return request.param, root
+
+
+def test_multiclass_and_regression_labels_are_scored_with_their_problems_metrics(task_model, tmp_path: Path) -> None:
+    """Text classes and numbers, from JSON requests: the problem's primary metric on exactly the labelled rows."""
+    name, root = task_model
+    model = load_model(root / "model")
+    schema = model.schema
+    frame = pd.read_csv(root / "data" / "test" / "test.csv", dtype={"sex": str})
+    capture = tmp_path / "capture" / f"{START:%Y/%m/%d/%H}"
+    truth = tmp_path / "truth" / f"{START:%Y/%m/%d/%H}"
+    capture.mkdir(parents=True)
+    truth.mkdir(parents=True)
+    requests, labels = [], []
+    for i in range(len(frame)):
+        row = frame.iloc[[i]][schema.feature_names].astype(object)
+        body = json.dumps(row.where(row.notna(), None).to_dict("records")).encode()
+        requests.append(json.dumps(make_record("application/json", body, "application/json", b"{}", _at(12, 3),
+                                               inference_id=f"r{i}")).encode())
+        value = frame[schema.label].iloc[i]
+        labels.append(_label(f"r{i}", json.dumps(value if isinstance(value, str) else float(value)), "JSON"))
+    labels.append(_label("r0", json.dumps("not-a-label")))  # an invalid second label: counted, the valid one used
+    (capture / "c.jsonl").write_bytes(b"\n".join(requests) + b"\n")
+    (truth / "t.jsonl").write_bytes(b"\n".join(labels) + b"\n")
+    report = run_quality(QualityConfig(str(tmp_path / "capture"), str(tmp_path / "truth"), root / "model", START,
+                                       output=tmp_path / "out"))
+    assert report["task"] == model.task and report["join"]["counts"]["invalid"] == 1
+    assert report["matched_rows"] == len(frame) and report["coverage"] == 1.0
+    raw = frame[schema.label]
+    y = schema.label_indices(raw).to_numpy().astype(int) if schema.is_classification else raw.to_numpy()
+    expected = metrics.compute(model.task, y, model.output(frame[schema.feature_names]), model.threshold)
+    primary = report["primary_metric"]
+    assert primary["name"] == {"wine": "balanced_accuracy", "diabetes": "rmse"}[name]
+    assert primary["value"] == pytest.approx(expected[primary["name"]], abs=1e-12)
+    assert report["degraded"] == (primary["value"] < report["threshold"] if primary["direction"] == "higher"
+                                  else primary["value"] > report["threshold"])
