@@ -11,7 +11,7 @@ import pulumi
 from infra.components.access import Access, AccessArgs
 from infra.components.images import Images, ImagesArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
-from infra.components.serving import Serving, ServingArgs
+from infra.components.serving import MonitoringPanels, Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
 from infra.components.training import Training, TrainingArgs
@@ -113,6 +113,10 @@ def build_platform(settings: StackSettings) -> None:
                 error_5xx_count=settings.error_5xx_alarm_count,
                 error_4xx_count=settings.error_4xx_alarm_count,
                 tags=tags,
+                # the drift and quality jobs run where the pipeline is declared (Monitoring, below)
+                monitoring=MonitoringPanels(names.metrics_namespace, settings.problem_declaration().primary_metric,
+                                            settings.quality_bar, bool(settings.quality_schedule))
+                if settings.image_tag else None,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)

@@ -42,6 +42,16 @@ class AlarmSpec:
 
 
 @dataclass(frozen=True)
+class MonitoringPanels:
+    """What the dashboard's monitoring panels read: the jobs' namespace, the primary metric and its bar."""
+
+    namespace: str
+    primary_metric: str
+    quality_bar: float
+    quality: bool
+
+
+@dataclass(frozen=True)
 class ServingArgs:
     names: Names
     model_package_arn: str
@@ -62,6 +72,8 @@ class ServingArgs:
     error_5xx_count: int
     error_4xx_count: int
     tags: dict[str, str]
+    monitoring: MonitoringPanels | None = None
+    """The drift and quality jobs' metrics, when the stack runs them (infra/components/monitoring.py)."""
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
@@ -111,10 +123,11 @@ class ServingArgs:
         ]
 
 
-def dashboard_body(endpoint: str, region: str) -> str:
+def dashboard_body(endpoint: str, region: str, monitoring: MonitoringPanels | None = None) -> str:
+    """Serving panels; with `monitoring`, drift and (with the quality job) quality panels below them."""
     dimensions = ["EndpointName", endpoint, "VariantName", VARIANT]
 
-    def widget(title: str, metrics: list[list], stat: str, y: int, x: int) -> dict:
+    def widget(title: str, metrics: list[list], stat: str, y: int, x: int, period: int = PERIOD_S) -> dict:
         return {
             "type": "metric",
             "x": x,
@@ -125,12 +138,24 @@ def dashboard_body(endpoint: str, region: str) -> str:
                 "title": title,
                 "region": region,
                 "stat": stat,
-                "period": PERIOD_S,
+                "period": period,
                 "view": "timeSeries",
                 "metrics": metrics,
             },
         }
 
+    panels = []
+    if monitoring is not None:  # one datapoint per job run: hourly periods
+        ns, ep = monitoring.namespace, ["Endpoint", endpoint]
+        panels.append(widget("Drift: drift detected, features drifted",
+                             [[ns, "DriftDetected", *ep], [ns, "FeaturesDrifted", *ep]], "Maximum", 12, 0, 3600))
+        if monitoring.quality:
+            quality = widget(f"Quality: {monitoring.primary_metric} of labelled traffic, label coverage",
+                             [[ns, "PrimaryMetric", *ep, "Metric", monitoring.primary_metric],
+                              [ns, "LabelCoverage", *ep]], "Average", 12, 12, 3600)
+            quality["properties"]["annotations"] = {"horizontal": [{"label": "quality bar",
+                                                                    "value": monitoring.quality_bar}]}
+            panels.append(quality)
     return json.dumps(
         {
             "widgets": [
@@ -155,6 +180,7 @@ def dashboard_body(endpoint: str, region: str) -> str:
                 widget(
                     "CPU and instances", [["/aws/sagemaker/Endpoints", "CPUUtilization", *dimensions]], "Average", 6, 12
                 ),
+                *panels,
             ]
         },
         sort_keys=True,
@@ -334,7 +360,7 @@ class Serving(pulumi.ComponentResource):
         aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=endpoint_name,
-            dashboard_body=dashboard_body(endpoint_name, names.region),
+            dashboard_body=dashboard_body(endpoint_name, names.region, args.monitoring),
             opts=child,
         )
 

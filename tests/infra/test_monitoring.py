@@ -193,3 +193,20 @@ def test_a_retrain_schedule_starts_the_pipeline_behind_the_cooldown() -> None:
     assert evaluate([r.as_json() for r in plan.resources]) == []
     assert "monitoring-schedule-rule" not in _named(plan_stack_file(stack_file("dev"), {"mlops-stack:imageTag": TAG}),
                                                     "aws:cloudwatch/eventRule:EventRule")
+
+
+def test_the_endpoint_dashboard_shows_drift_and_quality_where_the_jobs_run(full, settings: StackSettings) -> None:
+    plan = full[settings.stack]
+    names = Names.of(settings)
+    [dashboard] = plan.of_type("aws:cloudwatch/dashboard:Dashboard")
+    widgets = {w["properties"]["title"]: w["properties"] for w in json.loads(dashboard.inputs["dashboardBody"])["widgets"]}
+    drift = widgets["Drift: drift detected, features drifted"]
+    assert drift["metrics"][0] == [names.metrics_namespace, "DriftDetected", "Endpoint", names.endpoint]
+    primary = settings.problem_declaration().primary_metric
+    quality = widgets[f"Quality: {primary} of labelled traffic, label coverage"]
+    assert quality["metrics"][0] == [names.metrics_namespace, "PrimaryMetric", "Endpoint", names.endpoint,
+                                     "Metric", primary]
+    assert quality["annotations"]["horizontal"][0]["value"] == settings.quality_bar and quality["period"] == 3600
+    no_jobs = plan_stack_file(stack_file(settings.stack), {"mlops-stack:approvedModelPackageArn": PACKAGE})
+    [serving_only] = no_jobs.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert len(json.loads(serving_only.inputs["dashboardBody"])["widgets"]) == 4  # no panels of jobs that do not run
