@@ -68,8 +68,10 @@ def run_quality(config: QualityConfig) -> dict[str, Any]:
     schema = model.schema
     unreadable = Unreadable()
     lookback = config.start - timedelta(hours=config.lookback_hours)
-    captured = read_captured(config.capture, Window(lookback, config.end), schema, unreadable)
     labels_window = Window(config.start, config.end + timedelta(hours=config.label_delay_hours))
+    # capture up to the labels' deadline too: a label uploaded then may be of a later window's request
+    captured = read_captured(config.capture, Window(lookback, labels_window.end), schema, unreadable,
+                             Window(config.start, config.end))
     labels = read_labels(config.ground_truth, labels_window, unreadable)
     joined = join(captured, labels, schema, start=config.start, hours=config.hours,
                   label_delay=timedelta(hours=config.label_delay_hours))

@@ -13,8 +13,8 @@ import pandas as pd
 from model_code.quality.records import Captured, Label
 from model_code.schema import Schema
 
-CATEGORIES = ("matched", "missing", "earlier_window", "late", "unknown_id", "duplicate", "conflicting", "invalid",
-              "ambiguous_capture")
+CATEGORIES = ("matched", "missing", "earlier_window", "late", "later_window", "unknown_id", "duplicate", "conflicting",
+              "invalid", "ambiguous_capture")
 EXAMPLES = 10
 
 
@@ -50,8 +50,8 @@ def window_end_of(time: datetime, start: datetime, hours: int) -> datetime:
 
 
 def _label_problem(label: Label, request: Captured, schema: Schema) -> str | None:
-    if len(label.values) != len(request.rows):
-        return f"{len(label.values)} labels for a request of {len(request.rows)} rows"
+    if len(label.values) != request.row_count:
+        return f"{len(label.values)} labels for a request of {request.row_count} rows"
     raw = pd.Series(label.values, dtype=object)
     bad = raw.isna() | (raw.astype(str) == "") | schema.label_bad(raw)
     if bad.any():
@@ -75,7 +75,7 @@ def join(captured: list[Captured], labels: list[Label], schema: Schema, *, start
 
     frames: list[pd.DataFrame] = []
     targets: list[np.ndarray] = []
-    joined = Joined(pd.DataFrame(), np.empty(0), len(in_window), sum(len(c.rows) for c in in_window))
+    joined = Joined(pd.DataFrame(), np.empty(0), len(in_window), sum(c.row_count for c in in_window))
     for event_id, found in sorted(labels_of.items(), key=lambda kv: kv[0]):
         requests = by_id.get(event_id, [])
         where = found[0].where
@@ -88,6 +88,17 @@ def join(captured: list[Captured], labels: list[Label], schema: Schema, *, start
                         f"({requests[0].where}, {requests[1].where})", len(found))
             continue
         request = requests[0]
+        if request.time >= end:  # its own window's job scores it (after its own deadline)
+            joined.note("later_window", f"{where}: id {event_id!r} captured {request.time:%Y-%m-%dT%H:%M:%SZ}, "
+                        "after this window", len(found))
+            continue
+        if request.time < start:  # its window's job scored it if it came on time; either way, not this one's
+            first = min(found, key=lambda label: label.hour)
+            deadline = window_end_of(request.time, start, hours) + label_delay
+            category = "late" if first.hour >= deadline else "earlier_window"
+            joined.note(category, f"{first.where}: id {event_id!r} captured {request.time:%Y-%m-%dT%H:%M:%SZ}, "
+                        f"labelled in hour {first.hour:%Y-%m-%dT%H}Z (deadline {deadline:%Y-%m-%dT%H}Z)", len(found))
+            continue
         problems = [(label, _label_problem(label, request, schema)) for label in found]
         valid = [label for label, problem in problems if problem is None]
         for label, problem in problems:
@@ -101,12 +112,6 @@ def join(captured: list[Captured], labels: list[Label], schema: Schema, *, start
         first = min(valid, key=lambda label: label.hour)
         if len(valid) > 1:
             joined.note("duplicate", f"{valid[1].where}: id {event_id!r} labelled again", len(valid) - 1)
-        if request.time < start:
-            deadline = window_end_of(request.time, start, hours) + label_delay
-            category = "late" if first.hour >= deadline else "earlier_window"
-            joined.note(category, f"{first.where}: id {event_id!r} captured {request.time:%Y-%m-%dT%H:%M:%SZ}, "
-                        f"labelled in hour {first.hour:%Y-%m-%dT%H}Z (deadline {deadline:%Y-%m-%dT%H}Z)")
-            continue
         joined.note("matched", f"{first.where}: id {event_id!r}")
         frames.append(request.rows)
         raw = pd.Series(first.values, dtype=object)

@@ -28,8 +28,10 @@ class Captured:
 
     inference_id: str
     time: datetime
-    rows: pd.DataFrame
+    rows: pd.DataFrame | None
+    """None for a request outside the scored window: only its id and time are read."""
     where: str
+    row_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def read_captured(source: str, window: Window, schema: Schema, bad: Unreadable) -> list[Captured]:
-    """The requests captured in ``window`` (by eventMetadata.inferenceTime) with their rows."""
+def read_captured(source: str, window: Window, schema: Schema, bad: Unreadable, scored: Window) -> list[Captured]:
+    """The requests captured in ``window`` (by eventMetadata.inferenceTime); the feature rows of those in
+    ``scored`` only (the others are there to place their labels: earlier or later windows)."""
     out: list[Captured] = []
     for path in _files(source, window):
         for number, line in _lines(path):
@@ -90,12 +93,16 @@ def read_captured(source: str, window: Window, schema: Schema, bad: Unreadable) 
             if not isinstance(identity, str) or not identity:
                 bad.add(where, "the record has no eventMetadata.inferenceId: ground truth cannot join it")
                 continue
+            if (scored.start and time < scored.start) or (scored.end and time >= scored.end):
+                out.append(Captured(identity, time, None, where))
+                continue
             try:
                 batch = (parse_json if kind == "json" else parse_csv)(text.encode(), schema)
             except RequestError as exc:
                 bad.add(where, f"endpointInput: {exc.message}")
                 continue
-            out.append(Captured(identity, time, pd.DataFrame(batch.columns, columns=schema.feature_names), where))
+            out.append(Captured(identity, time, pd.DataFrame(batch.columns, columns=schema.feature_names), where,
+                                batch.rows))
     return out
 
 

@@ -64,6 +64,7 @@ def cases(aws):
         ("e1", AWS_ROWS.iloc[[14]], _at(11, 30)),               # window 11-12: labels due at 14:00
         ("e2", AWS_ROWS.iloc[[15]], _at(10, 30)),               # window 10-11: labels due at 13:00
         ("before-lookback", AWS_ROWS.iloc[[16]], _at(5, 30)),   # outside the 6 hours read before the window
+        ("next", AWS_ROWS.iloc[[17]], _at(13, 30)),             # the next window's request, labelled already
     ]
     lines: dict[str, list[bytes]] = {}
     for name, rows, when in captured:
@@ -78,6 +79,7 @@ def cases(aws):
              _label("w5", "0"),                               # disagrees with 12:00's
              _label("w6", "yes"), _label("w7", "1\n0"),       # not a class; two labels for one row
              _label("e1", "1"), _label("e2", "0"), _label("ghost", "1"), _label("before-lookback", "0"),
+             _label("next", "1"),
              b"{not json"],
         14: [_label("w8", truth["w8"])],                      # the last hour before the deadline
         15: [_label("w9", truth["w9"])],                      # after it: this window's job does not read it
@@ -95,11 +97,13 @@ def test_every_label_and_request_lands_in_exactly_one_count(cases, model_dir: Pa
                            label_delay_hours=2, lookback_hours=6, output=tmp_path, namespace="mlops-stack/quality",
                            endpoint="ep-1")
     report = run_quality(config)
-    assert report["join"]["counts"] == {"matched": 7, "missing": 1, "earlier_window": 1, "late": 1, "unknown_id": 2,
-                                        "duplicate": 1, "conflicting": 2, "invalid": 2, "ambiguous_capture": 1}
+    assert report["join"]["counts"] == {"matched": 7, "missing": 1, "earlier_window": 1, "late": 1, "later_window": 1,
+                                        "unknown_id": 2, "duplicate": 1, "conflicting": 2, "invalid": 2,
+                                        "ambiguous_capture": 1}
     assert report["captured"] == {"records": 13, "rows": 14}
     assert report["matched_rows"] == 8 and report["coverage"] == pytest.approx(8 / 14)
     assert report["labels"]["unreadable"] == 1 and "not a ground-truth record" in report["labels"]["unreadable_examples"][0]
+    assert "'next' captured 2026-05-01T13:30:00Z, after this window" in report["join"]["examples"]["later_window"][0]
     examples = report["join"]["examples"]
     assert "id 'w9' has no label yet" in examples["missing"][0]
     assert any("'w6': label 'yes' is not one of [0, 1]" in e for e in examples["invalid"])
