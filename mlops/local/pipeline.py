@@ -69,7 +69,7 @@ class LocalRun:
     input_data_uri: str = ""
     lineage: dict[str, str] = field(default_factory=dict)
     trigger: str = "manual"
-    """The pipeline's Trigger parameter: manual, or drift/new-data as EventBridge passes it."""
+    """The pipeline's Trigger parameter: manual, or drift, quality, schedule or new-data as EventBridge passes it."""
     container: str = ""
     """Where the jobs ran: container (the image) or process (a venv of the image's requirements)."""
     problem: str = ""
@@ -152,7 +152,7 @@ def run_local(
 ) -> LocalRun:
     """Run the stack's pipeline locally and record the run. Never raises for a failed step.
 
-    `trigger` is the pipeline's Trigger parameter (manual, drift, new-data: what EventBridge passes);
+    `trigger` is the pipeline's Trigger parameter (manual, drift, quality, schedule, new-data: what EventBridge passes);
     `container` is auto|always|never (`mlops/local/runners.py`).
     """
     if data is not None and not data.exists():
