@@ -167,7 +167,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m model_code quality",
+        prog="python -m model_code.quality",
         description="Join ground-truth labels to captured predictions by inference id over one window and "
         "compute the problem's metrics (model_code/quality/__init__.py says how each label is counted). "
         "Exit 0 reported, 1 unreadable model or rows, 2 bad arguments.")
