@@ -333,7 +333,7 @@ def append_event(state_dir: Path, event: dict[str, Any]) -> None:
         out.write(json.dumps(event, sort_keys=True) + "\n")
 
 
-def _events(settings: StackSettings, state_dir: Path) -> list[dict[str, Any]]:
+def stack_events(settings: StackSettings, state_dir: Path) -> list[dict[str, Any]]:
     """The history of this stack (a state folder may have monitored another stack before)."""
     return [e for e in read_history(state_dir) if e.get("stack", settings.stack) == settings.stack]
 
@@ -645,7 +645,7 @@ def run(
                 f"{monitor_dir(state_dir)} monitors stack {monitored.stack}, not {settings.stack}: "
                 "run `mlops monitor baseline` for this stack"
             )
-        events = _events(settings, state_dir)
+        events = stack_events(settings, state_dir)
         points = _datapoints(events)
         if points and parse_iso(points[-1].window_end, str(history_path(state_dir))) >= end:
             raise MonitorError(
@@ -738,7 +738,7 @@ def status(settings: StackSettings, state_dir: Path, *, now: datetime | None = N
     """The monitored package, the last N datapoints, the alarm, the last retrain and the cooldown left."""
     current = _utc(now)
     rule = AlarmRule.of(settings)
-    events = _events(settings, state_dir)
+    events = stack_events(settings, state_dir)
     points = _datapoints(events)
     alarm, since = _alarm_state(events)
     next_allowed = cooldown_verdict(settings, state_dir, events, current).until

@@ -120,7 +120,7 @@ def run(settings: StackSettings, state_dir: Path, *, capture_dir: Path | None = 
             captured_rows=report["captured"]["rows"], counts=report["join"]["counts"], report=str(job.report_path),
             report_html=str(job.report_html), runner=job.runner,
         )
-        events = [e for e in monitor.read_history(state_dir) if e.get("stack", settings.stack) == settings.stack]
+        events = monitor.stack_events(settings, state_dir)
         earlier = [e for e in events if e["event"] == "quality"]
         rule = alarm_rule(settings)
         before = earlier[-1]["alarm_after"] if earlier else monitor.OK

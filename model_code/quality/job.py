@@ -21,6 +21,7 @@ from model_code.drift.core import CaptureError, UsageError, Window, iso, parse_t
 from model_code.drift.metrics import put_datums
 from model_code.drift.sources import aws_client
 from model_code.endpoint_source import EndpointSourceError
+from model_code.problem import Problem
 from model_code.quality.join import CATEGORIES, join
 from model_code.quality.records import Unreadable, read_captured, read_labels
 from model_code.schema import DataError
@@ -64,18 +65,18 @@ def run_quality(config: QualityConfig) -> dict[str, Any]:
         model = load_model(config.model)
     except (OSError, ValueError) as exc:
         raise CaptureError(f"model {config.model}: {exc}") from None
-    problem = model.artifact["problem"]
+    problem = Problem.from_dict(model.artifact["problem"])
     schema = model.schema
-    unreadable = Unreadable()
+    bad_captures, bad_labels = Unreadable(), Unreadable()
     lookback = config.start - timedelta(hours=config.lookback_hours)
     labels_window = Window(config.start, config.end + timedelta(hours=config.label_delay_hours))
     # capture up to the labels' deadline too: a label uploaded then may be of a later window's request
-    captured = read_captured(config.capture, Window(lookback, labels_window.end), schema, unreadable,
+    captured = read_captured(config.capture, Window(lookback, labels_window.end), schema, bad_captures,
                              Window(config.start, config.end))
-    labels = read_labels(config.ground_truth, labels_window, unreadable)
+    labels = read_labels(config.ground_truth, labels_window, bad_labels)
     joined = join(captured, labels, schema, start=config.start, hours=config.hours,
                   label_delay=timedelta(hours=config.label_delay_hours))
-    primary, direction = problem["metrics"]["primary"], problem["metrics"]["direction"]
+    primary, direction = problem.primary_metric, problem.direction
     values: dict[str, float | None] = {}
     if joined.matched_rows:
         try:
@@ -85,8 +86,8 @@ def run_quality(config: QualityConfig) -> dict[str, Any]:
         values = {k: _finite(v) for k, v in metrics.compute(model.task, joined.y, output, model.threshold).items()}
     value = values.get(primary)
     status = "ok" if value is not None else "no_labels" if not joined.matched_rows else "undefined"
-    bar = float(problem["metrics"]["threshold"]) if config.threshold is None else config.threshold
-    degraded = None if value is None else (value < bar if direction == "higher" else value > bar)
+    bar = problem.metric_threshold if config.threshold is None else config.threshold
+    degraded = None if value is None else not problem.clears(value, bar)
     report = {
         "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "status": status,
         "window": {"start": iso(config.start), "end": iso(config.end)},
@@ -94,8 +95,9 @@ def run_quality(config: QualityConfig) -> dict[str, Any]:
         "label_delay_hours": config.label_delay_hours,
         "inputs": {"capture": config.capture, "ground_truth": config.ground_truth, "model": str(config.model),
                    "model_content_sha256": model.artifact.get("content_sha256"), "problem": schema.name},
-        "captured": {"records": joined.captured_records, "rows": joined.captured_rows},
-        "labels": {"records": len(labels), "unreadable": unreadable.count, "unreadable_examples": unreadable.examples},
+        "captured": {"records": joined.captured_records, "rows": joined.captured_rows,
+                     "unreadable": bad_captures.count, "unreadable_examples": bad_captures.examples},
+        "labels": {"records": len(labels), "unreadable": bad_labels.count, "unreadable_examples": bad_labels.examples},
         "join": {"counts": dict(joined.counts), "examples": {k: joined.examples.get(k, []) for k in CATEGORIES}},
         "matched_rows": joined.matched_rows, "coverage": _finite(joined.coverage),
         "primary_metric": {"name": primary, "direction": direction, "value": value},
@@ -159,7 +161,8 @@ def render_html(report: dict[str, Any]) -> str:
             f"{report['captured']['records']} requests, {report['captured']['rows']} rows; "
             f"{report['matched_rows']} rows labelled (coverage {coverage}), labels uploaded "
             f"{escape(report['labels_window']['start'])} .. {escape(report['labels_window']['end'])}; "
-            f"{report['labels']['unreadable']} unreadable lines.</p>"
+            f"unreadable lines: {report['captured']['unreadable']} of capture, {report['labels']['unreadable']} of "
+            "ground truth.</p>"
             f"<h2>Metrics</h2><table>{rows or '<tr><td>no labelled rows</td></tr>'}</table>"
             f"<h2>Join</h2><table><tr><th>category</th><th>records</th><th>first examples</th></tr>{joins}</table>"
             "</body></html>\n")

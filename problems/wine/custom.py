@@ -8,6 +8,7 @@ carries its source, so a server needs nothing but the artifact.
 """
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 
 def colour_band(frame):
@@ -17,9 +18,24 @@ def colour_band(frame):
     return np.where(np.isnan(intensity), np.nan, np.digitize(intensity, [3.0, 6.0, 9.0]))
 
 
+class ClipOutliers(TransformerMixin, BaseEstimator):
+    """Standardised values beyond +-limit become the limit: one extreme measurement cannot dominate a
+    distance. A class of this module inside the fitted model: the model artifact and the MLflow model
+    carry this file's source for it."""
+
+    def __init__(self, limit: float = 5.0):
+        self.limit = limit
+
+    def fit(self, x, y=None):
+        return self
+
+    def transform(self, x):
+        return np.clip(x, -self.limit, self.limit)
+
+
 def nearest_neighbours(columns, seed, *, n_neighbors: int = 15, weights: str = "distance"):
-    """k nearest neighbours on standardised numerics (missing: the median) and one-hot categoricals.
-    ``seed`` is unused: the neighbours are deterministic."""
+    """k nearest neighbours on standardised numerics (missing: the median, outliers clipped) and one-hot
+    categoricals. ``seed`` is unused: the neighbours are deterministic."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -33,4 +49,4 @@ def nearest_neighbours(columns, seed, *, n_neighbors: int = 15, weights: str = "
         parts.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"), onehot),
                       list(columns.categorical)))
     kind = KNeighborsRegressor if columns.task == "regression" else KNeighborsClassifier
-    return make_pipeline(ColumnTransformer(parts), kind(n_neighbors=n_neighbors, weights=weights))
+    return make_pipeline(ColumnTransformer(parts), ClipOutliers(), kind(n_neighbors=n_neighbors, weights=weights))

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from model_code.guard import Execution, check, decide, main
 
@@ -61,17 +60,12 @@ def test_manual_starts_always_pass_and_unknown_triggers_are_refused() -> None:
 
 
 @pytest.fixture
-def sagemaker(monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name="eu-west-1")
-        client.create_pipeline(PipelineName=PIPELINE, PipelineDefinition=DEFINITION,
-                               RoleArn="arn:aws:iam::123456789012:role/mlops-stack-dev-sagemaker-execution")
-        yield client
+def sagemaker(aws):
+    """The in-process SageMaker of the `aws` fixture (tests/model_code/conftest.py), with the pipeline."""
+    client = boto3.client("sagemaker")
+    client.create_pipeline(PipelineName=PIPELINE, PipelineDefinition=DEFINITION,
+                           RoleArn="arn:aws:iam::123456789012:role/mlops-stack-dev-sagemaker-execution")
+    return client
 
 
 def _start(client, trigger: str) -> str:

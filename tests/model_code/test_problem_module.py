@@ -206,3 +206,30 @@ def test_problem_check_runs_the_module_and_names_what_fails(tmp_path: Path) -> N
            "for 178 rows; expected one number per row" in check.stderr
     good = subprocess.run(mlops[:-1] + [str(WINE)], capture_output=True, text=True, timeout=120, check=False)
     assert good.returncode == 0 and "candidates gbm, forest, linear, knn" in good.stdout, good.stderr
+
+
+def test_the_mlflow_model_carries_the_module_by_value(knn_model: Path, tmp_path: Path) -> None:
+    """The MLflow model of a module estimator loads in a process that never saw the problem or its module."""
+    store = tmp_path / "mlruns"
+    step = run_step("train", "--train", str(knn_model / "data" / "train"), "--validation",
+                    str(knn_model / "data" / "validation"), "--model-dir", str(tmp_path / "model"), "--output-data-dir",
+                    str(tmp_path / "out"), "--hyperparameters", str(tmp_path / "none.json"), "--candidate", "knn",
+                    "--problem", str(WINE),
+                    env={"MLFLOW_TRACKING_URI": store.as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true"})
+    assert step.returncode == 0, step.stderr
+    run_id = json.loads((tmp_path / "out" / "metrics.json").read_text())["mlflow"]["run_id"]
+    rows = pd.read_csv(WINE / "data.csv").drop(columns="cultivar").head(8)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    script = ("import json, sys, mlflow, mlflow.sklearn, pandas as pd\n"
+              f"mlflow.set_tracking_uri({store.as_uri()!r})\n"
+              f"m = mlflow.sklearn.load_model('runs:/{run_id}/model')\n"
+              "print(json.dumps({'out': m.predict_proba(pd.read_csv(sys.argv[1])).tolist()}))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))} | {
+        "MLFLOW_ALLOW_FILE_STORE": "true"}  # no --problem, no problem folder: the module comes with the model
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "rows.csv")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    from model_code.model import load_model
+
+    assert np.allclose(loaded["out"], load_model(tmp_path / "model").output(rows), atol=1e-12)

@@ -84,6 +84,7 @@ def cases(aws):
         14: [_label("w8", truth["w8"])],                      # the last hour before the deadline
         15: [_label("w9", truth["w9"])],                      # after it: this window's job does not read it
     }
+    lines[f"datacapture/ep/AllTraffic/{_at(12):%Y/%m/%d/%H}/capture.jsonl"].append(b'{"captureData": 1}')
     for hour, records in labels.items():
         lines[f"ground-truth/{_at(hour):%Y/%m/%d/%H}/labels.jsonl"] = records
     for key, records in lines.items():
@@ -100,7 +101,9 @@ def test_every_label_and_request_lands_in_exactly_one_count(cases, model_dir: Pa
     assert report["join"]["counts"] == {"matched": 7, "missing": 1, "earlier_window": 1, "late": 1, "later_window": 1,
                                         "unknown_id": 2, "duplicate": 1, "conflicting": 2, "invalid": 2,
                                         "ambiguous_capture": 1}
-    assert report["captured"] == {"records": 13, "rows": 14}
+    captured = {k: v for k, v in report["captured"].items() if k != "unreadable_examples"}
+    assert captured == {"records": 13, "rows": 14, "unreadable": 1}  # apart from the ground truth's
+    assert "capture.jsonl line 14: not a data-capture record" in report["captured"]["unreadable_examples"][0]
     assert report["matched_rows"] == 8 and report["coverage"] == pytest.approx(8 / 14)
     assert report["labels"]["unreadable"] == 1 and "not a ground-truth record" in report["labels"]["unreadable_examples"][0]
     assert "'next' captured 2026-05-01T13:30:00Z, after this window" in report["join"]["examples"]["later_window"][0]
