@@ -427,6 +427,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                 print(f"report {point.report_html or point.report}")
     elif args.action == "quality":
         from mlops import monitor_quality
+        from model_code.quality.join import CATEGORIES
 
         start = monitor.parse_iso(args.start, "--start") if args.start else None
         if args.data is not None and not args.data.exists():
@@ -441,7 +442,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"window {result.window_start} .. {result.window_end}: {result.metric} {value}"
                   f"{verdict[result.degraded]} on {result.labelled_rows} labelled of {result.captured_rows} captured "
                   f"rows (coverage {coverage})")
-            print("labels: " + ", ".join(f"{k} {n}" for k, n in result.counts.items()))
+            print("labels: " + ", ".join(f"{k} {result.counts[k]}" for k in CATEGORIES if k in result.counts))
             print(f"quality alarm {result.alarm_before} -> {result.alarm_after} ({result.breaching} of the last "
                   f"{len(result.evaluated)} worse than the bar; {monitor_quality.alarm_rule(settings).describe()})")
             print(f"retrain: {result.retrain.action}: {result.retrain.reason}")

@@ -58,6 +58,8 @@ QUALITY_REPORT_JSON = "quality_report.json"
 QUALITY_REPORT_HTML = "quality_report.html"
 
 STEP = "DriftJob"
+QUALITY_STEP = "QualityJob"
+"""The executor's step (folder `<work>/steps/<step>/`) of each job."""
 _DELETE_BATCH = 1000
 
 
@@ -137,7 +139,7 @@ def run(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: Any, *, c
     deliver_capture(s3, capture, names.bucket("capture"), names.capture_prefix)
     job = request(settings, execution_id)
     job["AppSpecification"]["ContainerArguments"] += ["--end", f"{end:%Y-%m-%dT%H:%M:%SZ}"]
-    return _run_job(server, s3, sagemaker, job, "drift job", OUTPUT_PATH, (REPORT_FORMAT, REPORT_FORMAT_VERSION),
+    return _run_job(server, s3, sagemaker, job, STEP, "drift job", OUTPUT_PATH, (REPORT_FORMAT, REPORT_FORMAT_VERSION),
                     REPORT_JSON, REPORT_HTML, execution_id=execution_id, work_dir=work_dir, container=container,
                     owner=owner)
 
@@ -153,27 +155,27 @@ def run_quality(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: A
     job = quality_job_request(settings, role_arn=names.execution_role_arn, key_arn=Arns(names).alias,
                               execution_id=execution_id)
     job["AppSpecification"]["ContainerArguments"] += ["--start", f"{start:%Y-%m-%dT%H:%M:%SZ}"]
-    return _run_job(server, s3, sagemaker, job, "quality job", QUALITY_OUTPUT_PATH,
+    return _run_job(server, s3, sagemaker, job, QUALITY_STEP, "quality job", QUALITY_OUTPUT_PATH,
                     (QUALITY_REPORT_FORMAT, QUALITY_REPORT_FORMAT_VERSION), QUALITY_REPORT_JSON, QUALITY_REPORT_HTML,
                     execution_id=execution_id, work_dir=work_dir, container=container, owner=owner)
 
 
-def _run_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], what: str, output_path: str,
+def _run_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], step: str, what: str, output_path: str,
              contract: tuple[str, int], report_json: str, report_html: str, *, execution_id: str, work_dir: Path,
              container: str, owner: Path) -> DriftJob:
     """The processing job `job` run by the local executor; its report, checked against `contract`."""
-    definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": STEP, "Type": "Processing",
+    definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": step, "Type": "Processing",
                                                                         "Arguments": job}]}
     with open_runner(container, ports=[server.port], mounts=[], owner=owner) as runner:
         result = LocalExecutor(definition, execution_id=execution_id, work_dir=work_dir, s3=s3, sagemaker=sagemaker,
                                environment=server.environment(), runner=runner).run()
         mode = runner.mode
-    output = work_dir / "steps" / STEP / output_path.lstrip("/")
+    output = work_dir / "steps" / step / output_path.lstrip("/")
     report_path = output / report_json
     name = job["ProcessingJobName"]
     if result.status != "Succeeded":
         written = report_path if report_path.is_file() else f"{report_path} (not written)"
-        raise DriftJobError(f"{what} {name} {result.failure.removeprefix(f'step {STEP} failed: ')}\n"
+        raise DriftJobError(f"{what} {name} {result.failure.removeprefix(f'step {step} failed: ')}\n"
                             f"report {written}")
     try:
         report = json.loads(report_path.read_text())
