@@ -21,6 +21,8 @@ VARIANT = "primary"
 """The endpoint's one production variant: its alarms' dimension, and a folder of its data capture."""
 CAPTURE_PREFIX = "datacapture"
 """Where an endpoint's data capture lands in the capture bucket: `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/`."""
+GROUND_TRUTH_PREFIX = "ground-truth"
+"""Where labels land in the data bucket: `<prefix>/yyyy/mm/dd/hh/*.jsonl` (Model Monitor's ground-truth format)."""
 
 # service: (max length, allowed characters)
 LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {

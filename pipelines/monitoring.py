@@ -10,14 +10,12 @@ prefix are unique.
 
 from __future__ import annotations
 
-from mlops.naming import Names
+from mlops.naming import GROUND_TRUTH_PREFIX, Names
 from mlops.settings import StackSettings
 
 EXECUTION_ID = "<aws.scheduler.execution-id>"
 OUTPUT_PATH = "/opt/ml/processing/output/drift"
 QUALITY_OUTPUT_PATH = "/opt/ml/processing/output/quality"
-GROUND_TRUTH_PREFIX = "ground-truth"
-"""Where labels land in the data bucket: `<prefix>/yyyy/mm/dd/hh/*.jsonl` (Model Monitor's ground-truth format)."""
 MAX_RUNTIME_S = 3600
 
 

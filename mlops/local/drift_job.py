@@ -37,10 +37,9 @@ from botocore.exceptions import ClientError
 from mlops.local.aws import LocalAws
 from mlops.local.executor import LocalExecutor
 from mlops.local.runners import open_runner
-from mlops.naming import VARIANT, Arns, Names
+from mlops.naming import GROUND_TRUTH_PREFIX, VARIANT, Arns, Names
 from mlops.settings import StackSettings
 from pipelines.monitoring import (
-    GROUND_TRUTH_PREFIX,
     OUTPUT_PATH,
     QUALITY_OUTPUT_PATH,
     drift_job_request,
