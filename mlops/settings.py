@@ -288,6 +288,12 @@ class StackSettings:
         "metrics.threshold.",
         check=_optional(lambda value: _number_error(value)),
     )
+    promotion_min_improvement: str = _setting(
+        "0",
+        doc="How much better than the current champion a model must be, on the primary metric scored on the same "
+        "test split, to be registered by the pipeline and promoted by `mlops release promote` (0: at least as good).",
+        check=lambda value: _number_error(value) or (f"{value!r} is negative" if float(value) < 0 else None),
+    )
 
     tuning_max_jobs: int = _setting(
         0,
@@ -427,6 +433,11 @@ class StackSettings:
         """The registration threshold: evaluationMinMetric, else the problem's metrics.threshold."""
         declared = self.problem_declaration()
         return float(self.evaluation_min_metric) if self.evaluation_min_metric else declared.metric_threshold
+
+    @property
+    def min_improvement(self) -> float:
+        """promotionMinImprovement as a number."""
+        return float(self.promotion_min_improvement)
 
     @property
     def quality_bar(self) -> float:

@@ -17,6 +17,7 @@ STEPS: dict[str, str] = {
     "preprocess": "model_code.preprocess",
     "train": "model_code.train",
     "evaluate": "model_code.evaluate",
+    "champion": "model_code.champion",
     "drift": "model_code.drift",
     "quality": "model_code.quality.job",
     "guard": "model_code.guard",

@@ -1,4 +1,4 @@
-"""What an endpoint serves, resolved at run time: the drift baseline and model of its package.
+"""What an endpoint or a model package serves, resolved at run time: the drift baseline and model of its package.
 
 The scheduled drift job is given only the endpoint's name, so it always compares traffic with
 the baseline of the model the endpoint runs now, however many deployments happened since the
@@ -42,17 +42,31 @@ def resolve(sagemaker: Any, endpoint: str) -> Served:
     baseline_uri = package.get("CustomerMetadataProperties", {}).get("drift_baseline_uri")
     if not baseline_uri:
         raise EndpointSourceError(f"model package {package_arn} records no drift_baseline_uri")
-    model_data_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-    return Served(package_arn, baseline_uri, model_data_url)
+    return Served(package_arn, baseline_uri, _model_data_url(package_arn, package))
+
+
+def _model_data_url(package_arn: str, package: dict[str, Any]) -> str:
+    containers = package.get("InferenceSpecification", {}).get("Containers") or [{}]
+    url = containers[0].get("ModelDataUrl")
+    if not url:
+        raise EndpointSourceError(f"model package {package_arn} has no ModelDataUrl")
+    return str(url)
+
+
+def package_model_data(sagemaker: Any, package_arn: str) -> str:
+    """The ModelDataUrl of a model package."""
+    return _model_data_url(package_arn, sagemaker.describe_model_package(ModelPackageName=package_arn))
+
+
+def download_object(s3: Any, uri: str, path: Path) -> Path:
+    """Download the object `uri` (s3://bucket/key) to `path`."""
+    bucket, key = _split(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(bucket, key, str(path))
+    return path
 
 
 def download(s3: Any, served: Served, target: Path) -> tuple[Path, Path]:
     """(baseline.json, model.tar.gz) of `served`, downloaded into `target`."""
-    target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for uri, name in ((served.baseline_uri, "baseline.json"), (served.model_data_url, "model.tar.gz")):
-        bucket, key = _split(uri)
-        path = target / name
-        s3.download_file(bucket, key, str(path))
-        paths.append(path)
-    return paths[0], paths[1]
+    return (download_object(s3, served.baseline_uri, target / "baseline.json"),
+            download_object(s3, served.model_data_url, target / "model.tar.gz"))

@@ -34,6 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from sklearn.metrics import auc as area_under  # noqa: E402
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve  # noqa: E402
 
@@ -115,17 +117,36 @@ def _weighted_f1(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(f1_score(y, predicted, average="weighted", zero_division=0))
 
 
-def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Scored:
+    """A model's metrics on a test split (the one computation Evaluate and the champion comparison share)."""
+
+    values: dict[str, float]
+    test_data: dict[str, Any]
+    """{files: {name: sha256}, rows}"""
+    test: pd.DataFrame
+    y: np.ndarray
+    output: np.ndarray
+
+
+def score_split(model: LoadedModel, test_path: Path) -> Scored:
+    """Score `test_path` (a split preprocess wrote) with `model`: every metric of its task."""
     schema, task = model.schema, model.task
-    problem = Problem.from_dict(model.artifact["problem"])
     test, digest = read_split(test_path, schema)
     y = test[schema.label].to_numpy()
     if schema.is_classification and len(np.unique(y)) < len(schema.label_values):
         raise DataError(f"{test_path}: the test split must hold every class {list(schema.label_values)} of "
                         f"{schema.label!r} to compute the {task} metrics")
     out = model.output(test[schema.feature_names])
+    return Scored(task_metrics.compute(task, y, out, model.threshold), digest, test, y, out)
+
+
+def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any]:
+    schema, task = model.schema, model.task
+    problem = Problem.from_dict(model.artifact["problem"])
+    scored = score_split(model, test_path)
+    test, digest, y, out, values = scored.test, scored.test_data, scored.y, scored.output, scored.values
     threshold = model.threshold
-    values = task_metrics.compute(task, y, out, threshold)
     predicted = decide(out, task, threshold)
 
     output.mkdir(parents=True, exist_ok=True)
@@ -176,8 +197,8 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
     return report
 
 
-def log_test_metrics(mlflow_info: dict[str, Any], metrics: dict[str, float]) -> None:
-    """The test-split metrics as `test_<name>` on the MLflow run that trained the model (if it was tracked)."""
+def log_test_metrics(mlflow_info: dict[str, Any], metrics: dict[str, float], prefix: str = "test_") -> None:
+    """The test-split metrics as `<prefix><name>` on the MLflow run that trained the model (if it was tracked)."""
     if not mlflow_info.get("run_id") or not mlflow_info.get("tracking_uri"):
         return
     with tracking(mlflow_info["tracking_uri"]) as mlflow:
@@ -186,7 +207,7 @@ def log_test_metrics(mlflow_info: dict[str, Any], metrics: dict[str, float]) -> 
         client = mlflow.MlflowClient()
         stamp = int(time.time() * 1000)
         client.log_batch(mlflow_info["run_id"], metrics=[
-            Metric(f"test_{name}", float(value), stamp, 0) for name, value in sorted(metrics.items())])
+            Metric(f"{prefix}{name}", float(value), stamp, 0) for name, value in sorted(metrics.items())])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
 ::
 
     Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestMetric,
-                ModelApprovalStatus, GitSha, Seed, Trigger (manual|drift|quality|schedule|new-data), CooldownHours,
+                PromotionMinImprovement, ModelApprovalStatus, GitSha, Seed,
+                Trigger (manual|drift|quality|schedule|new-data), CooldownHours,
                 Candidate (empty: cross-validate every candidate), and one per estimator parameter of
                 each candidate, <candidate>__<param>, defaulting to the problem's value
 
@@ -19,14 +20,18 @@
     Train (training)                             |                    |
         |  ModelArtifacts.S3ModelArtifacts       |                    |
         v                                        v                    |
-    Evaluate (processing)  <--- model + test split                    |
-        |  evaluation.json (PropertyFile "EvaluationReport")          |
-        v                                                             |
+    Evaluate (processing)  <--- model + test split ---> CompareChampion (processing, pipelines/champion.py)
+        |  evaluation.json (PropertyFile "EvaluationReport")  |  comparison.json: the group's newest Approved
+        v                                                     |  package scored on the same test split
     CheckTestMetric (condition) JsonGet primary_metric.value >= MinTestMetric (<= when lower is better)
         | true                                   | false              |
         v                                        v                    |
-    Register (model package, ModelStep)   MetricBelowThreshold (fail) |
-        model data <- Train, ModelMetrics <- Evaluate, metadata <-----+
+    CheckChampion (condition)             MetricBelowThreshold (fail) |
+        challenger >= champion + PromotionMinImprovement              |
+        | true                                   | false              |
+        v                                        v                    |
+    Register (model package, ModelStep)   ChampionNotBeaten (fail)    |
+        model data <- Train, ModelMetrics <- Evaluate, metadata <- Evaluate, CompareChampion, baseline
 
 The stack's problem declaration (``mlops-stack:problem``, model_code/problem.py) decides the
 condition (its primary metric and direction), MinTestMetric's default (evaluationMinMetric, else
@@ -98,7 +103,11 @@ EVALUATE = "Evaluate"
 CHECK = "CheckTestMetric"
 REGISTER = "Register"
 FAIL = "MetricBelowThreshold"
-STEP_ORDER = (GUARD, VALIDATE, PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
+COMPARE = "CompareChampion"  # the champion's steps: pipelines/champion.py
+CHECK_CHAMPION = "CheckChampion"
+CHAMPION_FAIL = "ChampionNotBeaten"
+STEP_ORDER = (GUARD, VALIDATE, PREPROCESS, TRAIN, EVALUATE, COMPARE, CHECK, CHECK_CHAMPION, REGISTER, CHAMPION_FAIL,
+              FAIL)
 # model_code/guard.py: the automatic triggers share one cooldown
 TRIGGERS = ("manual", "drift", "quality", "schedule", "new-data")
 
@@ -107,6 +116,7 @@ EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
 PRIMARY_JSON_PATH = "primary_metric.value"
 MLFLOW_RUN_ID_JSON_PATH = "model.mlflow_run_id"
+TEST_DATA_URI_KEY = "test_data_uri"
 
 
 def metric_json_paths(problem: Problem) -> dict[str, str]:
@@ -380,6 +390,7 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
         processing_instance_type=sdk.ParameterString("ProcessingInstanceType", settings.processing_instance_type),
         training_instance_type=sdk.ParameterString("TrainingInstanceType", settings.training_instance_type),
         min_metric=sdk.ParameterFloat("MinTestMetric", inputs.min_test_metric),
+        min_improvement=sdk.ParameterFloat("PromotionMinImprovement", settings.min_improvement),
         approval_status=sdk.ParameterString(
             "ModelApprovalStatus", APPROVAL_STATUSES[0], enum_values=list(APPROVAL_STATUSES)
         ),
@@ -643,8 +654,10 @@ def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
     )
 
 
-def customer_metadata(b: Build, report: Any, preprocess: Any) -> dict[str, Any]:
+def customer_metadata(b: Build, report: Any, preprocess: Any, comparison: Any) -> dict[str, Any]:
     """CustomerMetadataProperties of the registered package (keys as mlops/registry.py reads them)."""
+    from pipelines.champion import champion_metadata
+
     sdk, inputs = b.sdk, b.inputs
     metadata: dict[str, Any] = {
         key: sdk.Join(on="", values=[b.evaluation_value(report, path)])
@@ -656,6 +669,9 @@ def customer_metadata(b: Build, report: Any, preprocess: Any) -> dict[str, Any]:
     metadata["git_sha"] = b.params.git_sha
     metadata["code_bundle_sha256"] = inputs.code_sha256
     metadata["drift_baseline_uri"] = sdk.Join(on="/", values=[_split_uri(preprocess, BASELINE_OUTPUT), BASELINE_FILE])
+    # `release promote` re-scores the target's model on it (the same data as this package's test metric)
+    metadata[TEST_DATA_URI_KEY] = sdk.Join(on="", values=[_split_uri(preprocess, "test")])
+    metadata.update(champion_metadata(b, comparison))
     if inputs.image_digest:
         metadata["image_digest"] = inputs.image_digest
     if inputs.mlflow_tracking_uri:  # evaluate writes null there when train ran without MLflow
@@ -663,7 +679,7 @@ def customer_metadata(b: Build, report: Any, preprocess: Any) -> dict[str, Any]:
     return metadata
 
 
-def register_step(b: Build, preprocess: Any, train: Any, evaluate: Any, report: Any) -> Any:
+def register_step(b: Build, preprocess: Any, train: Any, evaluate: Any, report: Any, comparison: Any) -> Any:
     """Register the model package (approval status from the parameter) with metrics and lineage."""
     sdk = b.sdk
     builder = sdk.ModelBuilder(
@@ -688,7 +704,7 @@ def register_step(b: Build, preprocess: Any, train: Any, evaluate: Any, report: 
         model_metrics=sdk.ModelMetrics(
             model_statistics=sdk.MetricsSource(content_type="application/json", s3_uri=report_uri)
         ),
-        customer_metadata_properties=customer_metadata(b, report, preprocess),
+        customer_metadata_properties=customer_metadata(b, report, preprocess, comparison),
     )
     return sdk.ModelStep(name=REGISTER, step_args=step_args, description="Register the model package")
 
@@ -709,11 +725,11 @@ def fail_step(b: Build, report: Any) -> Any:
     )
 
 
-def check_step(b: Build, report: Any, register: Any, fail: Any) -> Any:
+def check_step(b: Build, report: Any, check_champion: Any, fail: Any) -> Any:
     compare = b.sdk.ConditionGreaterThanOrEqualTo if b.inputs.problem.direction == "higher" \
         else b.sdk.ConditionLessThanOrEqualTo
     condition = compare(left=b.evaluation_value(report, PRIMARY_JSON_PATH), right=b.params.min_metric)
-    return b.sdk.ConditionStep(name=CHECK, conditions=[condition], if_steps=[register], else_steps=[fail])
+    return b.sdk.ConditionStep(name=CHECK, conditions=[condition], if_steps=[check_champion], else_steps=[fail])
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
@@ -753,24 +769,28 @@ def get_pipeline(
         problem=problem or settings.problem_declaration(),
         min_test_metric=settings.min_test_metric,
     )
+    from pipelines import champion
+
     with _sdk_context(settings.region) as sdk:
         session = _session(sdk, settings)
         params = _parameters(sdk, settings, inputs)
         b = Build(sdk, session, settings, params, inputs)
 
         report = evaluation_property_file(sdk)
+        comparison = champion.comparison_property_file(b)
         guard = guard_step(b)
         validate = validate_step(b, guard)
         preprocess = preprocess_step(b, validate)
         train = train_step(b, preprocess)
         evaluate = evaluate_step(b, preprocess, train, report)
-        register = register_step(b, preprocess, train, evaluate, report)
-        check = check_step(b, report, register, fail_step(b, report))
+        compare = champion.compare_step(b, preprocess, train, comparison)
+        register = register_step(b, preprocess, train, evaluate, report, comparison)
+        check = check_step(b, report, champion.check_champion_step(b, comparison, register), fail_step(b, report))
 
         return _offline_pipeline_class(sdk)(
             name=names.pipeline,
             parameters=list(vars(params).values()),
-            steps=[guard, validate, preprocess, train, evaluate, check],
+            steps=[guard, validate, preprocess, train, evaluate, compare, check],
             sagemaker_session=session,
             pipeline_experiment_config=None,
         )

@@ -75,6 +75,9 @@ class LocalRun:
     problem: str = ""
     primary_metric: str = ""
     """The problem's name and its primary metric (a key of `metrics`)."""
+    champion: dict[str, Any] = field(default_factory=dict)
+    """CompareChampion's verdict: model_package_arn, status, champion (its value on this run's test split),
+    challenger, required, passed (model_code/champion.py); empty when the step did not run."""
 
     @property
     def folder_name(self) -> str:
@@ -149,11 +152,13 @@ def run_local(
     container: str = "auto",
     on_step: Callable[[StepResult], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> LocalRun:
     """Run the stack's pipeline locally and record the run. Never raises for a failed step.
 
     `trigger` is the pipeline's Trigger parameter (manual, drift, quality, schedule, new-data: what EventBridge passes);
-    `container` is auto|always|never (`mlops/local/runners.py`).
+    `container` is auto|always|never (`mlops/local/runners.py`); `parameters` are other pipeline parameters
+    (e.g. ``{"gbm__max_iter": "20"}``), as `StartPipelineExecution` takes them.
     """
     if data is not None and not data.exists():
         raise FileNotFoundError(f"--data {data}: no such file or folder")
@@ -188,7 +193,7 @@ def run_local(
         )
         # An execution of the embedded AWS, as EventBridge or `mlops pipeline start` would start it: the
         # CooldownGuard step finds it and the earlier ones there (their status is the runs' outcome).
-        parameters = {"InputDataUri": input_uri, "Trigger": trigger}
+        parameters = {**(parameters or {}), "InputDataUri": input_uri, "Trigger": trigger}
         execution_arn = start_execution(sagemaker, names.pipeline, json.dumps(document), names.execution_role_arn,
                                         parameters)
         execution_id = execution_arn.rsplit("/", 1)[-1]
@@ -251,6 +256,12 @@ def _record(
         if isinstance(entry, dict) and "value" in entry
     }
     model = evaluation.get("model", {})
+    comparison = result.property_files.get("CompareChampion", {}).get("ChampionComparison", {})
+    champion = {
+        "model_package_arn": comparison["champion"]["model_package_arn"], "status": comparison["champion"]["status"],
+        "champion": comparison["champion"]["value"], "challenger": comparison["challenger"]["value"],
+        "required": comparison["required"], "passed": comparison["passed"],
+    } if comparison else {}
     return LocalRun(
         execution_id=result.execution_id,
         stack=settings.stack,
@@ -266,6 +277,7 @@ def _record(
         problem=settings.problem_declaration().name,
         primary_metric=settings.problem_declaration().primary_metric,
         lineage={"git_sha": git_sha, "code_bundle": bundle_uri, "model_sha256": model.get("content_sha256") or ""},
+        champion=champion,
     )
 
 

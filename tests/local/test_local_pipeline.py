@@ -53,7 +53,10 @@ def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_d
 
     assert first_run.status == "Succeeded", first_run.failure
     assert [s["name"] for s in first_run.steps] == ["CooldownGuard", "Validate", "Preprocess", "Train", "Evaluate",
-                                                    "CheckTestMetric", "Register"]
+                                                    "CompareChampion", "CheckTestMetric", "CheckChampion", "Register"]
+    assert first_run.champion == {"model_package_arn": "", "status": "none", "champion": None,
+                                  "challenger": first_run.metrics["auc"], "required": first_run.metrics["auc"],
+                                  "passed": True}
     assert first_run.primary_metric == "auc" and first_run.metrics["auc"] >= dev.min_test_metric
     [package] = [p for p in _packages(state_dir, dev) if p["ModelPackageArn"] == first_run.package_arn]
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
@@ -66,6 +69,10 @@ def test_a_run_registers_the_model_in_the_registry_and_mlflow(first_run, state_d
     assert float(metadata["auc"]) == pytest.approx(first_run.metrics["auc"])
     assert metadata["mlflow_run_id"] == first_run.mlflow_run_id
     assert metadata["drift_baseline_uri"].endswith("/baseline/baseline.json")
+    assert metadata["test_data_uri"].endswith(f"/{first_run.execution_id}/Preprocess/test")
+    assert {k: metadata[k] for k in metadata if k.startswith(("champion_", "promotion_"))} == {
+        "champion_model_package_arn": "none", "champion_status": "none", "champion_auc": "none",
+        "promotion_min_improvement": "0.0"}
     model_data = described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
     assert model_data.endswith(f"pipelines-{first_run.execution_id}-Train/output/model.tar.gz")
 
@@ -191,3 +198,39 @@ def test_a_bad_dataset_stops_at_validate_and_registers_nothing(first_run, state_
 def test_missing_data_path_is_refused(state_dir, dev, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file"):
         run_local(dev, state_dir=state_dir, data=tmp_path / "nope.csv")
+
+
+def test_a_challenger_better_on_its_own_split_but_worse_than_the_champion_on_the_same_data_is_not_registered(
+        first_run, state_dir: Path, dev: StackSettings, sample: Path, tmp_path: Path) -> None:
+    """The champion labels a copy of the sample itself; a weak challenger trained on those labels scores a higher
+    AUC on its own split than the champion did on its split, yet lower than the champion on the challenger's."""
+    from model_code.model import decide, load_model
+
+    server = local_aws.running(state_dir)
+    assert server is not None
+    clients = {"region_name": dev.region, "endpoint_url": server.endpoint_url,
+               "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    sagemaker, s3 = boto3.client("sagemaker", **clients), boto3.client("s3", **clients)
+    sagemaker.update_model_package(ModelPackageArn=first_run.package_arn, ModelApprovalStatus="Approved")
+    model_data = sagemaker.describe_model_package(
+        ModelPackageName=first_run.package_arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, key = model_data.removeprefix("s3://").split("/", 1)
+    s3.download_file(bucket, key, str(tmp_path / "model.tar.gz"))
+    champion = load_model(tmp_path / "model.tar.gz")
+    rows = pd.read_csv(sample)
+    features = rows[champion.schema.feature_names].astype(
+        {c: float for c in champion.schema.feature_names if pd.api.types.is_numeric_dtype(rows[c])})
+    rows[champion.schema.label] = decide(champion.output(features), champion.task, champion.threshold)
+    rows.to_csv(tmp_path / "relabelled.csv", index=False)
+    before = len(_packages(state_dir, dev))
+
+    run = run_local(dev, state_dir=state_dir, data=tmp_path / "relabelled.csv", parameters={"gbm__max_iter": "2"})
+    assert run.status == "Failed", run.failure
+    assert [s["name"] for s in run.steps][-2:] == ["CheckChampion", "ChampionNotBeaten"]
+    assert run.metrics["auc"] > first_run.metrics["auc"]  # better than the champion's own test AUC ...
+    verdict = run.champion
+    assert verdict["model_package_arn"] == first_run.package_arn and verdict["status"] == "scored"
+    assert verdict["challenger"] == pytest.approx(run.metrics["auc"])  # ... but worse on the same split
+    assert verdict["champion"] > verdict["challenger"] and verdict["passed"] is False
+    assert f"challenger auc {run.metrics['auc']}" in run.failure and first_run.package_arn in run.failure
+    assert run.package_arn == "" and len(_packages(state_dir, dev)) == before

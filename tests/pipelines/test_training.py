@@ -20,7 +20,10 @@ from mlops.naming import Names
 from mlops.settings import REPO_ROOT, load_stack
 from pipelines import training
 from pipelines.training import (
+    CHAMPION_FAIL,
     CHECK,
+    CHECK_CHAMPION,
+    COMPARE,
     EVALUATE,
     FAIL,
     GUARD,
@@ -80,11 +83,16 @@ def test_steps_names_types_and_order(document: dict[str, Any]) -> None:
         (PREPROCESS, "Processing"),
         (TRAIN, "Training"),
         (EVALUATE, "Processing"),
+        (COMPARE, "Processing"),
         (CHECK, "Condition"),
     ]
     condition = step(document, CHECK)["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [(REGISTER, "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [(CHECK_CHAMPION, "Condition")]
     assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [(FAIL, "Fail")]
+    champion = step(document, CHECK_CHAMPION)["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in champion["IfSteps"]] == [(REGISTER, "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in champion["ElseSteps"]] == [(CHAMPION_FAIL, "Fail")]
+    assert [s["Name"] for s in all_steps(document).values()] == list(training.STEP_ORDER)
 
 
 def test_validate_runs_before_preprocess(document: dict[str, Any]) -> None:
@@ -170,6 +178,7 @@ def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, An
         "ProcessingInstanceType": ("String", settings.processing_instance_type),
         "TrainingInstanceType": ("String", settings.training_instance_type),
         "MinTestMetric": ("Float", settings.min_test_metric),
+        "PromotionMinImprovement": ("Float", settings.min_improvement),
         "ModelApprovalStatus": ("String", "PendingManualApproval"),
         "GitSha": ("String", pipeline_kwargs(settings)["git_sha"]),
         "Seed": ("Integer", 42),
@@ -223,7 +232,7 @@ def test_stacks_differ_only_where_their_settings_differ(definition_texts: dict[s
                  for path in leaves["dev"] if leaves["dev"][path] != leaves["prod"][path]}
 
     dev, prod = load_stack("dev"), load_stack("prod")
-    register = f"/Steps/{CHECK}/Arguments/IfSteps/{REGISTER}/Arguments"
+    register = f"/Steps/{CHECK}/Arguments/IfSteps/{CHECK_CHAMPION}/Arguments/IfSteps/{REGISTER}/Arguments"
     assert differing == {
         "/Parameters/ProcessingInstanceType/DefaultValue": (dev.processing_instance_type,
                                                             prod.processing_instance_type),
@@ -332,12 +341,43 @@ def test_container_arguments_parse_with_the_model_code_command_lines(document: d
     assert evaluate.EVALUATION_NAME == "evaluation.json"
 
 
+def test_the_champion_is_scored_on_this_executions_test_split_and_gates_registration(
+        document: dict[str, Any], stack: str) -> None:
+    from model_code import champion
+
+    settings = load_stack(stack)
+    inputs = processing_inputs(document, COMPARE)
+    assert inputs["model"]["S3Uri"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert inputs["test"]["S3Uri"] == output_ref(PREPROCESS, "test")  # the very split Evaluate scores
+    arguments = [a if isinstance(a, str) else "0.0"
+                 for a in step(document, COMPARE)["Arguments"]["AppSpecification"]["ContainerArguments"]]
+    parsed = champion.build_parser().parse_args(arguments)
+    assert parsed.champion_group == Names.of(settings).model_package_group and parsed.region == settings.region
+    assert str(parsed.model) == inputs["model"]["LocalPath"] and str(parsed.test) == inputs["test"]["LocalPath"]
+    assert str(parsed.output) == processing_outputs(document, COMPARE)["comparison"]["LocalPath"]
+    assert step(document, COMPARE)["PropertyFiles"] == [
+        {"PropertyFileName": "ChampionComparison", "OutputName": "comparison", "FilePath": champion.COMPARISON_NAME}]
+
+    comparison = {"Get": "Steps.CompareChampion.PropertyFiles.ChampionComparison"}
+    [condition] = step(document, CHECK_CHAMPION)["Arguments"]["Conditions"]
+    assert condition == {"Type": "GreaterThanOrEqualTo",
+                         "LeftValue": {"Std:JsonGet": {"Path": "challenger.value", "PropertyFile": comparison}},
+                         "RightValue": {"Std:JsonGet": {"Path": "required", "PropertyFile": comparison}}}
+    metadata = step(document, REGISTER)["Arguments"]["CustomerMetadataProperties"]
+    for key in ("champion_model_package_arn", "champion_status", "champion_auc", "promotion_min_improvement"):
+        assert metadata[key] == {"Std:Join": {"On": "", "Values": [
+            {"Std:JsonGet": {"Path": f"metadata.{key}", "PropertyFile": comparison}}]}}
+    assert metadata["test_data_uri"] == {"Std:Join": {"On": "", "Values": [output_ref(PREPROCESS, "test")]}}
+    message = json.dumps(step(document, CHAMPION_FAIL)["Arguments"]["ErrorMessage"])
+    assert "PromotionMinImprovement" in message and "the model is not registered" in message
+
+
 # --- security -----------------------------------------------------------------------------------------
 
 
 def test_every_job_encrypts_volumes_outputs_and_traffic(document: dict[str, Any], stack: str) -> None:
     key = pipeline_kwargs(load_stack(stack))["kms_key_arn"]
-    for name in (VALIDATE, PREPROCESS, EVALUATE):
+    for name in (VALIDATE, PREPROCESS, EVALUATE, COMPARE):
         args = step(document, name)["Arguments"]
         assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
         assert args["ProcessingOutputConfig"]["KmsKeyId"] == key
