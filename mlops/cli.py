@@ -212,12 +212,32 @@ def _print_pin_change(change) -> None:
     print(f"commit {change.stack_file.name} and deploy it: pulumi up -s {change.stack}")
 
 
+def _local_comparison_jobs(settings: StackSettings, container: str):
+    """In local mode (AWS_ENDPOINT_URL is the state folder's embedded AWS) the comparison job runs on this
+    machine, in the image; otherwise None (a SageMaker processing job in the source stack)."""
+    import boto3
+
+    from mlops.local import aws as local_aws
+    from mlops.local.comparison_job import LocalJobs
+
+    server = local_aws.running(_state_dir())
+    if server is None or os.environ.get("AWS_ENDPOINT_URL") != server.endpoint_url:
+        return None
+    clients = {"region_name": settings.region, "endpoint_url": server.endpoint_url}
+    return LocalJobs(server, boto3.client("s3", **clients), boto3.client("sagemaker", **clients),
+                     _state_dir() / "promotions", container)
+
+
 def cmd_release_promote(args: argparse.Namespace) -> int:
     from mlops.release import promote
 
-    change = promote(
-        _stack_settings(args, "source"), stack_file(args.target, args.root), package_arn=args.package, force=args.force
-    )
+    source = _stack_settings(args, "source")
+    change = promote(source, stack_file(args.target, args.root), package_arn=args.package, force=args.force,
+                     run_comparison=_local_comparison_jobs(source, args.container))
+    same = change.same_data
+    if same is not None:
+        print(f"same data ({same.test_data_uri}, comparison job {same.job}): {same.metric} candidate "
+              f"{same.candidate:.4f}, pinned {same.pinned:.4f}, required {same.required:.4f}")
     _print_pin_change(change)
     return EXIT_OK
 
@@ -602,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--from", dest="source", required=True, help="stack whose registry holds the package")
     promote.add_argument("--to", dest="target", required=True, help="stack whose file gets the pin")
     promote.add_argument("--package", help="a specific approved package instead of the latest")
-    promote.add_argument("--force", action="store_true", help="promote even if not strictly better")
+    promote.add_argument("--force", action="store_true",
+                         help="promote without comparing with the target's pinned model")
+    _container_option(promote)  # local mode: where the same-data comparison job runs
     promote.set_defaults(func=cmd_release_promote)
     rollback = release_actions.add_parser("rollback", help="pin the package the stack ran before")
     rollback.add_argument("--stack", required=True)

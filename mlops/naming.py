@@ -114,6 +114,11 @@ class Names:
         return fit(f"{self.prefix}-quality", "processing-job-prefix")
 
     @property
+    def comparison_job_prefix(self) -> str:
+        """Processing jobs of `release promote` (a candidate and a stack's pinned model on one test split)."""
+        return fit(f"{self.prefix}-compare", "processing-job-prefix")
+
+    @property
     def ecr_url(self) -> str:
         return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.ecr_repository}"
 
@@ -167,6 +172,11 @@ class Names:
     def quality_output_prefix(self) -> str:
         """The quality job's reports in the artifacts bucket, one folder per run."""
         return f"monitoring/{self.endpoint}/quality"
+
+    @property
+    def comparison_output_prefix(self) -> str:
+        """`release promote`'s comparison reports in the artifacts bucket, one folder per job."""
+        return "promotion/comparisons"
 
     @property
     def alarm_topic(self) -> str:
@@ -255,6 +265,10 @@ class Arns:
     @property
     def drift_jobs(self) -> str:
         return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.drift_job_prefix}-*"
+
+    @property
+    def comparison_jobs(self) -> str:
+        return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.comparison_job_prefix}-*"
 
     @property
     def quality_jobs(self) -> str:

@@ -190,6 +190,9 @@ class ModelPackage:
     metadata: dict[str, str]
     """All CustomerMetadataProperties, as stored."""
     evaluation_report_uri: str | None
+    image: str = ""
+    model_data_url: str = ""
+    """The inference container's image and model data (empty when the package has none)."""
 
     @property
     def region(self) -> str:
@@ -207,11 +210,6 @@ class ModelPackage:
     @property
     def primary_metric(self) -> float | None:
         return self.metrics.get(self.primary_metric_name) if self.primary_metric_name else None
-
-    def beats(self, other: float) -> bool:
-        """Whether this package's primary metric is strictly better than ``other``."""
-        value = self.primary_metric
-        return value is not None and (value > other if self.higher_is_better else value < other)
 
     def previous_pin(self, stack: str) -> str | None:
         """The package `stack` pinned before this one was promoted there (None if not recorded)."""
@@ -231,6 +229,7 @@ class ModelPackage:
                         f"model package {arn}: CustomerMetadataProperties[{key!r}] = {metadata[key]!r} is not a number"
                     ) from None
         quality = (description.get("ModelMetrics") or {}).get("ModelQuality") or {}
+        container = ((description.get("InferenceSpecification") or {}).get("Containers") or [{}])[0]
         return cls(
             arn=arn,
             group=description.get("ModelPackageGroupName") or parse_package_arn(arn).group,
@@ -242,6 +241,8 @@ class ModelPackage:
             lineage={key: metadata[key] for key in LINEAGE_KEYS if key in metadata},
             metadata=metadata,
             evaluation_report_uri=(quality.get("Statistics") or {}).get("S3Uri"),
+            image=container.get("Image", ""),
+            model_data_url=container.get("ModelDataUrl", ""),
         )
 
 

@@ -46,6 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlops.comparison import Runner, SageMakerJobs, SameData, compare
 from mlops.naming import Names
 from mlops.registry import (
     APPROVED,
@@ -93,6 +94,8 @@ class PinChange:
     forced: bool
     diff: str
     """Unified diff of the stack file ("" when unchanged)."""
+    same_data: SameData | None = None
+    """promote: both models scored on the candidate's test split (None: the target had no pin, or forced)."""
 
 
 @dataclass(frozen=True)
@@ -158,15 +161,19 @@ def promote(
     package_arn: str | None = None,
     force: bool = False,
     aws: Aws | None = None,
+    run_comparison: Runner | None = None,
 ) -> PinChange:
     """Pin the source stack's latest approved package (or `package_arn`, of the source's group) in
     the target stack file.
 
     Refused (unless `force`): the package's primary metric (its `primary_metric` metadata) is
-    missing, does not clear the target's evaluationMinMetric (when set) in the metric's direction,
-    or is not strictly better than the target's current pin on the same metric (a pin of another
-    problem, or another primary metric, cannot be compared). On success the replaced pin is recorded
-    on the promoted package (`previous_pin:<target>`) for `rollback`, then the file is written.
+    missing or does not clear the target's evaluationMinMetric (when set) in the metric's direction;
+    or, when the target pins a model, the two cannot be compared (another primary metric, no recorded
+    test split) or the candidate, scored beside the pinned model on the candidate's own test split
+    (`mlops.comparison`: a processing job `run_comparison` runs, a SageMaker job in the source stack by
+    default), does not reach the pinned model's score plus the target's promotionMinImprovement. On
+    success the replaced pin is recorded on the promoted package (`previous_pin:<target>`) for
+    `rollback`, then the file is written.
     """
     aws = aws or Aws.from_env()
     target_file = Path(to_stack_file)
@@ -195,8 +202,13 @@ def promote(
         except ReleaseError as error:
             if not force:
                 raise ReleaseError(f"stack {target.stack}'s pinned package ({target_file.name}): {error}") from None
+    same_data = None
     if not force:
         _check_promotion(package, target, target_file, old_arn, old_name, old_metric)
+        if old_arn:
+            same_data = compare(from_settings, package, old_arn, target.min_improvement,
+                                run_comparison or SageMakerJobs(aws, from_settings.region))
+            _check_same_data(package, target, old_arn, same_data)
 
     record = PREVIOUS_PIN_PREFIX + target.stack
     if old_arn:
@@ -217,7 +229,21 @@ def promote(
         new_metric=new_metric,
         forced=force,
         diff=_diff(target_file, old_text, new_text),
+        same_data=same_data,
     )
+
+
+def _check_same_data(package: ModelPackage, target: StackSettings, old_arn: str, same: SameData) -> None:
+    if same.pinned is None:
+        raise ReleaseError(f"model package {package.arn} and stack {target.stack}'s pinned {old_arn} cannot be "
+                           f"compared on the same data ({same.reason}; comparison job {same.job}); "
+                           "force to promote anyway")
+    if not same.passed:
+        raise ReleaseError(
+            f"model package {package.arn} scores {same.metric} {same.candidate:.4f} on its test split "
+            f"({same.test_data_uri}), where stack {target.stack}'s pinned {old_arn} scores {same.pinned:.4f}; "
+            f"promotion needs {'at least' if package.higher_is_better else 'at most'} {same.required:.4f} "
+            f"(promotionMinImprovement {target.min_improvement:g}; comparison job {same.job}); force to override")
 
 
 def _check_promotion(package: ModelPackage, target: StackSettings, target_file: Path, old_arn: str, old_name: str,
@@ -243,12 +269,6 @@ def _check_promotion(package: ModelPackage, target: StackSettings, target_file: 
             f"stack {target.stack}'s pinned package {old_arn} records "
             + (f"primary metric {old_name!r}, not {metric!r}" if old_metric is not None else "no primary metric")
             + f"; cannot tell whether {package.arn} is better (force to promote anyway)"
-        )
-    if not package.beats(old_metric):
-        raise ReleaseError(
-            f"model package {package.arn} ({metric} {value:.4f}) is not better than stack "
-            f"{target.stack}'s pinned {old_arn} ({metric} {old_metric:.4f}); "
-            "promotion needs a strictly better model (force to override)"
         )
 
 

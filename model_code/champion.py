@@ -11,7 +11,7 @@ Command line (a SageMaker processing job: the pipeline's CompareChampion step, a
                                   --test DIR                 its test split
                                   (--champion-group NAME     champion = the group's newest Approved package
                                    | --champion-package ARN) champion = this package
-                                  [--min-improvement 0.0] [--region R]
+                                  [--min-improvement 0.0] [--region R] [--no-mlflow]
                                   [--output /opt/ml/processing/output/comparison]
 
 ``<output>/comparison.json`` (format ``mlops-stack/champion-comparison`` v1) works as a SageMaker
@@ -28,7 +28,7 @@ PropertyFile. JsonGet paths the pipeline reads:
 ``champion.status``: ``scored``; ``none`` (the group has no Approved package); ``incomparable`` (its
 model cannot score this split, or it optimises another primary metric: the reason is recorded and
 the numbers decide nothing, approval does). The champion's scores also go to the challenger's MLflow
-run as ``champion_test_<metric>``. Exit 1 with one line when a model, the split or the registry
+run as ``champion_test_<metric>`` (not with ``--no-mlflow``). Exit 1 with one line when a model, the split or the registry
 cannot be read.
 """
 
@@ -69,8 +69,13 @@ def newest_approved(sagemaker: Any, group: str) -> str | None:
     return str(newest["ModelPackageArn"])
 
 
-def _required(value: float, direction: str, min_improvement: float) -> float:
-    return value + min_improvement if direction == "higher" else value - min_improvement
+def verdict(challenger: float, champion: float | None, direction: str, min_improvement: float) -> tuple[float, bool]:
+    """(required, passed): the challenger must reach the champion's value plus `min_improvement` in the metric's
+    direction; with no comparable champion it is required to reach itself (passes)."""
+    if champion is None:
+        return challenger, True
+    required = champion + min_improvement if direction == "higher" else champion - min_improvement
+    return required, challenger >= required if direction == "higher" else challenger <= required
 
 
 def compare(challenger: LoadedModel, champion: LoadedModel | None, champion_arn: str, test_path: Path,
@@ -94,8 +99,7 @@ def compare(challenger: LoadedModel, champion: LoadedModel | None, champion_arn:
                 report |= {"status": INCOMPARABLE, "reason": f"the champion cannot score this split: {error}"}
             else:
                 report |= {"status": SCORED, "value": scored.values[metric], "metrics": scored.values, "reason": ""}
-    required = value if report["value"] is None else _required(report["value"], direction, min_improvement)
-    passed = value >= required if direction == "higher" else value <= required
+    required, passed = verdict(value, report["value"], direction, min_improvement)
     return {
         "format": COMPARISON_FORMAT,
         "format_version": COMPARISON_FORMAT_VERSION,
@@ -139,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-improvement", type=float, default=0.0,
                    help="how much better than the champion the challenger must be (primary metric units)")
     p.add_argument("--region", default=None, help="AWS region of the registry (default: the environment's)")
+    p.add_argument("--no-mlflow", action="store_true",
+                   help="do not log the champion's scores on the challenger's MLflow run (release promote's "
+                        "comparison: it decides a promotion, not the training run)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"folder for {COMPARISON_NAME}")
     return p
 
@@ -156,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             champion, arn = _champion(args, Path(work))
             report = compare(challenger, champion, arn, args.test, args.min_improvement)
         mlflow_info = challenger.artifact.get("mlflow") or {}
-        if report["champion"]["metrics"]:
+        if report["champion"]["metrics"] and not args.no_mlflow:
             log_test_metrics(mlflow_info, report["champion"]["metrics"], prefix="champion_test_")
     except (DataError, FileNotFoundError, ValueError, TrackingError, EndpointSourceError) as exc:
         print(f"champion failed: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The scheduled drift and quality jobs: the CreateProcessingJob requests EventBridge Scheduler sends.
+"""The monitoring and promotion jobs: the CreateProcessingJob requests of the drift and quality schedules
+(EventBridge Scheduler sends them) and of `mlops release promote`'s same-data comparison.
 
 One definition, two readers: `infra/components/monitoring.py` puts it in the schedule's target, and
 local mode (`mlops/local/drift_job.py`) runs it with the local executor, as SageMaker would. It
@@ -20,14 +21,16 @@ MAX_RUNTIME_S = 3600
 
 
 def _processing_job(settings: StackSettings, *, name: str, step: str, arguments: list[str], output_path: str,
-                    output_uri: str, role_arn: str, key_arn: str) -> dict:
-    """A scheduled job of the stack's image (`imageTag`): encrypted volume and output, tagged, one instance."""
+                    output_uri: str, role_arn: str, key_arn: str, image_uri: str = "",
+                    inputs: tuple[tuple[str, str, str], ...] = ()) -> dict:
+    """A job of the stack's image (`imageTag`, else `image_uri`): encrypted volume and output, tagged, one instance;
+    `inputs` are (name, S3 URI, local path)."""
     names = Names.of(settings)
-    return {
+    request: dict = {
         "ProcessingJobName": name,
         "RoleArn": role_arn,
         "AppSpecification": {
-            "ImageUri": f"{names.ecr_url}:{settings.image_tag}",
+            "ImageUri": image_uri or f"{names.ecr_url}:{settings.image_tag}",
             "ContainerEntrypoint": ["python", "-m", "model_code", step],
             "ContainerArguments": [*arguments, "--output", output_path],
         },
@@ -53,6 +56,12 @@ def _processing_job(settings: StackSettings, *, name: str, step: str, arguments:
         "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_S},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(settings.tags.items())],
     }
+    if inputs:
+        request["ProcessingInputs"] = [
+            {"InputName": input_name, "S3Input": {"S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix",
+                                                  "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+            for input_name, uri, local_path in inputs]
+    return request
 
 
 def drift_job_request(
@@ -101,4 +110,31 @@ def quality_job_request(
         output_uri=f"s3://{names.bucket('artifacts')}/{names.quality_output_prefix}/{execution_id}",
         role_arn=role_arn,
         key_arn=key_arn,
+    )
+
+
+COMPARISON_OUTPUT_PATH = "/opt/ml/processing/output/comparison"
+COMPARISON_MODEL_PATH = "/opt/ml/processing/input/model"
+COMPARISON_TEST_PATH = "/opt/ml/processing/input/test"
+
+
+def comparison_job_request(settings: StackSettings, *, image_uri: str, model_data_url: str, test_data_uri: str,
+                           champion_arn: str, min_improvement: float, role_arn: str, key_arn: str,
+                           execution_id: str) -> dict:
+    """A candidate (its model data, its test split) against `champion_arn` scored on that split
+    (model_code/champion.py), in the candidate's image, in the stack that registered it."""
+    names = Names.of(settings)
+    return _processing_job(
+        settings,
+        name=f"{names.comparison_job_prefix}-{execution_id}",
+        step="champion",
+        arguments=["--model", COMPARISON_MODEL_PATH, "--test", COMPARISON_TEST_PATH,
+                   "--champion-package", champion_arn, "--min-improvement", repr(float(min_improvement)),
+                   "--region", names.region, "--no-mlflow"],
+        output_path=COMPARISON_OUTPUT_PATH,
+        output_uri=f"s3://{names.bucket('artifacts')}/{names.comparison_output_prefix}/{execution_id}",
+        role_arn=role_arn,
+        key_arn=key_arn,
+        image_uri=image_uri,
+        inputs=(("model", model_data_url, COMPARISON_MODEL_PATH), ("test", test_data_uri, COMPARISON_TEST_PATH)),
     )

@@ -303,6 +303,14 @@ def deploy_policy(
                 f"arn:aws:scheduler:{region_account}:schedule/default/{names.prefix}-*",
             ],
         ),
+        # `mlops release promote` (CI's promote job) scores the candidate beside the target's pinned model in a
+        # processing job of this stack, run with the execution role (mlops/comparison.py).
+        statement(
+            "RunPromotionComparisons",
+            ["sagemaker:AddTags", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+             "sagemaker:StopProcessingJob"],
+            [arns.comparison_jobs],
+        ),
         statement("UnscopedReadsAndLogin", _DEPLOY_UNSCOPED, "*"),
         statement(
             "ManageEndpointScaling",

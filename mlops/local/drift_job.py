@@ -162,7 +162,17 @@ def run_quality(settings: StackSettings, server: LocalAws, s3: Any, sagemaker: A
 def _run_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], step: str, what: str, output_path: str,
              contract: tuple[str, int], report_json: str, report_html: str, *, execution_id: str, work_dir: Path,
              container: str, owner: Path) -> DriftJob:
-    """The processing job `job` run by the local executor; its report, checked against `contract`."""
+    report, report_path, uri, mode = run_processing_job(
+        server, s3, sagemaker, job, step, what, output_path, contract, report_json, execution_id=execution_id,
+        work_dir=work_dir, container=container, owner=owner)
+    return DriftJob(job["ProcessingJobName"], report, report_path, report_path.parent / report_html, uri, mode)
+
+
+def run_processing_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], step: str, what: str,
+                       output_path: str, contract: tuple[str, int], report_json: str, *, execution_id: str,
+                       work_dir: Path, container: str, owner: Path) -> tuple[dict[str, Any], Path, str, str]:
+    """The processing job `job` run by the local executor: (its report, checked against `contract`; the report's
+    path; the job's S3 output; where it ran: container or process)."""
     definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [{"Name": step, "Type": "Processing",
                                                                         "Arguments": job}]}
     with open_runner(container, ports=[server.port], mounts=[], owner=owner) as runner:
@@ -186,4 +196,4 @@ def _run_job(server: LocalAws, s3: Any, sagemaker: Any, job: dict[str, Any], ste
             f"(format={report.get('format')!r}, format_version={report.get('format_version')!r})"
         )
     uri = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-    return DriftJob(name, report, report_path, output / report_html, uri, mode)
+    return report, report_path, uri, mode

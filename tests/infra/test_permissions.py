@@ -103,6 +103,15 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(deploy, "sagemaker:DescribePipelineExecution", execution_arn, "train job: --wait"),
         Call(deploy, "iam:PassRole", names.execution_role_arn, "pipeline upsert: the pipeline's role",
              pass_to_sagemaker),
+        *(Call(deploy, f"sagemaker:{action}", f"{sm}:processing-job/{names.comparison_job_prefix}-e1",
+               "release promote: the same-data comparison job")
+          for action in ("CreateProcessingJob", "AddTags", "DescribeProcessingJob", "StopProcessingJob")),
+        Call(deploy, "iam:PassRole", names.execution_role_arn, "release promote: the comparison job's role",
+             pass_to_sagemaker),
+        Call(deploy, "s3:GetObject", f"{bucket('artifacts')}/promotion/comparisons/e1/comparison.json",
+             "release promote reads the comparison"),
+        Call(deploy, "kms:Decrypt", key, "the comparison report is encrypted with the stack's key",
+             {"aws:ResourceTag/environment": settings.stack, "aws:ResourceTag/project": "mlops-stack"}),
         # pulumi up with the deploy role: calls this project's resources need beyond their own CRUD
         Call(deploy, "s3:PutObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "tagged bundle"),
         Call(deploy, "s3:GetObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "bundle refresh"),
@@ -174,6 +183,14 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(execution, "s3:PutObject",
              f"{bucket('artifacts')}/monitoring/{names.endpoint}/quality/e1/quality_report.json",
              "the quality job's output"),
+        # the champion comparison (model_code/champion.py): the CompareChampion step and release promote's job
+        Call(execution, "sagemaker:ListModelPackages", arns.model_package("*"), "the group's newest Approved package"),
+        Call(execution, "sagemaker:DescribeModelPackage", own_package, "the champion's model data"),
+        Call(execution, "s3:GetObject",
+             f"{bucket('artifacts')}/pipelines/{names.pipeline}/x1y2/Preprocess/test/test.csv",
+             "the candidate's test split"),
+        Call(execution, "s3:PutObject", f"{bucket('artifacts')}/promotion/comparisons/e1/comparison.json",
+             "release promote's comparison job writes its report"),
         # the drift and quality schedules and the retrain rules
         *(Call(scheduler, f"sagemaker:{action}", f"{sm}:processing-job/{prefix}-e1",
                "the schedules start the drift and quality jobs")

@@ -200,28 +200,49 @@ def test_missing_data_path_is_refused(state_dir, dev, tmp_path) -> None:
         run_local(dev, state_dir=state_dir, data=tmp_path / "nope.csv")
 
 
+def _clients(state_dir: Path, settings: StackSettings) -> tuple:
+    """(sagemaker, s3) clients of the embedded AWS."""
+    server = local_aws.running(state_dir)
+    assert server is not None
+    clients = {"region_name": settings.region, "endpoint_url": server.endpoint_url,
+               "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    return boto3.client("sagemaker", **clients), boto3.client("s3", **clients)
+
+
+def _set_status(state_dir: Path, arn: str, status: str) -> None:
+    """UpdateModelPackage as mlops.registry makes it: the metadata re-sent (moto drops what a call leaves out)."""
+    from mlops.registry import Aws, describe_package, update_package
+
+    server = local_aws.running(state_dir)
+    assert server is not None
+    aws = Aws(endpoint_url=server.endpoint_url, max_attempts=1)
+    with local_aws.environment(server):
+        update_package(describe_package(arn, aws=aws), status=status, aws=aws)
+
+
+def _relabel_by(run, state_dir: Path, settings: StackSettings, sample: Path, path: Path) -> None:
+    """The sample, labelled with the decisions of `run`'s model: that model scores AUC 1 on any split of it."""
+    from model_code.model import decide, load_model
+
+    sagemaker, s3 = _clients(state_dir, settings)
+    model_data = sagemaker.describe_model_package(
+        ModelPackageName=run.package_arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, key = model_data.removeprefix("s3://").split("/", 1)
+    s3.download_file(bucket, key, str(path.with_name("model.tar.gz")))
+    model = load_model(path.with_name("model.tar.gz"))
+    rows = pd.read_csv(sample)
+    features = rows[model.schema.feature_names].astype(
+        {c: float for c in model.schema.feature_names if pd.api.types.is_numeric_dtype(rows[c])})
+    rows[model.schema.label] = decide(model.output(features), model.task, model.threshold)
+    rows.to_csv(path, index=False)
+
+
 def test_a_challenger_better_on_its_own_split_but_worse_than_the_champion_on_the_same_data_is_not_registered(
         first_run, state_dir: Path, dev: StackSettings, sample: Path, tmp_path: Path) -> None:
     """The champion labels a copy of the sample itself; a weak challenger trained on those labels scores a higher
     AUC on its own split than the champion did on its split, yet lower than the champion on the challenger's."""
-    from model_code.model import decide, load_model
-
-    server = local_aws.running(state_dir)
-    assert server is not None
-    clients = {"region_name": dev.region, "endpoint_url": server.endpoint_url,
-               "aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    sagemaker, s3 = boto3.client("sagemaker", **clients), boto3.client("s3", **clients)
-    sagemaker.update_model_package(ModelPackageArn=first_run.package_arn, ModelApprovalStatus="Approved")
-    model_data = sagemaker.describe_model_package(
-        ModelPackageName=first_run.package_arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-    bucket, key = model_data.removeprefix("s3://").split("/", 1)
-    s3.download_file(bucket, key, str(tmp_path / "model.tar.gz"))
-    champion = load_model(tmp_path / "model.tar.gz")
-    rows = pd.read_csv(sample)
-    features = rows[champion.schema.feature_names].astype(
-        {c: float for c in champion.schema.feature_names if pd.api.types.is_numeric_dtype(rows[c])})
-    rows[champion.schema.label] = decide(champion.output(features), champion.task, champion.threshold)
-    rows.to_csv(tmp_path / "relabelled.csv", index=False)
+    _set_status(state_dir, first_run.package_arn, "Approved")
+    _relabel_by(first_run, state_dir, dev, sample, tmp_path / "relabelled.csv")
     before = len(_packages(state_dir, dev))
 
     run = run_local(dev, state_dir=state_dir, data=tmp_path / "relabelled.csv", parameters={"gbm__max_iter": "2"})
@@ -234,3 +255,56 @@ def test_a_challenger_better_on_its_own_split_but_worse_than_the_champion_on_the
     assert verdict["champion"] > verdict["challenger"] and verdict["passed"] is False
     assert f"challenger auc {run.metrics['auc']}" in run.failure and first_run.package_arn in run.failure
     assert run.package_arn == "" and len(_packages(state_dir, dev)) == before
+
+
+def test_release_promote_rescores_the_pinned_model_on_the_candidates_split_and_refuses_a_worse_one(
+        first_run, state_dir: Path, dev: StackSettings, sample: Path, tmp_path: Path) -> None:
+    """The same challenger, registered while the group had no champion: its recorded AUC beats the pinned model's
+    recorded AUC (what promote compared before), yet `mlops release promote` (the installed entry point, local mode:
+    the comparison job in the image) scores the pinned model higher on the challenger's split and refuses."""
+    import shutil
+
+    from mlops.registry import Aws, describe_package
+    from mlops.release import write_pin
+    from tests.mlops.moto_aws import copy_stack_files
+
+    server = local_aws.running(state_dir)
+    assert server is not None
+    champion = first_run.package_arn
+    _relabel_by(first_run, state_dir, dev, sample, tmp_path / "relabelled.csv")
+    _set_status(state_dir, champion, "Rejected")
+    try:
+        challenger_run = run_local(dev, state_dir=state_dir, data=tmp_path / "relabelled.csv",
+                                   parameters={"gbm__max_iter": "2"})
+    finally:
+        _set_status(state_dir, champion, "Approved")
+    assert challenger_run.status == "Succeeded", challenger_run.failure
+    assert challenger_run.champion["status"] == "none"
+    challenger = challenger_run.package_arn
+    _set_status(state_dir, challenger, "Approved")
+    aws = Aws(endpoint_url=server.endpoint_url, max_attempts=1)
+    with local_aws.environment(server):
+        recorded = [describe_package(arn, aws=aws).primary_metric for arn in (challenger, champion)]
+    assert recorded[0] is not None and recorded[1] is not None and recorded[0] > recorded[1]
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    files = copy_stack_files(root)
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "Pulumi.yaml", root / "Pulumi.yaml")
+    write_pin(files["prod"], champion)
+    before = files["prod"].read_text()
+    mlops = Path(sys.executable).with_name("mlops")
+    environment = {**os.environ, **server.environment(), "MLOPS_STATE_DIR": str(state_dir)}
+    done = subprocess.run([str(mlops), "release", "promote", "--from", "dev", "--to", "prod", "--package", challenger,
+                           "--root", str(root)], capture_output=True, text=True, env=environment, timeout=600,
+                          check=False)
+    assert done.returncode == 2, done.stdout + done.stderr  # a refused release, as the CLI's other refusals
+    message = done.stderr.strip()
+    assert message.startswith(f"error: model package {challenger} scores auc ") and f"where stack prod's pinned {champion}" \
+        in message and "force to override" in message
+    assert challenger_run.lineage and f"{challenger_run.execution_id}/Preprocess/test" in message
+    assert files["prod"].read_text() == before
+    [report] = (state_dir / "promotions").glob("*/steps/ComparisonJob/opt/ml/processing/output/comparison/comparison.json")
+    verdict = json.loads(report.read_text())
+    assert verdict["champion"]["model_package_arn"] == champion and verdict["passed"] is False
+    assert verdict["champion"]["value"] > verdict["challenger"]["value"]

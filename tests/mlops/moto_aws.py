@@ -59,7 +59,11 @@ class Registry:
         self.sagemaker.create_model_package_group(ModelPackageGroupName=self.group)
 
     def register(self, auc: float | str | None, status: str = PENDING, **metadata: str) -> str:
-        properties = {"mlflow_run_id": "run-1", "git_sha": "abc1234", **metadata}
+        self.registered = getattr(self, "registered", 0) + 1
+        run = f"s3://artifacts/pipelines/run-{self.registered}"
+        properties = {"mlflow_run_id": "run-1", "git_sha": "abc1234", "test_data_uri": f"{run}/Preprocess/test",
+                      **metadata}
+        properties = {k: v for k, v in properties.items() if v != ""}  # "" drops a default key
         if auc is not None:  # packages of the Adult problem: their primary metric is auc
             properties["auc"] = auc if isinstance(auc, str) else f"{auc:.4f}"
             properties.setdefault("primary_metric", "auc")
@@ -68,7 +72,7 @@ class Registry:
             "ModelPackageGroupName": self.group,
             "ModelPackageDescription": "adult income classifier",
             "InferenceSpecification": {
-                "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": f"{run}/Train/model.tar.gz"}],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
             },
@@ -112,3 +116,39 @@ def create_endpoint(settings: StackSettings, aws: Aws, config: str) -> str:
 
 def load(path: Path) -> StackSettings:
     return load_stack_file(path)
+
+
+class RecordedScores:
+    """Stands in for the comparison job in registry-logic tests: each package "scores" its recorded auc on any
+    split, decided by model_code.champion's rule. The real job, on real models: tests/local/test_local_pipeline.py
+    and tests/mlops/test_comparison.py."""
+
+    def __init__(self, aws: Aws, region: str):
+        self.sagemaker = aws.sagemaker(region)
+        self.requests: list[dict[str, Any]] = []
+
+    def _auc_of(self, **where: str) -> float | None:
+        for summary in self.sagemaker.list_model_packages(ModelPackageGroupName=where["group"])[
+                "ModelPackageSummaryList"]:
+            package = self.sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            if where.get("arn") in (package["ModelPackageArn"], None) and where.get("url") in (url, None):
+                return float(package["CustomerMetadataProperties"]["auc"])
+        return None
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        from model_code.champion import verdict
+
+        self.requests.append(request)
+        args = request["AppSpecification"]["ContainerArguments"]
+        pinned = args[args.index("--champion-package") + 1]
+        [model] = [i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"] if i["InputName"] == "model"]
+        group = pinned.split(":model-package/")[1].split("/")[0]
+        candidate, champion = self._auc_of(group=group, url=model), self._auc_of(group=group, arn=pinned)
+        assert candidate is not None
+        required, passed = verdict(candidate, champion, "higher", float(args[args.index("--min-improvement") + 1]))
+        return {"format": "mlops-stack/champion-comparison", "format_version": 1,
+                "primary_metric": {"name": "auc", "direction": "higher"}, "challenger": {"value": candidate},
+                "champion": {"model_package_arn": pinned, "status": "scored", "value": champion, "reason": ""},
+                "required": required, "passed": passed}
+

@@ -13,7 +13,16 @@ from mlops import registry, release
 from mlops.registry import APPROVED, PENDING, REJECTED, Aws, ReleaseError
 from mlops.release import PIN_KEY
 from mlops.settings import StackSettings
-from tests.mlops.moto_aws import Registry, copy_stack_files, create_endpoint, deploy_config, load, moto_aws
+from mlops.stack_files import write_setting
+from tests.mlops.moto_aws import (
+    RecordedScores,
+    Registry,
+    copy_stack_files,
+    create_endpoint,
+    deploy_config,
+    load,
+    moto_aws,
+)
 
 PAYLOAD = "39,State-gov,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States"
 COMMENT = "  # pinned by `mlops release promote`; reviewed in a merge request\n"
@@ -135,25 +144,54 @@ def test_promoting_the_pinned_package_again_changes_nothing(
     assert files["prod"].read_text() == before
 
 
-@pytest.mark.parametrize("auc", [0.84, 0.85])
-def test_a_model_that_is_not_strictly_better_is_refused(
-    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry, auc: float
+def test_a_model_worse_than_the_pin_on_the_same_data_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry, scores: list[RecordedScores]
 ):
     pinned = reg.register(0.85, APPROVED)
     release.promote(dev, files["prod"], aws=aws)
-    candidate = reg.register(auc, APPROVED)
+    assert scores == []  # nothing pinned before: nothing to compare with
+    candidate = reg.register(0.84, APPROVED)
     before = files["prod"].read_text()
 
     with pytest.raises(ReleaseError) as refused:
         release.promote(dev, files["prod"], aws=aws)
 
+    [job] = scores[0].requests
+    assert job["ProcessingJobName"].startswith("mlops-stack-dev-compare-")
     assert str(refused.value) == (
-        f"model package {candidate} (auc {auc:.4f}) is not better than stack prod's pinned {pinned} "
-        "(auc 0.8500); promotion needs a strictly better model (force to override)"
+        f"model package {candidate} scores auc 0.8400 on its test split "
+        "(s3://artifacts/pipelines/run-2/Preprocess/test), where stack prod's pinned "
+        f"{pinned} scores 0.8500; promotion needs at least 0.8500 (promotionMinImprovement 0; comparison job "
+        f"{job['ProcessingJobName']}); force to override"
     )
     assert files["prod"].read_text() == before
     forced = release.promote(dev, files["prod"], force=True, aws=aws)
-    assert forced.forced and load(files["prod"]).approved_model_package_arn == candidate
+    assert forced.forced and forced.same_data is None and load(files["prod"]).approved_model_package_arn == candidate
+
+
+def test_a_tie_passes_and_promotion_min_improvement_raises_the_bar(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    tie = reg.register(0.85, APPROVED)
+    change = release.promote(dev, files["prod"], aws=aws)  # the pipeline's rule: >= champion + 0
+    assert change.new_arn == tie and change.same_data is not None and change.same_data.passed
+    write_setting(files["prod"], "mlops-stack:promotionMinImprovement", "0.02")
+    reg.register(0.86, APPROVED)
+    with pytest.raises(ReleaseError, match="promotion needs at least 0.8700 \\(promotionMinImprovement 0.02;"):
+        release.promote(dev, files["prod"], aws=aws)
+
+
+def test_a_candidate_without_a_recorded_test_split_cannot_be_compared(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    reg.register(0.85, APPROVED)
+    release.promote(dev, files["prod"], aws=aws)
+    old = reg.register(0.95, APPROVED, test_data_uri="")
+    with pytest.raises(ReleaseError, match=f"model package {old} records no test_data_uri metadata: it cannot be "
+                                           "scored against the target's model on the same data"):
+        release.promote(dev, files["prod"], aws=aws)
 
 
 def test_a_model_below_the_target_threshold_is_refused(
