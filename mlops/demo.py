@@ -17,12 +17,14 @@ Stages (each printed with its timing):
                             job run per window: the alarm fires at M of N datapoints (stack settings)
                             and starts the retrain (`monitor.run` -> `run_local`) on labelled rows of the
                             new population (the rows the drifted traffic came from, shifted)
- 8. challenger vs champion  both models scored locally on the same held-out real rows of the new
-                            population (neither saw them)
- 9. promote                 approve the challenger when it is better; `release promote` pins it in a
-                            copy of Pulumi.prod.yaml (the diff is printed; the repo's stack files are
-                            never touched); the local endpoint follows the new champion; the monitor
-                            re-baselines on it
+ 8. challenger vs champion  the retrain's own CompareChampion step: the champion scored on the
+                            challenger's test split (new population); CheckChampion registered the
+                            challenger only because it reached the champion's score there
+ 9. promote                 approve the challenger; a copy of Pulumi.prod.yaml pins the champion (prod
+                            runs v1), and `release promote` re-scores it on the challenger's split in
+                            a comparison job before it pins the challenger (the diff is printed; the
+                            repo's stack files are never touched); the local endpoint follows the new
+                            champion; the monitor re-baselines on it
 10. report                  one self-contained HTML file (mlops/report.py)
 11. shut down               endpoint, embedded AWS
 
@@ -432,7 +434,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
 
     from mlops import monitor
     from mlops import serve_local as local_serving
-    from mlops.demo_data import load_sample, model_metrics, partition, population_change, write_rows
+    from mlops.demo_data import load_sample, partition, population_change, write_rows
     from mlops.local import pipeline as local_pipeline
     from mlops.plan import plan_stack_file
     from mlops.registry import Aws, approve
@@ -443,7 +445,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
     serve_local = functools.partial(local_serving.serve_local, container=container)
     problem = settings.problem_declaration()
     features = problem.schema.feature_names
-    primary, higher = problem.primary_metric, problem.direction == "higher"
+    primary = problem.primary_metric
     data_dir = run_dir / "data"
     stage = progress.stage
     line = progress.line
@@ -574,7 +576,8 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
                 f"the drift alarm did not start a retrain after {rule.evaluation_periods} drifted windows; "
                 f"see {monitor.history_path(run_dir)}"
             )
-        if retrain.status != "Succeeded" or not retrain.package_arn:
+        kept = retrain.status == "Failed" and "ChampionNotBeaten" in (retrain.failure or "")
+        if not kept and (retrain.status != "Succeeded" or not retrain.package_arn):
             raise DemoError(
                 f"the retrain {retrain.execution_id or ''} did not register a model: {retrain.status} "
                 f"{retrain.failure}; see {run_dir / 'runs'}"
@@ -591,29 +594,29 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
 
     # 8 ----------------------------------------------------------------------------------------------
     with stage("Challenger vs champion on fresh data of the new population") as s:
-        fresh = change.apply(comparison, seed + 1000, new_category=True)
-        write_rows(fresh, problem, data_dir / "comparison-heldout.csv")
-        scores = {}
+        fresh = change.apply(comparison, seed + 1000, new_category=True)  # the smoke request after promotion
+        verdict = _comparison_of(run_dir, retrain.execution_id)
+        scores = {"challenger": verdict["challenger"]["metrics"], "champion": verdict["champion"]["metrics"] or {}}
+        scores = {role: {k: v for k, v in values.items() if k != "rows"} for role, values in scores.items()}
         for model in (champion, challenger):
-            loaded = _load(settings, run_dir, model.package_arn)
-            scores[model.role] = model_metrics(loaded, problem, fresh)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in scores[model.role].items())
             line(s, f"{model.role} v{model.version}: {shown}")
-        new, old = scores["challenger"][primary], scores["champion"][primary]
-        better = new > old if higher else new < old
+        better = bool(verdict["passed"]) and not kept
+        new, old = scores["challenger"][primary], scores["champion"].get(primary, float("nan"))
         result.comparison = {
-            "data": f"{len(fresh):,} held-out real rows with the population change applied ({change.describe()}), "
-                    "seen by neither model",
-            "rows": len(fresh), "metric": primary, "direction": problem.direction, "scores": scores,
-            "winner": "challenger" if better else "champion",
+            "data": f"the retrain's test split ({verdict['test_data']['rows']:,} rows of the new population, "
+                    f"{change.describe()}), both models scored by its CompareChampion step; CheckChampion requires "
+                    f"{verdict['required']:.4f} (promotionMinImprovement {verdict['min_improvement']:g})",
+            "rows": verdict["test_data"]["rows"], "metric": primary, "direction": problem.direction,
+            "scores": scores, "required": verdict["required"], "winner": "challenger" if better else "champion",
         }
         line(s, f"winner on {primary} ({problem.direction} is better): {result.comparison['winner']} "
-                f"({new:.4f} vs {old:.4f})")
+                f"({new:.4f} vs {old:.4f}, required {verdict['required']:.4f})")
 
     # 9 ----------------------------------------------------------------------------------------------
     with stage("Promote the challenger" if better else "Keep the champion") as s:
         if better:
-            _promote(settings, run_dir, result, challenger, aws, server, progress, s, root)
+            _promote(settings, run_dir, result, (champion, challenger), aws, server, progress, s, root, container)
             endpoint.stop()
             endpoints.remove(endpoint)
             follower = serve_local(settings, state_dir=run_dir, model="champion", port=0, capture=True,
@@ -695,44 +698,58 @@ def _model_from_run(run_dir: Path, execution_id: str, role: str, description: st
     )
 
 
-def _load(settings: StackSettings, run_dir: Path, package_arn: str) -> Any:
-    """A registered model, loaded in this process from its model.tar.gz."""
-    from mlops.serve_local import download_model, resolve_package
-    from model_code.model import load_model
+def _comparison_of(run_dir: Path, execution_id: str) -> dict[str, Any]:
+    """The CompareChampion step's comparison.json of a local run (model_code/champion.py)."""
+    path = (run_dir / "runs" / execution_id / "steps" / "CompareChampion" / "opt/ml/processing/output/comparison"
+            / "comparison.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DemoError(f"the retrain {execution_id} left no readable champion comparison: {error}") from None
 
-    package, url = resolve_package(settings, package_arn, state_dir=run_dir)
-    return load_model(download_model(settings, package, url, state_dir=run_dir))
 
-
-def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, challenger: ModelVersion, aws: Any,
-             server: local_aws.LocalAws, progress: _Progress, stage: Stage, root: Path) -> None:
+def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, models: tuple[ModelVersion, ModelVersion],
+             aws: Any, server: local_aws.LocalAws, progress: _Progress, stage: Stage, root: Path,
+             container: str) -> None:
+    from mlops.local.comparison_job import LocalJobs
     from mlops.registry import ReleaseError, approve
-    from mlops.release import promote
+    from mlops.release import promote, write_pin
+
+    champion, challenger = models
 
     line = progress.line
     with local_aws.environment(server):
         change = approve(settings, challenger.package_arn,
-                         description="demo: beat the champion on fresh data of the new population", aws=aws)
+                         description="demo: beat the champion on the new population's test split", aws=aws)
         challenger.status = change.package.status
         sync_aliases(settings, run_dir, aws)
-        champion = result.model("champion")
-        line(stage, f"approved {challenger.package_arn}: the new champion (v{champion.version if champion else '?'} "
+        line(stage, f"approved {challenger.package_arn}: the new champion (v{champion.version} "
                     "stays Approved as the previous one)")
         release_dir = run_dir / "release"
         release_dir.mkdir(exist_ok=True)
         target = release_dir / stack_file("prod", root).name
         shutil.copyfile(stack_file("prod", root), target)
+        write_pin(target, champion.package_arn)  # prod runs the first champion
+        line(stage, f"a copy of Pulumi.prod.yaml pins v{champion.version} (prod serves the first champion)")
+        jobs = LocalJobs(server, aws.client("s3", settings.region), aws.sagemaker(settings.region),
+                         run_dir / "promotions", container)
         try:
-            pin = promote(settings, target, package_arn=challenger.package_arn, aws=aws)
+            pin = promote(settings, target, package_arn=challenger.package_arn, aws=aws, run_comparison=jobs)
         except ReleaseError as error:
             line(stage, f"`mlops release promote --to prod` refused: {error}")
             result.promotion = {"promoted": True, "pin_refused": str(error), "stack_file": str(target)}
             return
+    same = pin.same_data
+    assert same is not None and same.pinned is not None  # the copy pins the champion
+    line(stage, f"same data ({same.test_data_uri}, comparison job {same.job}): {same.metric} candidate "
+                f"{same.candidate:.4f}, prod's pin {same.pinned:.4f}, required {same.required:.4f}")
     line(stage, f"`mlops release promote --from {settings.stack} --to prod` on a copy ({target}):")
     for diff_line in pin.diff.splitlines():
         line(stage, f"    {diff_line}")
     result.promotion = {"promoted": True, "stack_file": str(target), "old_pin": pin.old_arn, "new_pin": pin.new_arn,
-                        "diff": pin.diff, "metric": pin.metric, "new_metric": pin.new_metric}
+                        "diff": pin.diff, "metric": pin.metric, "new_metric": pin.new_metric,
+                        "same_data": {"test_data_uri": same.test_data_uri, "job": same.job,
+                                      "candidate": same.candidate, "pinned": same.pinned, "required": same.required}}
 
 
 def _print_summary(result: DemoResult, out: Callable[[str], None]) -> None:

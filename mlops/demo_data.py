@@ -85,17 +85,6 @@ def partition(rows: int, seed: int, **sizes: int) -> dict[str, np.ndarray]:
     return parts
 
 
-def model_metrics(model: Any, problem: Problem, frame: pd.DataFrame) -> dict[str, float]:
-    """Every metric of the problem's task for a loaded model (model_code.model.LoadedModel) on labelled rows
-    in canonical dtypes (labels as class indices)."""
-    from model_code import metrics
-
-    schema = problem.schema
-    output = model.output(frame.loc[:, schema.feature_names])
-    values = metrics.compute(schema.task, frame[schema.label].to_numpy(), output, model.threshold)
-    return {k: v for k, v in values.items() if k != "rows"}
-
-
 def load_sample(problem: Problem) -> pd.DataFrame:
     """The problem's sample data in canonical dtypes (model_code.schema.coerce)."""
     from model_code.data import read_split

@@ -257,7 +257,7 @@ def _comparison(result: dict[str, Any]) -> str:
     rows = [[escape(role), *[_fmt(s.get(k)) for k in metrics]] for role, s in scores.items()]
     metric = str(comparison.get("metric", ""))
     chart = _hbars(list(scores), [float(s.get(metric) or 0) for s in scores.values()],
-                   f"{metric} on the same fresh data ({comparison.get('direction', 'higher')} is better)",
+                   f"{metric} on the same test split ({comparison.get('direction', 'higher')} is better)",
                    highlight={comparison.get("winner", "")})
     return (f'<section id="comparison"><h2>Challenger vs champion</h2><p>{escape(comparison.get("data", ""))}. '
             f"Winner on {escape(metric)}: <b>{escape(comparison.get('winner', ''))}</b>.</p>"

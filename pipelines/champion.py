@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlops.naming import Names
-from pipelines.training import CHAMPION_FAIL, CHECK_CHAMPION, COMPARE, PROCESSING_ROOT, _model_uri, _split_uri
+from pipelines.training import CHAMPION_FAIL, CHECK_CHAMPION, COMPARE, scoring_step
 
 if TYPE_CHECKING:
     from pipelines.training import Build
@@ -44,22 +44,12 @@ def comparison_value(b: Build, comparison: Any, json_path: str) -> Any:
 
 def compare_step(b: Build, preprocess: Any, train: Any, comparison: Any) -> Any:
     """Score the group's newest Approved package on this execution's test split, beside the new model."""
-    model_dir, test_dir = f"{PROCESSING_ROOT}/input/model", f"{PROCESSING_ROOT}/input/test"
-    out_dir = f"{PROCESSING_ROOT}/output/{COMPARISON_OUTPUT}"
-    step_args = b.processor("model_code.champion").run(
-        inputs=[
-            b.code_input(),
-            b.s3_input("model", _model_uri(b, train), model_dir),
-            b.s3_input("test", _split_uri(preprocess, "test"), test_dir),
-        ],
-        outputs=[b.s3_output(COMPARE, COMPARISON_OUTPUT, out_dir)],
-        arguments=["--model", model_dir, "--test", test_dir,
-                   "--champion-group", Names.of(b.settings).model_package_group,
-                   "--min-improvement", b.params.min_improvement.to_string(),
-                   "--region", b.settings.region, "--output", out_dir],
-    )
-    return b.sdk.ProcessingStep(name=COMPARE, step_args=step_args, property_files=[comparison],
-                                description="Score the current champion on the same test split")
+    return scoring_step(b, preprocess, train, comparison, name=COMPARE, module="model_code.champion",
+                        output=COMPARISON_OUTPUT,
+                        arguments=["--champion-group", Names.of(b.settings).model_package_group,
+                                   "--min-improvement", b.params.min_improvement.to_string(),
+                                   "--region", b.settings.region],
+                        description="Score the current champion on the same test split")
 
 
 def champion_metadata(b: Build, comparison: Any) -> dict[str, Any]:

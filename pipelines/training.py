@@ -636,22 +636,28 @@ def evaluation_property_file(sdk: SimpleNamespace) -> Any:
     return sdk.PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
 
 
-def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
-    """Score the test split with the trained model; write evaluation.json (the PropertyFile ``report``)."""
+def scoring_step(b: Build, preprocess: Any, train: Any, report: Any, *, name: str, module: str, output: str,
+                 arguments: list[Any], description: str) -> Any:
+    """A processing step that scores the trained model on the test split and writes the PropertyFile `report`
+    (in folder `output`): Evaluate, CompareChampion."""
     model_dir, test_dir = f"{PROCESSING_ROOT}/input/model", f"{PROCESSING_ROOT}/input/test"
-    out_dir = f"{PROCESSING_ROOT}/output/{EVALUATION_OUTPUT}"
-    step_args = b.processor("model_code.evaluate").run(
+    out_dir = f"{PROCESSING_ROOT}/output/{output}"
+    step_args = b.processor(module).run(
         inputs=[
             b.code_input(),
             b.s3_input("model", _model_uri(b, train), model_dir),
             b.s3_input("test", _split_uri(preprocess, "test"), test_dir),
         ],
-        outputs=[b.s3_output(EVALUATE, EVALUATION_OUTPUT, out_dir)],
-        arguments=["--model", model_dir, "--test", test_dir, "--output", out_dir],
+        outputs=[b.s3_output(name, output, out_dir)],
+        arguments=["--model", model_dir, "--test", test_dir, *arguments, "--output", out_dir],
     )
-    return b.sdk.ProcessingStep(
-        name=EVALUATE, step_args=step_args, property_files=[report], description="Evaluate on the test split"
-    )
+    return b.sdk.ProcessingStep(name=name, step_args=step_args, property_files=[report], description=description)
+
+
+def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
+    """Score the test split with the trained model; write evaluation.json (the PropertyFile ``report``)."""
+    return scoring_step(b, preprocess, train, report, name=EVALUATE, module="model_code.evaluate",
+                        output=EVALUATION_OUTPUT, arguments=[], description="Evaluate on the test split")
 
 
 def customer_metadata(b: Build, report: Any, preprocess: Any, comparison: Any) -> dict[str, Any]:

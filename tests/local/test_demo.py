@@ -131,12 +131,16 @@ def test_the_drift_alarm_fires_after_m_drifted_windows_and_retrains(runs: Runs) 
 
 
 def test_the_challenger_is_promoted_exactly_when_it_wins(runs: Runs) -> None:
+    """Both decisions come from the platform: the retrain's CompareChampion step, then release promote's job."""
     result = runs.result
     scores = result.comparison["scores"]
-    better = scores["challenger"]["auc"] > scores["champion"]["auc"]
+    better = scores["challenger"]["auc"] >= result.comparison["required"] == scores["champion"]["auc"]
     assert result.comparison["winner"] == ("challenger" if better else "champion")
     assert result.promotion["promoted"] is better
     if better:
+        same = result.promotion["same_data"]  # prod's copy pinned the champion: promote re-scored it
+        assert same["pinned"] == scores["champion"]["auc"] and same["candidate"] == scores["challenger"]["auc"]
+        assert same["test_data_uri"].endswith(f"/{result.model('challenger').execution_id}/Preprocess/test")  # type: ignore[union-attr]
         assert result.model("challenger").status == "Approved"  # type: ignore[union-attr]
         assert f'+  mlops-stack:approvedModelPackageArn: "{result.promotion["new_pin"]}"' in result.promotion["diff"]
         copy = Path(result.promotion["stack_file"])
