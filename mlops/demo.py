@@ -373,7 +373,8 @@ def run_demo(
 
     `train_rows` real rows train the champion (the rest are held out and feed the first traffic
     stream), `challenger_rows` labelled rows of the new population train the challenger,
-    `heldout_rows` fresh rows of the new population decide between them, and every traffic window
+    `heldout_rows` fresh rows of the new population are the smoke requests after the promotion (the
+    retrain's own test split decides between the models), and every traffic window
     sends `requests` requests. `problem` is a declaration folder instead of the stack's (`--problem`).
     Raises DemoError when a stage fails, KeyboardInterrupt when
     interrupted; either way every process it started is stopped first.
@@ -487,7 +488,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         train_csv = write_rows(train, problem, data_dir / "champion-train.csv")
         line(s, f"problem {problem.name} ({problem.task}, primary metric {primary}); data: {len(train):,} rows of "
                 f"its sample; the other {len(real) - len(train):,} are held out (traffic, the retrain's data, the "
-                "final comparison)")
+                "smoke requests after promotion)")
         champion = _train(settings, run_dir, train_csv, "champion",
                           f"{len(train):,} real {problem.name} rows (random sample, seed {seed})", run_local,
                           progress, s)

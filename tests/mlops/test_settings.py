@@ -106,6 +106,8 @@ def _write_stack(tmp_path: Path, changes: dict, name: str = "dev") -> Path:
 
 
 BAD_VALUES = [
+    ({"mlops-stack:promotionMinImprovement": "-0.01"}, "mlops-stack:promotionMinImprovement: '-0.01' is negative"),
+    ({"mlops-stack:promotionMinImprovement": "a lot"}, "mlops-stack:promotionMinImprovement: 'a lot' is not a number"),
     (
         {"mlops-stack:endpointMaxCapacity": 1, "mlops-stack:endpointMinCapacity": 3},
         "mlops-stack:endpointMaxCapacity: 1 is below mlops-stack:endpointMinCapacity (3)",
