@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -56,7 +57,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,10 @@ from mlops.local import tracking
 from mlops.local.aliases import sync_aliases
 from mlops.naming import Names
 from mlops.settings import REPO_ROOT, StackSettings, load_stack_file, stack_file
+from model_code.serve.protocol import INFERENCE_ID_HEADER
+
+if TYPE_CHECKING:
+    from model_code.problem import Problem
 
 DEMO_DIR = "demo"
 RECORD = "demo.json"
@@ -114,6 +119,8 @@ class DemoResult:
     models: list[ModelVersion] = field(default_factory=list)
     traffic: list[dict[str, Any]] = field(default_factory=list)
     datapoints: list[dict[str, Any]] = field(default_factory=list)
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    """One quality run per traffic window: the labels of its requests joined to its capture."""
     comparison: dict[str, Any] = field(default_factory=dict)
     promotion: dict[str, Any] = field(default_factory=dict)
     serving_metrics: dict[str, Any] = field(default_factory=dict)
@@ -229,9 +236,11 @@ def _csv_rows(frame: pd.DataFrame, feature_names: list[str]) -> list[str]:
 
 
 def send_traffic(url: str, frame: pd.DataFrame, feature_names: list[str], *, requests: int, seed: int,
-                 max_rows: int = 20) -> dict[str, Any]:
+                 max_rows: int = 20, labels: list[str] | None = None, id_prefix: str = "") -> dict[str, Any]:
     """`requests` CSV requests of 1..`max_rows` rows drawn from `frame`, over one keep-alive connection.
-    Returns client-side latencies (ms), status counts and rows sent."""
+    Returns client-side latencies (ms), status counts and rows sent. With `labels` (one text per row of
+    `frame`) each request carries the InferenceId `<id_prefix>-<n>` and `ground_truth` holds one Model
+    Monitor ground-truth record per answered request (what a labelling process uploads later)."""
     rng = np.random.default_rng(seed)
     lines = _csv_rows(frame, feature_names)
     host, port = url.removeprefix("http://").split(":")
@@ -240,23 +249,32 @@ def send_traffic(url: str, frame: pd.DataFrame, feature_names: list[str], *, req
     statuses: dict[str, int] = {}
     rows = 0
     position = 0
+    truth: list[dict[str, Any]] = []
     try:
-        for _ in range(requests):
+        for number in range(requests):
             size = int(rng.integers(1, max_rows + 1))
             if position + size > len(lines):
                 position = 0
             body = ("\n".join(lines[position : position + size]) + "\n").encode()
             position += size
+            headers = {"Content-Type": "text/csv"}
+            if labels is not None:
+                headers[INFERENCE_ID_HEADER] = f"{id_prefix}-{number}"
             started = time.perf_counter()
-            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+            connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
             response.read()
+            if labels is not None and response.status == 200:
+                truth.append({"groundTruthData": {"data": "\n".join(labels[position - size:position]),
+                                                  "encoding": "CSV"},
+                              "eventMetadata": {"eventId": headers[INFERENCE_ID_HEADER]}, "eventVersion": "0"})
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
             rows += size
     finally:
         connection.close()
-    return {"requests": requests, "rows": rows, "latency_ms": [round(x, 3) for x in latencies], "status": statuses}
+    return {"requests": requests, "rows": rows, "latency_ms": [round(x, 3) for x in latencies], "status": statuses,
+            "ground_truth": truth}
 
 
 def _wait_for_capture(capture_root: Path, deadline_s: float = FLUSH_TIMEOUT_S) -> None:
@@ -279,6 +297,30 @@ def _set_aside(capture_root: Path, target: Path) -> None:
         destination = target / path.relative_to(capture_root)
         destination.parent.mkdir(parents=True, exist_ok=True)
         path.replace(destination)
+
+
+def label_texts(frame: pd.DataFrame, problem: Problem) -> list[str]:
+    """The label of each row as a labelling process would upload it (the declared class value, or the number)."""
+    from model_code.preprocess import to_csv_bytes
+
+    written = pd.read_csv(io.BytesIO(to_csv_bytes(frame, problem.schema)), dtype=str, keep_default_na=False)
+    return written[problem.schema.label].tolist()
+
+
+def _quality_run(settings: StackSettings, run_dir: Path, window_id: str, truth: list[dict[str, Any]],
+                 start: datetime, container: str) -> Any:
+    """The window's labels land under its own ground-truth folder (hour of arrival), then the quality
+    schedule's tick on the window's capture (set aside by the drift run). The drift alarm retrains in the
+    demo; the quality alarm is evaluated and shown (`--no-retrain`), so one alarm decides one retrain."""
+    from mlops import monitor_quality
+
+    arrived = datetime.now(UTC)
+    folder = run_dir / "ground-truth" / window_id
+    labels = folder / f"{arrived:%Y/%m/%d/%H}" / "labels.jsonl"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    labels.write_text("".join(json.dumps(record) + "\n" for record in truth))
+    return monitor_quality.run(settings, run_dir, capture_dir=run_dir / "capture-evaluated" / window_id,
+                               ground_truth_dir=folder, start=start, now=arrived, container=container, retrain=False)
 
 
 def _window_end() -> datetime:
@@ -522,7 +564,10 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
     def window(stage_: Stage, name: str, frame: pd.DataFrame, traffic_seed: int,
                data: Path | None) -> Any:
         t0 = time.monotonic()
-        stream = send_traffic(endpoint.url, frame, features, requests=requests, seed=traffic_seed)
+        window_start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+        stream = send_traffic(endpoint.url, frame, features, requests=requests, seed=traffic_seed,
+                              labels=label_texts(frame, problem), id_prefix=f"w{len(result.traffic) + 1}")
+        truth = stream.pop("ground_truth")
         stats = latency_summary(stream["latency_ms"])
         result.traffic.append({"name": name, "model_version": endpoint.package.version, **stream,
                                "summary": stats, "seconds": round(time.monotonic() - t0, 2)})
@@ -548,6 +593,12 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         result.datapoints.append({**asdict(point), "name": name, "alarm_before": outcome.alarm_before,
                                   "alarm_after": outcome.alarm_after, "evaluated": outcome.evaluated,
                                   "retrain": asdict(outcome.retrain)})
+        quality = _quality_run(settings, run_dir, point.id, truth, window_start, container)
+        value = "none" if quality.value is None else f"{quality.value:.4f}"
+        line(stage_, f"labels arrive: quality job {quality.metric} {value} on {quality.labelled_rows:,} labelled rows "
+                     f"(coverage {quality.coverage or 0:.0%}; bar {quality.bar:.4f}); quality alarm "
+                     f"{quality.alarm_before} -> {quality.alarm_after}")
+        result.quality.append({"name": name, **{k: v for k, v in asdict(quality).items() if k != "retrain"}})
         return outcome
 
     # 6 ----------------------------------------------------------------------------------------------

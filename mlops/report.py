@@ -32,8 +32,8 @@ from typing import Any
 
 from model_code import charts
 
-SECTIONS = ("summary", "timeline", "plan", "metrics", "evaluation", "drift", "comparison", "promotion", "latency",
-            "lineage")
+SECTIONS = ("summary", "timeline", "plan", "metrics", "evaluation", "drift", "quality", "comparison", "promotion",
+            "latency", "lineage")
 COLORS = ("#3b6ea8", "#d9534f", "#5cb85c", "#f0ad4e", "#6f42c1", "#17a2b8")
 BASE_COLOR, CURRENT_COLOR = "#7f8c9a", "#d9534f"
 
@@ -247,6 +247,33 @@ def _drift(result: dict[str, Any]) -> str:
                       "alarm", "retrain"], rows) + "".join(blocks) + "</section>")
 
 
+def _quality(result: dict[str, Any]) -> str:
+    """Quality per window: the labels of each window's requests joined to its capture by inference id."""
+    runs = result.get("quality") or []
+    if not runs:
+        return '<section id="quality"><h2>Quality</h2><p class=muted>no quality job ran</p></section>'
+    rows = []
+    for q in runs:
+        degraded = q.get("degraded")
+        verdict = "<span class=muted>no labels</span>" if degraded is None else \
+            ('<span class="bad">below the bar</span>' if degraded else '<span class="ok">clears the bar</span>')
+        counts = ", ".join(f"{k} {v}" for k, v in (q.get("counts") or {}).items() if v) or "-"
+        rows.append([escape(q.get("name", "")), _fmt(q.get("value")), _fmt(q.get("bar")),
+                     "-" if q.get("coverage") is None else f"{q['coverage']:.0%}", f"{q.get('labelled_rows', 0):,}",
+                     verdict, escape(counts), f"{escape(q.get('alarm_before', ''))} &rarr; "
+                     f"{escape(q.get('alarm_after', ''))}"])
+    metric = str(runs[0].get("metric", ""))
+    chart = _hbars([str(q.get("name", "")) for q in runs], [float(q.get("value") or 0) for q in runs],
+                   f"{metric} of labelled traffic per window (bar {_fmt(runs[0].get('bar'))})",
+                   highlight={str(q.get("name", "")) for q in runs if q.get("degraded")})
+    return ('<section id="quality"><h2>Quality</h2><p>Each window\'s requests carry an inference id; their labels '
+            "arrive afterwards in Model Monitor's ground-truth format and the quality job joins them to the capture "
+            "and re-scores with the served model. The quality alarm is evaluated M of N; in the demo the drift "
+            "alarm starts the retrain.</p>"
+            + _table(["window", metric, "bar", "coverage", "labelled rows", "verdict", "join", "quality alarm"], rows)
+            + f"<figure>{chart}</figure></section>")
+
+
 def _comparison(result: dict[str, Any]) -> str:
     comparison = result.get("comparison") or {}
     if not comparison:
@@ -340,7 +367,7 @@ def render_report(result: dict[str, Any]) -> str:
     nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
     body = "".join([
         _summary(result), _timeline(result), _plan(result), _metrics(result), _evaluation(result, run_dir),
-        _drift(result), _comparison(result), _promotion(result), _latency(result), _lineage(result),
+        _drift(result), _quality(result), _comparison(result), _promotion(result), _latency(result), _lineage(result),
     ])
     title = f"mlops-stack demo {escape(str(result.get('run_id', '')))}"
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"

@@ -28,8 +28,8 @@ PropertyFile. JsonGet paths the pipeline reads:
 ``champion.status``: ``scored``; ``none`` (the group has no Approved package); ``incomparable`` (its
 model cannot score this split, or it optimises another primary metric: the reason is recorded and
 the numbers decide nothing, approval does). The champion's scores also go to the challenger's MLflow
-run as ``champion_test_<metric>`` (not with ``--no-mlflow``). Exit 1 with one line when a model, the split or the registry
-cannot be read.
+run as ``champion_test_<metric>`` (not with ``--no-mlflow``). Exit 1 with one line when a model,
+the split or the registry cannot be read.
 """
 
 from __future__ import annotations

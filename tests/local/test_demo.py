@@ -130,6 +130,21 @@ def test_the_drift_alarm_fires_after_m_drifted_windows_and_retrains(runs: Runs) 
     assert challenger.package_arn == points[-1]["retrain"]["package_arn"]
 
 
+def test_labels_of_the_served_requests_are_joined_and_scored_per_window(runs: Runs) -> None:
+    """Each window's requests carry inference ids; their labels, joined by the quality job, give the window's AUC."""
+    quality = runs.result.quality
+    assert [q["name"] for q in quality] == [p["name"] for p in runs.result.datapoints]
+    clean, *drifted = quality
+    sent = {t["name"]: t for t in runs.result.traffic}
+    for q in quality:
+        assert q["labelled_rows"] == q["captured_rows"] == sent[q["name"]]["rows"] and q["coverage"] == 1.0
+        assert q["counts"]["matched"] == sent[q["name"]]["requests"] and q["counts"]["unknown_id"] == 0
+    assert clean["degraded"] is False and clean["value"] >= clean["bar"]
+    assert all(q["value"] is not None and q["alarm_after"] in ("OK", "ALARM") for q in drifted)
+    html = runs.result.report_path.read_text()  # type: ignore[union-attr]
+    assert '<section id="quality">' in html and "clears the bar" in html
+
+
 def test_the_challenger_is_promoted_exactly_when_it_wins(runs: Runs) -> None:
     """Both decisions come from the platform: the retrain's CompareChampion step, then release promote's job."""
     result = runs.result

@@ -31,7 +31,10 @@ def test_the_lifecycle_of_a_declared_problem(tmp_path: Path, name: str, primary:
     assert result["status"] == "succeeded"
     points = result["datapoints"]
     assert points[0]["value"] == 0 and points[-1]["value"] == 1  # held-out traffic is clean; the shift is found
-    assert points[-1]["retrain"]["action"] == "started" and points[-1]["retrain"]["status"] == "Succeeded"
+    retrain = points[-1]["retrain"]
+    assert retrain["action"] == "started"
+    # Registered, or stopped by CheckChampion: a retrain that does not beat the champion on its own test split
+    assert retrain["status"] == "Succeeded" or "ChampionNotBeaten" in json.dumps(retrain), retrain
     champion, challenger = result["models"]
     assert primary in champion["metrics"] and primary in challenger["metrics"]
     comparison = result["comparison"]
