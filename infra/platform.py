@@ -15,7 +15,7 @@ from infra.components.serving import MonitoringPanels, Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
 from infra.components.training import Training, TrainingArgs
-from mlops.naming import Names
+from mlops.naming import Arns, Names, source_of
 from mlops.settings import StackSettings
 from pipelines.training import code_bundle, sample_data
 
@@ -113,10 +113,10 @@ def build_platform(settings: StackSettings) -> None:
                 error_5xx_count=settings.error_5xx_alarm_count,
                 error_4xx_count=settings.error_4xx_alarm_count,
                 tags=tags,
-                # the drift and quality jobs run where the pipeline is declared (Monitoring, below)
+                # the drift and quality jobs (Monitoring, below) run wherever there is an image to run them in
                 monitoring=MonitoringPanels(names.metrics_namespace, settings.problem_declaration().primary_metric,
                                             settings.quality_bar, bool(settings.quality_schedule))
-                if settings.image_tag else None,
+                if settings.monitoring_image_uri else None,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)
@@ -126,14 +126,22 @@ def build_platform(settings: StackSettings) -> None:
         pulumi.export("endpointName", "")
         pulumi.export("endpointStatus", "not declared: no approved model package yet (approvedModelPackageArn)")
 
-    if training.pipeline_arn is not None:
+    # Every serving stack monitors its endpoint; a stack without the pipeline sends its alarms to the retrain bus
+    # of the stack that registered its model (prod -> dev), which starts the pipeline there.
+    source = source_of(settings.approved_model_package_arn) if settings.approved_model_package_arn else None
+    forwards_to = source if training.pipeline_arn is None and source and source.account_id != settings.account_id \
+        else None
+    retrain_bus_arn = Arns(forwards_to).retrain_bus(settings.account_id) if forwards_to else ""
+    if training.pipeline_arn is not None or serving is not None:
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
                 settings=settings,
                 names=names,
-                pipeline_name=names.pipeline,
+                pipeline_name=forwards_to.pipeline if forwards_to else names.pipeline,
                 pipeline_arn=training.pipeline_arn,
+                retrain_bus_arn=retrain_bus_arn,
+                retrain_event_accounts=tuple(settings.model_consumers),
                 model_package_group=names.model_package_group,
                 data_bucket=names.bucket("data"),
                 execution_role_arn=access.execution_role_arn,
@@ -150,6 +158,7 @@ def build_platform(settings: StackSettings) -> None:
         )
         pulumi.export("driftAlarmName", monitoring.drift_alarm_name or "")
         pulumi.export("qualityAlarmName", monitoring.quality_alarm_name or "")
+        pulumi.export("retrainEventBusArn", retrain_bus_arn)
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)

@@ -122,6 +122,11 @@ class Names:
     def ecr_url(self) -> str:
         return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.ecr_repository}"
 
+    def retrain_bus(self, account_id: str) -> str:
+        """The event bus where the drift and quality alarms of `account_id` (a stack serving this one's models)
+        start this stack's pipeline."""
+        return self.resource(f"retrain-from-{account_id}", "events")
+
     def role(self, purpose: str) -> str:
         return fit(f"{self.prefix}-{purpose}", "iam-role")
 
@@ -269,6 +274,9 @@ class Arns:
     @property
     def comparison_jobs(self) -> str:
         return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.comparison_job_prefix}-*"
+
+    def retrain_bus(self, account_id: str) -> str:
+        return f"arn:aws:events:{self._region_account}:event-bus/{self.names.retrain_bus(account_id)}"
 
     @property
     def quality_jobs(self) -> str:

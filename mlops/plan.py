@@ -117,6 +117,8 @@ class _PlanMocks(pulumi.runtime.Mocks):
             )
         elif token == "aws:cloudwatch/metricAlarm:MetricAlarm":
             state.update(arn=f"arn:aws:cloudwatch:{region}:{account}:alarm:{physical}")
+        elif token == "aws:cloudwatch/eventBus:EventBus":  # EventBridge's ARN, not the module's (cloudwatch)
+            state.update(arn=f"arn:aws:events:{region}:{account}:event-bus/{physical}")
         elif token == "aws:sns/topic:Topic":
             state.update(arn=f"arn:aws:sns:{region}:{account}:{physical}")
         else:

@@ -49,6 +49,10 @@ class SettingsError(ValueError):
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge)$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
+_IMAGE_URI = re.compile(
+    r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
+)
 _ARN = re.compile(
     r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]{12}|):(?P<resource>.+)$"
 )
@@ -327,6 +331,13 @@ class StackSettings:
         doc="Model package pinned on this stack's endpoint; empty follows the latest approved package.",
         check=_optional(_arn_of("sagemaker", "model-package/")),
     )
+    approved_model_image_uri: str = _setting(
+        "",
+        doc="Container image of the pinned package (its InferenceSpecification's), written with the pin by "
+        "`mlops release promote` and `rollback`: the drift and quality jobs of a stack without imageTag run it.",
+        check=_optional(_matches(_IMAGE_URI, "an ECR image URI like <account>.dkr.ecr.<region>.amazonaws.com/"
+                                              "<repository>:<tag> (or @sha256:<digest>)")),
+    )
 
     canary_traffic_percent: int = _setting(
         10, doc="Share of capacity the new model gets first in a blue/green canary deployment.", check=_between(1, 50)
@@ -494,8 +505,42 @@ class StackSettings:
                 f"neither stack {self.stack}'s ({self.account_id}) nor {config_key('model_source_account_id')} "
                 f"({self.model_source_account_id or 'unset'})"
             )
+        problems.extend(self._monitoring_image_problems(pin))
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
+
+    def _monitoring_image_problems(self, pin: re.Match[str] | None) -> list[str]:
+        """Every serving stack monitors its endpoint, in the pinned package's image when it has no imageTag: the
+        image must be there, and be the pin's source stack's repository (the repository serving already pulls)."""
+        from mlops.naming import source_of  # naming reads these settings: imported when they exist
+
+        key = config_key("approved_model_image_uri")
+        if not self.approved_model_image_uri:
+            if pin and not self.image_tag:
+                return [f"{key}: empty, but {config_key('approved_model_package_arn')} pins a package and "
+                        f"{config_key('image_tag')} is empty: the drift and quality jobs need the package's image "
+                        "(`mlops release promote` writes both)"]
+            return []
+        source = source_of(self.approved_model_package_arn) if pin else None
+        if source is None:
+            return [f"{key}: set without a pinned {PROJECT} package ({config_key('approved_model_package_arn')})"]
+        repository = self.approved_model_image_uri.split("@", 1)[0].rsplit(":", 1)[0]
+        if repository != source.ecr_url:
+            return [f"{key}: {self.approved_model_image_uri!r} is not in {source.ecr_url}, the repository of the "
+                    f"pinned package's stack {source.stack}"]
+        return []
+
+    @property
+    def monitoring_image_uri(self) -> str:
+        """The image of the drift and quality jobs: the pinned package's, else the stack's own (imageTag); empty
+        when the stack has neither."""
+        if self.approved_model_image_uri:
+            return self.approved_model_image_uri
+        if not self.image_tag:
+            return ""
+        from mlops.naming import Names
+
+        return f"{Names.of(self).ecr_url}:{self.image_tag}"
 
     @property
     def tags(self) -> dict[str, str]:

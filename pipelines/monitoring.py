@@ -23,14 +23,14 @@ MAX_RUNTIME_S = 3600
 def _processing_job(settings: StackSettings, *, name: str, step: str, arguments: list[str], output_path: str,
                     output_uri: str, role_arn: str, key_arn: str, image_uri: str = "",
                     inputs: tuple[tuple[str, str, str], ...] = ()) -> dict:
-    """A job of the stack's image (`imageTag`, else `image_uri`): encrypted volume and output, tagged, one instance;
+    """A job of `image_uri`, else the stack's monitoring image (the pinned package's, else imageTag's): encrypted volume and output, tagged, one instance;
     `inputs` are (name, S3 URI, local path)."""
     names = Names.of(settings)
     request: dict = {
         "ProcessingJobName": name,
         "RoleArn": role_arn,
         "AppSpecification": {
-            "ImageUri": image_uri or f"{names.ecr_url}:{settings.image_tag}",
+            "ImageUri": image_uri or settings.monitoring_image_uri,
             "ContainerEntrypoint": ["python", "-m", "model_code", step],
             "ContainerArguments": [*arguments, "--output", output_path],
         },
@@ -68,7 +68,7 @@ def drift_job_request(
     settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID
 ) -> dict:
     """Drift of the last `driftWindowHours` of the stack endpoint's capture against the baseline of what it serves
-    now, in the stack's image (`imageTag`); `execution_id` is Scheduler's placeholder, or a local run's id."""
+    now, in the stack's monitoring image; `execution_id` is Scheduler's placeholder, or a local run's id."""
     names = Names.of(settings)
     return _processing_job(
         settings,

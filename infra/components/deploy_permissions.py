@@ -172,7 +172,10 @@ _DEPLOY_OPERATIONS = [
     "cloudwatch:PutMetricAlarm",
     "cloudwatch:TagResource",
     "cloudwatch:UntagResource",
+    "events:CreateEventBus",
+    "events:DeleteEventBus",
     "events:DeleteRule",
+    "events:DescribeEventBus",
     "events:DescribeRule",
     "events:ListTagsForResource",
     "events:ListTargetsByRule",
@@ -181,6 +184,7 @@ _DEPLOY_OPERATIONS = [
     "events:RemoveTargets",
     "events:TagResource",
     "events:UntagResource",
+    "events:UpdateEventBus",
     "scheduler:CreateSchedule",
     "scheduler:DeleteSchedule",
     "scheduler:GetSchedule",
@@ -199,6 +203,10 @@ _DEPLOY_UNSCOPED = [
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:DescribeScalingPolicies",
     "ecr:GetAuthorizationToken",
+    # The retrain buses' policies (dev admits prod's alarms). AWS scopes neither to a bus; the policy
+    # a bus gets is reviewed in code (Monitoring.retrain_bus_policy) and checked by the policy pack.
+    "events:PutPermission",
+    "events:RemovePermission",
     "kms:ListAliases",
     "sagemaker:ListEndpointConfigs",
     "sns:GetSubscriptionAttributes",
@@ -298,7 +306,8 @@ def deploy_policy(
             [
                 arns.scoped("cloudwatch", "alarm"),
                 f"arn:aws:cloudwatch::{names.account_id}:dashboard/{names.prefix}*",
-                arns.scoped("events", "rule", "/"),
+                arns.scoped("events", "rule", "/"),  # the rules of the stack's buses too: rule/<prefix>-.../...
+                arns.scoped("events", "event-bus", "/"),
                 f"arn:aws:sns:{region_account}:{names.prefix}-*",
                 f"arn:aws:scheduler:{region_account}:schedule/default/{names.prefix}-*",
             ],

@@ -40,6 +40,8 @@ from mlops.settings import StackSettings
 from pipelines.monitoring import drift_job_request, quality_job_request
 
 RAW_PREFIX = "raw/"
+DRIFT, QUALITY = "drift", "quality"  # the alarm kinds, also the pipeline's Trigger values they start
+ALARM_EVENT = ("aws.cloudwatch", "CloudWatch Alarm State Change")
 DRIFT_METRIC = "DriftDetected"
 QUALITY_METRIC = "PrimaryMetric"
 """What the quality job publishes (model_code/quality/job.py), dimensions Endpoint and Metric."""
@@ -50,7 +52,7 @@ class MonitoringArgs:
     settings: StackSettings  # the drift job's request is built from them (pipelines/monitoring.py)
     names: Names
     pipeline_name: str
-    pipeline_arn: pulumi.Input[str]
+    pipeline_arn: pulumi.Input[str] | None  # None: the stack only serves (prod); its alarms retrain elsewhere
     model_package_group: str
     data_bucket: str
     execution_role_arn: pulumi.Input[str]
@@ -59,6 +61,11 @@ class MonitoringArgs:
     tags: dict[str, str]
     # Drift monitoring needs an endpoint and an image; without them only ingestion is declared.
     endpoint_name: str = ""
+    # A serving stack without the pipeline: the bus where its alarms start the pipeline of the stack that
+    # registered its model (prod -> dev's `retrain-from-<prod account>` bus), or "" (the alarms only notify).
+    retrain_bus_arn: str = ""
+    # A pipeline stack: accounts whose alarms may start its pipeline, one event bus each (dev: prod's).
+    retrain_event_accounts: tuple[str, ...] = ()
     metrics_namespace: str = ""
     drift_schedule: str = "cron(0 * ? * * *)"
     drift_window_hours: int = 1
@@ -81,16 +88,58 @@ def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str) -> 
     )
 
 
+def retrain_bus_policy(bus_arn: str, account: str) -> dict:
+    """Exactly `account` may put CloudWatch alarm state changes on the bus; nothing else reaches it."""
+    source, detail_type = ALARM_EVENT
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AlarmsOfOneAccount",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": "events:PutEvents",
+                "Resource": bus_arn,
+                "Condition": {
+                    "ForAllValues:StringEquals": {"events:source": [source]},
+                    "StringEquals": {"events:detail-type": detail_type},
+                },
+            }
+        ],
+    }
+
+
+def forwarded_alarm_pattern(account: str, kind: str) -> dict:
+    """A `kind` alarm of `account` entering ALARM: the stack there names it `<project>-<stack>-<kind>`."""
+    source, detail_type = ALARM_EVENT
+    return {
+        "source": [source],
+        "detail-type": [detail_type],
+        "account": [account],
+        "detail": {"alarmName": [{"suffix": f"-{kind}"}], "state": {"value": ["ALARM"]}},
+    }
+
+
 class Monitoring(pulumi.ComponentResource):
     drift_alarm_name: str | None
     quality_alarm_name: str | None
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops-stack:monitoring:Monitoring", name, None, opts)
+        self.drift_alarm_name = None
+        self.quality_alarm_name = None
+        self._retrain = self._forward_to_bus(name, args) if args.pipeline_arn is None else \
+            self._pipeline_triggers(name, args, args.pipeline_arn)
+        if args.endpoint_name and args.settings.monitoring_image_uri and args.alarm_topic_arn is not None:
+            self._scheduled_jobs(name, args)
+        self.register_outputs({"driftAlarmName": self.drift_alarm_name, "qualityAlarmName": self.quality_alarm_name})
+
+    def _pipeline_triggers(self, name: str, args: MonitoringArgs, pipeline_arn: pulumi.Input[str]):
+        """The rules that start this stack's pipeline (new data, clock, other accounts' alarms through their
+        buses); returns how a rule of this stack's own alarms starts it."""
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
         account = names.account_id
-
         # EventBridge may start exactly this pipeline, nothing else.
         events_role = aws.iam.Role(
             f"{name}-events-role",
@@ -102,7 +151,7 @@ class Monitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-events-policy",
             role=events_role.name,
-            policy=pulumi.Output.from_input(args.pipeline_arn).apply(
+            policy=pulumi.Output.from_input(pipeline_arn).apply(
                 lambda arn: json.dumps(
                     {
                         "Version": "2012-10-17",
@@ -120,11 +169,13 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
 
-        def start_pipeline(rule: aws.cloudwatch.EventRule, suffix: str, parameters: dict[str, str]) -> None:
+        def start_pipeline(rule: aws.cloudwatch.EventRule, suffix: str, parameters: dict[str, str],
+                           bus: pulumi.Input[str] | None = None) -> None:
             aws.cloudwatch.EventTarget(
                 f"{name}-{suffix}-target",
                 rule=rule.name,
-                arn=args.pipeline_arn,
+                event_bus_name=bus,
+                arn=pipeline_arn,
                 role_arn=events_role.arn,
                 sagemaker_pipeline_target=aws.cloudwatch.EventTargetSagemakerPipelineTargetArgs(
                     pipeline_parameter_lists=[
@@ -212,13 +263,72 @@ class Monitoring(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.drift_alarm_name = None
-        self.quality_alarm_name = None
-        if args.endpoint_name and args.settings.image_tag and args.alarm_topic_arn is not None:
-            self._scheduled_jobs(name, args, start_pipeline)
-        self.register_outputs({"driftAlarmName": self.drift_alarm_name, "qualityAlarmName": self.quality_alarm_name})
+        for consumer in args.retrain_event_accounts:
+            self._retrain_bus(name, args, consumer, start_pipeline)
+        return lambda rule, kind: start_pipeline(rule, kind, {"Trigger": kind})
 
-    def _scheduled_jobs(self, name: str, args: MonitoringArgs, start_pipeline) -> None:
+    def _retrain_bus(self, name: str, args: MonitoringArgs, consumer: str, start_pipeline) -> None:
+        """The bus where `consumer`'s drift and quality alarms arrive (its rules forward their state changes):
+        its policy admits exactly that account and CloudWatch's alarm events; each alarm kind retrains with its
+        Trigger, behind the pipeline's cooldown like this stack's own alarms."""
+        child = pulumi.ResourceOptions(parent=self)
+        names = args.names
+        bus = aws.cloudwatch.EventBus(
+            f"{name}-retrain-bus-{consumer}",
+            name=names.retrain_bus(consumer),
+            description=f"Drift and quality alarms of account {consumer} retrain {args.pipeline_name}",
+            kms_key_identifier=args.kms_key_arn,
+            tags=args.tags,
+            opts=child,
+        )
+        aws.cloudwatch.EventBusPolicy(
+            f"{name}-retrain-bus-policy-{consumer}",
+            event_bus_name=bus.name,
+            policy=bus.arn.apply(lambda arn: json.dumps(retrain_bus_policy(arn, consumer), sort_keys=True)),
+            opts=child,
+        )
+        for kind in (DRIFT, QUALITY):
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{kind}-from-{consumer}-rule",
+                name=names.resource(f"{kind}-from-{consumer}", "events"),
+                description=f"{kind} alarms of account {consumer} entering ALARM retrain {args.pipeline_name}",
+                event_bus_name=bus.name,
+                event_pattern=json.dumps(forwarded_alarm_pattern(consumer, kind), sort_keys=True),
+                tags=args.tags,
+                opts=child,
+            )
+            start_pipeline(rule, f"{kind}-from-{consumer}", {"Trigger": kind}, bus=bus.name)
+
+    def _forward_to_bus(self, name: str, args: MonitoringArgs):
+        """How a rule of this stack's alarms reaches the pipeline of another account: a target on its retrain
+        bus, sent with a role that may put events on that bus only. None without a bus: alarms only notify."""
+        if not args.retrain_bus_arn:
+            return None
+        child = pulumi.ResourceOptions(parent=self)
+        names = args.names
+        forwarder = aws.iam.Role(
+            f"{name}-forwarder-role",
+            name=names.role("retrain-forwarder"),
+            assume_role_policy=json.dumps(service_trust_policy("events.amazonaws.com", names.account_id)),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-forwarder-policy",
+            role=forwarder.name,
+            policy=json.dumps(document(statement("ForwardAlarmsToRetrainBus", ["events:PutEvents"],
+                                                 [args.retrain_bus_arn]))),
+            opts=child,
+        )
+
+        def forward(rule: aws.cloudwatch.EventRule, kind: str) -> None:
+            aws.cloudwatch.EventTarget(f"{name}-{kind}-target", rule=rule.name, arn=args.retrain_bus_arn,
+                                       role_arn=forwarder.arn, opts=child)
+
+        return forward
+
+
+    def _scheduled_jobs(self, name: str, args: MonitoringArgs) -> None:
         """The drift job and (with a qualitySchedule) the quality job, each on its schedule, each with an M-of-N
         alarm whose ALARM state starts a retrain."""
         child = pulumi.ResourceOptions(parent=self)
@@ -275,7 +385,7 @@ class Monitoring(pulumi.ComponentResource):
             rule = aws.cloudwatch.EventRule(
                 f"{name}-{kind}-rule",
                 name=names.resource(f"{kind}-retrain", "events"),
-                description=f"The {kind} alarm entering ALARM retrains {args.pipeline_name}",
+                description=f"The {kind} alarm entering ALARM retrains {args.pipeline_name or 'nothing'}",
                 event_pattern=created.arn.apply(
                     lambda arn: json.dumps(
                         {
@@ -290,7 +400,8 @@ class Monitoring(pulumi.ComponentResource):
                 tags=args.tags,
                 opts=child,
             )
-            start_pipeline(rule, kind, {"Trigger": kind})
+            if self._retrain is not None:
+                self._retrain(rule, kind)
             return names.resource(kind, "cloudwatch")
 
         schedule("drift", args.drift_schedule, drift_job_request, f"Drift job on the capture of {args.endpoint_name}")

@@ -77,7 +77,8 @@ def key_policy(account_id: str, region: str = "", consumers: list[str] | None = 
             "Sid": "AlarmAndEventServicesPublishToEncryptedTopics",
             "Effect": "Allow",
             "Principal": {"Service": _KEY_SERVICE_PRINCIPALS},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            # DescribeKey: EventBridge checks a bus's key (the retrain buses are encrypted with this one)
+            "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         },

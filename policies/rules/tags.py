@@ -33,6 +33,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:appautoscaling/target:Target",
         "aws:cloudwatch/metricAlarm:MetricAlarm",
         "aws:cloudwatch/eventRule:EventRule",
+        "aws:cloudwatch/eventBus:EventBus",
         "aws:sns/topic:Topic",
     }
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlops.naming import source_of
 from mlops.plan import Plan, PlannedResource
 
 
@@ -24,3 +25,11 @@ def statements(policy: Any) -> list[dict]:
 
 def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def image_of(package_arn: str, tag: str = "0123abc") -> str:
+    """The image a package of another stack records (the pipeline registers `<its ECR URL>:<imageTag>`), as
+    `mlops release promote` writes it beside the pin (approvedModelImageUri)."""
+    source = source_of(package_arn)
+    assert source is not None, package_arn
+    return f"{source.ecr_url}:{tag}"

@@ -114,7 +114,16 @@ def _alarm(r: Resource, n: Names) -> str:
 
 
 def _rule(key: str) -> Arn:
-    return lambda r, n: f"arn:aws:events:{_ra(n)}:rule/{r.inputs[key]}"
+    """A rule's ARN: `rule/<name>` on the default bus, `rule/<bus>/<name>` on a custom one (eventBusName)."""
+    def arn(r: Resource, n: Names) -> str:
+        bus = r.inputs.get("eventBusName")
+        return f"arn:aws:events:{_ra(n)}:rule/{bus + '/' if bus and bus != 'default' else ''}{r.inputs[key]}"
+
+    return arn
+
+
+def _bus(key: str) -> Arn:
+    return lambda r, n: f"arn:aws:events:{_ra(n)}:event-bus/{r.inputs[key]}"
 
 
 def _scalable_target(r: Resource, n: Names) -> str:
@@ -317,6 +326,23 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
         Target(("events:PutTargets", "events:ListTargetsByRule", "events:RemoveTargets"), _rule("rule"),
                "events/target.go PutTargets, ListTargetsByRule, RemoveTargets"),
         Target(("iam:PassRole",), _arn_input("roleArn"), "PutTargets with RoleArn", _passed_to("events"), "roleArn"),
+    ],
+    # events/bus.go: CreateEventBus with Tags and KmsKeyIdentifier, DescribeEventBus, tags interceptor
+    # ListTagsForResource, UpdateEventBus, DeleteEventBus. With a customer managed key EventBridge checks the key
+    # (DescribeKey) on the caller's behalf: its KMS guide, not provider code.
+    "aws:cloudwatch/eventBus:EventBus": [
+        Target(("events:CreateEventBus", "events:TagResource", "events:DescribeEventBus",
+                "events:ListTagsForResource", "events:UntagResource", "events:UpdateEventBus",
+                "events:DeleteEventBus"), _bus("name"), "events/bus.go create, read, update, delete"),
+        Target(("kms:DescribeKey",), _key("kmsKeyIdentifier"), "bus encrypted with the stack's key", _stack_key_tags,
+               "kmsKeyIdentifier"),
+    ],
+    # events/bus_policy.go: PutPermission with Policy, DescribeEventBus (Read), RemovePermission (all) on delete;
+    # PutPermission and RemovePermission take no resource.
+    "aws:cloudwatch/eventBusPolicy:EventBusPolicy": [
+        Target(("events:DescribeEventBus",), _bus("eventBusName"), "events/bus_policy.go Read: DescribeEventBus"),
+        Target(("events:PutPermission", "events:RemovePermission"), _star,
+               "events/bus_policy.go PutPermission, RemovePermission"),
     ],
     # scheduler/schedule.go: CreateSchedule (retries while the role propagates), GetSchedule, UpdateSchedule,
     # DeleteSchedule; schedules take no tags.

@@ -9,7 +9,7 @@ import pytest
 from mlops.naming import Names
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import load_stack, stack_file
-from tests.infra.helpers import statements
+from tests.infra.helpers import image_of, statements
 
 DEV_PACKAGE = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/4"
 
@@ -21,7 +21,8 @@ def dev_plan() -> Plan:
 
 @pytest.fixture(scope="module")
 def prod_plan() -> Plan:
-    return plan_stack_file(stack_file("prod"), {"mlops-stack:approvedModelPackageArn": DEV_PACKAGE})
+    return plan_stack_file(stack_file("prod"), {"mlops-stack:approvedModelPackageArn": DEV_PACKAGE,
+                                                "mlops-stack:approvedModelImageUri": image_of(DEV_PACKAGE)})
 
 
 def test_dev_shares_packages_image_and_artifacts_with_prod(dev_plan: Plan) -> None:

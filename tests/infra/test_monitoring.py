@@ -9,9 +9,12 @@ import pytest
 from mlops.naming import Names
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import StackSettings, stack_file, stack_names
+from tests.infra.helpers import image_of
 
 PACKAGE = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/7"
 TAG = "0123abc"
+SERVED = {"mlops-stack:approvedModelPackageArn": PACKAGE, "mlops-stack:approvedModelImageUri": image_of(PACKAGE)}
+"""A stack as `mlops release promote` leaves it: the pinned package and its image, no imageTag (no pipeline)."""
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def _named(plan: Plan, type_token: str) -> dict[str, dict]:
     return {r.name: r.inputs for r in plan.of_type(type_token)}
 
 
-def test_no_monitoring_without_a_pipeline(plan: Plan) -> None:
+def test_no_monitoring_without_an_endpoint_or_a_pipeline(plan: Plan) -> None:
     assert not [r for r in plan.resources if r.urn.split("::")[2].startswith("mlops-stack:monitoring")]
 
 
@@ -207,6 +210,11 @@ def test_the_endpoint_dashboard_shows_drift_and_quality_where_the_jobs_run(full,
     assert quality["metrics"][0] == [names.metrics_namespace, "PrimaryMetric", "Endpoint", names.endpoint,
                                      "Metric", primary]
     assert quality["annotations"]["horizontal"][0]["value"] == settings.quality_bar and quality["period"] == 3600
-    no_jobs = plan_stack_file(stack_file(settings.stack), {"mlops-stack:approvedModelPackageArn": PACKAGE})
-    [serving_only] = no_jobs.of_type("aws:cloudwatch/dashboard:Dashboard")
-    assert len(json.loads(serving_only.inputs["dashboardBody"])["widgets"]) == 4  # no panels of jobs that do not run
+    # prod's way: no pipeline, the jobs in the pinned package's image; the same panels
+    served = plan_stack_file(stack_file(settings.stack), SERVED)
+    [served_dashboard] = served.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert json.loads(served_dashboard.inputs["dashboardBody"]) == json.loads(dashboard.inputs["dashboardBody"])
+    no_quality = plan_stack_file(stack_file(settings.stack), {**SERVED, "mlops-stack:qualitySchedule": ""})
+    [without] = no_quality.of_type("aws:cloudwatch/dashboard:Dashboard")
+    titles = [w["properties"]["title"] for w in json.loads(without.inputs["dashboardBody"])["widgets"]]
+    assert "Drift: drift detected, features drifted" in titles and not [t for t in titles if t.startswith("Quality")]

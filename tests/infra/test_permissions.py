@@ -306,3 +306,45 @@ def test_the_deploy_role_cannot_take_over_the_pulumi_secrets_key(full_plans: dic
         aws_s3_key = f"arn:aws:kms:{settings.region}:{settings.account_id}:key/aaaaaaaa-0000-0000-0000-000000000003"
         assert allows(policy, "kms:DescribeKey", aws_s3_key, {"kms:RequestAlias": "alias/aws/s3"})
         assert not allows(policy, "kms:DescribeKey", aws_s3_key, {"kms:RequestAlias": "alias/someone-else"})
+
+
+def test_prod_serving_without_a_pipeline_deploys_and_monitors_with_its_roles() -> None:
+    """prod as `release promote` leaves it (a pin of dev and its image, no imageTag): every provider call of its
+    plan is the deploy role's; the schedules start the jobs, the jobs read the served model across accounts, and
+    the forwarder puts prod's alarm events on dev's retrain bus (whose policy, in dev's plan, admits prod:
+    tests/infra/test_prod_monitoring.py). Cross-account requests also need the other side's resource policy,
+    which tests/infra/test_cross_account.py checks; tests/infra/iam.py evaluates identity policies only."""
+    prod = load_stack("prod")
+    pin = pin_of(prod)
+    source = source_of(pin)
+    assert source is not None
+    plan = plan_stack_file(stack_file("prod"), {"mlops-stack:approvedModelPackageArn": pin,
+                                                "mlops-stack:approvedModelImageUri": f"{source.ecr_url}:{IMAGE_TAG}"})
+    names, policies = Names.of(prod), _policies(plan)
+    own_role = f"arn:aws:iam::{names.account_id}:role/{names.deploy_role}"
+    denied = [f"{r.type} {r.name}: {action} on {arn} ({why})"
+              for r in plan.resources for action, arn, why, context in requests_for(r, names)
+              if arn != own_role and not allows(policies[names.deploy_role], action, arn, context)]
+    sm = f"arn:aws:sagemaker:{prod.region}:{prod.account_id}"
+    scheduler, execution = names.role("monitor-scheduler"), names.execution_role
+    to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    runtime = [
+        *(Call(scheduler, "sagemaker:CreateProcessingJob", f"{sm}:processing-job/{prefix}-e1", "a schedule's job")
+          for prefix in (names.drift_job_prefix, names.quality_job_prefix)),
+        Call(scheduler, "iam:PassRole", names.execution_role_arn, "the jobs' role", to_sagemaker),
+        Call(execution, "ecr:BatchGetImage", f"arn:aws:ecr:{source.region}:{source.account_id}:repository/"
+             f"{source.ecr_repository}", "the jobs run the pinned package's image, in dev's repository"),
+        Call(execution, "sagemaker:DescribeEndpoint", f"{sm}:endpoint/{names.endpoint}", "what the endpoint serves"),
+        Call(execution, "sagemaker:DescribeModelPackage", pin, "the served package's baseline and model data"),
+        Call(execution, "s3:GetObject", f"arn:aws:s3:::{source.bucket('artifacts')}/pipelines/{source.pipeline}/"
+             "x1y2/Preprocess/baseline/baseline.json", "the drift baseline, in dev's artifacts"),
+        Call(execution, "cloudwatch:PutMetricData", "*", "DriftDetected and PrimaryMetric",
+             {"cloudwatch:namespace": names.metrics_namespace}),
+        Call(names.role("retrain-forwarder"), "events:PutEvents", Arns(source).retrain_bus(prod.account_id),
+             "prod's alarms reach dev's pipeline"),
+    ]
+    denied += [f"{c.principal}: {c.action} on {c.resource} ({c.why})" for c in runtime
+               if not allows(policies[c.principal], c.action, c.resource, c.context)]
+    assert not denied, "\n".join(denied)
+    assert not allows(policies[names.role("retrain-forwarder")], "events:PutEvents",
+                      f"arn:aws:events:{prod.region}:{source.account_id}:event-bus/default")

@@ -9,6 +9,7 @@ import pytest
 from mlops.naming import Names
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import StackSettings, stack_file, stack_names
+from tests.infra.helpers import image_of
 
 PACKAGE = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/7"
 ALARMED_METRICS = {"ModelLatency", "OverheadLatency", "Invocation5XXErrors", "Invocation4XXErrors"}
@@ -17,7 +18,8 @@ ALARMED_METRICS = {"ModelLatency", "OverheadLatency", "Invocation5XXErrors", "In
 @pytest.fixture(scope="module")
 def served() -> dict[str, Plan]:
     """Plans with a pinned package, as after `mlops release promote` (or CI's dev resolution)."""
-    return {name: plan_stack_file(stack_file(name), {"mlops-stack:approvedModelPackageArn": PACKAGE})
+    return {name: plan_stack_file(stack_file(name), {"mlops-stack:approvedModelPackageArn": PACKAGE,
+                                                     "mlops-stack:approvedModelImageUri": image_of(PACKAGE)})
             for name in stack_names()}
 
 
@@ -56,7 +58,8 @@ def test_model_and_config_from_the_pinned_package(served, settings: StackSetting
 
 
 def test_config_name_changes_with_its_content(served) -> None:
-    other = plan_stack_file(stack_file("dev"), {"mlops-stack:approvedModelPackageArn": PACKAGE[:-1] + "8"})
+    other = plan_stack_file(stack_file("dev"), {"mlops-stack:approvedModelPackageArn": PACKAGE[:-1] + "8",
+                                                "mlops-stack:approvedModelImageUri": image_of(PACKAGE)})
     assert other.outputs["endpointConfigName"] != served["dev"].outputs["endpointConfigName"]
 
 
@@ -69,7 +72,9 @@ def test_blue_green_canary_with_auto_rollback_on_every_alarm(served, settings: S
     assert routing["type"] == "CANARY"
     assert routing["canarySize"] == {"type": "CAPACITY_PERCENT", "value": settings.canary_traffic_percent}
     assert routing["waitIntervalInSeconds"] == settings.canary_wait_seconds
-    alarms = {a.inputs["name"] for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    # the endpoint's own alarms roll it back; drift and quality alarms retrain (tests/infra/test_monitoring.py)
+    alarms = {a.inputs["name"] for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs["namespace"] == "AWS/SageMaker"}
     rollback = {a["alarmName"] for a in endpoint["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]}
     assert rollback == alarms and len(alarms) == 4
 
@@ -79,7 +84,8 @@ def test_alarms_with_endpoint_dimensions_and_topic_actions(served, settings: Sta
     names = Names.of(settings)
     topic = _one(plan, "aws:sns/topic:Topic")
     assert topic["kmsMasterKeyId"] == plan.outputs["kmsKeyArn"]
-    alarms = {a.inputs["metricName"]: a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    alarms = {a.inputs["metricName"]: a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs["namespace"] == "AWS/SageMaker"}
     assert set(alarms) == ALARMED_METRICS
     for alarm in alarms.values():
         assert alarm["dimensions"] == {"EndpointName": names.endpoint, "VariantName": "primary"}
@@ -92,7 +98,7 @@ def test_alarms_with_endpoint_dimensions_and_topic_actions(served, settings: Sta
     subscriptions = plan.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert [s.inputs["endpoint"] for s in subscriptions] == ([settings.alarm_email] if settings.alarm_email else [])
     dashboard = json.loads(_one(plan, "aws:cloudwatch/dashboard:Dashboard")["dashboardBody"])
-    assert len(dashboard["widgets"]) == 4
+    assert len(dashboard["widgets"]) == 6  # 4 of the endpoint, drift and quality (test_monitoring.py)
 
 
 def test_autoscaling_on_invocations_and_cpu(served, settings: StackSettings) -> None:

@@ -67,8 +67,44 @@ def test_a_pin_from_another_region_is_refused_before_anything_is_declared(tmp_pa
         load_stack_file(path)
     assert ("mlops-stack:approvedModelPackageArn: the package is in eu-west-1, stack prod deploys to eu-central-1"
             in str(refused.value))
-    same = _write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": pin}, name="prod")
+    same = _write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": pin,
+                                   "mlops-stack:approvedModelImageUri": DEV_IMAGE}, name="prod")
     assert load_stack_file(same).approved_model_package_arn == pin
+
+
+DEV_PIN = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/3"
+DEV_IMAGE = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/mlops-stack/dev/model:0123abc"
+
+
+def test_a_pinned_stack_without_an_image_tag_names_the_pinned_image(tmp_path: Path) -> None:
+    """Every serving stack monitors its endpoint: with no pipeline image of its own, the jobs run the package's."""
+    cases = {
+        "missing": ({"mlops-stack:approvedModelPackageArn": DEV_PIN},
+                    "mlops-stack:approvedModelImageUri: empty, but mlops-stack:approvedModelPackageArn pins a package "
+                    "and mlops-stack:imageTag is empty"),
+        "another repository": ({"mlops-stack:approvedModelPackageArn": DEV_PIN,
+                                "mlops-stack:approvedModelImageUri": DEV_IMAGE.replace("/dev/", "/prod/")},
+                               "is not in 111111111111.dkr.ecr.eu-west-1.amazonaws.com/mlops-stack/dev/model, the "
+                               "repository of the pinned package's stack dev"),
+        "no pin": ({"mlops-stack:approvedModelImageUri": DEV_IMAGE},
+                   "mlops-stack:approvedModelImageUri: set without a pinned mlops-stack package"),
+        "not an image": ({"mlops-stack:approvedModelPackageArn": DEV_PIN, "mlops-stack:approvedModelImageUri": "x"},
+                         "mlops-stack:approvedModelImageUri: 'x' is not an ECR image URI"),
+    }
+    for case, (changes, message) in cases.items():
+        with pytest.raises(SettingsError) as refused:
+            load_stack_file(_write_stack(tmp_path, {**changes, "mlops-stack:modelSourceAccountId": "111111111111"},
+                                         name="prod"))
+        assert message in str(refused.value), case
+
+    pinned = load_stack_file(_write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": DEV_PIN,
+                                                     "mlops-stack:approvedModelImageUri": DEV_IMAGE}, name="prod"))
+    assert pinned.monitoring_image_uri == DEV_IMAGE
+    by_digest = DEV_IMAGE.rsplit(":", 1)[0] + "@sha256:" + "ab" * 32
+    assert dataclasses.replace(pinned, approved_model_image_uri=by_digest).monitoring_image_uri == by_digest
+    own = dataclasses.replace(load_stack("dev"), image_tag="feed42", approved_model_package_arn=DEV_PIN)
+    assert own.monitoring_image_uri == DEV_IMAGE.replace("0123abc", "feed42")  # the pipeline's image, with no pin image
+    assert dataclasses.replace(own, approved_model_package_arn="", image_tag="").monitoring_image_uri == ""
 
 
 def test_ci_protected_tag_is_a_literal_prefix_then_a_star(tmp_path: Path) -> None:
