@@ -23,8 +23,8 @@ MAX_RUNTIME_S = 3600
 def _processing_job(settings: StackSettings, *, name: str, step: str, arguments: list[str], output_path: str,
                     output_uri: str, role_arn: str, key_arn: str, image_uri: str = "",
                     inputs: tuple[tuple[str, str, str], ...] = ()) -> dict:
-    """A job of `image_uri`, else the stack's monitoring image (the pinned package's, else imageTag's): encrypted volume and output, tagged, one instance;
-    `inputs` are (name, S3 URI, local path)."""
+    """A job of `image_uri`, else the stack's monitoring image (the pinned package's, else imageTag's): encrypted
+    volume and output, tagged, one instance; `inputs` are (name, S3 URI, local path)."""
     names = Names.of(settings)
     request: dict = {
         "ProcessingJobName": name,

@@ -9,6 +9,7 @@ against the event CloudWatch sends when prod's alarm enters ALARM.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from moto.events.models import EventPattern
@@ -41,7 +42,7 @@ def _named(plan: Plan, type_token: str) -> dict[str, dict]:
     return {r.name: r.inputs for r in plan.of_type(type_token)}
 
 
-def _alarm_event(account: str, alarm: str, state: str = "ALARM") -> dict:
+def _alarm_event(account: str, alarm: str, state: str = "ALARM") -> Any:
     """What CloudWatch puts on the default bus when `alarm` changes state (and prod's rule forwards)."""
     return {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "CloudWatch Alarm State Change",
             "source": "aws.cloudwatch", "account": account, "time": "2026-12-02T15:00:00Z", "region": PROD.region,

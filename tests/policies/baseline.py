@@ -420,7 +420,52 @@ def _resources() -> list[dict]:
         {
             "type": "aws:scheduler/schedule:Schedule",
             "name": "drift-schedule",
-            "inputs": {"scheduleExpression": "rate(1 day)", "flexibleTimeWindow": {"mode": "OFF"}},
+            "inputs": {
+                "scheduleExpression": "rate(1 day)",
+                "flexibleTimeWindow": {"mode": "OFF"},
+                "target": {
+                    "arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
+                    "roleArn": ROLE_ARN,
+                    "input": json.dumps({"AppSpecification": {
+                        "ImageUri": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{REPO}:abc",
+                        "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
+                        "ContainerArguments": ["--endpoint", ENDPOINT, "--output", "/opt/ml/processing/output"]}}),
+                },
+            },
+        },
+        {
+            "type": "aws:cloudwatch/metricAlarm:MetricAlarm",
+            "name": "drift-alarm",
+            "inputs": {
+                "name": "mlops-stack-prod-drift",
+                "namespace": "mlops-stack/prod",
+                "metricName": "DriftDetected",
+                "dimensions": {"Endpoint": ENDPOINT},
+                "statistic": "Maximum",
+                "period": 3600,
+                "evaluationPeriods": 3,
+                "datapointsToAlarm": 2,
+                "threshold": 1,
+                "comparisonOperator": "GreaterThanOrEqualToThreshold",
+                "alarmActions": [TOPIC_ARN],
+                "tags": dict(TAGS),
+            },
+        },
+        {
+            "type": "aws:cloudwatch/eventBus:EventBus",
+            "name": "retrain-bus",
+            "inputs": {"name": "mlops-stack-prod-retrain-from-444455556666", "kmsKeyIdentifier": KEY_ARN,
+                       "tags": dict(TAGS)},
+        },
+        {
+            "type": "aws:cloudwatch/eventBusPolicy:EventBusPolicy",
+            "name": "retrain-bus-policy",
+            "inputs": {"eventBusName": "mlops-stack-prod-retrain-from-444455556666", "policy": json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "AlarmsOfOneAccount", "Effect": "Allow",
+                               "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "events:PutEvents",
+                               "Resource": f"arn:aws:events:eu-west-1:{ACCOUNT}:event-bus/"
+                                           "mlops-stack-prod-retrain-from-444455556666"}]})},
         },
         {
             "type": "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition",

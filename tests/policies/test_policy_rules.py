@@ -43,10 +43,13 @@ def put_json(name: str, prop: str, path: str, value: Any) -> Mutation:
     """Set (or DELETE) <path> inside the JSON document held by input ``prop`` of resource ``name``."""
 
     def mutate(resources: list[dict]) -> None:
-        inputs = _find(resources, name)["inputs"]
-        doc = json.loads(inputs[prop])
+        holder = _find(resources, name)["inputs"]
+        *parents, last = prop.split(".")  # a dotted prop: the document is nested (a schedule's target.input)
+        for key in parents:
+            holder = holder[key]
+        doc = json.loads(holder[last])
         _set(doc, path, value)
-        inputs[prop] = json.dumps(doc)
+        holder[last] = json.dumps(doc)
 
     return mutate
 
@@ -947,6 +950,47 @@ CASES = [
             "endpoint",
             f'endpoint "{ENDPOINT}" rolls back on alarm "nope", which is not the name of a MetricAlarm in this stack',
         ),
+    ),
+    Case(
+        "monitoring-no-drift-alarm",
+        remove("drift-alarm"),
+        one("endpoint-is-monitored", "endpoint",
+            f'endpoint "{ENDPOINT}" has no drift alarm: no MetricAlarm on DriftDetected with dimension '
+            f'Endpoint="{ENDPOINT}"'),
+    ),
+    Case(
+        "monitoring-drift-job-on-another-endpoint",
+        put_json("drift-schedule", "target.input", "AppSpecification.ContainerArguments.1", "another-endpoint"),
+        one("endpoint-is-monitored", "endpoint",
+            f'endpoint "{ENDPOINT}" has no drift job: no aws:scheduler Schedule runs `model_code drift --endpoint '
+            f'{ENDPOINT}` through CreateProcessingJob'),
+    ),
+    Case(
+        "monitoring-schedule-runs-another-step",
+        put_json("drift-schedule", "target.input", "AppSpecification.ContainerEntrypoint.3", "quality"),
+        one("endpoint-is-monitored", "endpoint",
+            f'endpoint "{ENDPOINT}" has no drift job: no aws:scheduler Schedule runs `model_code drift --endpoint '
+            f'{ENDPOINT}` through CreateProcessingJob'),
+    ),
+    Case(
+        "bus-policy-two-accounts",
+        put_json("retrain-bus-policy", "policy", "Statement.0.Principal.AWS",
+                 ["arn:aws:iam::444455556666:root", "555566667777"]),
+        one("event-bus-policy-one-account", "retrain-bus-policy",
+            "the policy names 2 accounts (444455556666, 555566667777); a bus admits exactly one (one bus per account)"),
+    ),
+    Case(
+        "bus-policy-everyone",
+        put_json("retrain-bus-policy", "policy", "Statement.0.Principal", {"AWS": "*"}),
+        one("event-bus-policy-one-account", "retrain-bus-policy",
+            "statement 'AlarmsOfOneAccount' admits every principal (\"*\"); a bus admits one account"),
+    ),
+    Case(
+        "bus-policy-a-service",
+        put_json("retrain-bus-policy", "policy", "Statement.0.Principal", {"Service": "events.amazonaws.com"}),
+        one("event-bus-policy-one-account", "retrain-bus-policy",
+            "statement 'AlarmsOfOneAccount' names a principal that is not an account's "
+            '({"Service": "events.amazonaws.com"}); a bus admits one account'),
     ),
 ]
 
