@@ -764,7 +764,7 @@ def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, models:
              aws: Any, server: local_aws.LocalAws, progress: _Progress, stage: Stage, root: Path,
              container: str) -> None:
     from mlops.local.comparison_job import LocalJobs
-    from mlops.registry import ReleaseError, approve
+    from mlops.registry import ReleaseError, approve, describe_package
     from mlops.release import promote, write_pin
 
     champion, challenger = models
@@ -781,7 +781,7 @@ def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, models:
         release_dir.mkdir(exist_ok=True)
         target = release_dir / stack_file("prod", root).name
         shutil.copyfile(stack_file("prod", root), target)
-        write_pin(target, champion.package_arn)  # prod runs the first champion
+        write_pin(target, champion.package_arn, describe_package(champion.package_arn, aws=aws).image)  # prod runs v1
         line(stage, f"a copy of Pulumi.prod.yaml pins v{champion.version} (prod serves the first champion)")
         jobs = LocalJobs(server, aws.client("s3", settings.region), aws.sagemaker(settings.region),
                          run_dir / "promotions", container)

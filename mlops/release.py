@@ -61,11 +61,13 @@ from mlops.registry import (
     update_package,
 )
 from mlops.settings import SettingsError, StackSettings, config_key, load_stack_file
-from mlops.stack_files import StackFileError, write_setting
+from mlops.stack_files import StackFileError, write_settings
 
 PIN_KEY = config_key("approved_model_package_arn")  # mlops-stack:approvedModelPackageArn
+IMAGE_KEY = config_key("approved_model_image_uri")  # mlops-stack:approvedModelImageUri, written with the pin
 
 __all__ = [
+    "IMAGE_KEY",
     "PIN_KEY",
     "PinChange",
     "ReleaseError",
@@ -123,10 +125,12 @@ def _load_target(stack_file: Path) -> StackSettings:
         raise ReleaseError(str(error)) from None
 
 
-def write_pin(stack_file: Path, arn: str) -> tuple[str, str]:
-    """Set the stack file's pin to `arn`, changing only that line. Returns (old text, new text)."""
+def write_pin(stack_file: Path, arn: str, image: str) -> tuple[str, str]:
+    """Set the stack file's pin to `arn` and its image (the package's container image, which the drift and
+    quality jobs of a stack without imageTag run) in one write, changing only those lines. Returns (old text,
+    new text)."""
     try:
-        return write_setting(stack_file, PIN_KEY, arn)
+        return write_settings(stack_file, {PIN_KEY: arn, IMAGE_KEY: image})
     except StackFileError as error:
         raise ReleaseError(str(error)) from None
 
@@ -217,7 +221,7 @@ def promote(
     elif record in package.metadata:
         update_package(package, remove_metadata=(record,), aws=aws)
 
-    old_text, new_text = write_pin(target_file, package.arn)
+    old_text, new_text = write_pin(target_file, package.arn, package.image)
     return PinChange(
         stack=target.stack,
         stack_file=target_file,
@@ -311,7 +315,7 @@ def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -
             f"stack {target.stack}'s previous pin {previous_arn} is {previous.status} now; "
             "roll back to it with force, or promote another package"
         )
-    old_text, new_text = write_pin(path, previous.arn)
+    old_text, new_text = write_pin(path, previous.arn, previous.image)
     return PinChange(
         stack=target.stack,
         stack_file=path,

@@ -56,12 +56,19 @@ def _insert_position(config: CommentedMap, key: str) -> int:
 
 
 def write_setting(stack_file: Path, key: str, value: str) -> tuple[str, str]:
-    """Set `key` (a namespaced setting) to `value` in a stack file, changing only that line (or adding one
-    where the settings declare it), comments and layout kept. Returns (old text, new text)."""
+    """Set `key` (a namespaced setting) to `value` in a stack file: `write_settings` with one key."""
+    return write_settings(stack_file, {key: value})
+
+
+def write_settings(stack_file: Path, values: dict[str, str]) -> tuple[str, str]:
+    """Set each key (a namespaced setting) to its value in a stack file, changing only those lines (or adding
+    them where the settings declare them), comments and layout kept, in one write: the file is valid before and
+    after, never in between (a pin and its image change together). Returns (old text, new text)."""
     path = Path(stack_file)
-    attribute = next((k.attribute for k in declared_keys() if k.key == key), None)
-    if attribute is None:
-        raise StackFileError(f"{key} is not a setting of this project (see Pulumi.yaml)")
+    attributes = {k.key: k.attribute for k in declared_keys()}
+    for key in values:
+        if key not in attributes:
+            raise StackFileError(f"{key} is not a setting of this project (see Pulumi.yaml)")
     try:
         settings = load_stack_file(path)  # the file exists and is valid before we touch it
     except SettingsError as error:
@@ -77,32 +84,37 @@ def write_setting(stack_file: Path, key: str, value: str) -> tuple[str, str]:
     except YAMLError as error:
         raise StackFileError(f"{path}: not valid YAML ({error})") from None
     config = document["config"]
-    existing_line = config.lc.key(key)[0] if key in config else None
-    if key in config:
-        config[key] = value
-    else:
-        config.insert(_insert_position(config, key), key, value)
+    existing = {key: config.lc.key(key)[0] for key in values if key in config}
+    for key, value in values.items():
+        if key in config:
+            config[key] = value
+        else:
+            config.insert(_insert_position(config, key), key, value)
     out = StringIO()
     rt.dump(document, out)
     new_text = out.getvalue()
 
     old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
-    if existing_line is not None and old_lines[existing_line].lstrip().startswith(f"{key}:"):
-        # The key exists: splice ruamel's rendering of its line into the untouched original, so the
+    if len(existing) == len(values) and all(old_lines[line].lstrip().startswith(f"{key}:")
+                                            for key, line in existing.items()):
+        # Every key exists: splice ruamel's rendering of their lines into the untouched original, so the
         # rest of the file stays byte-identical whatever its formatting.
-        rendered = [line for line in new_lines if line.lstrip().startswith(f"{key}:")]
-        if len(rendered) == 1:
-            new_lines = [*old_lines[:existing_line], rendered[0], *old_lines[existing_line + 1 :]]
+        rendered = {key: [line for line in new_lines if line.lstrip().startswith(f"{key}:")] for key in values}
+        if all(len(lines) == 1 for lines in rendered.values()):
+            spliced = list(old_lines)
+            for key, line in existing.items():
+                spliced[line] = rendered[key][0]
+            new_lines = spliced
             new_text = "".join(new_lines)
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
         touched = old_lines[i1:i2] + new_lines[j1:j2]
-        strays = [line for line in touched if not line.lstrip().startswith(f"{key}:")]
+        strays = [line for line in touched if not any(line.lstrip().startswith(f"{key}:") for key in values)]
         if strays:
             line_no = i1 + 1
             raise StackFileError(
-                f"{path}: setting {key} would also reformat line {line_no} ({strays[0].rstrip()!r}); "
+                f"{path}: setting {', '.join(values)} would also reformat line {line_no} ({strays[0].rstrip()!r}); "
                 f"edit the file by hand or normalise its formatting first"
             )
     parsed = yaml.safe_load(new_text)
@@ -110,8 +122,9 @@ def write_setting(stack_file: Path, key: str, value: str) -> tuple[str, str]:
         check = from_config_map(settings.stack, parsed["config"], path.name)
     except SettingsError as error:
         raise StackFileError(str(error)) from None
-    if str(getattr(check, attribute)) != value:
-        raise StackFileError(f"{path}: {key} reads back as {getattr(check, attribute)!r}, not {value!r}")
+    for key, value in values.items():
+        if str(getattr(check, attributes[key])) != value:
+            raise StackFileError(f"{path}: {key} reads back as {getattr(check, attributes[key])!r}, not {value!r}")
 
     if new_text != old_text:
         _replace(path, new_text)

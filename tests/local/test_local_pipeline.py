@@ -291,7 +291,8 @@ def test_release_promote_rescores_the_pinned_model_on_the_candidates_split_and_r
     root.mkdir()
     files = copy_stack_files(root)
     shutil.copyfile(Path(__file__).resolve().parents[2] / "Pulumi.yaml", root / "Pulumi.yaml")
-    write_pin(files["prod"], champion)
+    with local_aws.environment(server):
+        write_pin(files["prod"], champion, describe_package(champion, aws=aws).image)
     before = files["prod"].read_text()
     mlops = Path(sys.executable).with_name("mlops")
     environment = {**os.environ, **server.environment(), "MLOPS_STATE_DIR": str(state_dir)}

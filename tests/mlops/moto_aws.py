@@ -21,7 +21,8 @@ from mlops.registry import PENDING, Aws
 from mlops.settings import REPO_ROOT, StackSettings, load_stack_file
 
 ROLE = "arn:aws:iam::123456789012:role/mlops-stack-sagemaker-execution"
-IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-stack/dev/model:abc1234"
+# What the pipeline records on dev's packages: dev's repository, the pushed tag (prod's jobs run it after promote).
+IMAGE = f"{Names.of(load_stack_file(REPO_ROOT / 'Pulumi.dev.yaml')).ecr_url}:abc1234"
 
 
 @contextmanager

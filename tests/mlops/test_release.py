@@ -11,10 +11,11 @@ from moto.sagemaker.models import sagemaker_backends
 
 from mlops import registry, release
 from mlops.registry import APPROVED, PENDING, REJECTED, Aws, ReleaseError
-from mlops.release import PIN_KEY
+from mlops.release import IMAGE_KEY, PIN_KEY
 from mlops.settings import StackSettings
 from mlops.stack_files import write_setting
 from tests.mlops.moto_aws import (
+    IMAGE,
     RecordedScores,
     Registry,
     copy_stack_files,
@@ -65,7 +66,7 @@ def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
 # --- promote ---------------------------------------------------------------------------------------------
 
 
-def test_first_promotion_rewrites_only_the_pin_line(
+def test_first_promotion_rewrites_only_the_pin_and_image_lines(
     files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
 ):
     reg.register(0.90, APPROVED)
@@ -76,7 +77,9 @@ def test_first_promotion_rewrites_only_the_pin_line(
     change = release.promote(dev, files["prod"], aws=aws)
 
     after = files["prod"].read_text()
-    assert changed_lines(before, after) == [(f'  {PIN_KEY}: ""\n', f'  {PIN_KEY}: "{arn}"\n')]
+    assert changed_lines(before, after) == [(f'  {PIN_KEY}: ""\n', f'  {PIN_KEY}: "{arn}"\n'),
+                                            (f'  {IMAGE_KEY}: ""\n', f'  {IMAGE_KEY}: "{IMAGE}"\n')]
+    assert load(files["prod"]).monitoring_image_uri == IMAGE  # prod's drift and quality jobs run the package's
     assert COMMENT in after and "dataCapturePercent: 20  # 1 in 5\n" in after
     assert load(files["prod"]).approved_model_package_arn == arn
     assert (change.stack, change.old_arn, change.new_arn, change.changed) == ("prod", "", arn, True)
@@ -109,7 +112,7 @@ def test_promotion_adds_the_key_where_settings_declare_it(
 
     after = staging.read_text().splitlines(keepends=True)
     position = before.index("  mlops-stack:dataCapturePercent: 100\n") + 1
-    assert after == [*before[:position], f"  {PIN_KEY}: {arn}\n", *before[position:]]
+    assert after == [*before[:position], f"  {PIN_KEY}: {arn}\n", f"  {IMAGE_KEY}: {IMAGE}\n", *before[position:]]
 
 
 def test_better_model_replaces_the_pin_and_records_the_previous_one(
@@ -303,7 +306,7 @@ def test_promotion_over_no_pin_clears_a_stale_record(
     second = reg.register(0.90, APPROVED)
     release.promote(dev, files["prod"], aws=aws)
     assert registry.describe_package(second, aws=aws).previous_pin("prod") == first
-    release.write_pin(files["prod"], "")  # someone unpins prod by hand
+    release.write_pin(files["prod"], "", "")  # someone unpins prod by hand
     release.promote(dev, files["prod"], aws=aws)  # second again, now over no pin
 
     assert registry.describe_package(second, aws=aws).previous_pin("prod") is None
@@ -381,7 +384,7 @@ def test_verify_refuses_an_endpoint_that_is_not_in_service(dev: StackSettings, a
 def test_a_vanished_pinned_package_is_named(files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry):
     arn = reg.register(0.9, APPROVED)
     gone = arn.replace("/1", "/7")
-    release.write_pin(files["prod"], gone)
+    release.write_pin(files["prod"], gone, IMAGE)
     with pytest.raises(
         ReleaseError, match=f"stack prod's pinned package \\(Pulumi.prod.yaml\\): model package {gone} not"
     ):
