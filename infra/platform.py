@@ -9,12 +9,14 @@ from __future__ import annotations
 import pulumi
 
 from infra.components.access import Access, AccessArgs
+from infra.components.grafana import Grafana, GrafanaArgs, workspace_url
 from infra.components.images import Images, ImagesArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
-from infra.components.serving import MonitoringPanels, Serving, ServingArgs
+from infra.components.serving import Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
 from infra.components.training import Training, TrainingArgs
+from infra.panels import MonitoringPanels
 from mlops.naming import Arns, Names, source_of
 from mlops.settings import StackSettings
 from pipelines.training import code_bundle, sample_data
@@ -69,6 +71,7 @@ def build_platform(settings: StackSettings) -> None:
             state_bucket=settings.pulumi_state_bucket,
             secrets_key_arn=settings.pulumi_secrets_key_arn,
             served_model_package_arn=settings.approved_model_package_arn,
+            grafana_workspace_id=settings.grafana_workspace_id,
         ),
     )
 
@@ -89,6 +92,10 @@ def build_platform(settings: StackSettings) -> None:
         ),
     )
 
+    # the drift and quality jobs (Monitoring, below) run wherever there is an image to run them in
+    panels = MonitoringPanels(names.metrics_namespace, settings.problem_declaration().primary_metric,
+                              settings.quality_bar, bool(settings.quality_schedule)) \
+        if settings.monitoring_image_uri else None
     serving = None
     if settings.approved_model_package_arn:
         serving = Serving(
@@ -113,15 +120,17 @@ def build_platform(settings: StackSettings) -> None:
                 error_5xx_count=settings.error_5xx_alarm_count,
                 error_4xx_count=settings.error_4xx_alarm_count,
                 tags=tags,
-                # the drift and quality jobs (Monitoring, below) run wherever there is an image to run them in
-                monitoring=MonitoringPanels(names.metrics_namespace, settings.problem_declaration().primary_metric,
-                                            settings.quality_bar, bool(settings.quality_schedule))
-                if settings.monitoring_image_uri else None,
+                monitoring=panels,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)
         pulumi.export("endpointConfigName", serving.endpoint_config_name)
         pulumi.export("alarmTopicArn", serving.alarm_topic_arn)
+        if settings.grafana_workspace_id:
+            workspace = settings.grafana_workspace_id
+            dashboards = Grafana("grafana", GrafanaArgs(names, workspace, serving.endpoint_name, panels))
+            pulumi.export("grafanaDashboards", [f"{workspace_url(workspace, settings.region)}/d/{uid}"
+                                                for uid in dashboards.dashboard_uids])
     else:
         pulumi.export("endpointName", "")
         pulumi.export("endpointStatus", "not declared: no approved model package yet (approvedModelPackageArn)")

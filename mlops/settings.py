@@ -425,6 +425,13 @@ class StackSettings:
         24, doc="At most one automatic retrain (drift, quality, schedule or new data) per this many hours.",
         check=_between(1, 720)
     )
+    grafana_workspace_id: str = _setting(
+        "",
+        doc="Amazon Managed Grafana workspace (g-..., in this stack's account and region) that gets the stack's "
+        "serving, drift and quality dashboards and a CloudWatch data source (its workspace IAM role reads "
+        "CloudWatch); empty: none.",
+        check=_optional(_matches(re.compile(r"^g-[0-9a-f]{10}$"), "a Grafana workspace id like g-0123456789")),
+    )
     alarm_email: str = _setting(
         "",
         doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",

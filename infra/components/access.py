@@ -236,6 +236,7 @@ class AccessArgs:
     # The package this stack's endpoint runs; when another stack registered it (prod pins dev's),
     # the execution role may read it there.
     served_model_package_arn: str = ""
+    grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
     # The account whose packages this stack serves (settings: modelSourceAccountId).
     model_source_account_id: str = ""
 
@@ -340,6 +341,7 @@ class Access(pulumi.ComponentResource):
                     state_bucket=args.state_bucket,
                     secrets_key_arn=args.secrets_key_arn,
                     source_account_id=args.model_source_account_id,
+                    grafana_workspace_id=args.grafana_workspace_id,
                 )
             ),
             opts=child,

@@ -248,6 +248,7 @@ def deploy_policy(
     state_bucket: str,
     secrets_key_arn: str,
     source_account_id: str = "",
+    grafana_workspace_id: str = "",
 ) -> dict:
     names = arns.names
     region_account = f"{names.region}:{names.account_id}"
@@ -348,6 +349,24 @@ def deploy_policy(
                 "ReadSourceModelPackages",
                 ["sagemaker:DescribeModelPackage"],
                 [f"arn:aws:sagemaker:{names.region}:{source_account_id}:model-package/{PROJECT}-*/*"],
+            )
+        )
+    if grafana_workspace_id:
+        # Pulumi's own service account and its daily token in the stack's Grafana workspace; what it then does in
+        # Grafana (data source, folder, dashboards) is authorized by that token, not by IAM.
+        statements.append(
+            statement(
+                "ProvisionGrafanaDashboards",
+                [
+                    "grafana:CreateWorkspaceServiceAccount",
+                    "grafana:CreateWorkspaceServiceAccountToken",
+                    "grafana:DeleteWorkspaceServiceAccount",
+                    "grafana:DeleteWorkspaceServiceAccountToken",
+                    "grafana:DescribeWorkspace",
+                    "grafana:ListWorkspaceServiceAccountTokens",
+                    "grafana:ListWorkspaceServiceAccounts",
+                ],
+                [f"arn:aws:grafana:{region_account}:/workspaces/{grafana_workspace_id}"],
             )
         )
     if state_bucket:

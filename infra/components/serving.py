@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.panels import PERIOD_S, MonitoringPanels, cloudwatch_dashboard
 from mlops.naming import CAPTURE_PREFIX, VARIANT, Names
 
-PERIOD_S = 60
 EVALUATION_PERIODS = 3
 DATAPOINTS_TO_ALARM = 2
 
@@ -39,16 +39,6 @@ class AlarmSpec:
     description: str
     statistic: str | None = None
     extended_statistic: str | None = None
-
-
-@dataclass(frozen=True)
-class MonitoringPanels:
-    """What the dashboard's monitoring panels read: the jobs' namespace, the primary metric and its bar."""
-
-    namespace: str
-    primary_metric: str
-    quality_bar: float
-    quality: bool
 
 
 @dataclass(frozen=True)
@@ -121,70 +111,6 @@ class ServingArgs:
                 statistic="Sum",
             ),
         ]
-
-
-def dashboard_body(endpoint: str, region: str, monitoring: MonitoringPanels | None = None) -> str:
-    """Serving panels; with `monitoring`, drift and (with the quality job) quality panels below them."""
-    dimensions = ["EndpointName", endpoint, "VariantName", VARIANT]
-
-    def widget(title: str, metrics: list[list], stat: str, y: int, x: int, period: int = PERIOD_S) -> dict:
-        return {
-            "type": "metric",
-            "x": x,
-            "y": y,
-            "width": 12,
-            "height": 6,
-            "properties": {
-                "title": title,
-                "region": region,
-                "stat": stat,
-                "period": period,
-                "view": "timeSeries",
-                "metrics": metrics,
-            },
-        }
-
-    panels = []
-    if monitoring is not None:  # one datapoint per job run: hourly periods
-        ns, ep = monitoring.namespace, ["Endpoint", endpoint]
-        panels.append(widget("Drift: drift detected, features drifted",
-                             [[ns, "DriftDetected", *ep], [ns, "FeaturesDrifted", *ep]], "Maximum", 12, 0, 3600))
-        if monitoring.quality:
-            quality = widget(f"Quality: {monitoring.primary_metric} of labelled traffic, label coverage",
-                             [[ns, "PrimaryMetric", *ep, "Metric", monitoring.primary_metric],
-                              [ns, "LabelCoverage", *ep]], "Average", 12, 12, 3600)
-            quality["properties"]["annotations"] = {"horizontal": [{"label": "quality bar",
-                                                                    "value": monitoring.quality_bar}]}
-            panels.append(quality)
-    return json.dumps(
-        {
-            "widgets": [
-                widget("Invocations", [["AWS/SageMaker", "Invocations", *dimensions]], "Sum", 0, 0),
-                widget(
-                    "Latency p99 (us)",
-                    [["AWS/SageMaker", "ModelLatency", *dimensions], ["AWS/SageMaker", "OverheadLatency", *dimensions]],
-                    "p99",
-                    0,
-                    12,
-                ),
-                widget(
-                    "Errors",
-                    [
-                        ["AWS/SageMaker", "Invocation4XXErrors", *dimensions],
-                        ["AWS/SageMaker", "Invocation5XXErrors", *dimensions],
-                    ],
-                    "Sum",
-                    6,
-                    0,
-                ),
-                widget(
-                    "CPU and instances", [["/aws/sagemaker/Endpoints", "CPUUtilization", *dimensions]], "Average", 6, 12
-                ),
-                *panels,
-            ]
-        },
-        sort_keys=True,
-    )
 
 
 class Serving(pulumi.ComponentResource):
@@ -360,7 +286,7 @@ class Serving(pulumi.ComponentResource):
         aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=endpoint_name,
-            dashboard_body=dashboard_body(endpoint_name, names.region, args.monitoring),
+            dashboard_body=cloudwatch_dashboard(endpoint_name, names.region, args.monitoring),
             opts=child,
         )
 

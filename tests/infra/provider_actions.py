@@ -122,6 +122,10 @@ def _rule(key: str) -> Arn:
     return arn
 
 
+def _workspace(r: Resource, n: Names) -> str:
+    return f"arn:aws:grafana:{_ra(n)}:/workspaces/{r.inputs['workspaceId']}"
+
+
 def _bus(key: str) -> Arn:
     return lambda r, n: f"arn:aws:events:{_ra(n)}:event-bus/{r.inputs[key]}"
 
@@ -344,6 +348,22 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
         Target(("events:PutPermission", "events:RemovePermission"), _star,
                "events/bus_policy.go PutPermission, RemovePermission"),
     ],
+    # grafana/workspace_service_account.go: Create, List (Read: by id through the list), Delete; the token's:
+    # Create, List (Read), Delete. Both on the workspace.
+    "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount": [
+        Target(("grafana:CreateWorkspaceServiceAccount", "grafana:ListWorkspaceServiceAccounts",
+                "grafana:DeleteWorkspaceServiceAccount"), _workspace, "grafana/workspace_service_account.go CRUD"),
+    ],
+    "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken": [
+        Target(("grafana:CreateWorkspaceServiceAccountToken", "grafana:ListWorkspaceServiceAccountTokens",
+                "grafana:DeleteWorkspaceServiceAccountToken"), _workspace,
+               "grafana/workspace_service_account_token.go CRUD"),
+    ],
+    # The Grafana provider's resources call Grafana's HTTP API with the service account's token: no AWS request.
+    "pulumi:providers:grafana": [],
+    "grafana:oss/dataSource:DataSource": [],
+    "grafana:oss/folder:Folder": [],
+    "grafana:oss/dashboard:Dashboard": [],
     # scheduler/schedule.go: CreateSchedule (retries while the role propagates), GetSchedule, UpdateSchedule,
     # DeleteSchedule; schedules take no tags.
     "aws:scheduler/schedule:Schedule": [

@@ -37,10 +37,11 @@ def pin_of(settings: StackSettings) -> str:
 
 @pytest.fixture(scope="module")
 def full_plans() -> dict[str, Plan]:
-    """Every stack with everything declared: an image and a served package."""
+    """Every stack with everything declared: an image, a served package, dashboards in Grafana."""
     return {
         name: plan_stack_file(stack_file(name), {"mlops-stack:imageTag": IMAGE_TAG,
-                                                 "mlops-stack:approvedModelPackageArn": pin_of(load_stack(name))})
+                                                 "mlops-stack:approvedModelPackageArn": pin_of(load_stack(name)),
+                                                 "mlops-stack:grafanaWorkspaceId": "g-0123456789"})
         for name in stack_names()
     }
 

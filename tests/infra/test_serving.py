@@ -98,7 +98,7 @@ def test_alarms_with_endpoint_dimensions_and_topic_actions(served, settings: Sta
     subscriptions = plan.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert [s.inputs["endpoint"] for s in subscriptions] == ([settings.alarm_email] if settings.alarm_email else [])
     dashboard = json.loads(_one(plan, "aws:cloudwatch/dashboard:Dashboard")["dashboardBody"])
-    assert len(dashboard["widgets"]) == 6  # 4 of the endpoint, drift and quality (test_monitoring.py)
+    assert len(dashboard["widgets"]) == 7  # 4 of the endpoint, drift and 2 of quality (test_monitoring.py)
 
 
 def test_autoscaling_on_invocations_and_cpu(served, settings: StackSettings) -> None:
