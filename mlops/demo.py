@@ -124,6 +124,8 @@ class DemoResult:
     comparison: dict[str, Any] = field(default_factory=dict)
     promotion: dict[str, Any] = field(default_factory=dict)
     serving_metrics: dict[str, Any] = field(default_factory=dict)
+    prometheus: dict[str, Any] = field(default_factory=dict)
+    """What a real Prometheus scraping the champion's endpoint answered (when the binary is installed)."""
     report_path: Path | None = None
 
     @property
@@ -554,6 +556,9 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
                 f"{endpoint.capture_root}")
         line(s, "unseen categories are scored as missing (MLOPS_SERVE_UNKNOWN_CATEGORIES=score), so the "
                 "drift job sees them")
+        scraper = _start_prometheus(endpoint.url, run_dir, result, line, s)
+        if scraper is not None:
+            endpoints.append(scraper)
         monitored = monitor.baseline(settings, run_dir)
         line(s, f"monitor baseline: v{monitored.version} ({monitored.selected_because}); alarm rule: "
                 f"{monitor.AlarmRule.of(settings).describe()}")
@@ -643,6 +648,10 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
                 f"{challenger.metrics.get(primary, float('nan')):.4f}")
 
     result.serving_metrics["champion"] = parse_prometheus(endpoint.get("/metrics")[1].decode())
+    if scraper is not None:
+        _query_prometheus(scraper, result)
+        scraper.stop()
+        endpoints.remove(scraper)
 
     # 8 ----------------------------------------------------------------------------------------------
     with stage("Challenger vs champion on fresh data of the new population") as s:
@@ -699,6 +708,37 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
             endpoints.remove(running)
         stopped = local_aws.stop(run_dir)
         line(s, f"endpoint stopped; embedded AWS {'stopped' if stopped else 'was not running'}")
+
+
+def _start_prometheus(url: str, run_dir: Path, result: DemoResult, line: Any, stage_: Stage) -> Any:
+    """A real Prometheus scraping the endpoint, when one is installed; its failure is reported, not fatal."""
+    from mlops.local import prometheus
+
+    try:
+        scraper = prometheus.start(url.removeprefix("http://"), run_dir / "prometheus")
+    except prometheus.PrometheusError as error:
+        result.prometheus = {"error": str(error)}
+        line(stage_, f"Prometheus did not start: {error}")
+        return None
+    if scraper is None:
+        line(stage_, "no prometheus binary on PATH (Debian: apt-get install prometheus): the report reads "
+                     "GET /metrics itself")
+        return None
+    result.prometheus = {"url": scraper.url, "target": f"{url}/metrics",
+                         "scrape_interval_s": prometheus.SCRAPE_INTERVAL_S}
+    line(stage_, f"Prometheus {scraper.url} scrapes {url}/metrics every {prometheus.SCRAPE_INTERVAL_S} s")
+    return scraper
+
+
+def _query_prometheus(scraper: Any, result: DemoResult) -> None:
+    from mlops.local import prometheus
+
+    try:
+        scraper.wait_for_scrape(time.time())
+        result.prometheus["queries"] = dict(prometheus.QUERIES)
+        result.prometheus["results"] = scraper.results()
+    except (prometheus.PrometheusError, OSError) as error:
+        result.prometheus["error"] = str(error)
 
 
 def _quiet_mlflow() -> None:

@@ -336,7 +336,24 @@ def _latency(result: dict[str, Any]) -> str:
             + ("<p>Server side (GET /metrics of the endpoint):</p>"
                + _table(["endpoint", "requests by handler and code", "rows scored", "mean /invocations ms",
                          "capture records"], server) if server else "")
+            + _prometheus(result.get("prometheus") or {})
             + "</section>")
+
+
+def _prometheus(scraped: dict[str, Any]) -> str:
+    """What the Prometheus server that scraped the champion's endpoint answered (PromQL, instant queries)."""
+    if not scraped:
+        return "<p>No Prometheus server ran (no <code>prometheus</code> binary on PATH).</p>"
+    if "results" not in scraped:
+        return f"<p>Prometheus: {escape(scraped.get('error', 'no answer'))}</p>"
+    rows = []
+    for name, answers in scraped["results"].items():
+        shown = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k not in ("__name__", "job", "instance"))
+            + f" {a['value']:.4g}" for a in answers) or "(no series)"
+        rows.append([escape(name), f"<code>{escape(scraped['queries'][name])}</code>", escape(shown)])
+    return (f"<p>Prometheus ({escape(scraped['url'])}, scraping {escape(scraped['target'])} every "
+            f"{scraped['scrape_interval_s']} s) answered:</p>" + _table(["query", "PromQL", "result"], rows))
 
 
 def _lineage(result: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,27 @@ def test_the_challenger_is_promoted_exactly_when_it_wins(runs: Runs) -> None:
         assert copy.parent == result.run_dir / "release"
         assert result.promotion["new_pin"] in copy.read_text()
     assert (REPO_ROOT / "Pulumi.prod.yaml").read_bytes() == runs.prod_before  # the repo's stack file is untouched
+
+
+def test_a_real_prometheus_scraped_the_champion_and_the_report_shows_its_answers(runs: Runs) -> None:
+    """With Debian's prometheus installed (.ci/run installs it and sets MLOPS_REQUIRE_PROMETHEUS), the demo's
+    Prometheus counted exactly the invocations the endpoint's own /metrics reports; without it, the report
+    says so."""
+    scraped, html = runs.result.prometheus, runs.result.report_path.read_text()  # type: ignore[union-attr]
+    if shutil.which("prometheus") is None:
+        assert os.environ.get("MLOPS_REQUIRE_PROMETHEUS") != "1", "prometheus is required here but not installed"
+        assert scraped == {} and "No Prometheus server ran" in html
+        return
+    assert "error" not in scraped, scraped.get("error")
+    counted = {a["labels"]["code"]: a["value"] for a in scraped["results"]["requests by handler and code"]
+               if a["labels"]["handler"] == "invocations"}
+    own = {key.split('code="')[1].rstrip('"}'): value
+           for key, value in runs.result.serving_metrics["champion"]["requests"].items() if "invocations" in key}
+    assert counted == own and sum(counted.values()) > 0
+    assert [a["value"] for a in scraped["results"]["scrapes up"]] == [1.0]
+    [p99] = scraped["results"]["invocations p99 latency (s), last 5 min"]
+    assert 0 < p99["value"] < 5
+    assert f"Prometheus ({scraped['url']}, scraping {scraped['target']} every 1 s) answered:" in html
 
 
 def test_the_finished_run_leaves_no_process(runs: Runs) -> None:
