@@ -100,6 +100,18 @@ def test_infra_and_policy_commands(env: dict[str, str]):
     assert bad.returncode == 2
     assert "mlops-stack:endpointMaxCapacity" in bad.stderr and "Traceback" not in bad.stderr
     assert mlops("infra", "plan", "--stack", "nosuch", env=env).returncode == 2
+    # prod as promote leaves it (README: "Every serving stack monitors its endpoint"): jobs, alarms, the bus path
+    pin = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-stack-dev/3"
+    image = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/mlops-stack/dev/model:0123abc"
+    served = mlops("infra", "plan", "--stack", "prod", "-c", f"approvedModelPackageArn={pin}", "-c",
+                   f"approvedModelImageUri={image}", env=env)
+    assert served.returncode == 0, served.stderr
+    assert "monitoring-drift-schedule" in served.stdout and "monitoring-quality-alarm" in served.stdout
+    assert "event-bus/mlops-stack-dev-retrain-from-222222222222" in served.stdout
+    assert "Policies: no violations." in served.stdout
+    no_image = mlops("infra", "plan", "--stack", "prod", "-c", f"approvedModelPackageArn={pin}", env=env)
+    assert no_image.returncode == 2 and "Traceback" not in no_image.stderr
+    assert no_image.stderr.count("\n") == 1 and "mlops-stack:approvedModelImageUri: empty" in no_image.stderr
 
     policies = mlops("policy", "list", env=env)
     assert policies.returncode == 0 and re.search(r"\n\d+ policies\n$", policies.stdout)

@@ -327,7 +327,6 @@ class Monitoring(pulumi.ComponentResource):
 
         return forward
 
-
     def _scheduled_jobs(self, name: str, args: MonitoringArgs) -> None:
         """The drift job and (with a qualitySchedule) the quality job, each on its schedule, each with an M-of-N
         alarm whose ALARM state starts a retrain."""

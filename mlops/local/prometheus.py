@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from mlops.local.aws import free_port
 
 SCRAPE_INTERVAL_S = 1
 JOB = "mlops-local-endpoint"
@@ -36,12 +37,6 @@ QUERIES = {
 
 class PrometheusError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -114,7 +109,7 @@ def start(target: str, directory: Path, binary: str | None = None, timeout: floa
         "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
         "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}],
     }, sort_keys=False))
-    port = _free_port()
+    port = free_port()
     log = directory / "prometheus.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
