@@ -22,7 +22,9 @@ report-screenshot: $(STAMP)
 	$(BIN)/python scripts/screenshot_report.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	# --dist loadfile: a module's tests share one worker, so a module fixture (the demo run of
+	# tests/local/test_demo.py) is built once, not once per worker.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
