@@ -512,7 +512,8 @@ class StackSettings:
                 f"neither stack {self.stack}'s ({self.account_id}) nor {config_key('model_source_account_id')} "
                 f"({self.model_source_account_id or 'unset'})"
             )
-        problems.extend(self._monitoring_image_problems(pin))
+        if pin_ok and not any(p.startswith(config_key("approved_model_image_uri")) for p in problems):
+            problems.extend(self._monitoring_image_problems(pin))  # one line per fault: format problems say theirs
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
 

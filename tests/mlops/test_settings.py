@@ -96,6 +96,7 @@ def test_a_pinned_stack_without_an_image_tag_names_the_pinned_image(tmp_path: Pa
             load_stack_file(_write_stack(tmp_path, {**changes, "mlops-stack:modelSourceAccountId": "111111111111"},
                                          name="prod"))
         assert message in str(refused.value), case
+        assert len(refused.value.problems) == 1, (case, refused.value.problems)  # one line per fault
 
     pinned = load_stack_file(_write_stack(tmp_path, {"mlops-stack:approvedModelPackageArn": DEV_PIN,
                                                      "mlops-stack:approvedModelImageUri": DEV_IMAGE}, name="prod"))
