@@ -10,13 +10,17 @@ Stages (each printed with its timing):
  4. approve champion        `registry.approve`: the package becomes the stack's champion
  5. serve champion          `serve_local`: the image's `serve` entrypoint on a free port, data capture on;
                             `monitor.baseline` fetches the champion's drift baseline
- 6. held-out traffic        requests of 1-20 held-out real rows; then one drift job run (a datapoint: no drift)
+ 6. held-out traffic        requests of 1-20 held-out real rows, each with an inference id; one drift job
+                            run (a datapoint: no drift); the requests' labels arrive in Model Monitor's
+                            ground-truth format and one quality job run scores them (clears the bar)
  7. drifted traffic         the population changes (mlops/demo_data.py: the first numeric feature + 1.1
                             std, e.g. Adult's age +15 years, and a value of the first categorical feature
-                            the declaration does not know on 10% of rows); one drift
-                            job run per window: the alarm fires at M of N datapoints (stack settings)
-                            and starts the retrain (`monitor.run` -> `run_local`) on labelled rows of the
-                            new population (the rows the drifted traffic came from, shifted)
+                            the declaration does not know on 10% of rows) and so does the label on its
+                            upper half (concept drift); per window one drift job run and, once its
+                            labels are in, one quality job run: the quality metric falls below the bar,
+                            both alarms fire at M of N datapoints (stack settings); the first to enter
+                            ALARM starts the retrain (`monitor.run` -> `run_local`) on labelled rows of
+                            the new population, and the shared cooldown skips the other's
  8. challenger vs champion  the retrain's own CompareChampion step: the champion scored on the
                             challenger's test split (new population); CheckChampion registered the
                             challenger only because it reached the champion's score there
@@ -76,6 +80,8 @@ DEMO_DIR = "demo"
 RECORD = "demo.json"
 LATEST = "latest"
 FLUSH_TIMEOUT_S = 15.0
+STOPPING_STEPS = ("MetricBelowThreshold", "ChampionNotBeaten")
+"""The retrain's Fail steps (pipelines/training.py): its test metric missed the bar, or the champion won."""
 
 
 class DemoError(RuntimeError):
@@ -310,10 +316,11 @@ def label_texts(frame: pd.DataFrame, problem: Problem) -> list[str]:
 
 
 def _quality_run(settings: StackSettings, run_dir: Path, window_id: str, truth: list[dict[str, Any]],
-                 start: datetime, container: str) -> Any:
+                 start: datetime, data: Path | None, container: str) -> Any:
     """The window's labels land under its own ground-truth folder (hour of arrival), then the quality
-    schedule's tick on the window's capture (set aside by the drift run). The drift alarm retrains in the
-    demo; the quality alarm is evaluated and shown (`--no-retrain`), so one alarm decides one retrain."""
+    schedule's tick on the window's capture (set aside by the drift run). Its alarm may retrain like the
+    drift alarm: the cooldown the two share decides, so a drift retrain of the same window keeps it
+    from starting a second one."""
     from mlops import monitor_quality
 
     arrived = datetime.now(UTC)
@@ -322,7 +329,7 @@ def _quality_run(settings: StackSettings, run_dir: Path, window_id: str, truth: 
     labels.parent.mkdir(parents=True, exist_ok=True)
     labels.write_text("".join(json.dumps(record) + "\n" for record in truth))
     return monitor_quality.run(settings, run_dir, capture_dir=run_dir / "capture-evaluated" / window_id,
-                               ground_truth_dir=folder, start=start, now=arrived, container=container, retrain=False)
+                               ground_truth_dir=folder, start=start, now=arrived, container=container, data=data)
 
 
 def _window_end() -> datetime:
@@ -567,7 +574,8 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         raise DemoError("the local endpoint does not capture")
 
     def window(stage_: Stage, name: str, frame: pd.DataFrame, traffic_seed: int,
-               data: Path | None) -> Any:
+               data: Path | None) -> tuple[Any, Any]:
+        """One traffic window, its drift run, then its labels' quality run; each may start the retrain."""
         t0 = time.monotonic()
         window_start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         stream = send_traffic(endpoint.url, frame, features, requests=requests, seed=traffic_seed,
@@ -598,43 +606,49 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         result.datapoints.append({**asdict(point), "name": name, "alarm_before": outcome.alarm_before,
                                   "alarm_after": outcome.alarm_after, "evaluated": outcome.evaluated,
                                   "retrain": asdict(outcome.retrain)})
-        quality = _quality_run(settings, run_dir, point.id, truth, window_start, container)
+        quality = _quality_run(settings, run_dir, point.id, truth, window_start, data, container)
         value = "none" if quality.value is None else f"{quality.value:.4f}"
+        worse = {None: "no verdict", True: "worse than the bar", False: "clears the bar"}[quality.degraded]
         line(stage_, f"labels arrive: quality job {quality.metric} {value} on {quality.labelled_rows:,} labelled rows "
-                     f"(coverage {quality.coverage or 0:.0%}; bar {quality.bar:.4f}); quality alarm "
-                     f"{quality.alarm_before} -> {quality.alarm_after}")
-        result.quality.append({"name": name, **{k: v for k, v in asdict(quality).items() if k != "retrain"}})
-        return outcome
+                     f"(coverage {quality.coverage or 0:.0%}; bar {quality.bar:.4f}: {worse}); quality alarm "
+                     f"{quality.alarm_before} -> {quality.alarm_after}; retrain: {quality.retrain.action} "
+                     f"({quality.retrain.reason})")
+        result.quality.append({"name": name, **asdict(quality)})
+        return outcome, quality
 
     # 6 ----------------------------------------------------------------------------------------------
     with stage("Traffic from held-out real data, then the drift job") as s:
-        clean = window(s, "held-out real rows", heldout_real, seed + 1, None)
+        clean, _ = window(s, "held-out real rows", heldout_real, seed + 1, None)
         if clean.datapoint.value:
             line(s, "note: the drift job flagged held-out data from the training distribution (a false alarm)")
 
     # 7 ----------------------------------------------------------------------------------------------
-    with stage("Drifted traffic, drift alarm, retrain") as s:
+    with stage("Drifted traffic, drift and quality alarms, retrain") as s:
         # The retrain's labelled data: the new population's rows, shifted; without the new
         # category, which the schema does not know (validate rejects it; serving scores it as missing).
         challenger_csv = write_rows(change.apply(later, seed + 100, new_category=False), problem,
                                     data_dir / "challenger-train.csv")
         line(s, f"the population changes: {change.describe()} (applied to held-out real rows)")
-        rule = monitor.AlarmRule.of(settings)
+        windows = max(monitor.AlarmRule.of(settings).evaluation_periods, settings.quality_alarm_evaluation_periods)
         retrain = None
-        for index in range(rule.evaluation_periods):
+        for index in range(windows):
             drifted = change.apply(later, seed + 10 + index, new_category=True).sample(
                 frac=1.0, random_state=seed + index)
-            outcome = window(s, f"drifted window {index + 1}", drifted, seed + 20 + index, challenger_csv)
-            if outcome.retrain.action == monitor.STARTED:
-                retrain = outcome.retrain
+            outcomes = window(s, f"drifted window {index + 1}", drifted, seed + 20 + index, challenger_csv)
+            # Both alarms start one when the first retrain failed (the cooldown counts running and
+            # succeeded executions only); the later one is the platform's last word.
+            started = [o.retrain for o in outcomes if o.retrain.action == monitor.STARTED]
+            if started:
+                retrain = started[-1]
                 break
         if retrain is None:
             raise DemoError(
-                f"the drift alarm did not start a retrain after {rule.evaluation_periods} drifted windows; "
-                f"see {monitor.history_path(run_dir)}"
+                f"neither the drift nor the quality alarm started a retrain after {windows} "
+                f"drifted windows; see {monitor.history_path(run_dir)}"
             )
-        kept = retrain.status == "Failed" and "ChampionNotBeaten" in (retrain.failure or "")
-        if not kept and (retrain.status != "Succeeded" or not retrain.package_arn):
+        # A retrain its own conditions stopped is an outcome, not an error: nothing is registered.
+        stopped = retrain.status == "Failed" and any(step in (retrain.failure or "") for step in STOPPING_STEPS)
+        if not stopped and (retrain.status != "Succeeded" or not retrain.package_arn):
             raise DemoError(
                 f"the retrain {retrain.execution_id or ''} did not register a model: {retrain.status} "
                 f"{retrain.failure}; see {run_dir / 'runs'}"
@@ -643,9 +657,13 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
                                      f"{len(later):,} labelled rows of the new population (held-out real rows, "
                                      f"{change.numeric} {change.shift:+g})")
         result.models.append(challenger)
-        line(s, f"retrain {retrain.execution_id}: {retrain.status} in {challenger.seconds:.1f} s; registered "
-                f"{challenger.package_arn} (PendingManualApproval), test {primary} "
-                f"{challenger.metrics.get(primary, float('nan')):.4f}")
+        test = f"test {primary} {challenger.metrics.get(primary, float('nan')):.4f}"
+        if stopped:
+            line(s, f"retrain {retrain.execution_id}: stopped by its own condition, nothing registered ({test}): "
+                    f"{retrain.failure}")
+        else:
+            line(s, f"retrain {retrain.execution_id}: {retrain.status} in {challenger.seconds:.1f} s; registered "
+                    f"{challenger.package_arn} (PendingManualApproval), {test}")
 
     result.serving_metrics["champion"] = parse_prometheus(endpoint.get("/metrics")[1].decode())
     if scraper is not None:
@@ -661,15 +679,18 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         scores = {role: {k: v for k, v in values.items() if k != "rows"} for role, values in scores.items()}
         for model in (champion, challenger):
             shown = ", ".join(f"{k} {v:.4f}" for k, v in scores[model.role].items())
-            line(s, f"{model.role} v{model.version}: {shown}")
-        better = bool(verdict["passed"]) and not kept
+            version = f"v{model.version}" if model.version else "(not registered)"
+            line(s, f"{model.role} {version}: {shown}")
+        wins = bool(verdict["passed"])
+        better = wins and not stopped
         new, old = scores["challenger"][primary], scores["champion"].get(primary, float("nan"))
         result.comparison = {
             "data": f"the retrain's test split ({verdict['test_data']['rows']:,} rows of the new population, "
                     f"{change.describe()}), both models scored by its CompareChampion step; CheckChampion requires "
                     f"{verdict['required']:.4f} (promotionMinImprovement {verdict['min_improvement']:g})",
             "rows": verdict["test_data"]["rows"], "metric": primary, "direction": problem.direction,
-            "scores": scores, "required": verdict["required"], "winner": "challenger" if better else "champion",
+            "scores": scores, "required": verdict["required"], "winner": "challenger" if wins else "champion",
+            "registered": bool(challenger.package_arn),
         }
         line(s, f"winner on {primary} ({problem.direction} is better): {result.comparison['winner']} "
                 f"({new:.4f} vs {old:.4f}, required {verdict['required']:.4f})")
@@ -689,10 +710,14 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
             monitored = monitor.baseline(settings, run_dir)
             line(s, f"monitor re-baselined on v{monitored.version}")
             result.serving_metrics["follower"] = parse_prometheus(follower.get("/metrics")[1].decode())
+        elif not challenger.package_arn:
+            line(s, f"the challenger was not registered ({retrain.failure}); the champion keeps serving until a "
+                    "retrain on more labelled rows of the new population clears the stack's bars")
+            result.promotion = {"promoted": False, "reason": retrain.failure}
         else:
             line(s, f"challenger v{challenger.version} is not better on the same data: it stays "
                     "PendingManualApproval; the champion keeps serving")
-            result.promotion = {"promoted": False}
+            result.promotion = {"promoted": False, "reason": "not better on the same data"}
 
     # 10 ---------------------------------------------------------------------------------------------
     with stage("Report") as s:

@@ -5,6 +5,15 @@ The change is chosen from the declaration, not from knowledge of a dataset: the 
 numeric feature moves by 1.1 standard deviations of the training rows (clipped to its declared
 maximum: beyond it a row is a data error, not drift), and, when the problem has categorical
 features, the first one takes a value the declaration does not know on 10% of the rows.
+
+The label changes too (concept drift: what the champion learnt no longer holds, so its quality
+falls, which a covariate shift alone seldom shows): on the upper half of the new population (the
+moved feature at or above the training median plus the shift) a class becomes the next declared
+class (binary: the two classes swap), a number moves up by two standard deviations of the
+training labels, within the declared label range. The rule depends on the moved feature alone, so
+a challenger trained on labelled rows of the new population can learn it from a few dozen rows
+(measured on the shipped problems before choosing it: a rotation keeps every class above the
+problems' min_class_share, where "every row takes one class" emptied one of wine's classes).
 """
 
 from __future__ import annotations
@@ -20,9 +29,41 @@ from model_code.schema import CategoricalFeature, NumericFeature
 
 SHIFT_STDS = 1.1
 NEW_CATEGORY_SHARE = 0.10
+LABEL_SHIFT_STDS = 2.0
 MIN_TRAFFIC_ROWS = 2000
 SMALL_FRACTIONS = {"train": 0.45, "challenger": 0.35, "comparison": 0.20}
 """A sample too small for the requested sizes is split by these shares; its traffic reuses the comparison rows."""
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """On rows whose moved feature is at least `cut`: a class index becomes the next of `classes` (canonical
+    frames hold class indices, model_code.schema.coerce), or a number moves by `offset` within [minimum, maximum]."""
+
+    label: str
+    cut: float
+    classes: tuple[str, ...]
+    offset: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def describe(self, numeric: str) -> str:
+        where = f"where {numeric} >= {self.cut:g}"
+        if len(self.classes) == 2:
+            return f"{self.label}: {where} the classes swap ({self.classes[0]} <-> {self.classes[1]})"
+        if self.classes:
+            cycle = " -> ".join([*self.classes, self.classes[0]])
+            return f"{self.label}: {where} each class becomes the next ({cycle})"
+        return f"{self.label}: {where} {self.offset:+g} (within [{self.minimum}, {self.maximum}])"
+
+    def apply(self, frame: pd.DataFrame, numeric: str) -> pd.DataFrame:
+        rows = frame[numeric].to_numpy(dtype=float) >= self.cut
+        label = frame[self.label]
+        if self.classes:
+            frame[self.label] = label.where(~rows, (label + 1) % len(self.classes))
+        else:
+            frame[self.label] = label.where(~rows, (label + self.offset).clip(self.minimum, self.maximum))
+        return frame
 
 
 @dataclass(frozen=True)
@@ -32,6 +73,7 @@ class PopulationChange:
     maximum: float
     categorical: str | None
     new_category: str | None
+    labels: LabelChange
     share: float = NEW_CATEGORY_SHARE
 
     def describe(self) -> str:
@@ -39,11 +81,13 @@ class PopulationChange:
         if self.categorical:
             text += (f", a {self.categorical} the declaration does not know ('{self.new_category}') on "
                      f"{self.share:.0%} of rows")
-        return text
+        return f"{text}; the label changes: {self.labels.describe(self.numeric)}"
 
     def apply(self, frame: pd.DataFrame, seed: int, *, new_category: bool) -> pd.DataFrame:
         out = frame.copy()
         out[self.numeric] = (out[self.numeric] + self.shift).clip(upper=self.maximum)
+        if self.labels.label in out:
+            self.labels.apply(out, self.numeric)
         if new_category and self.categorical:
             rows = np.random.default_rng(seed).choice(len(out), size=round(self.share * len(out)), replace=False)
             out[self.categorical] = out[self.categorical].astype(object)
@@ -58,8 +102,15 @@ def population_change(problem: Problem, train: pd.DataFrame) -> PopulationChange
     shift = SHIFT_STDS * (float(np.nanstd(train[numeric.name].to_numpy(dtype=float))) or 1.0)
     shift = float(max(1, round(shift))) if numeric.dtype == "int" else float(f"{shift:.3g}")
     categorical = next((f for f in problem.schema.features if isinstance(f, CategoricalFeature)), None)
+    schema = problem.schema
+    cut = float(np.nanmedian(train[numeric.name].to_numpy(dtype=float))) + shift
+    if schema.is_classification:
+        labels = LabelChange(schema.label, cut, tuple(str(v) for v in schema.label_values))
+    else:
+        offset = float(f"{LABEL_SHIFT_STDS * (float(np.nanstd(train[schema.label].to_numpy(dtype=float))) or 1.0):.3g}")
+        labels = LabelChange(schema.label, cut, (), offset, schema.label_minimum, schema.label_maximum)
     return PopulationChange(numeric.name, shift, numeric.maximum, categorical.name if categorical else None,
-                            f"new-{categorical.name}" if categorical else None)
+                            f"new-{categorical.name}" if categorical else None, labels)
 
 
 def partition(rows: int, seed: int, **sizes: int) -> dict[str, np.ndarray]:

@@ -258,19 +258,22 @@ def _quality(result: dict[str, Any]) -> str:
         verdict = "<span class=muted>no labels</span>" if degraded is None else \
             ('<span class="bad">below the bar</span>' if degraded else '<span class="ok">clears the bar</span>')
         counts = ", ".join(f"{k} {v}" for k, v in (q.get("counts") or {}).items() if v) or "-"
+        retrain = q.get("retrain") or {}
         rows.append([escape(q.get("name", "")), _fmt(q.get("value")), _fmt(q.get("bar")),
                      "-" if q.get("coverage") is None else f"{q['coverage']:.0%}", f"{q.get('labelled_rows', 0):,}",
                      verdict, escape(counts), f"{escape(q.get('alarm_before', ''))} &rarr; "
-                     f"{escape(q.get('alarm_after', ''))}"])
+                     f"{escape(q.get('alarm_after', ''))}", escape(f"{retrain.get('action', '')}: "
+                                                                    f"{retrain.get('reason', '')}")])
     metric = str(runs[0].get("metric", ""))
     chart = _hbars([str(q.get("name", "")) for q in runs], [float(q.get("value") or 0) for q in runs],
                    f"{metric} of labelled traffic per window (bar {_fmt(runs[0].get('bar'))})",
                    highlight={str(q.get("name", "")) for q in runs if q.get("degraded")})
     return ('<section id="quality"><h2>Quality</h2><p>Each window\'s requests carry an inference id; their labels '
             "arrive afterwards in Model Monitor's ground-truth format and the quality job joins them to the capture "
-            "and re-scores with the served model. The quality alarm is evaluated M of N; in the demo the drift "
-            "alarm starts the retrain.</p>"
-            + _table(["window", metric, "bar", "coverage", "labelled rows", "verdict", "join", "quality alarm"], rows)
+            "and re-scores with the served model. The quality alarm is evaluated M of N and may start a retrain "
+            "like the drift alarm; the two share one cooldown, so one population change starts one retrain.</p>"
+            + _table(["window", metric, "bar", "coverage", "labelled rows", "verdict", "join", "quality alarm",
+                      "retrain"], rows)
             + f"<figure>{chart}</figure></section>")
 
 
@@ -287,7 +290,9 @@ def _comparison(result: dict[str, Any]) -> str:
                    f"{metric} on the same test split ({comparison.get('direction', 'higher')} is better)",
                    highlight={comparison.get("winner", "")})
     return (f'<section id="comparison"><h2>Challenger vs champion</h2><p>{escape(comparison.get("data", ""))}. '
-            f"Winner on {escape(metric)}: <b>{escape(comparison.get('winner', ''))}</b>.</p>"
+            f"Winner on {escape(metric)}: <b>{escape(comparison.get('winner', ''))}</b>"
+            f"{'' if comparison.get('registered', True) else ' (the challenger was not registered: see Promotion)'}"
+            ".</p>"
             f'{_table(["model", *metrics], rows)}<figure>{chart}</figure></section>')
 
 
@@ -296,7 +301,8 @@ def _promotion(result: dict[str, Any]) -> str:
     if not promotion:
         return '<section id="promotion"><h2>Promotion</h2><p class=muted>not reached</p></section>'
     if not promotion.get("promoted"):
-        return ('<section id="promotion"><h2>Promotion</h2><p>The challenger was not better: nothing promoted.</p>'
+        reason = promotion.get("reason") or "not better on the same data"
+        return (f'<section id="promotion"><h2>Promotion</h2><p>Nothing promoted: {escape(reason)}.</p>'
                 "</section>")
     text = ""
     if promotion.get("pin_refused"):
