@@ -831,6 +831,8 @@ def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, models:
     from mlops.local.comparison_job import LocalJobs
     from mlops.registry import ReleaseError, approve, describe_package
     from mlops.release import promote, write_pin
+    from mlops.settings import config_key
+    from mlops.stack_files import write_settings
 
     champion, challenger = models
 
@@ -846,6 +848,9 @@ def _promote(settings: StackSettings, run_dir: Path, result: DemoResult, models:
         release_dir.mkdir(exist_ok=True)
         target = release_dir / stack_file("prod", root).name
         shutil.copyfile(stack_file("prod", root), target)
+        if load_stack_file(target).problem_dir.resolve() != settings.problem_dir.resolve():
+            # --problem: prod serves that problem too, with its own bar (as problems.settings_for gives dev)
+            write_settings(target, {config_key("problem"): settings.problem, config_key("evaluation_min_metric"): ""})
         write_pin(target, champion.package_arn, describe_package(champion.package_arn, aws=aws).image)  # prod runs v1
         line(stage, f"a copy of Pulumi.prod.yaml pins v{champion.version} (prod serves the first champion)")
         jobs = LocalJobs(server, aws.client("s3", settings.region), aws.sagemaker(settings.region),

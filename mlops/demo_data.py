@@ -11,9 +11,11 @@ falls, which a covariate shift alone seldom shows): on the upper half of the new
 moved feature at or above the training median plus the shift) a class becomes the next declared
 class (binary: the two classes swap), a number moves up by two standard deviations of the
 training labels, within the declared label range. The rule depends on the moved feature alone, so
-a challenger trained on labelled rows of the new population can learn it from a few dozen rows
-(measured on the shipped problems before choosing it: a rotation keeps every class above the
-problems' min_class_share, where "every row takes one class" emptied one of wine's classes).
+a challenger trained on labelled rows of the new population can learn it: Adult's and diabetes's
+retrains beat the champion on the new population and clear their bars; wine's 62 labelled rows
+(`--small`) beat it too but miss wine's bar, so that retrain registers nothing. A rotation keeps
+every class above the problems' min_class_share, where "every upper-half row takes the rarest
+class" emptied one of wine's classes (measured on the shipped problems before choosing).
 """
 
 from __future__ import annotations
@@ -56,14 +58,13 @@ class LabelChange:
             return f"{self.label}: {where} each class becomes the next ({cycle})"
         return f"{self.label}: {where} {self.offset:+g} (within [{self.minimum}, {self.maximum}])"
 
-    def apply(self, frame: pd.DataFrame, numeric: str) -> pd.DataFrame:
+    def apply_in_place(self, frame: pd.DataFrame, numeric: str) -> None:
         rows = frame[numeric].to_numpy(dtype=float) >= self.cut
         label = frame[self.label]
         if self.classes:
             frame[self.label] = label.where(~rows, (label + 1) % len(self.classes))
         else:
             frame[self.label] = label.where(~rows, (label + self.offset).clip(self.minimum, self.maximum))
-        return frame
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class PopulationChange:
         out = frame.copy()
         out[self.numeric] = (out[self.numeric] + self.shift).clip(upper=self.maximum)
         if self.labels.label in out:
-            self.labels.apply(out, self.numeric)
+            self.labels.apply_in_place(out, self.numeric)
         if new_category and self.categorical:
             rows = np.random.default_rng(seed).choice(len(out), size=round(self.share * len(out)), replace=False)
             out[self.categorical] = out[self.categorical].astype(object)
@@ -95,11 +96,16 @@ class PopulationChange:
         return out
 
 
+def _std(frame: pd.DataFrame, column: str) -> float:
+    """The standard deviation of a training column; 1 when it is constant (a shift must move it)."""
+    return float(np.nanstd(frame[column].to_numpy(dtype=float))) or 1.0
+
+
 def population_change(problem: Problem, train: pd.DataFrame) -> PopulationChange:
     numeric = next((f for f in problem.schema.features if isinstance(f, NumericFeature)), None)
     if numeric is None:
         raise ValueError(f"problem {problem.name} has no numeric feature for the demo's population change")
-    shift = SHIFT_STDS * (float(np.nanstd(train[numeric.name].to_numpy(dtype=float))) or 1.0)
+    shift = SHIFT_STDS * _std(train, numeric.name)
     shift = float(max(1, round(shift))) if numeric.dtype == "int" else float(f"{shift:.3g}")
     categorical = next((f for f in problem.schema.features if isinstance(f, CategoricalFeature)), None)
     schema = problem.schema
@@ -107,7 +113,7 @@ def population_change(problem: Problem, train: pd.DataFrame) -> PopulationChange
     if schema.is_classification:
         labels = LabelChange(schema.label, cut, tuple(str(v) for v in schema.label_values))
     else:
-        offset = float(f"{LABEL_SHIFT_STDS * (float(np.nanstd(train[schema.label].to_numpy(dtype=float))) or 1.0):.3g}")
+        offset = float(f"{LABEL_SHIFT_STDS * _std(train, schema.label):.3g}")
         labels = LabelChange(schema.label, cut, (), offset, schema.label_minimum, schema.label_maximum)
     return PopulationChange(numeric.name, shift, numeric.maximum, categorical.name if categorical else None,
                             f"new-{categorical.name}" if categorical else None, labels)

@@ -146,8 +146,11 @@ def _number_error(value: Any) -> str | None:
 def _problem_error(value: Any) -> str | None:
     from model_code.problem import ProblemError
 
+    folder = REPO_ROOT / value
+    if folder.is_file():  # load_problem reads a file too, but the code bundle ships the whole folder
+        return f"{value!r} is a file: name the problem's folder ({Path(value).parent.as_posix() or '.'})"
     try:
-        _cached_problem(REPO_ROOT / value)
+        _cached_problem(folder)
     except ProblemError as error:
         return "; ".join(error.problems) + f" ({error.source})"
     return None

@@ -187,6 +187,8 @@ BAD_VALUES = [
     ({"mlops-stack:evaluationMinAuc": "0.8"},
      "mlops-stack:evaluationMinAuc: renamed to mlops-stack:evaluationMinMetric (a threshold on the problem's"),
     ({"mlops-stack:problem": "problems/none"}, "mlops-stack:problem: no problem.yaml: a problem is a folder"),
+    ({"mlops-stack:problem": "problems/wine/problem.yaml"},
+     "mlops-stack:problem: 'problems/wine/problem.yaml' is a file: name the problem's folder (problems/wine)"),
     ({"mlops-stack:owner": None}, "mlops-stack:owner: required key is missing"),
     (
         {"mlops-stack:gitlabProjectPath": "just-a-name"},
