@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlops import stack_yaml
 from model_code import metrics
 from model_code.problem import Problem, load_problem
 
@@ -654,51 +653,81 @@ def _account_id(value: Any) -> str:
     return account
 
 
-def from_config_map(stack: str, config: Mapping[str, Any], source: str) -> StackSettings:
+def _unknown_key(key: str, keys: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(why `key` is not one a stack file may hold, the key it was likely meant as), or None when it is one:
+    our keys, the AWS provider's, Pulumi's."""
+    namespace, _, name = key.partition(":")
+    if namespace == PROJECT:
+        if name in RENAMED:
+            return (f"renamed to {PROJECT}:{RENAMED[name]} (a threshold on the problem's primary metric, in its "
+                    "direction; empty uses the problem's metrics.threshold)"), f"{PROJECT}:{RENAMED[name]}"
+        if key in keys:
+            return None
+        close = difflib.get_close_matches(key, list(keys), n=1)
+        return "unknown key" + (f" (did you mean {close[0]}?)" if close else ""), close[0] if close else ""
+    if namespace in stack_yaml.PROVIDER_SDKS:
+        known = stack_yaml.provider_keys(namespace)
+        if name in known:
+            return None
+        close = [f"{namespace}:{match}" for match in difflib.get_close_matches(name, sorted(known), n=1)]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"not a config key of the {namespace} provider{hint}: the provider would ignore it", "".join(close)
+    if key in stack_yaml.PULUMI_KEYS:
+        return None
+    spaces = [PROJECT, *stack_yaml.PROVIDER_SDKS, "pulumi"]
+    close = [f"{match}:{name}" for match in difflib.get_close_matches(namespace, spaces, n=1)]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"unknown namespace {namespace!r}{hint}; a stack file holds "
+            f"{', '.join(f'{space}:' for space in spaces)} keys, and nothing would read it"), "".join(close)
+
+
+def from_config_map(
+    stack: str, config: Mapping[str, Any], source: str, lines: Mapping[str, int] | None = None
+) -> StackSettings:
     """Build settings from namespaced config (`mlops-stack:key`, `aws:region`, ...).
 
     Every problem is collected and raised together, one line each, so a reviewer fixes a stack file
-    in one pass. Keys of other providers' namespaces are the providers' business and pass through.
+    in one pass. A key of no namespace this project or its provider reads is refused (it would be
+    ignored); `lines` (key -> line in the file) puts the line in front of each such key's problem.
     """
     problems: list[str] = []
     keys = {k.key: k for k in declared_keys()}
     values: dict[str, Any] = {}
+    at = lambda key: f"line {lines[key]}: " if lines and key in lines else ""  # noqa: E731
 
     if not _STACK_NAME.match(stack):
         problems.append(f"stack name {stack!r} must be 1-16 lowercase letters, digits or '-', starting with a letter")
+    meant = set()  # keys a misspelled one was likely meant as: their absence is that one problem, not a second
     for key in config:
-        if (old := key.removeprefix(f"{PROJECT}:")) in RENAMED and key.startswith(f"{PROJECT}:"):
-            problems.append(f"{key}: renamed to {PROJECT}:{RENAMED[old]} (a threshold on the problem's primary "
-                            "metric, in its direction; empty uses the problem's metrics.threshold)")
-        elif key.startswith(f"{PROJECT}:") and key not in keys:
-            close = difflib.get_close_matches(key, list(keys), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"{key}: unknown key{hint}")
+        if (unknown := _unknown_key(str(key), keys)) is not None:
+            problems.append(f"{at(key)}{key}: {unknown[0]}")
+            meant.add(unknown[1])
     for key in keys.values():
         if key.key not in config:
-            if key.required:
+            if key.required and key.key not in meant:
                 problems.append(f"{key.key}: required key is missing")
             continue
         try:
             values[key.attribute] = _coerce(key.kind, config[key.key])
         except ValueError as error:
-            problems.append(f"{key.key}: {error}")
+            problems.append(f"{at(key.key)}{key.key}: {error}")
             continue
         if (check := _CHECKS.get(key.attribute)) and (error := check(values[key.attribute])):
-            problems.append(f"{key.key}: {error}")
+            problems.append(f"{at(key.key)}{key.key}: {error}")
 
     region = config.get("aws:region")
     if region is None:
-        problems.append("aws:region: required key is missing")
+        if "aws:region" not in meant:
+            problems.append("aws:region: required key is missing")
     elif not isinstance(region, str) or not _REGION.match(region):
-        problems.append(f"aws:region: {region!r} is not an AWS region like eu-west-1")
+        problems.append(f"{at('aws:region')}aws:region: {region!r} is not an AWS region like eu-west-1")
     try:
         account = _account_id(config["aws:allowedAccountIds"]) if "aws:allowedAccountIds" in config else None
-        if account is None:
+        if account is None and "aws:allowedAccountIds" not in meant:
             problems.append("aws:allowedAccountIds: required key is missing (the stack's one AWS account id)")
     except ValueError as error:
         account = None
-        problems.append(f"aws:allowedAccountIds: {error}")
+        problems.append(f"{at('aws:allowedAccountIds')}aws:allowedAccountIds: {error}")
 
     if problems:
         raise SettingsError(source, problems)
@@ -725,15 +754,13 @@ def load_stack_file(path: Path, overrides: Mapping[str, Any] | None = None) -> S
     if not path.is_file():
         raise SettingsError(str(path), ["stack file not found"])
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SettingsError(str(path), [f"not valid YAML{where}"]) from None
+        document, lines = stack_yaml.read(path)
+    except stack_yaml.StackYamlError as error:
+        raise SettingsError(str(path), [str(error)]) from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise SettingsError(str(path), ["no `config:` mapping"])
-    return from_config_map(name[len("Pulumi.") : -len(".yaml")], {**config, **(overrides or {})}, path.name)
+    return from_config_map(name[len("Pulumi.") : -len(".yaml")], {**config, **(overrides or {})}, path.name, lines)
 
 
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackSettings:

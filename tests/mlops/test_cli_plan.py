@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -87,22 +88,67 @@ def _bad_root(tmp_path: Path, key: str, value) -> Path:
         (
             "mlops-stack:endpointMinCapacty",
             2,
-            "error: Pulumi.prod.yaml: mlops-stack:endpointMinCapacty: unknown key (did you mean mlops-stack:endpointMinCapacity?)",
+            "error: Pulumi.prod.yaml: line {line}: mlops-stack:endpointMinCapacty: unknown key (did you mean mlops-stack:endpointMinCapacity?)",
         ),
         (
             "mlops-stack:driftSchedule",
             "cron(0 */6 * * *)",
-            "error: Pulumi.prod.yaml: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6",
+            "error: Pulumi.prod.yaml: line {line}: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6",
         ),
     ],
 )
 def test_bad_stack_file_prints_one_line_and_nothing_else(capsys, tmp_path: Path, key, value, message) -> None:
     root = _bad_root(tmp_path, key, value)
+    line = next(number for number, text in enumerate((root / "Pulumi.prod.yaml").read_text().splitlines(), 1)
+                if text.lstrip().startswith(f"{key}:"))
+    message = message.format(line=line)  # a key's own problem names its line; a cross-key one (min > max) cannot
     for argv in (["--stack", "prod"], ["--all"], ["--stack", "prod", "--json"]):
         code, out, err = _run(capsys, "infra", "plan", *argv, "--root", str(root))
         assert code == EXIT_BAD_INPUT
         assert out == ""
         assert err.splitlines() == [message]
+
+
+@pytest.mark.parametrize(
+    ("mistake", "edit", "expected", "marker"),
+    [
+        ("duplicate key",
+         lambda text: text.replace("config:\n", "config:\n  mlops-stack:endpointMaxCapacity: 9\n", 1),
+         r"line (\d+): duplicate key 'mlops-stack:endpointMaxCapacity' \(first at line (\d+)\); YAML keeps only "
+         r"the last", b"mlops-stack:endpointMaxCapacity:"),
+        ("non-UTF-8 byte",
+         lambda text: text.replace("config:\n", "config:\n  # Zürich\n", 1).encode("latin-1"),
+         r"line (\d+): byte 0xfc is not UTF-8; save the file as UTF-8", b"\xfc"),
+        ("misspelled namespace",
+         lambda text: text.replace("mlops-stack:endpointMaxCapacity:", "mlops-stak:endpointMaxCapacity:"),
+         r"line (\d+): mlops-stak:endpointMaxCapacity: unknown namespace 'mlops-stak' \(did you mean "
+         r"mlops-stack:endpointMaxCapacity\?\); .*nothing would read it", b"mlops-stak:"),
+        ("unknown aws key",
+         lambda text: text.replace("aws:region:", "aws:regoin:"),
+         r"line (\d+): aws:regoin: not a config key of the aws provider \(did you mean aws:region\?\): the "
+         r"provider would ignore it", b"aws:regoin:"),
+    ],
+)
+def test_stack_file_mistakes_exit_2_with_one_line_naming_file_line_and_key(tmp_path: Path, mistake, edit,
+                                                                           expected, marker) -> None:
+    """Through the installed entry point: exit 2, one line on stderr naming the file, the line and the key."""
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    edited = edit((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_bytes(edited if isinstance(edited, bytes) else edited.encode())
+    mlops = Path(sys.executable).parent / "mlops"
+    result = subprocess.run([str(mlops), "infra", "plan", "--stack", "prod", "--root", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == EXIT_BAD_INPUT, (mistake, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    match = re.fullmatch(rf"error: (\S+): {expected}", line)
+    assert match, line
+    assert match.group(1).endswith("Pulumi.prod.yaml")
+    lines = path.read_bytes().splitlines()
+    named = [int(number) for number in match.groups()[1:]]  # the line (and for a duplicate, the first one too)
+    assert named and all(marker in lines[number - 1] for number in named), (line, [lines[n - 1] for n in named])
 
 
 def test_missing_stack_file(capsys, tmp_path: Path) -> None:

@@ -230,7 +230,7 @@ def test_all_problems_reported_together(tmp_path: Path) -> None:
 def test_bad_stack_file_shapes(tmp_path: Path) -> None:
     broken = tmp_path / "Pulumi.dev.yaml"
     broken.write_text("config: [unclosed\n")
-    with pytest.raises(SettingsError, match="not valid YAML at line"):
+    with pytest.raises(SettingsError, match=r"line \d+: not valid YAML"):
         load_stack_file(broken)
     with pytest.raises(SettingsError, match="stack file not found"):
         load_stack_file(tmp_path / "Pulumi.qa.yaml")
