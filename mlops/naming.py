@@ -28,6 +28,7 @@ GROUND_TRUTH_PREFIX = "ground-truth"
 LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     "s3": (63, re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")),
     "iam-role": (64, re.compile(r"^[\w+=,.@-]+$")),
+    "iam-policy": (128, re.compile(r"^[\w+=,.@-]+$")),
     "ecr": (256, re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")),
     "kms-alias": (256, re.compile(r"^alias/[a-zA-Z0-9/_-]+$")),
     # SageMaker names: [a-zA-Z0-9](-*[a-zA-Z0-9])*; endpoints and model package groups stop at 63.
@@ -133,6 +134,18 @@ class Names:
     @property
     def execution_role(self) -> str:
         return self.role("sagemaker-execution")
+
+    def policy(self, purpose: str) -> str:
+        return fit(f"{self.prefix}-{purpose}", "iam-policy")
+
+    @property
+    def workload_boundary(self) -> str:
+        """The permissions boundary of every role the deploy role may create or write (infra/components/boundary.py)."""
+        return self.policy("workload-boundary")
+
+    def deploy_policy(self, purpose: str) -> str:
+        """One of the deploy role's managed policies (its rights exceed one inline policy's 10,240 characters)."""
+        return self.policy(f"ci-deploy-{purpose}")
 
     @property
     def deploy_role(self) -> str:
@@ -246,6 +259,13 @@ class Arns:
     @property
     def roles(self) -> str:
         return f"arn:aws:iam::{self.names.account_id}:role/{self.names.prefix}-*"
+
+    def policy(self, name: str) -> str:
+        return f"arn:aws:iam::{self.names.account_id}:policy/{name}"
+
+    @property
+    def workload_boundary(self) -> str:
+        return self.policy(self.names.workload_boundary)
 
     @property
     def keys(self) -> str:

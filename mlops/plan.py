@@ -59,6 +59,11 @@ class Plan:
         return {"stack": self.stack, "resources": [r.as_json() for r in self.resources], "outputs": self.outputs}
 
 
+def mock_key_id(logical_name: str) -> str:
+    """The ID a planned KMS key gets (deterministic: policies that name the key can be checked against it)."""
+    return f"{_short_hash(logical_name)[:8]}-mock-{_short_hash(logical_name + 'k')[:12]}"
+
+
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -95,13 +100,15 @@ class _PlanMocks(pulumi.runtime.Mocks):
         token = args.typ
         state: dict[str, Any] = dict(inputs)
         if token == "aws:kms/key:Key":
-            key_id = f"{_short_hash(args.name)[:8]}-mock-{_short_hash(args.name + 'k')[:12]}"
+            key_id = mock_key_id(args.name)
             state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account}:key/{key_id}")
             physical = key_id
         elif token == "aws:s3/bucket:Bucket":
             state.update(arn=f"arn:aws:s3:::{physical}", bucketDomainName=f"{physical}.s3.amazonaws.com")
         elif token == "aws:iam/role:Role":
             state.update(arn=f"arn:aws:iam::{account}:role/{physical}")
+        elif token == "aws:iam/policy:Policy":
+            state.update(arn=f"arn:aws:iam::{account}:policy/{physical}")
         elif token == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             physical = str(inputs["url"]).removeprefix("https://")
             state.update(arn=f"arn:aws:iam::{account}:oidc-provider/{physical}")

@@ -17,205 +17,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.deploy_permissions import deploy_policy
-from infra.components.policy_documents import document, statement
-from mlops.naming import ENCRYPTED_BUCKET_KINDS, Arns, Names, source_of
-
-STS_AUDIENCE = "sts.amazonaws.com"
-SAGEMAKER_METRIC_NAMESPACES = (
-    "/aws/sagemaker/Endpoints",
-    "/aws/sagemaker/TrainingJobs",
-    "/aws/sagemaker/ProcessingJobs",
+from infra.components.access_policies import (
+    STS_AUDIENCE,
+    execution_policy,
+    mlflow_policy,
+    oidc_trust_policy,
+    service_trust_policy,
+    source_model_statements,
 )
-
-
-def service_trust_policy(service: str, account_id: str) -> dict:
-    """Trust for an AWS service, limited to calls made on behalf of this account (confused deputy)."""
-    return document(
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": service},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-        }
-    )
-
-
-def gitlab_subject(project_path: str, branch: str, tag: str = "") -> str:
-    """GitLab's ID-token `sub` claim for pipelines of `tag` (a pattern), else of `branch`, in `project_path`."""
-    if tag:
-        return f"project_path:{project_path}:ref_type:tag:ref:{tag}"
-    return f"project_path:{project_path}:ref_type:branch:ref:{branch}"
-
-
-def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, branch: str, tag: str = "") -> dict:
-    """Trust for pipelines of one protected ref: the branch, or (prod) only tags matching `tag`, never both.
-
-    `sub` is the one claim naming the ref that AWS can condition on; a tag pattern needs StringLike.
-    """
-    subject = {f"{gitlab_host}:sub": gitlab_subject(project_path, branch, tag)}
-    return document(
-        {
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {
-                "StringEquals": {f"{gitlab_host}:aud": STS_AUDIENCE, **({} if tag else subject)},
-                **({"StringLike": subject} if tag else {}),
-            },
-        }
-    )
-
-
-def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = ()) -> dict:
-    names = arns.names
-    kinds = ENCRYPTED_BUCKET_KINDS
-    return document(
-        *extra,
-        statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
-        statement(
-            "ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], arns.objects(kinds)
-        ),
-        statement(
-            "UseStackKey",
-            ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-            [key_arn],
-        ),
-        # GetAuthorizationToken is account-wide by design: it has no resource to scope to.
-        statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-        statement(
-            "PullModelImage",
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            [arns.repository],
-        ),
-        statement(
-            "WriteJobLogs",
-            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            [arns.log_groups, f"{arns.log_groups}:log-stream:*"],
-        ),
-        # PutMetricData has no resource; the namespace condition confines it to this stack's metrics and the
-        # ones SageMaker's jobs and endpoints publish with this role (instance metrics of each kind).
-        statement(
-            "PutStackMetrics",
-            ["cloudwatch:PutMetricData"],
-            "*",
-            {"StringEquals": {"cloudwatch:namespace": [metrics_namespace, *SAGEMAKER_METRIC_NAMESPACES]}},
-        ),
-        # Blue/green deployments with auto-rollback read the stack's alarms with the endpoint's role.
-        statement("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [arns.scoped("cloudwatch", "alarm")]),
-        statement(
-            "RunPipelineJobs",
-            [
-                "sagemaker:AddTags",
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:CreateTrainingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:DescribeTrainingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:StopTrainingJob",
-            ],
-            arns.jobs(),
-        ),
-        statement(
-            "RegisterModels",
-            [
-                "sagemaker:AddTags",
-                "sagemaker:CreateModelPackage",
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:DescribeModelPackageGroup",
-                "sagemaker:ListModelPackages",
-                "sagemaker:DescribePipelineExecution",
-                "sagemaker:ListPipelineExecutions",
-                "sagemaker:ListPipelineParametersForExecution",
-            ],
-            arns.sagemaker("model-package-group", "model-package", "pipeline", "pipeline-execution"),
-        ),
-        statement(
-            "TrackExperiments",
-            # Exactly the REST calls MLflow 3.17's client makes for the Train and Evaluate steps (set_experiment,
-            # start_run, log_params/metrics, set_tags, log_dict, sklearn.log_model: recorded against an MLflow
-            # server), named as sagemaker-mlflow's IAM actions (POST logged-models is LogModel).
-            [
-                "sagemaker-mlflow:CreateExperiment",
-                "sagemaker-mlflow:CreateRun",
-                "sagemaker-mlflow:FinalizeLoggedModel",
-                "sagemaker-mlflow:GetExperiment",
-                "sagemaker-mlflow:GetExperimentByName",
-                "sagemaker-mlflow:GetLoggedModel",
-                "sagemaker-mlflow:GetMetricHistory",
-                "sagemaker-mlflow:GetRun",
-                "sagemaker-mlflow:LogBatch",
-                "sagemaker-mlflow:LogModel",
-                "sagemaker-mlflow:LogOutputs",
-                "sagemaker-mlflow:UpdateRun",
-            ],
-            arns.sagemaker("mlflow-tracking-server"),
-        ),
-        statement(
-            "ResolveServedModel",
-            ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
-            arns.sagemaker("endpoint", "endpoint-config", "model"),
-        ),
-        statement(
-            "PassOwnRoleToSageMakerJobs",
-            ["iam:PassRole"],
-            [arns.role(names.execution_role)],
-            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
-    )
-
-
-def source_model_statements(source: Names, package_arn: str) -> list[dict]:
-    """What this stack's endpoint needs to run a package registered by another stack (prod pins dev's):
-    its metadata, artifacts and image there, decrypted with that stack's key through S3 and ECR."""
-    region_account = f"{source.region}:{source.account_id}"
-    return [
-        statement("DescribeSourceModel", ["sagemaker:DescribeModelPackage"], [package_arn]),
-        statement(
-            "ReadSourceModelArtifacts", ["s3:GetObject"], [f"arn:aws:s3:::{source.bucket('artifacts')}/pipelines/*"]
-        ),
-        statement(
-            "PullSourceModelImage",
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            [f"arn:aws:ecr:{region_account}:repository/{source.ecr_repository}"],
-        ),
-        statement(
-            "DecryptSourceModel",
-            ["kms:Decrypt", "kms:DescribeKey"],
-            [f"arn:aws:kms:{region_account}:key/*"],
-            {
-                "StringEquals": {
-                    "kms:ViaService": [f"s3.{source.region}.amazonaws.com", f"ecr.{source.region}.amazonaws.com"]
-                },
-                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [source.kms_alias]},
-            },
-        ),
-    ]
-
-
-def mlflow_policy(arns: Arns, key_arn: str) -> dict:
-    artifacts = arns.names.bucket("artifacts")
-    return document(
-        statement("ListArtifacts", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{artifacts}"]),
-        statement(
-            "ReadWriteMlflowArtifacts",
-            ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-            [f"arn:aws:s3:::{artifacts}/mlflow/*"],
-        ),
-        statement("UseStackKey", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [key_arn]),
-        statement(
-            "RegisterMlflowModels",
-            [
-                "sagemaker:AddTags",
-                "sagemaker:CreateModelPackage",
-                "sagemaker:CreateModelPackageGroup",
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:DescribeModelPackageGroup",
-                "sagemaker:UpdateModelPackage",
-            ],
-            arns.sagemaker("model-package-group", "model-package"),
-        ),
-    )
+from infra.components.boundary import workload_boundary
+from infra.components.deploy_permissions import DEPLOY_POLICY_PURPOSES, deploy_policies
+from mlops.naming import Arns, Names, source_of
 
 
 @dataclass(frozen=True)
@@ -239,9 +51,12 @@ class AccessArgs:
     grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
     # The account whose packages this stack serves (settings: modelSourceAccountId).
     model_source_account_id: str = ""
+    # A serving stack's alarms go to this bus (the forwarder role's one right, under the workload boundary).
+    retrain_bus_arn: str = ""
 
 
 class Access(pulumi.ComponentResource):
+    boundary_arn: pulumi.Output[str]
     execution_role_arn: pulumi.Output[str]
     mlflow_role_arn: pulumi.Output[str] | None
     deploy_role_arn: pulumi.Output[str]
@@ -258,12 +73,27 @@ class Access(pulumi.ComponentResource):
         source_reads: tuple[dict, ...] = ()
         if source is not None and (source.stack, source.account_id) != (names.stack, names.account_id):
             source_reads = tuple(source_model_statements(source, args.served_model_package_arn))
+        # Every role but the deploy role carries it; the deploy role may write only roles that do.
+        boundary = aws.iam.Policy(
+            f"{name}-workload-boundary",
+            name=names.workload_boundary,
+            description="Permissions boundary: the most a role of this stack but the CI deploy role may do",
+            policy=pulumi.Output.from_input(args.key_arn).apply(
+                lambda key: pulumi.Output.json_dumps(
+                    workload_boundary(arns, key, args.metrics_namespace, source_reads, args.retrain_bus_arn)
+                )
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        self.boundary_arn = boundary.arn
         execution = aws.iam.Role(
             f"{name}-execution-role",
             name=names.execution_role,
             description="SageMaker pipeline steps, training, endpoints and drift jobs of this stack",
             assume_role_policy=pulumi.Output.json_dumps(service_trust_policy("sagemaker.amazonaws.com", account)),
             max_session_duration=3600,
+            permissions_boundary=boundary.arn,
             tags=args.tags,
             opts=child,
         )
@@ -286,6 +116,7 @@ class Access(pulumi.ComponentResource):
                 name=names.mlflow_role,
                 description="SageMaker managed MLflow tracking server of this stack",
                 assume_role_policy=pulumi.Output.json_dumps(service_trust_policy("sagemaker.amazonaws.com", account)),
+                permissions_boundary=boundary.arn,
                 tags=args.tags,
                 opts=child,
             )
@@ -330,26 +161,35 @@ class Access(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-deploy-policy",
-            role=deploy.name,
-            policy=pulumi.Output.json_dumps(
-                deploy_policy(
-                    arns,
-                    stack=names.stack,
-                    oidc_provider_arn=known_provider_arn,
-                    state_bucket=args.state_bucket,
-                    secrets_key_arn=args.secrets_key_arn,
-                    source_account_id=args.model_source_account_id,
-                    grafana_workspace_id=args.grafana_workspace_id,
-                )
-            ),
-            opts=child,
+        # Managed, not inline: the deploy role's rights exceed the 10,240 characters of a role's inline policies.
+        documents = pulumi.Output.from_input(args.key_arn).apply(
+            lambda key: deploy_policies(
+                arns,
+                key_arn=key,
+                oidc_provider_arn=known_provider_arn,
+                state_bucket=args.state_bucket,
+                secrets_key_arn=args.secrets_key_arn,
+                source_account_id=args.model_source_account_id,
+                grafana_workspace_id=args.grafana_workspace_id,
+            )
         )
+        for purpose in DEPLOY_POLICY_PURPOSES:
+            rights = aws.iam.Policy(
+                f"{name}-deploy-{purpose}",
+                name=names.deploy_policy(purpose),
+                description=f"GitLab CI deploys this stack: {purpose}",
+                policy=documents.apply(lambda docs, purpose=purpose: pulumi.Output.json_dumps(docs[purpose])),
+                tags=args.tags,
+                opts=child,
+            )
+            aws.iam.RolePolicyAttachment(
+                f"{name}-deploy-{purpose}-attachment", role=deploy.name, policy_arn=rights.arn, opts=child
+            )
         self.deploy_role_arn = deploy.arn
         self.oidc_provider_arn = provider_arn
         self.register_outputs(
             {
+                "boundaryArn": self.boundary_arn,
                 "executionRoleArn": self.execution_role_arn,
                 "mlflowRoleArn": self.mlflow_role_arn,
                 "deployRoleArn": self.deploy_role_arn,

@@ -94,23 +94,49 @@ _DEPLOY_ECR = [
     "ecr:UntagResource",
     "ecr:UploadLayerPart",
 ]
+# Reads, tags and descriptions of the stack's roles: none of them changes what a role may do.
 _DEPLOY_ROLES = [
-    "iam:CreateRole",
-    "iam:DeleteRole",
-    "iam:DeleteRolePolicy",
     "iam:GetRole",
     "iam:GetRolePolicy",
     "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole",
     "iam:ListRolePolicies",
-    "iam:PassRole",
-    "iam:PutRolePolicy",
     "iam:TagRole",
     "iam:UntagRole",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:UpdateRole",
     "iam:UpdateRoleDescription",
 ]
+# Every write that shapes what a role may do, each of which IAM conditions on the role's boundary
+# (iam:PermissionsBoundary, Service Authorization Reference): allowed only on roles carrying the workload boundary.
+_BOUNDED_ROLE_WRITES = [
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:PutRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+]
+# The provider's refresh of a managed policy (the boundary, the deploy role's own): reads only. Writing them is a
+# platform engineer's change, like the deploy role's own policy: with them the role could lift its own ceiling.
+_READ_MANAGED_POLICIES = ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"]
+_WRITE_MANAGED_POLICIES = [
+    "iam:CreatePolicy",
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:TagPolicy",
+    "iam:UntagPolicy",
+]
+# Which service each of the stack's roles is passed to, by whom: the deploy role passes each only to its service.
+PASSED_ROLES = {
+    "sagemaker.amazonaws.com": ("sagemaker-execution", "mlflow"),  # pipeline, models, jobs; the MLflow server
+    "events.amazonaws.com": ("retrain-trigger", "retrain-forwarder"),  # EventBridge rule targets
+    "scheduler.amazonaws.com": ("monitor-scheduler",),  # the drift and quality schedules
+}
+# The deploy role's rights, by concern, one managed policy each (together they exceed the 10,240 characters of a
+# role's inline policies; each stays under a managed policy's 6,144).
+DEPLOY_POLICY_PURPOSES = ("storage", "identity", "sagemaker", "operations")
 _DEPLOY_OIDC = [
     "iam:AddClientIDToOpenIDConnectProvider",
     "iam:CreateOpenIDConnectProvider",
@@ -231,44 +257,50 @@ AUTOSCALING_SERVICE_ROLE = (
 )
 # The deploy role must not widen its own rights: changes to it need a platform engineer's credentials.
 _SELF_MODIFICATION = [
+    "iam:AttachRolePolicy",
+    "iam:DeleteRole",
+    "iam:DeleteRolePermissionsBoundary",
     "iam:DeleteRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
     "iam:PutRolePolicy",
     "iam:UpdateAssumeRolePolicy",
-    "iam:AttachRolePolicy",
-    "iam:PutRolePermissionsBoundary",
-    "iam:DeleteRole",
+    "iam:UpdateRole",
 ]
 
 
-def deploy_policy(
+def deploy_policies(
     arns: Arns,
     *,
-    stack: str,
+    key_arn: str,
     oidc_provider_arn: str,
     state_bucket: str,
     secrets_key_arn: str,
     source_account_id: str = "",
     grafana_workspace_id: str = "",
 ) -> dict:
+    """The deploy role's managed policies by purpose (DEPLOY_POLICY_PURPOSES): what `pulumi up`, `release` and the
+    pipeline start of this stack need, and explicit Denies on everything that would widen the role or its ceiling."""
     names = arns.names
     region_account = f"{names.region}:{names.account_id}"
-    statements = [
+    stack_tags = {"aws:RequestTag/environment": names.stack, "aws:RequestTag/project": PROJECT}
+    managed_policies = [arns.workload_boundary, *(arns.policy(names.deploy_policy(p)) for p in DEPLOY_POLICY_PURPOSES)]
+    storage = [
         statement("ManageStackBuckets", _DEPLOY_S3, arns.buckets(("data", "artifacts", "capture", "logs"))),
         statement("ManageStackObjects", _DEPLOY_OBJECTS, arns.objects(("data", "artifacts", "capture", "logs"))),
+        statement("CreateTaggedKeys", ["kms:CreateKey"], "*", {"StringEquals": stack_tags}),
+        # CreateKey's tags are authorized as kms:TagResource on "*" before the key exists. A key that exists and has
+        # a project tag (any other team's) cannot be retagged; one without tags could be, which grants nothing:
+        # the stack's own key is managed by its ARN, never by its tags.
         statement(
-            "CreateTaggedKeys",
-            ["kms:CreateKey", "kms:TagResource"],
+            "TagKeysAtCreation",
+            ["kms:TagResource"],
             "*",
-            {"StringEquals": {"aws:RequestTag/environment": stack, "aws:RequestTag/project": PROJECT}},
+            {"StringEquals": stack_tags, "Null": {"aws:ResourceTag/project": "true"}},
         ),
+        statement("ManageStackKey", _DEPLOY_KMS_KEY, [key_arn]),
         statement(
-            "ManageStackKeys",
-            _DEPLOY_KMS_KEY,
-            [arns.keys],
-            {"StringEquals": {"aws:ResourceTag/environment": stack, "aws:ResourceTag/project": "mlops-stack"}},
-        ),
-        statement(
-            "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, arns.keys]
+            "ManageStackKeyAlias", ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], [arns.alias, key_arn]
         ),
         # S3 objects' refresh describes the AWS managed aws/s3 key (to tell it from the object's own key), by its
         # alias: RequestAlias is the documented key for that; ResourceAliases covers a describe by key id.
@@ -285,8 +317,37 @@ def deploy_policy(
             {"StringEquals": {"kms:RequestAlias": "alias/aws/s3"}},
         ),
         statement("ManageStackRepository", _DEPLOY_ECR, [arns.repository]),
+    ]
+    identity = [
         statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
+        statement(
+            "WriteOnlyBoundedRoles",
+            _BOUNDED_ROLE_WRITES,
+            [arns.roles],
+            {"StringEquals": {"iam:PermissionsBoundary": arns.workload_boundary}},
+        ),
+        *(
+            statement(
+                f"PassRolesTo{service.split('.')[0].capitalize()}",
+                ["iam:PassRole"],
+                [arns.role(names.role(purpose)) for purpose in purposes],
+                {"StringEquals": {"iam:PassedToService": service}},
+            )
+            for service, purposes in PASSED_ROLES.items()
+        ),
+        statement("ReadManagedPolicies", _READ_MANAGED_POLICIES, managed_policies),
         statement("ManageGitlabOidcProvider", _DEPLOY_OIDC, [oidc_provider_arn]),
+        statement(
+            "CreateAutoScalingServiceRole",
+            ["iam:CreateServiceLinkedRole"],
+            [f"arn:aws:iam::{names.account_id}:{AUTOSCALING_SERVICE_ROLE}"],
+            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+        statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
+        statement("KeepTheCeilings", _WRITE_MANAGED_POLICIES, managed_policies, effect="Deny"),
+        statement("KeepTheBoundaries", ["iam:DeleteRolePermissionsBoundary"], [arns.roles], effect="Deny"),
+    ]
+    sagemaker = [
         statement(
             "ManageStackSageMaker",
             _DEPLOY_SAGEMAKER,
@@ -301,6 +362,16 @@ def deploy_policy(
                 "monitoring-schedule",
             ),
         ),
+        # `mlops release promote` (CI's promote job) scores the candidate beside the target's pinned model in a
+        # processing job of this stack, run with the execution role (mlops/comparison.py).
+        statement(
+            "RunPromotionComparisons",
+            ["sagemaker:AddTags", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+             "sagemaker:StopProcessingJob"],
+            [arns.comparison_jobs],
+        ),
+    ]
+    operations = [
         statement(
             "ManageStackOperations",
             _DEPLOY_OPERATIONS,
@@ -313,14 +384,6 @@ def deploy_policy(
                 f"arn:aws:scheduler:{region_account}:schedule/default/{names.prefix}-*",
             ],
         ),
-        # `mlops release promote` (CI's promote job) scores the candidate beside the target's pinned model in a
-        # processing job of this stack, run with the execution role (mlops/comparison.py).
-        statement(
-            "RunPromotionComparisons",
-            ["sagemaker:AddTags", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-             "sagemaker:StopProcessingJob"],
-            [arns.comparison_jobs],
-        ),
         statement("UnscopedReadsAndLogin", _DEPLOY_UNSCOPED, "*"),
         statement(
             "ManageEndpointScaling",
@@ -332,19 +395,12 @@ def deploy_policy(
             _DEPLOY_TARGET_TRACKING_ALARMS,
             [f"arn:aws:cloudwatch:{region_account}:alarm:TargetTracking-endpoint/{names.endpoint}/*"],
         ),
-        statement(
-            "CreateAutoScalingServiceRole",
-            ["iam:CreateServiceLinkedRole"],
-            [f"arn:aws:iam::{names.account_id}:{AUTOSCALING_SERVICE_ROLE}"],
-            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
-        ),
-        statement("NoSelfEscalation", _SELF_MODIFICATION, [arns.role(names.deploy_role)], effect="Deny"),
     ]
     if source_account_id:
         # Another stack's account registers what this one serves (prod pins dev's): verify and rollback read
         # the served package and the pin before it. Granted from the stack's first deploy, before any pin:
-        # the role's policy denies changes to its own policy (NoSelfEscalation).
-        statements.append(
+        # the role may not change its own policies (NoSelfEscalation, KeepTheCeilings).
+        sagemaker.append(
             statement(
                 "ReadSourceModelPackages",
                 ["sagemaker:DescribeModelPackage"],
@@ -354,7 +410,7 @@ def deploy_policy(
     if grafana_workspace_id:
         # Pulumi's own service account and its daily token in the stack's Grafana workspace; what it then does in
         # Grafana (data source, folder, dashboards) is authorized by that token, not by IAM.
-        statements.append(
+        operations.append(
             statement(
                 "ProvisionGrafanaDashboards",
                 [
@@ -370,10 +426,10 @@ def deploy_policy(
             )
         )
     if state_bucket:
-        statements.append(
+        storage.append(
             statement("PulumiStateBucket", ["s3:GetBucketLocation", "s3:ListBucket"], [f"arn:aws:s3:::{state_bucket}"])
         )
-        statements.append(
+        storage.append(
             statement(
                 "PulumiStateObjects",
                 ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
@@ -381,12 +437,11 @@ def deploy_policy(
             )
         )
     if secrets_key_arn:
-        statements.append(
+        storage.append(
             statement("PulumiSecretsProvider", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [secrets_key_arn])
         )
-        # The secrets key is bootstrap's, not the stack's: tagging it like a stack key would hand it to
-        # ManageStackKeys (policy, deletion).
-        statements.append(
+        # The secrets key is bootstrap's, not the stack's: the role may never re-police, delete or retag it.
+        storage.append(
             statement(
                 "KeepThePulumiSecretsKey",
                 ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource"],
@@ -394,4 +449,6 @@ def deploy_policy(
                 effect="Deny",
             )
         )
-    return document(*statements)
+    documents = {"storage": storage, "identity": identity, "sagemaker": sagemaker, "operations": operations}
+    assert tuple(documents) == DEPLOY_POLICY_PURPOSES
+    return {purpose: document(*statements) for purpose, statements in documents.items()}

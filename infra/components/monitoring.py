@@ -33,8 +33,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.access import service_trust_policy
-from infra.components.policy_documents import document, statement
+from infra.components.access_policies import (
+    forwarder_policy,
+    scheduler_policy,
+    service_trust_policy,
+    trigger_policy,
+)
 from mlops.naming import Arns, Names
 from mlops.settings import StackSettings
 from pipelines.monitoring import drift_job_request, quality_job_request
@@ -59,6 +63,7 @@ class MonitoringArgs:
     kms_key_arn: pulumi.Input[str]
     alarm_topic_arn: pulumi.Input[str] | None
     tags: dict[str, str]
+    boundary_arn: pulumi.Input[str]  # the workload boundary every role here carries (infra/components/boundary.py)
     # Drift monitoring needs an endpoint and an image; without them only ingestion is declared.
     endpoint_name: str = ""
     # A serving stack without the pipeline: the bus where its alarms start the pipeline of the stack that
@@ -71,21 +76,6 @@ class MonitoringArgs:
     drift_window_hours: int = 1
     alarm_datapoints: int = 2
     alarm_evaluation_periods: int = 3
-
-
-def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str) -> dict:
-    """The schedules' role: start the monitoring jobs with the execution role, read their encrypted schedules."""
-    return document(
-        statement("StartMonitoringJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], jobs),
-        statement(
-            "PassExecutionRole",
-            ["iam:PassRole"],
-            [execution_role_arn],
-            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
-        # The schedule is encrypted with the stack's key; Scheduler decrypts it with this role at each run.
-        statement("DecryptSchedule", ["kms:Decrypt"], [key_arn]),
-    )
 
 
 def retrain_bus_policy(bus_arn: str, account: str) -> dict:
@@ -145,27 +135,14 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-events-role",
             name=names.role("retrain-trigger"),
             assume_role_policy=json.dumps(service_trust_policy("events.amazonaws.com", account)),
+            permissions_boundary=args.boundary_arn,
             tags=args.tags,
             opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-events-policy",
             role=events_role.name,
-            policy=pulumi.Output.from_input(pipeline_arn).apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "StartThisPipeline",
-                                "Effect": "Allow",
-                                "Action": ["sagemaker:StartPipelineExecution"],
-                                "Resource": [arn],
-                            }
-                        ],
-                    }
-                )
-            ),
+            policy=pulumi.Output.from_input(pipeline_arn).apply(lambda arn: json.dumps(trigger_policy([arn]))),
             opts=child,
         )
 
@@ -310,14 +287,14 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-forwarder-role",
             name=names.role("retrain-forwarder"),
             assume_role_policy=json.dumps(service_trust_policy("events.amazonaws.com", names.account_id)),
+            permissions_boundary=args.boundary_arn,
             tags=args.tags,
             opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-forwarder-policy",
             role=forwarder.name,
-            policy=json.dumps(document(statement("ForwardAlarmsToRetrainBus", ["events:PutEvents"],
-                                                 [args.retrain_bus_arn]))),
+            policy=json.dumps(forwarder_policy(args.retrain_bus_arn)),
             opts=child,
         )
 
@@ -336,6 +313,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-scheduler-role",
             name=names.role("monitor-scheduler"),
             assume_role_policy=json.dumps(service_trust_policy("scheduler.amazonaws.com", names.account_id)),
+            permissions_boundary=args.boundary_arn,
             tags=args.tags,
             opts=child,
         )

@@ -33,6 +33,8 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, An
                 holds = actual is not None and all(any(_like(w, v) for w in wanted) for v in as_list(actual))
             elif operator == "ForAnyValue:StringEquals":
                 holds = any(value in wanted for value in as_list(actual or []))
+            elif operator == "Null":  # "true": the request has no such key; "false": it has
+                holds = (actual is None) == (str(expected).lower() == "true")
             else:
                 raise ValueError(f"condition operator {operator} is not modelled by tests/infra/iam.py")
             if not holds:

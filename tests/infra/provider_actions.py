@@ -23,6 +23,7 @@ from typing import Any
 
 from mlops.naming import Names
 from mlops.plan import PlannedResource as Resource
+from mlops.plan import mock_key_id
 from mlops.settings import PROJECT
 
 Arn = Callable[[Resource, Names], str]
@@ -41,8 +42,7 @@ class Target:
 
 
 # --- ARN builders over a planned resource's inputs and the stack's names --------------------------------------
-# A KMS key's ID is AWS's: the stack's own key before it exists, and the AWS managed aws/s3 key.
-NEW_KEY_ID = "00000000-0000-0000-0000-000000000000"
+# A KMS key's ID is AWS's: the AWS managed aws/s3 key's.
 AWS_S3_KEY_ID = "aaaaaaaa-0000-0000-0000-000000000003"
 # Scalable targets get an ID from Application Auto Scaling; endpoint configs are named by content hash.
 SCALABLE_TARGET_ID = "0123abcd"
@@ -93,7 +93,8 @@ def _key(*path: str | int) -> Arn:
 
 
 def _new_key(r: Resource, n: Names) -> str:
-    return f"arn:aws:kms:{_ra(n)}:key/{NEW_KEY_ID}"
+    """The key once created: its ID in the plan (the deploy role manages the stack's key by that ARN)."""
+    return f"arn:aws:kms:{_ra(n)}:key/{mock_key_id(r.name)}"
 
 
 def _star(r: Resource, n: Names) -> str:
@@ -149,6 +150,15 @@ def _tracking_alarm(r: Resource, n: Names) -> str:
 # --- Condition contexts -----------------------------------------------------------------------------------------
 def _passed_to(service: str) -> Context:
     return lambda r, n: {"iam:PassedToService": f"{service}.amazonaws.com"}
+
+
+def _boundary_of(key: str) -> Context:
+    """iam:PermissionsBoundary of a write to the role named by input `key`: every role of the stack but the deploy
+    role carries the workload boundary (tests/infra/test_access.py proves it of the plan)."""
+    def context(r: Resource, n: Names) -> dict[str, Any]:
+        boundary = f"arn:aws:iam::{n.account_id}:policy/{n.workload_boundary}"
+        return {} if r.inputs[key] == n.deploy_role else {"iam:PermissionsBoundary": boundary}
+    return context
 
 
 def _request_tags(r: Resource, n: Names) -> dict[str, Any]:
@@ -267,15 +277,34 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
     # (ListRolePolicies + GetRolePolicy each), ListAttachedRolePolicies; Update: UpdateAssumeRolePolicy,
     # UpdateRoleDescription, UpdateRole (max session), Tag/UntagRole; Delete: ListInstanceProfilesForRole, DeleteRole
     # (force_detach_policies is false: no detach calls).
+    # CreateRole passes PermissionsBoundary; Update: PutRolePermissionsBoundary when it changes. IAM gives each write
+    # the role's boundary as iam:PermissionsBoundary (the new one for CreateRole and PutRolePermissionsBoundary).
     "aws:iam/role:Role": [
         Target(("iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy",
                 "iam:ListAttachedRolePolicies", "iam:UpdateAssumeRolePolicy", "iam:UpdateRoleDescription",
                 "iam:UpdateRole", "iam:UntagRole", "iam:ListInstanceProfilesForRole", "iam:DeleteRole"),
-               _role("name"), "iam/role.go create, read, update, delete"),
+               _role("name"), "iam/role.go create, read, update, delete", _boundary_of("name")),
+        Target(("iam:PutRolePermissionsBoundary",), _role("name"), "iam/role.go update of the boundary",
+               _boundary_of("name"), "permissionsBoundary"),
     ],
     "aws:iam/rolePolicy:RolePolicy": [
         Target(("iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"), _role("role"),
-               "iam/role_policy.go Put, Get (Read), Delete"),
+               "iam/role_policy.go Put, Get (Read), Delete", _boundary_of("role")),
+    ],
+    # iam/policy.go: CreatePolicy with Tags; Read: GetPolicy (tags in its output), GetPolicyVersion; Update:
+    # ListPolicyVersions (prune the oldest of five: DeletePolicyVersion), CreatePolicyVersion (as default), Tag/Untag;
+    # Delete: ListPolicyVersions, DeletePolicyVersion of the others, DeletePolicy.
+    "aws:iam/policy:Policy": [
+        Target(("iam:CreatePolicy", "iam:TagPolicy", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
+                "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:UntagPolicy", "iam:DeletePolicy"),
+               lambda r, n: f"arn:aws:iam::{n.account_id}:policy/{r.inputs['name']}",
+               "iam/policy.go create, read, update, delete"),
+    ],
+    # iam/role_policy_attachment.go: AttachRolePolicy; Read: ListAttachedRolePolicies; Delete: DetachRolePolicy.
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": [
+        Target(("iam:AttachRolePolicy", "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy"), _role("role"),
+               "iam/role_policy_attachment.go attach, read, detach",
+               lambda r, n: {"iam:PolicyARN": r.inputs["policyArn"]}),
     ],
     # iam/openid_connect_provider.go: Create with Tags, Get (tags from the output), Update: thumbprint, Add/Remove
     # client IDs, tags; Delete.

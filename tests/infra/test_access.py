@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops.naming import Names
 from mlops.plan import Plan
 from mlops.settings import StackSettings
-from tests.infra.helpers import as_list, document, statements
+from tests.infra.helpers import as_list, document, role_boundaries, role_policies, statements
 from tests.infra.iam import allows
 
 
@@ -13,22 +13,32 @@ def _roles(plan: Plan) -> dict[str, dict]:
     return {r.inputs["name"]: r.inputs for r in plan.of_type("aws:iam/role:Role")}
 
 
-def _role_policies(plan: Plan) -> dict[str, dict]:
-    return {r.inputs["role"]: r.inputs for r in plan.of_type("aws:iam/rolePolicy:RolePolicy")}
-
-
-def test_no_iam_users_keys_or_managed_policy_attachments(plan: Plan) -> None:
+def test_no_users_keys_or_policies_but_the_stacks_own(plan: Plan, settings: StackSettings) -> None:
+    """Managed policies: only the stack's own (the deploy role's, attached to it; the boundary), never AWS's."""
+    names = Names.of(settings)
     types = {r.type for r in plan.resources}
     assert not {t for t in types if t.startswith(("aws:iam/user", "aws:iam/accessKey", "aws:iam/group"))}
-    assert "aws:iam/rolePolicyAttachment:RolePolicyAttachment" not in types
     assert "aws:iam/policyAttachment:PolicyAttachment" not in types
+    own = {f"arn:aws:iam::{settings.account_id}:policy/{r.inputs['name']}" for r in plan.of_type("aws:iam/policy:Policy")}
+    attached = {(r.inputs["role"], r.inputs["policyArn"])
+                for r in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert attached and {role for role, _ in attached} == {names.deploy_role}
+    assert {arn for _, arn in attached} <= own
     for role in _roles(plan).values():
         assert not role.get("managedPolicyArns")
 
 
+def test_every_role_but_the_deploy_role_carries_the_workload_boundary(plan: Plan, settings: StackSettings) -> None:
+    names = Names.of(settings)
+    boundary_arn = f"arn:aws:iam::{settings.account_id}:policy/{names.workload_boundary}"
+    for name, role in _roles(plan).items():
+        assert role.get("permissionsBoundary") == (None if name == names.deploy_role else boundary_arn), name
+
+
 def test_no_wildcard_actions_in_any_allow(plan: Plan) -> None:
-    for role, policy in _role_policies(plan).items():
-        for statement in statements(policy["policy"]):
+    documents = {**role_policies(plan), **{f"{r} boundary": b for r, b in role_boundaries(plan).items() if b}}
+    for role, policy in documents.items():
+        for statement in statements(policy):
             if statement["Effect"] == "Allow":
                 wild = [a for a in as_list(statement["Action"]) if "*" in a]
                 assert not wild, (role, statement["Sid"], wild)
@@ -40,7 +50,7 @@ def test_execution_role_is_scoped_to_this_stack(plan: Plan, settings: StackSetti
     [trust] = statements(role["assumeRolePolicy"])
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": settings.account_id}}
-    policy = {s["Sid"]: s for s in statements(_role_policies(plan)[names.execution_role]["policy"])}
+    policy = {s["Sid"]: s for s in statements(role_policies(plan)[names.execution_role])}
     assert policy["ReadWriteStackObjects"]["Resource"] == [
         f"arn:aws:s3:::{names.bucket(k)}/*" for k in ("data", "artifacts", "capture")
     ]
@@ -96,7 +106,7 @@ def test_prod_and_dev_trust_different_refs() -> None:
 
 def test_deploy_role_cannot_escalate_itself(plan: Plan, settings: StackSettings) -> None:
     names = Names.of(settings)
-    policy = {s["Sid"]: s for s in statements(_role_policies(plan)[names.deploy_role]["policy"])}
+    policy = {s["Sid"]: s for s in statements(role_policies(plan)[names.deploy_role])}
     deny = policy["NoSelfEscalation"]
     assert deny["Effect"] == "Deny"
     assert deny["Resource"] == [f"arn:aws:iam::{settings.account_id}:role/{names.deploy_role}"]

@@ -18,7 +18,7 @@ from mlops.plan import Plan, plan_stack_file
 from mlops.settings import load_stack, stack_file
 from model_code.drift.metrics import metric_data as drift_metrics
 from model_code.quality.job import metric_data as quality_metrics
-from tests.infra.helpers import image_of, statements
+from tests.infra.helpers import image_of, role_policies
 from tests.infra.iam import allows
 
 DEV = load_stack("dev")
@@ -109,8 +109,7 @@ def test_without_the_quality_job_there_is_no_quality_dashboard() -> None:
 
 def test_the_deploy_role_manages_pulumis_service_account_in_that_workspace_only(prod: Plan) -> None:
     names = Names.of(load_stack("prod"))
-    policies = {r.inputs["role"]: r.inputs["policy"] for r in prod.of_type("aws:iam/rolePolicy:RolePolicy")}
-    deploy = {"Version": "2012-10-17", "Statement": statements(policies[names.deploy_role])}
+    deploy = role_policies(prod)[names.deploy_role]
     workspace = f"arn:aws:grafana:{names.region}:{names.account_id}:/workspaces/{WORKSPACE}"
     assert allows(deploy, "grafana:CreateWorkspaceServiceAccountToken", workspace)
     assert not allows(deploy, "grafana:CreateWorkspaceServiceAccountToken", workspace[:-1] + "a")
