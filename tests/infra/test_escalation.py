@@ -86,7 +86,7 @@ def test_it_creates_roles_only_with_the_workload_boundary(attacker: Attacker) ->
     assert not attacker.may("iam:CreateRole", evil)  # no boundary
     assert not attacker.may("iam:CreateRole", evil, {"iam:PermissionsBoundary": ADMINISTRATOR})
     assert attacker.may("iam:CreateRole", evil, {"iam:PermissionsBoundary": attacker.boundary})  # the check can pass
-    assert not attacker.may("iam:CreateRole", "arn:aws:iam::%s:role/someone-else" % attacker.settings.account_id,
+    assert not attacker.may("iam:CreateRole", f"arn:aws:iam::{attacker.settings.account_id}:role/someone-else",
                             {"iam:PermissionsBoundary": attacker.boundary})
 
 
