@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 from ._common import (
+    UNKNOWN,
     InvalidDocument,
     allow_statements,
     as_list,
@@ -16,6 +19,7 @@ from ._common import (
     inputs,
     is_unknown,
     parse_document,
+    principal_is_public,
     show,
 )
 
@@ -91,7 +95,7 @@ def iam_no_wildcard_actions(args: ResourceValidationArgs, report_violation: Repo
                     None,
                 )
             for action in as_list(stmt.get("Action")):
-                if isinstance(action, str) and "*" in action:
+                if isinstance(action, str) and ("*" in action or "?" in action):  # IAM matches both
                     report_violation(
                         f'{where} statement {label} allows wildcard action "{action}"; list the exact actions',
                         None,
@@ -221,12 +225,180 @@ def iam_no_long_lived_credentials(args: ResourceValidationArgs, report_violation
         )
 
 
+def _grants(stmt: dict[str, Any], action: str) -> bool:
+    """The statement's Action covers `action`, IAM's way: case-insensitive, `*` and `?` wildcards."""
+    patterns = [a.lower() for a in as_list(stmt.get("Action")) if isinstance(a, str)]
+    return any(fnmatch.fnmatchcase(action.lower(), pattern) for pattern in patterns)
+
+
+def _pinned_condition(stmt: dict[str, Any], key: str) -> Any:
+    """True when StringEquals pins `key` to literal values; UNKNOWN when the condition is not known yet."""
+    equals = dig(stmt, "Condition", "StringEquals")
+    if is_unknown(equals):
+        return UNKNOWN
+    value = dig(equals, key)
+    return UNKNOWN if is_unknown(value) else _pinned(value)
+
+
+def _permission_statements(args: ResourceValidationArgs) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(where, label, statement) of every Allow statement of the resource's permission documents."""
+    props = inputs(args, POLICY_DOCUMENT_TYPES | {ROLE})
+    if props is None:
+        return
+    for where, value in _permission_documents(args, props):
+        try:
+            doc = parse_document(value)
+        except InvalidDocument:
+            continue  # iam-no-wildcard-actions reports it
+        for _index, label, stmt in allow_statements(doc):
+            yield where, label, stmt
+
+
+def iam_passrole_to_named_service(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for where, label, stmt in _permission_statements(args):
+        if _grants(stmt, "iam:PassRole") and _pinned_condition(stmt, "iam:PassedToService") is False:
+            report_violation(
+                f"{where} statement {label} allows iam:PassRole without StringEquals on iam:PassedToService; name "
+                "the service each role is passed to, or the role can run under any service",
+                None,
+            )
+
+
+# Role writes IAM conditions on the role's permissions boundary (iam:PermissionsBoundary).
+ROLE_WRITES = (
+    "iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:DeleteRole",
+)  # fmt: skip
+
+
+def iam_role_writes_bounded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for where, label, stmt in _permission_statements(args):
+        if _grants(stmt, "iam:DeleteRolePermissionsBoundary"):
+            report_violation(
+                f"{where} statement {label} allows iam:DeleteRolePermissionsBoundary: a role's ceiling would come off",
+                None,
+            )
+        written = [action for action in ROLE_WRITES if _grants(stmt, action)]
+        if written and _pinned_condition(stmt, "iam:PermissionsBoundary") is False:
+            report_violation(
+                f"{where} statement {label} allows {', '.join(written)} without StringEquals on "
+                "iam:PermissionsBoundary; a role written without its boundary can be given any policy",
+                None,
+            )
+
+
+def _trust_statements(args: ResourceValidationArgs) -> Iterator[tuple[str, dict[str, Any]]]:
+    props = inputs(args, {ROLE})
+    if props is None:
+        return
+    try:
+        doc = parse_document(props.get("assumeRolePolicy"))
+    except InvalidDocument:
+        return  # iam-oidc-trust-pinned reports it
+    for _index, label, stmt in allow_statements(doc):
+        yield label, stmt
+
+
+def iam_trust_principals(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for label, stmt in _trust_statements(args):
+        principal = stmt.get("Principal")
+        if is_unknown(principal):
+            continue
+        if principal_is_public(principal) or "NotPrincipal" in stmt:
+            report_violation(f"assumeRolePolicy statement {label} lets anyone assume the role (Principal * or "
+                             "NotPrincipal); name the service or the OIDC provider", None)
+            continue
+        for aws_principal in as_list(dig(principal, "AWS")):
+            if aws_principal is not None and not is_unknown(aws_principal):
+                report_violation(
+                    f"assumeRolePolicy statement {label} trusts the AWS principal {show(aws_principal)}; the stack's "
+                    "roles are assumed by AWS services or pinned OIDC only (other accounts reach the stack through "
+                    "resource policies)",
+                    None,
+                )
+        services = as_list(dig(principal, "Service"))
+        condition = stmt.get("Condition")
+        if services and not is_unknown(condition):
+            keys = {key.lower() for block in (condition or {}).values() if isinstance(block, dict) for key in block}
+            if not keys & {"aws:sourceaccount", "aws:sourcearn"}:
+                report_violation(
+                    f"assumeRolePolicy statement {label} trusts {show(services)} without aws:SourceAccount or "
+                    "aws:SourceArn; the service could assume it for another account (confused deputy)",
+                    None,
+                )
+
+
+def iam_service_roles_bounded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props = inputs(args, {ROLE})
+    if props is None:
+        return
+    boundary = props.get("permissionsBoundary")
+    if is_unknown(boundary):
+        return
+    if any(dig(stmt.get("Principal"), "Service") for _label, stmt in _trust_statements(args)) and not boundary:
+        report_violation(
+            "a role AWS services assume has no permissionsBoundary; give it the stack's workload boundary, so whoever "
+            "may write its policy cannot raise it above the workload",
+            None,
+        )
+
+
+# IAM's limits, whitespace not counted: a managed policy 6,144 characters, a role's inline policies 10,240.
+POLICY_SIZE_LIMITS = {"aws:iam/policy:Policy": 6144, "aws:iam/rolePolicy:RolePolicy": 10240}
+
+
+def iam_policy_size(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props = inputs(args, POLICY_SIZE_LIMITS.keys())
+    if props is None:
+        return
+    value = props.get("policy")
+    if is_unknown(value):
+        return
+    try:
+        doc = parse_document(value)
+    except InvalidDocument:
+        return
+    size = len("".join(json.dumps(doc).split()))
+    if size > (limit := POLICY_SIZE_LIMITS[args.resource_type]):
+        report_violation(f"policy is {size} characters without whitespace; IAM refuses more than {limit}", None)
+
+
 POLICIES = [
     ResourceValidationPolicy(
         name="iam-no-wildcard-actions",
-        description='No Allow statement with an action containing "*" (e.g. "*", "s3:*", "s3:Get*") or with '
+        description='No Allow statement with an action containing "*" or "?" (e.g. "*", "s3:Get*", "iam:?assRole") or '
+        "with "
         "NotAction, in RolePolicy, Policy, UserPolicy, GroupPolicy documents and role inlinePolicies.",
         validate=iam_no_wildcard_actions,
+    ),
+    ResourceValidationPolicy(
+        name="iam-passrole-to-named-service",
+        description="An Allow of iam:PassRole (also through a wildcard) pins iam:PassedToService with StringEquals.",
+        validate=iam_passrole_to_named_service,
+    ),
+    ResourceValidationPolicy(
+        name="iam-role-writes-bounded",
+        description="An Allow of a role write IAM conditions on the boundary (CreateRole, Put/DeleteRolePolicy, "
+        "Attach/DetachRolePolicy, PutRolePermissionsBoundary, UpdateAssumeRolePolicy, UpdateRole, DeleteRole) pins "
+        "iam:PermissionsBoundary with StringEquals; iam:DeleteRolePermissionsBoundary is never allowed.",
+        validate=iam_role_writes_bounded,
+    ),
+    ResourceValidationPolicy(
+        name="iam-trust-principals",
+        description="Role trust: no Principal * or NotPrincipal, no AWS account principals (services and pinned OIDC "
+        "only), and a service principal only with aws:SourceAccount or aws:SourceArn.",
+        validate=iam_trust_principals,
+    ),
+    ResourceValidationPolicy(
+        name="iam-service-roles-bounded",
+        description="Every role an AWS service assumes has a permissionsBoundary.",
+        validate=iam_service_roles_bounded,
+    ),
+    ResourceValidationPolicy(
+        name="iam-policy-size",
+        description="A managed policy holds at most 6,144 characters and an inline role policy 10,240 (whitespace "
+        "not counted), as IAM enforces at deploy time.",
+        validate=iam_policy_size,
     ),
     ResourceValidationPolicy(
         name="iam-no-broad-managed-policies",

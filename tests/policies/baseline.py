@@ -193,6 +193,7 @@ def _resources() -> list[dict]:
             "Effect": "Allow",
             "Principal": {"Service": "sagemaker.amazonaws.com"},
             "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
         },
     }
     permissions = {
@@ -286,7 +287,8 @@ def _resources() -> list[dict]:
         {
             "type": "aws:iam/role:Role",
             "name": "sagemaker-role",
-            "inputs": {"assumeRolePolicy": trust_sagemaker, "tags": dict(TAGS)},
+            "inputs": {"assumeRolePolicy": trust_sagemaker, "tags": dict(TAGS),
+                       "permissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/mlops-stack-prod-workload-boundary"},
         },
         {
             "type": "aws:iam/policy:Policy",

@@ -11,7 +11,7 @@ import pytest
 
 from policies.offline import Violation, evaluate
 from policies.rules import ALL_POLICIES
-from tests.policies.baseline import ARTIFACTS, ENDPOINT, KEY_ARN, LOGS, RESOURCE_ID, baseline
+from tests.policies.baseline import ARTIFACTS, ENDPOINT, KEY_ARN, LOGS, RESOURCE_ID, ROLE_ARN, baseline
 
 Mutation = Callable[[list[dict]], None]
 DELETE = object()
@@ -88,6 +88,16 @@ PINNED_AUD = 'without pinning "gitlab.com:aud" with StringEquals (other wildcard
 PINNED_SUB = ('without pinning "gitlab.com:sub" with StringEquals or StringLike on one project\'s tag prefix '
               "(ref_type:tag:ref:<prefix>*) (other wildcards are not accepted)")
 OIDC = "assumeRolePolicy statement 'GitLabOidc' allows sts:AssumeRoleWithWebIdentity from \"gitlab.com\" "
+
+LONG_RESOURCES = [f"arn:aws:s3:::{ARTIFACTS}/prefix-{i:04d}/*" for i in range(120)]
+
+
+def _size_with(resources: list[str]) -> int:
+    """The sagemaker policy's size, whitespace not counted, with these resources in its first statement."""
+    doc = json.loads(_find(baseline(), "sagemaker-policy")["inputs"]["policy"])
+    doc["Statement"][0]["Resource"] = resources
+    return len("".join(json.dumps(doc).split()))
+
 
 CASES = [
     # --- s3 ---
@@ -309,6 +319,23 @@ CASES = [
             "iam-no-wildcard-actions",
             "sagemaker-role",
             'inlinePolicies[0].policy statement #0 allows wildcard action "*"; list the exact actions',
+        ) + one(  # "*" grants PassRole and every role write too, each reported by its rule
+            "iam-passrole-to-named-service",
+            "sagemaker-role",
+            "inlinePolicies[0].policy statement #0 allows iam:PassRole without StringEquals on iam:PassedToService; "
+            "name the service each role is passed to, or the role can run under any service",
+        ) + one(
+            "iam-role-writes-bounded",
+            "sagemaker-role",
+            "inlinePolicies[0].policy statement #0 allows iam:DeleteRolePermissionsBoundary: a role's ceiling would "
+            "come off",
+        ) + one(
+            "iam-role-writes-bounded",
+            "sagemaker-role",
+            "inlinePolicies[0].policy statement #0 allows iam:CreateRole, iam:PutRolePolicy, iam:DeleteRolePolicy, "
+            "iam:AttachRolePolicy, iam:DetachRolePolicy, iam:PutRolePermissionsBoundary, iam:UpdateAssumeRolePolicy, "
+            "iam:UpdateRole, iam:DeleteRole without StringEquals on iam:PermissionsBoundary; a role written without "
+            "its boundary can be given any policy",
         ),
     ),
     Case(
@@ -323,6 +350,119 @@ CASES = [
             "iam-no-wildcard-actions",
             "ci-role-policy",
             "policy statement 'Everything' Allows NotAction, which grants every other action; list the exact actions",
+        ),
+    ),
+    Case(
+        "iam-question-mark-wildcard",
+        put_json("ci-role-policy", "policy", "Statement.0.Action", ["s3:GetObject", "iam:?assRole"]),
+        one(
+            "iam-no-wildcard-actions",
+            "ci-role-policy",
+            "policy statement 'Artifacts' allows wildcard action \"iam:?assRole\"; list the exact actions",
+        ) + one(  # the pattern grants iam:PassRole, to any service
+            "iam-passrole-to-named-service",
+            "ci-role-policy",
+            "policy statement 'Artifacts' allows iam:PassRole without StringEquals on iam:PassedToService; name the "
+            "service each role is passed to, or the role can run under any service",
+        ),
+    ),
+    Case(
+        "iam-passrole-anywhere",
+        put_json("ci-role-policy", "policy", "Statement.1",
+                 {"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": ROLE_ARN}),
+        one(
+            "iam-passrole-to-named-service",
+            "ci-role-policy",
+            "policy statement 'Pass' allows iam:PassRole without StringEquals on iam:PassedToService; name the "
+            "service each role is passed to, or the role can run under any service",
+        ),
+    ),
+    Case(
+        "iam-passrole-service-pattern",
+        put_json("sagemaker-policy", "policy", "Statement.1",
+                 {"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": ROLE_ARN,
+                  "Condition": {"StringLike": {"iam:PassedToService": "*.amazonaws.com"}}}),
+        one(
+            "iam-passrole-to-named-service",
+            "sagemaker-policy",
+            "policy statement 'Pass' allows iam:PassRole without StringEquals on iam:PassedToService; name the "
+            "service each role is passed to, or the role can run under any service",
+        ),
+    ),
+    Case(
+        "iam-role-write-without-boundary",
+        put_json("ci-role-policy", "policy", "Statement.1",
+                 {"Sid": "Roles", "Effect": "Allow", "Action": ["iam:CreateRole", "iam:PutRolePolicy"],
+                  "Resource": ROLE_ARN}),
+        one(
+            "iam-role-writes-bounded",
+            "ci-role-policy",
+            "policy statement 'Roles' allows iam:CreateRole, iam:PutRolePolicy without StringEquals on "
+            "iam:PermissionsBoundary; a role written without its boundary can be given any policy",
+        ),
+    ),
+    Case(
+        "iam-boundary-removal",
+        put_json("ci-role-policy", "policy", "Statement.1",
+                 {"Sid": "Lift", "Effect": "Allow", "Action": "iam:DeleteRolePermissionsBoundary",
+                  "Resource": ROLE_ARN}),
+        one(
+            "iam-role-writes-bounded",
+            "ci-role-policy",
+            "policy statement 'Lift' allows iam:DeleteRolePermissionsBoundary: a role's ceiling would come off",
+        ),
+    ),
+    Case(
+        "iam-trust-anyone",
+        put("sagemaker-role", "assumeRolePolicy",
+            {"Statement": [{"Sid": "Anyone", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}),
+        one(
+            "iam-trust-principals",
+            "sagemaker-role",
+            "assumeRolePolicy statement 'Anyone' lets anyone assume the role (Principal * or NotPrincipal); name the "
+            "service or the OIDC provider",
+        ),
+    ),
+    Case(
+        "iam-trust-another-account",
+        put("sagemaker-role", "assumeRolePolicy",
+            {"Statement": [{"Sid": "Other", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                            "Action": "sts:AssumeRole"}]}),
+        one(
+            "iam-trust-principals",
+            "sagemaker-role",
+            "assumeRolePolicy statement 'Other' trusts the AWS principal \"arn:aws:iam::999999999999:root\"; the "
+            "stack's roles are assumed by AWS services or pinned OIDC only (other accounts reach the stack through "
+            "resource policies)",
+        ),
+    ),
+    Case(
+        "iam-trust-service-confused-deputy",
+        put("sagemaker-role", "assumeRolePolicy.Statement.Condition", {}),
+        one(
+            "iam-trust-principals",
+            "sagemaker-role",
+            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without aws:SourceAccount or "
+            "aws:SourceArn; the service could assume it for another account (confused deputy)",
+        ),
+    ),
+    Case(
+        "iam-service-role-unbounded",
+        put("sagemaker-role", "permissionsBoundary", ""),
+        one(
+            "iam-service-roles-bounded",
+            "sagemaker-role",
+            "a role AWS services assume has no permissionsBoundary; give it the stack's workload boundary, so whoever "
+            "may write its policy cannot raise it above the workload",
+        ),
+    ),
+    Case(
+        "iam-managed-policy-too-large",
+        put_json("sagemaker-policy", "policy", "Statement.0.Resource", LONG_RESOURCES),
+        one(
+            "iam-policy-size",
+            "sagemaker-policy",
+            f"policy is {_size_with(LONG_RESOURCES)} characters without whitespace; IAM refuses more than 6144",
         ),
     ),
     Case(
@@ -433,6 +573,11 @@ CASES = [
             "ci-role",
             "assumeRolePolicy statement 'GitLabOidc' allows sts:AssumeRoleWithWebIdentity without an OIDC provider as "
             "Principal.Federated",
+        ) + one(
+            "iam-trust-principals",
+            "ci-role",
+            "assumeRolePolicy statement 'GitLabOidc' lets anyone assume the role (Principal * or NotPrincipal); name "
+            "the service or the OIDC provider",
         ),
     ),
     Case(
