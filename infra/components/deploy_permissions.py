@@ -324,7 +324,7 @@ def deploy_policies(
             "WriteOnlyBoundedRoles",
             _BOUNDED_ROLE_WRITES,
             [arns.roles],
-            {"StringEquals": {"iam:PermissionsBoundary": arns.workload_boundary}},
+            {"ArnEquals": {"iam:PermissionsBoundary": arns.workload_boundary}},  # an ARN-typed key
         ),
         *(
             statement(

@@ -231,13 +231,18 @@ def _grants(stmt: dict[str, Any], action: str) -> bool:
     return any(fnmatch.fnmatchcase(action.lower(), pattern) for pattern in patterns)
 
 
-def _pinned_condition(stmt: dict[str, Any], key: str) -> Any:
-    """True when StringEquals pins `key` to literal values; UNKNOWN when the condition is not known yet."""
-    equals = dig(stmt, "Condition", "StringEquals")
-    if is_unknown(equals):
-        return UNKNOWN
-    value = dig(equals, key)
-    return UNKNOWN if is_unknown(value) else _pinned(value)
+def _pinned_condition(stmt: dict[str, Any], key: str, operators: tuple[str, ...] = ("StringEquals",)) -> Any:
+    """True when one of `operators` pins `key` to literal values; UNKNOWN when the condition is not known yet."""
+    for operator in operators:
+        equals = dig(stmt, "Condition", operator)
+        if is_unknown(equals):
+            return UNKNOWN
+        value = dig(equals, key)
+        if is_unknown(value):
+            return UNKNOWN
+        if _pinned(value):
+            return True
+    return False
 
 
 def _permission_statements(args: ResourceValidationArgs) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -279,9 +284,9 @@ def iam_role_writes_bounded(args: ResourceValidationArgs, report_violation: Repo
                 None,
             )
         written = [action for action in ROLE_WRITES if _grants(stmt, action)]
-        if written and _pinned_condition(stmt, "iam:PermissionsBoundary") is False:
+        if written and _pinned_condition(stmt, "iam:PermissionsBoundary", ("ArnEquals", "StringEquals")) is False:
             report_violation(
-                f"{where} statement {label} allows {', '.join(written)} without StringEquals on "
+                f"{where} statement {label} allows {', '.join(written)} without ArnEquals on "
                 "iam:PermissionsBoundary; a role written without its boundary can be given any policy",
                 None,
             )
@@ -380,7 +385,7 @@ POLICIES = [
         name="iam-role-writes-bounded",
         description="An Allow of a role write IAM conditions on the boundary (CreateRole, Put/DeleteRolePolicy, "
         "Attach/DetachRolePolicy, PutRolePermissionsBoundary, UpdateAssumeRolePolicy, UpdateRole, DeleteRole) pins "
-        "iam:PermissionsBoundary with StringEquals; iam:DeleteRolePermissionsBoundary is never allowed.",
+        "iam:PermissionsBoundary with ArnEquals (or StringEquals); iam:DeleteRolePermissionsBoundary is never allowed.",
         validate=iam_role_writes_bounded,
     ),
     ResourceValidationPolicy(

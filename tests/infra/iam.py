@@ -29,7 +29,7 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, An
             wanted, actual = as_list(expected), context.get(key)
             if operator == "StringEquals":
                 holds = actual is not None and all(value in wanted for value in as_list(actual))
-            elif operator == "StringLike":
+            elif operator in ("StringLike", "ArnEquals", "ArnLike"):  # IAM's ARN operators both take wildcards
                 holds = actual is not None and all(any(_like(w, v) for w in wanted) for v in as_list(actual))
             elif operator == "ForAnyValue:StringEquals":
                 holds = any(value in wanted for value in as_list(actual or []))

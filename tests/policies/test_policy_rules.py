@@ -334,7 +334,7 @@ CASES = [
             "sagemaker-role",
             "inlinePolicies[0].policy statement #0 allows iam:CreateRole, iam:PutRolePolicy, iam:DeleteRolePolicy, "
             "iam:AttachRolePolicy, iam:DetachRolePolicy, iam:PutRolePermissionsBoundary, iam:UpdateAssumeRolePolicy, "
-            "iam:UpdateRole, iam:DeleteRole without StringEquals on iam:PermissionsBoundary; a role written without "
+            "iam:UpdateRole, iam:DeleteRole without ArnEquals on iam:PermissionsBoundary; a role written without "
             "its boundary can be given any policy",
         ),
     ),
@@ -397,7 +397,7 @@ CASES = [
         one(
             "iam-role-writes-bounded",
             "ci-role-policy",
-            "policy statement 'Roles' allows iam:CreateRole, iam:PutRolePolicy without StringEquals on "
+            "policy statement 'Roles' allows iam:CreateRole, iam:PutRolePolicy without ArnEquals on "
             "iam:PermissionsBoundary; a role written without its boundary can be given any policy",
         ),
     ),
