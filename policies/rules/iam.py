@@ -77,7 +77,11 @@ def _permission_documents(args: ResourceValidationArgs, props: dict[str, Any]) -
         yield "policy", props.get("policy")
 
 
-def iam_no_wildcard_actions(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+def _permission_statements(
+    args: ResourceValidationArgs, report_invalid: ReportViolation | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(where, label, statement) of every Allow statement of the resource's permission documents; a document that
+    does not parse goes to `report_invalid` (one rule reports it, not every rule)."""
     props = inputs(args, POLICY_DOCUMENT_TYPES | {ROLE})
     if props is None:
         return
@@ -85,21 +89,27 @@ def iam_no_wildcard_actions(args: ResourceValidationArgs, report_violation: Repo
         try:
             doc = parse_document(value)
         except InvalidDocument as exc:
-            report_violation(f"{where} {exc}", None)
+            if report_invalid is not None:
+                report_invalid(f"{where} {exc}", None)
             continue
         for _index, label, stmt in allow_statements(doc):
-            if "NotAction" in stmt:
+            yield where, label, stmt
+
+
+def iam_no_wildcard_actions(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for where, label, stmt in _permission_statements(args, report_violation):
+        if "NotAction" in stmt:
+            report_violation(
+                f"{where} statement {label} Allows NotAction, which grants every other action; "
+                "list the exact actions",
+                None,
+            )
+        for action in as_list(stmt.get("Action")):
+            if isinstance(action, str) and ("*" in action or "?" in action):  # IAM matches both
                 report_violation(
-                    f"{where} statement {label} Allows NotAction, which grants every other action; "
-                    "list the exact actions",
+                    f'{where} statement {label} allows wildcard action "{action}"; list the exact actions',
                     None,
                 )
-            for action in as_list(stmt.get("Action")):
-                if isinstance(action, str) and ("*" in action or "?" in action):  # IAM matches both
-                    report_violation(
-                        f'{where} statement {label} allows wildcard action "{action}"; list the exact actions',
-                        None,
-                    )
 
 
 def iam_no_broad_managed_policies(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -243,20 +253,6 @@ def _pinned_condition(stmt: dict[str, Any], key: str, operators: tuple[str, ...]
         if _pinned(value):
             return True
     return False
-
-
-def _permission_statements(args: ResourceValidationArgs) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(where, label, statement) of every Allow statement of the resource's permission documents."""
-    props = inputs(args, POLICY_DOCUMENT_TYPES | {ROLE})
-    if props is None:
-        return
-    for where, value in _permission_documents(args, props):
-        try:
-            doc = parse_document(value)
-        except InvalidDocument:
-            continue  # iam-no-wildcard-actions reports it
-        for _index, label, stmt in allow_statements(doc):
-            yield where, label, stmt
 
 
 def iam_passrole_to_named_service(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
