@@ -53,12 +53,6 @@ def build_platform(settings: StackSettings) -> None:
             model_consumers=tuple(settings.model_consumers),
         ),
     )
-    # Every serving stack monitors its endpoint; a stack without the pipeline (no imageTag: Training declares none)
-    # sends its alarms to the retrain bus of the stack that registered its model (prod -> dev), which starts it there.
-    source = source_of(settings.approved_model_package_arn) if settings.approved_model_package_arn else None
-    forwards_to = source if not settings.image_tag and source and source.account_id != settings.account_id \
-        else None
-    retrain_bus_arn = Arns(forwards_to).retrain_bus(settings.account_id) if forwards_to else ""
     access = Access(
         "access",
         AccessArgs(
@@ -78,7 +72,6 @@ def build_platform(settings: StackSettings) -> None:
             secrets_key_arn=settings.pulumi_secrets_key_arn,
             served_model_package_arn=settings.approved_model_package_arn,
             grafana_workspace_id=settings.grafana_workspace_id,
-            retrain_bus_arn=retrain_bus_arn,
         ),
     )
 
@@ -142,6 +135,12 @@ def build_platform(settings: StackSettings) -> None:
         pulumi.export("endpointName", "")
         pulumi.export("endpointStatus", "not declared: no approved model package yet (approvedModelPackageArn)")
 
+    # Every serving stack monitors its endpoint; a stack without the pipeline sends its alarms to the retrain bus
+    # of the stack that registered its model (prod -> dev), which starts the pipeline there.
+    source = source_of(settings.approved_model_package_arn) if settings.approved_model_package_arn else None
+    forwards_to = source if training.pipeline_arn is None and source and source.account_id != settings.account_id \
+        else None
+    retrain_bus_arn = Arns(forwards_to).retrain_bus(settings.account_id) if forwards_to else ""
     if training.pipeline_arn is not None or serving is not None:
         monitoring = Monitoring(
             "monitoring",

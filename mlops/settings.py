@@ -672,9 +672,9 @@ def _unknown_key(key: str, keys: Mapping[str, Any]) -> tuple[str, str] | None:
         close = [f"{namespace}:{match}" for match in difflib.get_close_matches(name, sorted(known), n=1)]
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"not a config key of the {namespace} provider{hint}: the provider would ignore it", "".join(close)
-    if key in stack_yaml.PULUMI_KEYS:
+    if namespace == stack_yaml.PULUMI_NAMESPACE:
         return None
-    spaces = [PROJECT, *stack_yaml.PROVIDER_SDKS, "pulumi"]
+    spaces = [PROJECT, *stack_yaml.PROVIDER_SDKS, stack_yaml.PULUMI_NAMESPACE]
     close = [f"{match}:{name}" for match in difflib.get_close_matches(namespace, spaces, n=1)]
     hint = f" (did you mean {close[0]}?)" if close else ""
     return (f"unknown namespace {namespace!r}{hint}; a stack file holds "

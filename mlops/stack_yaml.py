@@ -37,6 +37,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, _value in node.value:
         key = loader.construct_object(key_node, deep=True)  # type: ignore[arg-type]
         line = key_node.start_mark.line + 1
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise StackYamlError(line, f"a key must be a plain value, not {type(key).__name__} {key!r}")
         if key in seen:
             raise StackYamlError(line, f"duplicate key {key!r} (first at line {seen[key]}); YAML keeps only the last")
         seen[key] = line
@@ -77,9 +79,9 @@ def read(path: Path) -> tuple[Any, dict[str, int]]:
 
 
 # The namespaces a stack file of this project may hold: its own, the providers its program configures from the
-# stack (their keys checked below), and Pulumi's own.
+# stack (their keys checked below), and Pulumi's own (`pulumi:tags`, `pulumi:autonaming`, ...: Pulumi checks them).
 PROVIDER_SDKS = {"aws": "pulumi_aws"}
-PULUMI_KEYS = frozenset({"pulumi:disable-default-providers"})
+PULUMI_NAMESPACE = "pulumi"
 _CONFIG_READ = re.compile(r"""__config__\.get(?:_\w+)?\(['"]([A-Za-z0-9]+)['"]""")
 
 

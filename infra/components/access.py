@@ -51,8 +51,6 @@ class AccessArgs:
     grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
     # The account whose packages this stack serves (settings: modelSourceAccountId).
     model_source_account_id: str = ""
-    # A serving stack's alarms go to this bus (the forwarder role's one right, under the workload boundary).
-    retrain_bus_arn: str = ""
 
 
 class Access(pulumi.ComponentResource):
@@ -80,7 +78,7 @@ class Access(pulumi.ComponentResource):
             description="Permissions boundary: the most a role of this stack but the CI deploy role may do",
             policy=pulumi.Output.from_input(args.key_arn).apply(
                 lambda key: pulumi.Output.json_dumps(
-                    workload_boundary(arns, key, args.metrics_namespace, source_reads, args.retrain_bus_arn)
+                    workload_boundary(arns, key, args.metrics_namespace, args.model_source_account_id)
                 )
             ),
             tags=args.tags,
@@ -169,6 +167,7 @@ class Access(pulumi.ComponentResource):
                 oidc_provider_arn=known_provider_arn,
                 state_bucket=args.state_bucket,
                 secrets_key_arn=args.secrets_key_arn,
+                tag_keys=tuple(args.tags),
                 source_account_id=args.model_source_account_id,
                 grafana_workspace_id=args.grafana_workspace_id,
             )

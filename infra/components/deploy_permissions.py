@@ -276,6 +276,7 @@ def deploy_policies(
     oidc_provider_arn: str,
     state_bucket: str,
     secrets_key_arn: str,
+    tag_keys: tuple[str, ...],
     source_account_id: str = "",
     grafana_workspace_id: str = "",
 ) -> dict:
@@ -290,13 +291,14 @@ def deploy_policies(
         statement("ManageStackObjects", _DEPLOY_OBJECTS, arns.objects(("data", "artifacts", "capture", "logs"))),
         statement("CreateTaggedKeys", ["kms:CreateKey"], "*", {"StringEquals": stack_tags}),
         # CreateKey's tags are authorized as kms:TagResource on "*" before the key exists. A key that exists and has
-        # a project tag (any other team's) cannot be retagged; one without tags could be, which grants nothing:
-        # the stack's own key is managed by its ARN, never by its tags.
+        # a project tag (any other team's) cannot be retagged; one without tags could be, with the stack's tag keys
+        # only, which grants nothing: the stack's own key is managed by its ARN, never by its tags.
         statement(
             "TagKeysAtCreation",
             ["kms:TagResource"],
             "*",
-            {"StringEquals": stack_tags, "Null": {"aws:ResourceTag/project": "true"}},
+            {"StringEquals": stack_tags, "Null": {"aws:ResourceTag/project": "true"},
+             "ForAllValues:StringEquals": {"aws:TagKeys": sorted(tag_keys)}},
         ),
         statement("ManageStackKey", _DEPLOY_KMS_KEY, [key_arn]),
         statement(
@@ -320,10 +322,12 @@ def deploy_policies(
     ]
     identity = [
         statement("ManageStackRoles", _DEPLOY_ROLES, [arns.roles]),
+        # The roles the stack declares, by exact name: a pattern would also match a longer stack's roles
+        # (`dev` and `dev-eu` in one account) and let this role put its boundary on theirs.
         statement(
             "WriteOnlyBoundedRoles",
             _BOUNDED_ROLE_WRITES,
-            [arns.roles],
+            sorted(arns.role(names.role(purpose)) for purposes in PASSED_ROLES.values() for purpose in purposes),
             {"ArnEquals": {"iam:PermissionsBoundary": arns.workload_boundary}},  # an ARN-typed key
         ),
         *(

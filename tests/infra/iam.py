@@ -33,6 +33,10 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, An
                 holds = actual is not None and all(any(_like(w, v) for w in wanted) for v in as_list(actual))
             elif operator == "ForAnyValue:StringEquals":
                 holds = any(value in wanted for value in as_list(actual or []))
+            elif operator == "ForAnyValue:StringLike":
+                holds = any(any(_like(w, v) for w in wanted) for v in as_list(actual or []))
+            elif operator == "ForAllValues:StringEquals":  # every value in the request is listed (none: holds)
+                holds = all(value in wanted for value in as_list(actual or []))
             elif operator == "Null":  # "true": the request has no such key; "false": it has
                 holds = (actual is None) == (str(expected).lower() == "true")
             else:

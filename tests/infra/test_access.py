@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops.naming import Names
 from mlops.plan import Plan
 from mlops.settings import StackSettings
-from tests.infra.helpers import as_list, document, role_boundaries, role_policies, statements
+from tests.infra.helpers import as_list, document, image_of, role_boundaries, role_policies, statements
 from tests.infra.iam import allows
 
 
@@ -116,3 +116,24 @@ def test_deploy_role_cannot_escalate_itself(plan: Plan, settings: StackSettings)
     ]
     if settings.pulumi_state_bucket:
         assert policy["PulumiStateObjects"]["Resource"] == [f"arn:aws:s3:::{settings.pulumi_state_bucket}/*"]
+
+
+def test_the_boundary_is_the_same_whatever_the_stack_serves() -> None:
+    """CI may not write the boundary (a platform engineer does): so no promotion, rollback or image may change it.
+    A boundary naming the pin made every prod deploy after a promotion fail on iam:CreatePolicyVersion."""
+    from mlops.naming import Arns
+    from mlops.plan import plan_stack_file
+    from mlops.settings import load_stack, stack_file, stack_names
+
+    dev = Arns(Names.of(load_stack("dev")))
+    for stack in stack_names():
+        documents = set()
+        for overrides in ({}, {"mlops-stack:approvedModelPackageArn": dev.model_package(3),
+                               "mlops-stack:approvedModelImageUri": image_of(dev.model_package(3))},
+                          {"mlops-stack:approvedModelPackageArn": dev.model_package(7), "mlops-stack:imageTag": "0a1"},
+                          {"mlops-stack:imageTag": "0b2"}):
+            plan = plan_stack_file(stack_file(stack), overrides)
+            [boundary] = [r for r in plan.of_type("aws:iam/policy:Policy")
+                          if r.inputs["name"] == Names.of(load_stack(stack)).workload_boundary]
+            documents.add(boundary.inputs["policy"])
+        assert len(documents) == 1, stack

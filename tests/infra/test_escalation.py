@@ -82,10 +82,16 @@ def attacker(stack: tuple[str, Plan]) -> Attacker:
 
 
 def test_it_creates_roles_only_with_the_workload_boundary(attacker: Attacker) -> None:
-    evil = attacker.arns.role(attacker.names.role("evil"))
-    assert not attacker.may("iam:CreateRole", evil)  # no boundary
-    assert not attacker.may("iam:CreateRole", evil, {"iam:PermissionsBoundary": ADMINISTRATOR})
-    assert attacker.may("iam:CreateRole", evil, {"iam:PermissionsBoundary": attacker.boundary})  # the check can pass
+    scheduler = attacker.arns.role(attacker.names.role("monitor-scheduler"))  # a role the stack declares
+    assert not attacker.may("iam:CreateRole", scheduler)  # no boundary
+    assert not attacker.may("iam:CreateRole", scheduler, {"iam:PermissionsBoundary": ADMINISTRATOR})
+    assert attacker.may("iam:CreateRole", scheduler, {"iam:PermissionsBoundary": attacker.boundary})  # it can pass
+    # Only the roles the stack declares: not another name of its prefix, not a longer stack's (dev vs dev-eu).
+    for other in (attacker.names.role("evil"), f"{attacker.names.prefix}-eu-ci-deploy"):
+        assert not attacker.may("iam:CreateRole", attacker.arns.role(other),
+                                {"iam:PermissionsBoundary": attacker.boundary})
+        assert not attacker.may("iam:PutRolePermissionsBoundary", attacker.arns.role(other),
+                                {"iam:PermissionsBoundary": attacker.boundary})
     assert not attacker.may("iam:CreateRole", f"arn:aws:iam::{attacker.settings.account_id}:role/someone-else",
                             {"iam:PermissionsBoundary": attacker.boundary})
 
@@ -146,7 +152,10 @@ def test_it_cannot_take_a_key_by_tagging_it(attacker: Attacker) -> None:
     stack_tags = {"aws:RequestTag/environment": attacker.settings.stack, "aws:RequestTag/project": "mlops-stack"}
     owned = {"aws:ResourceTag/project": "payments", "aws:ResourceTag/environment": "prod"}
     assert not attacker.may("kms:TagResource", victim, {**stack_tags, **owned})
-    assert attacker.may("kms:TagResource", "*", stack_tags)  # CreateKey's tags
+    keys = {"aws:TagKeys": ["environment", "project"]}
+    assert attacker.may("kms:TagResource", "*", {**stack_tags, **keys})  # CreateKey's tags
+    assert not attacker.may("kms:TagResource", victim, {**stack_tags, "aws:TagKeys": ["environment", "project",
+                                                                                       "data-classification"]})
     tagged = {"aws:ResourceTag/project": "mlops-stack", "aws:ResourceTag/environment": attacker.settings.stack}
     for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Decrypt", "kms:CreateGrant",
                    "kms:UntagResource", "kms:CreateAlias", "kms:UpdateAlias"):

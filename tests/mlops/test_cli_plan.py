@@ -127,6 +127,9 @@ def test_bad_stack_file_prints_one_line_and_nothing_else(capsys, tmp_path: Path,
          lambda text: text.replace("aws:region:", "aws:regoin:"),
          r"line (\d+): aws:regoin: not a config key of the aws provider \(did you mean aws:region\?\): the "
          r"provider would ignore it", b"aws:regoin:"),
+        ("a list as a key",
+         lambda text: text.replace("config:\n", "config:\n  ? [a, b]\n  : 1\n", 1),
+         r"line (\d+): a key must be a plain value, not list \['a', 'b'\]", b"? [a, b]"),
     ],
 )
 def test_stack_file_mistakes_exit_2_with_one_line_naming_file_line_and_key(tmp_path: Path, mistake, edit,
@@ -197,3 +200,12 @@ def test_console_script_end_to_end() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["stack"] == "dev"
+
+
+def test_pulumis_own_keys_are_left_to_pulumi(tmp_path: Path) -> None:
+    """`pulumi:` keys (stack tags, autonaming) are Pulumi's to check: refusing them would break a real `pulumi up`."""
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    text = (REPO_ROOT / "Pulumi.dev.yaml").read_text()
+    (tmp_path / "Pulumi.dev.yaml").write_text(text.replace("config:\n", "config:\n  pulumi:autonaming:\n    mode: default\n", 1))
+    assert main(["infra", "plan", "--stack", "dev", "--root", str(tmp_path)]) == EXIT_OK
