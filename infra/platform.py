@@ -12,6 +12,7 @@ from infra.components.access import Access, AccessArgs
 from infra.components.grafana import Grafana, GrafanaArgs, workspace_url
 from infra.components.images import Images, ImagesArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.network import Network, NetworkArgs
 from infra.components.serving import Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.components.tracking import Tracking, TrackingArgs
@@ -72,8 +73,13 @@ def build_platform(settings: StackSettings) -> None:
             secrets_key_arn=settings.pulumi_secrets_key_arn,
             served_model_package_arn=settings.approved_model_package_arn,
             grafana_workspace_id=settings.grafana_workspace_id,
+            in_vpc=settings.in_vpc,
+            creates_vpc=settings.vpc_create,
         ),
     )
+
+    # The jobs' and the endpoint's subnets and security groups, when the stack runs in a VPC (created or given).
+    network = Network("network", NetworkArgs(settings, names, tags)) if settings.in_vpc else None
 
     training = Training(
         "training",
@@ -89,6 +95,7 @@ def build_platform(settings: StackSettings) -> None:
             tags=tags,
             model_consumers=tuple(settings.model_consumers),
             sample_data=sample_data(settings) if settings.seed_sample_data else None,
+            network=network,
         ),
     )
 
@@ -121,6 +128,7 @@ def build_platform(settings: StackSettings) -> None:
                 error_4xx_count=settings.error_4xx_alarm_count,
                 tags=tags,
                 monitoring=panels,
+                network=network,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)
@@ -164,6 +172,7 @@ def build_platform(settings: StackSettings) -> None:
                 drift_window_hours=settings.drift_window_hours,
                 alarm_datapoints=settings.drift_alarm_datapoints,
                 alarm_evaluation_periods=settings.drift_alarm_evaluation_periods,
+                network=network,
             ),
         )
         pulumi.export("driftAlarmName", monitoring.drift_alarm_name or "")
@@ -180,6 +189,9 @@ def build_platform(settings: StackSettings) -> None:
     pulumi.export("deployRoleArn", access.deploy_role_arn)
     pulumi.export("oidcProviderArn", access.oidc_provider_arn)
     pulumi.export("metricsNamespace", names.metrics_namespace)
+    # `mlops release promote` runs its comparison job in these (pipelines/network.py)
+    pulumi.export("vpcSubnetIds", network.subnet_ids if network else [])
+    pulumi.export("vpcSecurityGroupIds", network.security_group_ids if network else [])
     pulumi.export("modelPackageGroupName", training.model_package_group_name)
     pulumi.export("codeBundleUri", training.code_bundle_uri)
     pulumi.export("pipelineName", names.pipeline if training.pipeline_arn is not None else "")

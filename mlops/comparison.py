@@ -9,7 +9,8 @@ the pinned model's score plus the target's `promotionMinImprovement`: the rule, 
 pipeline's CheckChampion step.
 
 Where the job runs: in AWS a SageMaker processing job in the source stack (`SageMakerJobs`: create,
-wait, read the report from S3); in local mode the same request through the local executor
+wait, read the report from S3), in the source stack's VPC when it has one (a created VPC's ids are looked up
+by the stack's tags: `created_vpc`); in local mode the same request through the local executor
 (`mlops/local/comparison_job.py`).
 """
 
@@ -24,8 +25,9 @@ from typing import Any
 
 from mlops.naming import Arns, Names
 from mlops.registry import Aws, ModelPackage, ReleaseError, aws_call
-from mlops.settings import StackSettings
+from mlops.settings import PROJECT, StackSettings
 from pipelines.monitoring import comparison_job_request
+from pipelines.network import Vpc
 from pipelines.training import TEST_DATA_URI_KEY
 
 REPORT_FORMAT = ("mlops-stack/champion-comparison", 1)  # model_code/champion.py (a test keeps them equal)
@@ -88,16 +90,40 @@ def compare(source: StackSettings, candidate: ModelPackage, pinned_arn: str, min
     return SameData.from_report(run(request), test_uri, request["ProcessingJobName"])
 
 
+def created_vpc(settings: StackSettings, aws: Aws) -> Vpc:
+    """The subnets and workload security group of the VPC a stack created (infra/components/network.py), found by the
+    stack's tags and the group's name: the ids are EC2's, known only once it made them."""
+    ec2, names = aws.client("ec2", settings.region), Names.of(settings)
+    tagged = [{"Name": "tag:project", "Values": [PROJECT]}, {"Name": "tag:environment", "Values": [settings.stack]}]
+    group_name = names.resource("workload", "ec2")
+    groups = aws_call("finding the stack's workload security group", ec2.describe_security_groups,
+                      Filters=[*tagged, {"Name": "group-name", "Values": [group_name]}])["SecurityGroups"]
+    if len(groups) != 1:
+        raise ReleaseError(f"stack {settings.stack} sets vpcCreate, but {len(groups)} security groups named "
+                           f"{group_name} carry its tags in {settings.region} (1 expected): deploy the stack first "
+                           "(pulumi up)")
+    subnets = aws_call("finding the stack's subnets", ec2.describe_subnets,
+                       Filters=[*tagged, {"Name": "vpc-id", "Values": [groups[0]["VpcId"]]}])["Subnets"]
+    if not subnets:
+        raise ReleaseError(f"stack {settings.stack}'s VPC {groups[0]['VpcId']} has no subnet carrying its tags")
+    return Vpc(tuple(sorted(s["SubnetId"] for s in subnets)), (groups[0]["GroupId"],))
+
+
 @dataclass
 class SageMakerJobs:
-    """Runs the request as a SageMaker processing job and reads its report from the job's S3 output."""
+    """Runs the request as a SageMaker processing job and reads its report from the job's S3 output; a source stack
+    with a created VPC (`source`) runs it there, as its pipeline runs its CompareChampion step."""
 
     aws: Aws
     region: str
     poll_seconds: float = POLL_SECONDS
+    source: StackSettings | None = None
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         sagemaker, name = self.aws.sagemaker(self.region), request["ProcessingJobName"]
+        if self.source is not None and self.source.vpc_create:
+            request = {**request, "NetworkConfig": {**request["NetworkConfig"],
+                                                    "VpcConfig": created_vpc(self.source, self.aws).request()}}
         aws_call(f"creating comparison job {name}", sagemaker.create_processing_job, **request)
         try:
             while True:

@@ -40,6 +40,8 @@ LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     "events": (64, re.compile(r"^[.\-_A-Za-z0-9]+$")),
     "scheduler": (64, re.compile(r"^[0-9a-zA-Z\-_.]+$")),
     "autoscaling-policy": (256, re.compile(r"^[^:/]+$")),
+    # EC2 security group names and Name tags: 255 characters, no "sg-" prefix.
+    "ec2": (255, re.compile(r"^(?!sg-)[\w .:/()#,@\[\]+=&;{}!$*-]+$")),
     # Scheduler appends "-<execution id>" (37 characters) to make processing job names (63 at most).
     "processing-job-prefix": (26, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
 }

@@ -59,6 +59,19 @@ class Plan:
         return {"stack": self.stack, "resources": [r.as_json() for r in self.resources], "outputs": self.outputs}
 
 
+_EC2_ID_PREFIXES = {  # type token: (id prefix, ARN resource type)
+    "aws:ec2/vpc:Vpc": ("vpc", "vpc"), "aws:ec2/subnet:Subnet": ("subnet", "subnet"),
+    "aws:ec2/securityGroup:SecurityGroup": ("sg", "security-group"),
+    "aws:ec2/routeTable:RouteTable": ("rtb", "route-table"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
+}
+
+
+def mock_ec2_id(token: str, logical_name: str) -> str:
+    """The id EC2 gives a planned VPC, subnet, group, route table or endpoint (17 hex digits, as AWS's are)."""
+    return f"{_EC2_ID_PREFIXES[token][0]}-{_short_hash(logical_name)[:8]}{_short_hash(logical_name + '#')[:9]}"
+
+
 def mock_key_id(logical_name: str) -> str:
     """The ID a planned KMS key gets (deterministic: policies that name the key can be checked against it)."""
     return f"{_short_hash(logical_name)[:8]}-mock-{_short_hash(logical_name + 'k')[:12]}"
@@ -128,16 +141,26 @@ class _PlanMocks(pulumi.runtime.Mocks):
             state.update(arn=f"arn:aws:events:{region}:{account}:event-bus/{physical}")
         elif token == "aws:sns/topic:Topic":
             state.update(arn=f"arn:aws:sns:{region}:{account}:{physical}")
+        elif token in _EC2_ID_PREFIXES:  # EC2 names its resources by id: vpc-..., subnet-..., sg-...
+            physical = mock_ec2_id(token, args.name)
+            state.update(id=physical, arn=f"arn:aws:ec2:{region}:{account}:{_EC2_ID_PREFIXES[token][1]}/{physical}")
+            if token == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
+                state.update(prefixListId=f"pl-{_short_hash(args.name)[:8]}")
         else:
             service = token.split(":")[1].split("/")[0]
             kind = token.rsplit(":", 1)[1].lower()
             state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
         return str(physical), state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]] | None]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             account = self.settings.account_id
             return {"accountId": account, "arn": f"arn:aws:iam::{account}:root", "userId": account}, None
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            zones = [f"{self.settings.region}{letter}" for letter in "abc"]
+            # a bare dict: the mock monitor iterates the failures of a (result, failures) pair, None included
+            return {"names": zones, "zoneIds": [f"{self.settings.region}-az{i}" for i in (1, 2, 3)],
+                    "id": self.settings.region}
         raise NotImplementedError(f"the offline plan has no mock for provider function {args.token}")
 
 

@@ -211,7 +211,7 @@ def promote(
         _check_promotion(package, target, target_file, old_arn, old_name, old_metric)
         if old_arn:
             same_data = compare(from_settings, package, old_arn, target.min_improvement,
-                                run_comparison or SageMakerJobs(aws, from_settings.region))
+                                run_comparison or SageMakerJobs(aws, from_settings.region, source=from_settings))
             _check_same_data(package, target, old_arn, same_data)
 
     record = PREVIOUS_PIN_PREFIX + target.stack

@@ -64,6 +64,12 @@ _MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 
 
+def _id_list(kind: str) -> re.Pattern[str]:
+    """Comma-separated EC2 ids of one kind: `subnet-0123abcd,subnet-...` (8 or 17 hex digits)."""
+    one = rf"{kind}-([0-9a-f]{{8}}|[0-9a-f]{{17}})"
+    return re.compile(rf"^{one}(,{one})*$")
+
+
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if low <= value <= high else f"{value} is outside {low}..{high}"
@@ -140,6 +146,20 @@ def _number_error(value: Any) -> str | None:
     except (TypeError, ValueError):
         return f"{value!r} is not a number"
     return None if number == number and abs(number) != float("inf") else f"{value!r} is not a finite number"
+
+
+def _cidr_error(value: Any) -> str | None:
+    import ipaddress
+
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError as error:
+        return f"{value!r} is not an IPv4 network like 10.40.0.0/16 ({error})"
+    if not 16 <= network.prefixlen <= 24:
+        return f"{value!r}: a VPC's range is /16 to /24 (its subnets are 4 bits smaller, at least /28)"
+    if not network.is_private:
+        return f"{value!r} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
+    return None
 
 
 def _problem_error(value: Any) -> str | None:
@@ -440,6 +460,34 @@ class StackSettings:
         check=_optional(_matches(_EMAIL, "an email address")),
     )
 
+    vpc_create: bool = _setting(
+        False,
+        doc="Create a VPC for the stack's jobs and endpoint: private subnets with no NAT and no internet gateway, "
+        "reaching AWS only through VPC endpoints (S3 gateway; SageMaker API and runtime, ECR api and dkr, "
+        "CloudWatch logs and monitoring, STS, KMS, and MLflow's when mlflowEnabled). Excludes vpcSubnetIds.",
+    )
+    vpc_cidr: str = _setting(
+        "10.40.0.0/16",
+        doc="Private IPv4 range of the created VPC (/16 to /24); its subnets are /4 smaller.",
+        check=lambda value: _cidr_error(value),
+    )
+    vpc_availability_zones: int = _setting(
+        2, doc="Availability zones of the created VPC: one private subnet and one endpoint interface in each.",
+        check=_between(2, 6),
+    )
+    vpc_subnet_ids: str = _setting(
+        "",
+        doc="Existing private subnets (comma-separated subnet ids) the jobs and the endpoint run in, instead of a "
+        "created VPC. Their VPC must reach the same AWS services (endpoints or a NAT): the stack cannot check it.",
+        check=_optional(_matches(_id_list("subnet"), "comma-separated subnet ids (subnet-0123abcd)")),
+    )
+    vpc_security_group_ids: str = _setting(
+        "",
+        doc="Security groups (comma-separated sg ids) of the jobs and the endpoint in vpcSubnetIds; they must allow "
+        "HTTPS to the AWS services and all traffic among themselves (distributed training).",
+        check=_optional(_matches(_id_list("sg"), "comma-separated security group ids (sg-0123abcd)")),
+    )
+
     @property
     def problem_dir(self) -> Path:
         return REPO_ROOT / self.problem
@@ -491,6 +539,7 @@ class StackSettings:
                 f"{config_key('quality_alarm_datapoints')}: {self.quality_alarm_datapoints} is above "
                 f"{config_key('quality_alarm_evaluation_periods')} ({self.quality_alarm_evaluation_periods})"
             )
+        problems.extend(self._network_problems())
         if self.drift_alarm_datapoints > self.drift_alarm_evaluation_periods:
             problems.append(
                 f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
@@ -518,6 +567,22 @@ class StackSettings:
             problems.extend(self._monitoring_image_problems(pin))  # one line per fault: format problems say theirs
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
+
+    def _network_problems(self) -> list[str]:
+        """A VPC is created, or named by both its subnets and its security groups, never both ways."""
+        subnets, groups = config_key("vpc_subnet_ids"), config_key("vpc_security_group_ids")
+        if self.vpc_create and (self.vpc_subnet_ids or self.vpc_security_group_ids):
+            return [f"{config_key('vpc_create')}: true, and {subnets if self.vpc_subnet_ids else groups} names an "
+                    "existing network: set one of them"]
+        if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
+            given, missing = (subnets, groups) if self.vpc_subnet_ids else (groups, subnets)
+            return [f"{missing}: empty, but {given} is set: jobs in a VPC need both subnets and security groups"]
+        return []
+
+    @property
+    def in_vpc(self) -> bool:
+        """The stack's jobs and endpoint run in a VPC: a created one, or the subnets it names."""
+        return self.vpc_create or bool(self.vpc_subnet_ids)
 
     def _monitoring_image_problems(self, pin: re.Match[str] | None) -> list[str]:
         """Every serving stack monitors its endpoint, in the pinned package's image when it has no imageTag: the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from mlops.naming import GROUND_TRUTH_PREFIX, Names
 from mlops.settings import StackSettings
+from pipelines.network import Vpc, existing_vpc, processing_network
 
 EXECUTION_ID = "<aws.scheduler.execution-id>"
 OUTPUT_PATH = "/opt/ml/processing/output/drift"
@@ -21,10 +22,11 @@ MAX_RUNTIME_S = 3600
 
 
 def _processing_job(settings: StackSettings, *, name: str, step: str, arguments: list[str], output_path: str,
-                    output_uri: str, role_arn: str, key_arn: str, image_uri: str = "",
+                    output_uri: str, role_arn: str, key_arn: str, vpc: Vpc | None, image_uri: str = "",
                     inputs: tuple[tuple[str, str, str], ...] = ()) -> dict:
     """A job of `image_uri`, else the stack's monitoring image (the pinned package's, else imageTag's): encrypted
-    volume and output, tagged, one instance; `inputs` are (name, S3 URI, local path)."""
+    volume and output, tagged, one instance, in `vpc` (else the stack's existing subnets, if it names them; every
+    such job calls AWS APIs, so none is isolated); `inputs` are (name, S3 URI, local path)."""
     names = Names.of(settings)
     request: dict = {
         "ProcessingJobName": name,
@@ -52,7 +54,7 @@ def _processing_job(settings: StackSettings, *, name: str, step: str, arguments:
                 "VolumeKmsKeyId": key_arn,
             }
         },
-        "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+        "NetworkConfig": processing_network(vpc or existing_vpc(settings)),
         "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_S},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(settings.tags.items())],
     }
@@ -65,7 +67,7 @@ def _processing_job(settings: StackSettings, *, name: str, step: str, arguments:
 
 
 def drift_job_request(
-    settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID
+    settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID, vpc: Vpc | None = None
 ) -> dict:
     """Drift of the last `driftWindowHours` of the stack endpoint's capture against the baseline of what it serves
     now, in the stack's monitoring image; `execution_id` is Scheduler's placeholder, or a local run's id."""
@@ -84,11 +86,12 @@ def drift_job_request(
         output_uri=f"s3://{names.bucket('artifacts')}/{names.drift_output_prefix}/{execution_id}",
         role_arn=role_arn,
         key_arn=key_arn,
+        vpc=vpc,
     )
 
 
 def quality_job_request(
-    settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID
+    settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID, vpc: Vpc | None = None
 ) -> dict:
     """The quality of the window whose labels are due now: ground truth under the data bucket's
     `ground-truth/` joined to the endpoint's capture, scored by the model it serves now (model_code/quality/)."""
@@ -110,6 +113,7 @@ def quality_job_request(
         output_uri=f"s3://{names.bucket('artifacts')}/{names.quality_output_prefix}/{execution_id}",
         role_arn=role_arn,
         key_arn=key_arn,
+        vpc=vpc,
     )
 
 
@@ -120,7 +124,7 @@ COMPARISON_TEST_PATH = "/opt/ml/processing/input/test"
 
 def comparison_job_request(settings: StackSettings, *, image_uri: str, model_data_url: str, test_data_uri: str,
                            champion_arn: str, min_improvement: float, role_arn: str, key_arn: str,
-                           execution_id: str) -> dict:
+                           execution_id: str, vpc: Vpc | None = None) -> dict:
     """A candidate (its model data, its test split) against `champion_arn` scored on that split
     (model_code/champion.py), in the candidate's image, in the stack that registered it."""
     names = Names.of(settings)
@@ -135,6 +139,7 @@ def comparison_job_request(settings: StackSettings, *, image_uri: str, model_dat
         output_uri=f"s3://{names.bucket('artifacts')}/{names.comparison_output_prefix}/{execution_id}",
         role_arn=role_arn,
         key_arn=key_arn,
+        vpc=vpc,
         image_uri=image_uri,
         inputs=(("model", model_data_url, COMPARISON_MODEL_PATH), ("test", test_data_uri, COMPARISON_TEST_PATH)),
     )

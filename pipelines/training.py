@@ -87,6 +87,7 @@ from mlops.naming import Names
 from mlops.settings import StackSettings
 from model_code.launcher import launcher_command
 from pipelines.bundle import BUNDLE_NAME, Bundle, build_bundle, digest_of_uri
+from pipelines.network import Vpc, existing_vpc
 
 if TYPE_CHECKING:  # the SDK is imported lazily (see _sdk); the problem comes from the settings
     from sagemaker.mlops.workflow import Pipeline
@@ -156,6 +157,12 @@ class PipelineInputs:
     dataset: str
     problem: Problem
     min_test_metric: float
+    vpc: Vpc | None = None  # the stack's subnets and security groups, when it runs in a VPC
+
+    @property
+    def calls_no_service(self) -> bool:
+        """Train and Evaluate call nothing but MLflow: without it they run network-isolated."""
+        return not self.mlflow_tracking_uri
 
     def __post_init__(self) -> None:
         problems = []
@@ -452,9 +459,10 @@ class Build:
             ),
         )
 
-    def processor(self, module: str) -> Any:
-        """A processing job of the stack's image that runs ``module`` from the code bundle, encrypted."""
-        inputs = self.inputs
+    def processor(self, module: str, *, isolated: bool = False) -> Any:
+        """A processing job of the stack's image that runs ``module`` from the code bundle, encrypted, in the stack's
+        VPC; ``isolated``: with no network at all (pipelines/network.py)."""
+        inputs, vpc = self.inputs, self.inputs.vpc
         return self.sdk.Processor(
             role=inputs.role_arn,
             image_uri=inputs.image_uri,
@@ -468,7 +476,11 @@ class Build:
             base_job_name=module.replace("_", "-").replace(".", "-"),
             sagemaker_session=self.session,
             env=provenance_environment(self.params, inputs),
-            network_config=self.sdk.NetworkConfig(encrypt_inter_container_traffic=True),
+            network_config=self.sdk.NetworkConfig(
+                encrypt_inter_container_traffic=True, enable_network_isolation=isolated or None,
+                subnets=list(vpc.subnets) if vpc else None,
+                security_group_ids=list(vpc.security_groups) if vpc else None,
+            ),
         )
 
     def evaluation_value(self, report: Any, json_path: str) -> Any:
@@ -532,7 +544,7 @@ def guard_step(b: Build) -> Any:
 def validate_step(b: Build, guard: Any) -> Any:
     """Validate the raw input against the schema; a failed check fails the job (exit code 1)."""
     data_dir, report_dir = f"{PROCESSING_ROOT}/input/data", f"{PROCESSING_ROOT}/output/report"
-    step_args = b.processor("model_code.validate").run(
+    step_args = b.processor("model_code.validate", isolated=True).run(
         inputs=[b.code_input(), b.s3_input("data", b.params.input_data, data_dir)],
         outputs=[b.s3_output(VALIDATE, "report", report_dir)],
         arguments=["--input", data_dir, "--output", report_dir],
@@ -544,7 +556,7 @@ def validate_step(b: Build, guard: Any) -> Any:
 def preprocess_step(b: Build, validate: Any) -> Any:
     """Split train/validation/test (seeded) and compute the drift baseline on the train split."""
     data_dir, out_dir = f"{PROCESSING_ROOT}/input/data", f"{PROCESSING_ROOT}/output"
-    step_args = b.processor("model_code.preprocess").run(
+    step_args = b.processor("model_code.preprocess", isolated=True).run(
         inputs=[b.code_input(), b.s3_input("data", b.params.input_data, data_dir)],
         outputs=[b.s3_output(PREPROCESS, name, f"{out_dir}/{name}") for name in (*SPLITS, BASELINE_OUTPUT)],
         arguments=["--input", data_dir, "--output", out_dir, "--seed", b.params.seed.to_string()],
@@ -580,7 +592,7 @@ def _bundle_training_step_class(sdk: SimpleNamespace) -> type:
 
 
 def _trainer(b: Build, hyperparameters: dict[str, Any]) -> Any:
-    sdk, inputs = b.sdk, b.inputs
+    sdk, inputs, vpc = b.sdk, b.inputs, b.inputs.vpc
     return sdk.ModelTrainer(
         sagemaker_session=b.session,
         role=inputs.role_arn,
@@ -592,7 +604,10 @@ def _trainer(b: Build, hyperparameters: dict[str, Any]) -> Any:
             volume_size_in_gb=30,
             volume_kms_key_id=inputs.kms_key_arn,
         ),
-        networking=sdk.Networking(enable_inter_container_traffic_encryption=True),
+        networking=sdk.Networking(
+            enable_inter_container_traffic_encryption=True, enable_network_isolation=inputs.calls_no_service or None,
+            subnets=list(vpc.subnets) if vpc else None, security_group_ids=list(vpc.security_groups) if vpc else None,
+        ),
         stopping_condition=sdk.StoppingCondition(max_runtime_in_seconds=3600),
         output_data_config=sdk.OutputDataConfig(
             s3_output_path=b.output_uri(TRAIN, "output"), kms_key_id=inputs.kms_key_arn
@@ -637,12 +652,12 @@ def evaluation_property_file(sdk: SimpleNamespace) -> Any:
 
 
 def scoring_step(b: Build, preprocess: Any, train: Any, report: Any, *, name: str, module: str, output: str,
-                 arguments: list[Any], description: str) -> Any:
+                 arguments: list[Any], description: str, isolated: bool = False) -> Any:
     """A processing step that scores the trained model on the test split and writes the PropertyFile `report`
     (in folder `output`): Evaluate, CompareChampion."""
     model_dir, test_dir = f"{PROCESSING_ROOT}/input/model", f"{PROCESSING_ROOT}/input/test"
     out_dir = f"{PROCESSING_ROOT}/output/{output}"
-    step_args = b.processor(module).run(
+    step_args = b.processor(module, isolated=isolated).run(
         inputs=[
             b.code_input(),
             b.s3_input("model", _model_uri(b, train), model_dir),
@@ -657,7 +672,8 @@ def scoring_step(b: Build, preprocess: Any, train: Any, report: Any, *, name: st
 def evaluate_step(b: Build, preprocess: Any, train: Any, report: Any) -> Any:
     """Score the test split with the trained model; write evaluation.json (the PropertyFile ``report``)."""
     return scoring_step(b, preprocess, train, report, name=EVALUATE, module="model_code.evaluate",
-                        output=EVALUATION_OUTPUT, arguments=[], description="Evaluate on the test split")
+                        output=EVALUATION_OUTPUT, arguments=[], description="Evaluate on the test split",
+                        isolated=b.inputs.calls_no_service)
 
 
 def customer_metadata(b: Build, report: Any, preprocess: Any, comparison: Any) -> dict[str, Any]:
@@ -753,6 +769,7 @@ def get_pipeline(
     git_sha: str = DEFAULT_GIT_SHA,
     dataset: str | None = None,
     problem: Problem | None = None,
+    vpc: Vpc | None = None,
 ) -> Pipeline:
     """The training pipeline of the stack described by ``settings`` (see the module docstring).
 
@@ -760,7 +777,9 @@ def get_pipeline(
     ``mlflow_tracking_uri`` defaults to the stack's managed tracking server ARN when the stack has
     MLflow, and ``mlflow_experiment`` to the pipeline's name. ``git_sha`` is the default of the
     ``GitSha`` parameter. ``problem`` defaults to the stack's (``settings.problem_declaration()``) and
-    ``dataset`` (the default input's folder) to its name. Nothing is uploaded and no AWS API is called.
+    ``dataset`` (the default input's folder) to its name. ``vpc`` holds the created VPC's subnets and security
+    groups (infra's outputs); a stack naming existing ones (vpcSubnetIds) gets those. Nothing is uploaded and no
+    AWS API is called.
     """
     names = Names.of(settings)
     inputs = PipelineInputs(
@@ -774,6 +793,7 @@ def get_pipeline(
         dataset=dataset or (problem or settings.problem_declaration()).name,
         problem=problem or settings.problem_declaration(),
         min_test_metric=settings.min_test_metric,
+        vpc=vpc or existing_vpc(settings),
     )
     from pipelines import champion
 

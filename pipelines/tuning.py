@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from model_code.launcher import CODE_SHA256_HYPERPARAMETER
+from pipelines.network import Vpc
 from pipelines.training import DEFAULT_SEED, TRAIN, Build, _channels, _trainer, hyperparameter_defaults
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def tuning_step(b: Build, preprocess: Any) -> Any:
     )
     step_args = tuner.tune(inputs=_channels(b, preprocess), wait=False)
     return _encrypted_tuning_step_class(sdk)(name=TRAIN, step_args=step_args, kms_key_arn=inputs.kms_key_arn,
+                                             vpc=inputs.vpc, isolated=inputs.calls_no_service,
                                              description="Tune the candidates' hyperparameters")
 
 
@@ -82,13 +84,13 @@ def _encrypted_tuning_step_class(sdk: SimpleNamespace) -> type:
         """A TuningStep whose training jobs encrypt their volumes and inter-container traffic.
 
         ``HyperparameterTuner`` copies neither ``Compute.volume_kms_key_id`` nor ``Networking``'s
-        inter-container encryption of its ModelTrainer into ``TrainingJobDefinition`` (sagemaker 3.27);
-        they are added to the SDK's own request here (the policy pack checks both).
+        inter-container encryption, VPC and isolation of its ModelTrainer into ``TrainingJobDefinition``
+        (sagemaker 3.27); they are added to the SDK's own request here (the policy pack checks them).
         """
 
-        def __init__(self, *args: Any, kms_key_arn: str, **kwargs: Any):
+        def __init__(self, *args: Any, kms_key_arn: str, vpc: Vpc | None, isolated: bool, **kwargs: Any):
             super().__init__(*args, **kwargs)
-            self.kms_key_arn = kms_key_arn
+            self.kms_key_arn, self.vpc, self.isolated = kms_key_arn, vpc, isolated
 
         @property
         def arguments(self) -> dict[str, Any]:
@@ -96,6 +98,10 @@ def _encrypted_tuning_step_class(sdk: SimpleNamespace) -> type:
             job = request["TrainingJobDefinition"]
             job["ResourceConfig"]["VolumeKmsKeyId"] = self.kms_key_arn
             job["EnableInterContainerTrafficEncryption"] = True
+            if self.vpc is not None:
+                job["VpcConfig"] = self.vpc.request()
+            if self.isolated:
+                job["EnableNetworkIsolation"] = True
             return request
 
     return EncryptedTuningStep

@@ -63,9 +63,9 @@ def _urn(resource: Mapping[str, Any]) -> str:
     return f"urn:pulumi:offline::offline::{resource['type']}::{resource['name']}"
 
 
-def _options() -> PolicyResourceOptions:
+def _options(resource: Mapping[str, Any]) -> PolicyResourceOptions:
     return PolicyResourceOptions(
-        protect=False,
+        protect=bool(resource.get("protect")),  # as the engine passes it: network-vpc-when-protected reads it
         ignore_changes=[],
         delete_before_replace=None,
         aliases=[],
@@ -110,7 +110,7 @@ def evaluate(resources: Sequence[Mapping[str, Any]], *, policies: Sequence[Polic
             props=p,
             urn=_urn(r),
             name=str(r["name"]),
-            opts=_options(),
+            opts=_options(r),
             provider=None,
             parent=None,
             dependencies=[],

@@ -49,6 +49,8 @@ class AccessArgs:
     # the execution role may read it there.
     served_model_package_arn: str = ""
     grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
+    in_vpc: bool = False  # the jobs and endpoint run in subnets: the execution role attaches them (network.py)
+    creates_vpc: bool = False  # the deploy role declares the VPC (infra/components/network.py)
     # The account whose packages this stack serves (settings: modelSourceAccountId).
     model_source_account_id: str = ""
 
@@ -78,7 +80,7 @@ class Access(pulumi.ComponentResource):
             description="Permissions boundary: the most a role of this stack but the CI deploy role may do",
             policy=pulumi.Output.from_input(args.key_arn).apply(
                 lambda key: pulumi.Output.json_dumps(
-                    workload_boundary(arns, key, args.metrics_namespace, args.model_source_account_id)
+                    workload_boundary(arns, key, args.metrics_namespace, args.model_source_account_id, args.in_vpc)
                 )
             ),
             tags=args.tags,
@@ -99,7 +101,8 @@ class Access(pulumi.ComponentResource):
             f"{name}-execution-policy",
             role=execution.name,
             policy=pulumi.Output.from_input(args.key_arn).apply(
-                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace, source_reads))
+                lambda key: pulumi.Output.json_dumps(execution_policy(arns, key, args.metrics_namespace, source_reads,
+                                                                      args.in_vpc))
             ),
             opts=child,
         )
@@ -170,6 +173,7 @@ class Access(pulumi.ComponentResource):
                 tag_keys=tuple(args.tags),
                 source_account_id=args.model_source_account_id,
                 grafana_workspace_id=args.grafana_workspace_id,
+                creates_vpc=args.creates_vpc,
             )
         )
         for purpose in DEPLOY_POLICY_PURPOSES:

@@ -55,11 +55,34 @@ def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, br
     )
 
 
-def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = ()) -> dict:
+def vpc_job_statements(names: Names) -> list[dict]:
+    """What SageMaker does with the execution role to put a job's or an endpoint's instances in the stack's subnets
+    (SageMaker developer guide, "Give SageMaker access to resources in your Amazon VPC"): network interfaces of
+    this account and region; the describes take no resource."""
+    region_account = f"{names.region}:{names.account_id}"
+    return [
+        statement(
+            "AttachJobsToStackSubnets",
+            ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+             "ec2:DeleteNetworkInterfacePermission"],
+            [f"arn:aws:ec2:{region_account}:{kind}/*" for kind in ("network-interface", "security-group", "subnet")],
+        ),
+        statement(
+            "DescribeJobNetwork",
+            ["ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
+             "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+            "*",
+        ),
+    ]
+
+
+def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tuple[dict, ...] = (),
+                     in_vpc: bool = False) -> dict:
     names = arns.names
     kinds = ENCRYPTED_BUCKET_KINDS
     return document(
         *extra,
+        *(vpc_job_statements(names) if in_vpc else []),
         statement("ListStackBuckets", ["s3:GetBucketLocation", "s3:ListBucket"], arns.buckets(kinds)),
         statement(
             "ReadWriteStackObjects", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], arns.objects(kinds)

@@ -117,12 +117,13 @@ def source_account_ceiling(names: Names, source_account_id: str) -> dict:
     )
 
 
-def workload_boundary(arns: Arns, key_arn: str, metrics_namespace: str, source_account_id: str = "") -> dict:
+def workload_boundary(arns: Arns, key_arn: str, metrics_namespace: str, source_account_id: str = "",
+                      in_vpc: bool = False) -> dict:
     """The ceiling from settings and names only: the same document whatever the stack serves or its image."""
     names = arns.names
     pipeline = [f"arn:aws:sagemaker:{names.region}:{names.account_id}:pipeline/{names.pipeline}"]
     documents = [
-        execution_policy(arns, key_arn, metrics_namespace),
+        execution_policy(arns, key_arn, metrics_namespace, in_vpc=in_vpc),
         mlflow_policy(arns, key_arn),
         scheduler_policy([arns.drift_jobs, arns.quality_jobs], names.execution_role_arn, key_arn),
         trigger_policy(pipeline),

@@ -39,6 +39,7 @@ from infra.components.access_policies import (
     service_trust_policy,
     trigger_policy,
 )
+from infra.components.network import Network, vpc_of
 from mlops.naming import Arns, Names
 from mlops.settings import StackSettings
 from pipelines.monitoring import drift_job_request, quality_job_request
@@ -76,6 +77,7 @@ class MonitoringArgs:
     drift_window_hours: int = 1
     alarm_datapoints: int = 2
     alarm_evaluation_periods: int = 3
+    network: Network | None = None  # the stack's VPC: the drift and quality jobs run in it
 
 
 def retrain_bus_policy(bus_arn: str, account: str) -> dict:
@@ -338,9 +340,9 @@ class Monitoring(pulumi.ComponentResource):
                 target=aws.scheduler.ScheduleTargetArgs(
                     arn="arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob",
                     role_arn=scheduler_role.arn,
-                    input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                        lambda values: json.dumps(request(settings, role_arn=values[0], key_arn=values[1]),
-                                                  sort_keys=True)
+                    input=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn, vpc_of(args.network)).apply(
+                        lambda values: json.dumps(request(settings, role_arn=values[0], key_arn=values[1],
+                                                          vpc=values[2]), sort_keys=True)
                     ),
                     retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2),
                 ),

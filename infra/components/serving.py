@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.network import Network
 from infra.panels import PERIOD_S, MonitoringPanels, cloudwatch_dashboard
 from mlops.naming import CAPTURE_PREFIX, VARIANT, Names
 
@@ -64,6 +65,7 @@ class ServingArgs:
     tags: dict[str, str]
     monitoring: MonitoringPanels | None = None
     """The drift and quality jobs' metrics, when the stack runs them (infra/components/monitoring.py)."""
+    network: Network | None = None  # the stack's VPC: the model's instances run in it
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
@@ -74,6 +76,8 @@ class ServingArgs:
             self.data_capture_percent,
             self.capture_bucket,
         ]
+        if self.network is not None:  # a model's VpcConfig cannot change in place: a new network is a new model
+            decisive.append(self.network.key)
         return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:8]
 
     def alarms(self) -> list[AlarmSpec]:
@@ -143,6 +147,9 @@ class Serving(pulumi.ComponentResource):
             execution_role_arn=args.execution_role_arn,
             primary_container=aws.sagemaker.ModelPrimaryContainerArgs(model_package_name=args.model_package_arn),
             enable_network_isolation=True,
+            vpc_config=aws.sagemaker.ModelVpcConfigArgs(subnets=args.network.subnet_ids,
+                                                        security_group_ids=args.network.security_group_ids)
+            if args.network is not None else None,
             tags=args.tags,
             opts=child,
         )

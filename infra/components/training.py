@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.network import Network, vpc_of
 from infra.components.storage import consumer_principals
 from mlops.naming import Arns, Names
 from mlops.settings import REPO_ROOT, StackSettings
@@ -47,6 +48,7 @@ class TrainingArgs:
     model_consumers: tuple[str, ...] = ()
     # The first input of a new stack: the sample at the pipeline's default input (settings: seedSampleData).
     sample_data: Path | None = None
+    network: Network | None = None  # the stack's VPC, when it runs in one
 
 
 class Training(pulumi.ComponentResource):
@@ -122,7 +124,8 @@ class Training(pulumi.ComponentResource):
 
         self.pipeline_arn = None
         if settings.image_tag:
-            definition = pulumi.Output.all(args.repository_url, args.execution_role_arn, args.kms_key_arn).apply(
+            definition = pulumi.Output.all(args.repository_url, args.execution_role_arn, args.kms_key_arn,
+                                           vpc_of(args.network)).apply(
                 lambda values: definition_json(
                     settings,
                     image_uri=f"{values[0]}:{settings.image_tag}",
@@ -130,6 +133,7 @@ class Training(pulumi.ComponentResource):
                     role_arn=values[1],
                     kms_key_arn=values[2],
                     git_sha=settings.image_tag,
+                    vpc=values[3],
                 )
             )
             pipeline = aws.sagemaker.Pipeline(

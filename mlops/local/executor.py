@@ -219,7 +219,7 @@ class LocalExecutor:
     # --- steps ----------------------------------------------------------------------------------------
 
     def _run_job(self, step: str, entrypoint: list[str], arguments: list[str], environment: dict,
-                 stopping: dict[str, Any]) -> None:
+                 stopping: dict[str, Any], isolated: bool = False) -> None:
         if self.runner is None:
             raise PipelineFailed(step, "no step runner: the executor was made to resolve expressions only")
         log_path = self._job_dir(step) / "logs.txt"
@@ -227,7 +227,7 @@ class LocalExecutor:
         # SageMaker stops a job at its StoppingCondition; so does the local executor.
         limit = stopping.get("MaxRuntimeInSeconds")
         code = self.runner.run(self._job_dir(step), [str(a) for a in entrypoint], [str(a) for a in arguments], env,
-                               log_path, timeout=None if limit is None else float(limit))
+                               log_path, timeout=None if limit is None else float(limit), isolated=isolated)
         if code != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
             what = f"stopped at MaxRuntimeInSeconds={limit}" if code is None else f"exit code {code}"
@@ -247,6 +247,7 @@ class LocalExecutor:
             app.get("ContainerArguments", []),
             arguments.get("Environment", {}),
             arguments.get("StoppingCondition", {}),
+            isolated=arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation") is True,
         )
         for output in outputs:
             self._upload(self._local(step, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"])
@@ -286,6 +287,7 @@ class LocalExecutor:
             algorithm.get("ContainerArguments", []) if entrypoint else ["train"],
             {**arguments.get("Environment", {}), **(machine or {})},
             arguments.get("StoppingCondition", {}),
+            isolated=arguments.get("EnableNetworkIsolation") is True,
         )
         output_path = arguments["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         model_uri = f"{output_path}/{job_name}/output/model.tar.gz"

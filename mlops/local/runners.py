@@ -55,9 +55,10 @@ class StepRunner(Protocol):
     mode: str
 
     def run(self, job_dir: Path, entrypoint: list[str], arguments: list[str], environment: dict[str, str],
-            log_path: Path, timeout: float | None = None) -> int | None:
+            log_path: Path, timeout: float | None = None, isolated: bool = False) -> int | None:
         """Run one job with its folder `job_dir` (holding `opt/ml/...`), its output in `log_path`; its exit
-        code, or None when it ran past `timeout` seconds (it is then stopped)."""
+        code, or None when it ran past `timeout` seconds (it is then stopped). `isolated`: the job's
+        EnableNetworkIsolation, which a container honours with no network at all."""
         ...
 
 
@@ -73,7 +74,9 @@ class ProcessRunner:
     mode: str = "process"
 
     def run(self, job_dir: Path, entrypoint: list[str], arguments: list[str], environment: dict[str, str],
-            log_path: Path, timeout: float | None = None) -> int | None:
+            log_path: Path, timeout: float | None = None, isolated: bool = False) -> int | None:
+        # `isolated` is not enforced here: cutting a process off needs a network namespace, which is the container
+        # runner's; a step that needs the network while declared isolated fails in the image, as in SageMaker.
         command = [_map(job_dir, a) for a in [*(entrypoint or IMAGE_ENTRYPOINT), *arguments]]
         if command and command[0] in ("python", "python3"):
             command[0] = str(self.python)
@@ -105,12 +108,12 @@ class ContainerRunner:
         return ["--label", f"{OWNER_LABEL}={self.network.owner}"]
 
     def run(self, job_dir: Path, entrypoint: list[str], arguments: list[str], environment: dict[str, str],
-            log_path: Path, timeout: float | None = None) -> int | None:
+            log_path: Path, timeout: float | None = None, isolated: bool = False) -> int | None:
         ml = job_dir / "opt" / "ml"
         ml.mkdir(parents=True, exist_ok=True)
         name = f"mlops-job-{uuid.uuid4().hex[:12]}"
         command = [self.engine.name, "run", "--rm", "--name", name, *self.labels,
-                   f"--network=container:{self.network.holder}",
+                   "--network=none" if isolated else f"--network=container:{self.network.holder}",
                    "-v", f"{ml.resolve()}:/opt/ml", *[a for m in self.mounts for a in ("-v", f"{m}:{m}")],
                    *[a for k, v in environment.items() for a in ("-e", f"{k}={v}")]]
         if entrypoint:

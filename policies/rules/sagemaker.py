@@ -182,6 +182,11 @@ def _pipeline_steps(
         return
     if not doc or is_unknown(doc):  # absent (pipelineDefinitionS3Location) or unknown during preview
         return
+    yield from pipeline_steps(doc)
+
+
+def pipeline_steps(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, type, arguments) of every step of a pipeline definition, Condition branches included."""
     for step in _steps(doc.get("Steps")):
         arguments = step.get("Arguments")
         if isinstance(arguments, dict):

@@ -107,3 +107,31 @@ def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str
     assert code == 0, output
     assert output.splitlines()[0] == "200"
     assert "no route: OSError" in output
+
+
+def test_a_job_declared_network_isolated_reaches_nothing(engine, image: str, tmp_path: Path):
+    """EnableNetworkIsolation (Validate, Preprocess): the container has no network, not even the embedded services."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    probe = (
+        "import socket, urllib.request\n"
+        "try:\n"
+        f"    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=5)\n"
+        "    print('reached')\n"
+        "except OSError as error:\n"
+        "    print('cut off:', type(error).__name__)\n"
+        "print(sorted(name for _, name in socket.if_nameindex()))\n"
+    )
+    try:
+        with open_runner("always", ports=[port], mounts=[], owner=tmp_path) as runner:
+            log = tmp_path / "log.txt"
+            code = runner.run(tmp_path / "job", ["python", "-c", probe], [], {}, log, isolated=True)
+    finally:
+        server.shutdown()
+    output = log.read_text()
+    assert code == 0, output
+    assert output.splitlines() == ["cut off: URLError", "['lo']"]

@@ -23,10 +23,10 @@ from typing import Any
 
 from mlops.naming import Names
 from mlops.plan import PlannedResource as Resource
-from mlops.plan import mock_key_id
+from mlops.plan import mock_ec2_id, mock_key_id
 from mlops.settings import PROJECT
 
-Arn = Callable[[Resource, Names], str]
+Arn = Callable[[Resource, Names], str | list[str]]  # a list: the same call authorized against each
 Context = Callable[[Resource, Names], dict[str, Any]]
 
 
@@ -147,6 +147,24 @@ def _tracking_alarm(r: Resource, n: Names) -> str:
     return f"arn:aws:cloudwatch:{_ra(n)}:alarm:TargetTracking-{r.inputs['resourceId']}-AlarmHigh-5b7f"
 
 
+def _ec2_own(kind: str) -> Arn:
+    """The EC2 resource itself, by the id EC2 gives it (the plan's mock id)."""
+    return lambda r, n: f"arn:aws:ec2:{_ra(n)}:{kind}/{mock_ec2_id(r.type, r.name)}"
+
+
+def _ec2_input(kind: str, key: str) -> Arn:
+    """The EC2 resources an input names by id (vpcId; subnetIds, securityGroupIds, routeTableIds)."""
+    def arns(r: Resource, n: Names) -> list[str]:
+        value = r.inputs[key]
+        return [f"arn:aws:ec2:{_ra(n)}:{kind}/{one}" for one in (value if isinstance(value, list) else [value])]
+
+    return arns
+
+
+def _route53_zone(r: Resource, n: Names) -> str:
+    return "arn:aws:route53:::hostedzone/Z0SERVICEPRIVATEZONE"
+
+
 # --- Condition contexts -----------------------------------------------------------------------------------------
 def _passed_to(service: str) -> Context:
     return lambda r, n: {"iam:PassedToService": f"{service}.amazonaws.com"}
@@ -168,6 +186,30 @@ def _request_tags(r: Resource, n: Names) -> dict[str, Any]:
 
 def _resource_tags(r: Resource, n: Names) -> dict[str, Any]:
     return {f"aws:ResourceTag/{k}": v for k, v in r.inputs.get("tags", {}).items()}
+
+
+def _created_by(action: str) -> Context:
+    """Tags written by a create request's TagSpecifications: EC2 authorizes them as CreateTags with ec2:CreateAction."""
+    return lambda r, n: {"ec2:CreateAction": action, **_request_tags(r, n)}
+
+
+def _stack_network_tags(r: Resource, n: Names) -> dict[str, Any]:
+    """The tags of the stack's VPC, subnets, groups and route tables (network.py tags each like every resource)."""
+    return {"aws:ResourceTag/environment": n.stack, "aws:ResourceTag/project": PROJECT}
+
+
+def _ec2_created(action: str, kind: str, parents: tuple[tuple[str, str], ...], reads: tuple[str, ...],
+                 writes: tuple[str, ...], why: str) -> list[Target]:
+    """An EC2 resource: `action` with TagSpecifications (the request tags, and CreateTags at creation), on its
+    parents (the inputs naming them) too; `writes` (update, tags, delete) on itself; `reads` take no resource."""
+    return [
+        Target((f"ec2:{action}",), _ec2_own(kind), f"{action} with the stack's tags", _request_tags),
+        Target(("ec2:CreateTags",), _ec2_own(kind), "TagSpecifications of the create", _created_by(action)),
+        *(Target((f"ec2:{action}",), _ec2_input(parent, key), f"{action} names its {parent}", _stack_network_tags)
+          for parent, key in parents),
+        Target(("ec2:CreateTags", "ec2:DeleteTags", *writes), _ec2_own(kind), why, _stack_network_tags),
+        Target(reads, _star, "Read, and the waiters"),
+    ]
 
 
 def _stack_key_tags(r: Resource, n: Names) -> dict[str, Any]:
@@ -470,6 +512,54 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
     ],
     # appautoscaling/target.go: RegisterScalableTarget with Tags (create and update), DescribeScalableTargets
     # (Read, delete waiter), tags interceptor, DeregisterScalableTarget.
+    # ec2/vpc_.go: CreateVpc (TagSpecifications), waiters and Read (DescribeVpcs, DescribeVpcAttribute for the DNS
+    # attributes, the default network ACL, route table and security group), ModifyVpcAttribute for each DNS
+    # attribute, DeleteVpc. Not re-read against v6 sources: the calls of the v5 code, by the EC2 API's names.
+    "aws:ec2/vpc:Vpc": _ec2_created(
+        "CreateVpc", "vpc", (), ("ec2:DescribeVpcs", "ec2:DescribeNetworkAcls", "ec2:DescribeRouteTables",
+                                 "ec2:DescribeSecurityGroups"),
+        ("ec2:DescribeVpcAttribute", "ec2:ModifyVpcAttribute", "ec2:DeleteVpc"), "DNS attributes, tags, delete"),
+    # ec2/vpc_subnet.go: CreateSubnet, ModifySubnetAttribute (map_public_ip_on_launch and the others set),
+    # DescribeSubnets, DeleteSubnet waiting for its network interfaces; zones from getAvailabilityZones before it.
+    "aws:ec2/subnet:Subnet": [
+        *_ec2_created("CreateSubnet", "subnet", (("vpc", "vpcId"),),
+                      ("ec2:DescribeSubnets", "ec2:DescribeNetworkInterfaces", "ec2:DescribeAvailabilityZones"),
+                      ("ec2:ModifySubnetAttribute", "ec2:DeleteSubnet"), "attributes, tags, delete"),
+    ],
+    "aws:ec2/routeTable:RouteTable": _ec2_created(
+        "CreateRouteTable", "route-table", (("vpc", "vpcId"),), ("ec2:DescribeRouteTables",),
+        ("ec2:DeleteRouteTable",), "tags, delete"),
+    # ec2/vpc_route_table_association.go: AssociateRouteTable, DescribeRouteTables, DisassociateRouteTable.
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": [
+        Target(("ec2:AssociateRouteTable", "ec2:DisassociateRouteTable"), _ec2_input("route-table", "routeTableId"),
+               "associate, disassociate", _stack_network_tags),
+        Target(("ec2:AssociateRouteTable", "ec2:DisassociateRouteTable"), _ec2_input("subnet", "subnetId"),
+               "associate, disassociate", _stack_network_tags),
+        Target(("ec2:DescribeRouteTables",), _star, "Read"),
+    ],
+    # ec2/vpc_security_group.go: CreateSecurityGroup, revoke the default egress rule, authorize the inline rules,
+    # update by revoke/authorize, DeleteSecurityGroup (after its network interfaces are gone).
+    "aws:ec2/securityGroup:SecurityGroup": _ec2_created(
+        "CreateSecurityGroup", "security-group", (("vpc", "vpcId"),),
+        ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces"),
+        ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
+         "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"), "rules, tags, delete"),
+    # ec2/vpc_endpoint.go: CreateVpcEndpoint (subnets, groups or route tables), waiter, DescribeVpcEndpoints,
+    # DescribePrefixLists (a gateway's prefix_list_id), ModifyVpcEndpoint, DeleteVpcEndpoints.
+    "aws:ec2/vpcEndpoint:VpcEndpoint": [
+        *_ec2_created("CreateVpcEndpoint", "vpc-endpoint", (("vpc", "vpcId"),),
+                      ("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists"),
+                      ("ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints"), "update, tags, delete"),
+        Target(("ec2:CreateVpcEndpoint",), _ec2_input("subnet", "subnetIds"), "an interface endpoint's subnets",
+               _stack_network_tags, only_with="subnetIds"),
+        Target(("ec2:CreateVpcEndpoint",), _ec2_input("security-group", "securityGroupIds"),
+               "an interface endpoint's groups", _stack_network_tags, only_with="securityGroupIds"),
+        Target(("ec2:CreateVpcEndpoint",), _ec2_input("route-table", "routeTableIds"), "a gateway's route tables",
+               _stack_network_tags, only_with="routeTableIds"),
+        # Service Authorization Reference: CreateVpcEndpoint's dependent action for private DNS.
+        Target(("route53:AssociateVPCWithHostedZone",), _route53_zone, "private DNS of an interface endpoint",
+               only_with="privateDnsEnabled"),
+    ],
     "aws:appautoscaling/target:Target": [
         Target(("application-autoscaling:RegisterScalableTarget", "application-autoscaling:TagResource",
                 "application-autoscaling:ListTagsForResource", "application-autoscaling:UntagResource",
@@ -509,11 +599,16 @@ def requests_for(resource: Resource, names: Names) -> list[tuple[str, str, str, 
             "add the provider's calls for it"
         ) from None
     return [
-        (action, target.arn(resource, names), target.why, target.context(resource, names) if target.context else {})
+        (action, arn, target.why, target.context(resource, names) if target.context else {})
         for target in targets
         if target.only_with is None or target.only_with in resource.inputs
+        for arn in _each(target.arn(resource, names))
         for action in target.actions
     ]
+
+
+def _each(arns: str | list[str]) -> list[str]:
+    return arns if isinstance(arns, list) else [arns]
 
 
 def actions_for(resource: Resource, names: Names) -> list[tuple[str, str, str]]:

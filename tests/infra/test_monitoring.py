@@ -63,7 +63,11 @@ def test_local_mode_runs_the_request_the_schedule_sends(full, settings: StackSet
     schedule = _named(plan, "aws:scheduler/schedule:Schedule")["monitoring-drift-schedule"]
     deployed = json.loads(schedule["target"]["input"])
     local = drift_job.request(replace(settings, image_tag=TAG), EXECUTION_ID)
-    # Only what the plan resolves differently: the image registry, the role and key ARNs (known after create).
+    # Only what the plan resolves differently: the image registry, the role and key ARNs (known after create), and
+    # a created VPC's ids (local jobs run in the local job network: mlops/local/runners.py).
+    if settings.vpc_create:
+        vpc = deployed["NetworkConfig"].pop("VpcConfig")
+        assert vpc == {"SecurityGroupIds": plan.outputs["vpcSecurityGroupIds"], "Subnets": plan.outputs["vpcSubnetIds"]}
     for request in (deployed, local):
         request["AppSpecification"]["ImageUri"] = request["AppSpecification"]["ImageUri"].rsplit(":", 1)[1]
         request["RoleArn"] = request["ProcessingOutputConfig"]["KmsKeyId"] = "resolved"

@@ -49,6 +49,11 @@ ALLOWLIST = [
     Allowed("access-workload-boundary", "RESOURCE_MISMATCH", "", "the ceiling names the stack's SageMaker resources "
             "as */<stack name> (infra/components/boundary.py); IAM matches each action against ARNs of its own "
             "types only, parliament compares the literal resource type"),
+    *(Allowed("access-deploy-operations", "RESOURCE_MISMATCH", f"ec2:{action}", "each create is granted on the new "
+              "resource with the stack's request tags, and on its parent VPC only when that VPC carries the stack's "
+              "tags (ManageStackNetwork); one statement naming vpc/* with request tags would let it create subnets "
+              "in any VPC of the account")
+      for action in ("CreateSubnet", "CreateRouteTable", "CreateVpcEndpoint")),
     Allowed("access-deploy-storage", "PERMISSIONS_MANAGEMENT_ACTIONS", "", "the deploy role manages the stack's "
             "bucket, repository and key policies and grants: what `pulumi up` declares (tests/infra/test_escalation)"),
     Allowed("access-deploy-identity", "PERMISSIONS_MANAGEMENT_ACTIONS", "", "the deploy role writes the stack's "

@@ -17,7 +17,7 @@ def scores(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RecordedScores]]:
 
     made: list[RecordedScores] = []
 
-    def jobs(aws: Aws, region: str) -> RecordedScores:
+    def jobs(aws: Aws, region: str, source: object = None) -> RecordedScores:
         made.append(RecordedScores(aws, region))
         return made[-1]
 

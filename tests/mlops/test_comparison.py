@@ -81,3 +81,37 @@ def test_a_sagemaker_job_is_created_waited_for_and_its_report_read(dev: StackSet
     assert (same.candidate, same.pinned, same.required, same.passed) == (0.9, 0.85, 0.85, True)
     with pytest.raises(ReleaseError, match="wrote no mlops-stack/champion-comparison v1 report"):
         SameData.from_report({**report, "format_version": 2}, "s3://x/test", "j")
+
+
+def test_a_source_stack_with_a_created_vpc_runs_its_comparison_job_there(dev: StackSettings, aws: Aws) -> None:
+    """The ids EC2 gave the stack's VPC (tags and group name as infra/components/network.py declares them)."""
+    from dataclasses import replace
+
+    from mlops.settings import PROJECT
+
+    source = replace(dev, vpc_create=True)
+    ec2 = aws.client("ec2", dev.region)
+    with pytest.raises(ReleaseError, match="0 security groups named mlops-stack-dev-workload carry its tags"):
+        comparison.created_vpc(source, aws)
+    tags = [{"Key": "project", "Value": PROJECT}, {"Key": "environment", "Value": dev.stack}]
+    spec = lambda kind: [{"ResourceType": kind, "Tags": tags}]  # noqa: E731
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16", TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
+    subnets = sorted(ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, TagSpecifications=spec("subnet"))["Subnet"]["SubnetId"]
+                     for cidr in ("10.40.0.0/20", "10.40.16.0/20"))
+    ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.32.0/20")  # not the stack's: untagged
+    other = ec2.create_vpc(CidrBlock="10.50.0.0/16", TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
+    ec2.create_subnet(VpcId=other, CidrBlock="10.50.0.0/20", TagSpecifications=spec("subnet"))  # another VPC's
+    group = ec2.create_security_group(GroupName=Names.of(dev).resource("workload", "ec2"), Description="w", VpcId=vpc,
+                                      TagSpecifications=spec("security-group"))["GroupId"]
+
+    found = comparison.created_vpc(source, aws)
+
+    assert (list(found.subnets), list(found.security_groups)) == (subnets, [group])
+    reg = Registry(dev, aws)
+    pinned, candidate = reg.register(0.85, APPROVED), reg.register(0.9, APPROVED)
+    request = job_request(source, describe_package(candidate, aws=aws), pinned, 0.0, execution_id="e3")
+    assert "VpcConfig" not in request["NetworkConfig"]  # known only in AWS, once EC2 made the VPC
+    with pytest.raises(ReleaseError):  # no report in the (absent) bucket: the job was created first
+        SageMakerJobs(aws, dev.region, poll_seconds=0, source=source)(request)
+    job = aws.sagemaker(dev.region).describe_processing_job(ProcessingJobName=request["ProcessingJobName"])
+    assert job["NetworkConfig"]["VpcConfig"] == {"SecurityGroupIds": [group], "Subnets": subnets}

@@ -23,6 +23,10 @@ ENDPOINT_CONFIG = "mlops-stack-prod-config-3f2a1b"
 VARIANT = "AllTraffic"
 RESOURCE_ID = f"endpoint/{ENDPOINT}/variant/{VARIANT}"
 TAGS = {"project": "mlops-stack", "environment": "prod", "owner": "platform-team"}
+VPC_CIDR = "10.40.0.0/16"
+SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-1a1b2c3d4e5f60718"]
+GROUPS = ["sg-0a1b2c3d4e5f60718"]
+JOB_VPC = {"SecurityGroupIds": GROUPS, "Subnets": SUBNETS}
 
 
 def tls_policy(bucket: str, *extra: dict[str, Any]) -> str:
@@ -109,7 +113,8 @@ def pipeline_definition() -> str:
                 }
             },
             "ProcessingOutputConfig": {"Outputs": [], "KmsKeyId": KEY_ARN},
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True,
+                              "VpcConfig": JOB_VPC},
             "RoleArn": ROLE_ARN,
         },
     }
@@ -120,6 +125,7 @@ def pipeline_definition() -> str:
             "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeKmsKeyId": KEY_ARN},
             "OutputDataConfig": {"S3OutputPath": f"s3://{ARTIFACTS}/models", "KmsKeyId": KEY_ARN},
             "EnableInterContainerTrafficEncryption": True,
+            "VpcConfig": JOB_VPC,
             "RoleArn": ROLE_ARN,
         },
     }
@@ -226,12 +232,20 @@ def _resources() -> list[dict]:
         {
             "type": "aws:kms/key:Key",
             "name": "platform-key",
+            "protect": True,  # prod's: network-vpc-when-protected applies
             "inputs": {
                 "enableKeyRotation": True,
                 "deletionWindowInDays": 30,
                 "policy": json.dumps(key_policy),
                 "tags": dict(TAGS),
             },
+        },
+        {
+            "type": "aws:ec2/securityGroup:SecurityGroup",
+            "name": "workload",
+            "inputs": {"name": "mlops-stack-prod-workload", "vpcId": "vpc-0a1b2c3d4e5f60718", "tags": dict(TAGS),
+                       "ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}],
+                       "egress": [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": [VPC_CIDR]}]},
         },
         {
             "type": "aws:kms/alias:Alias",
@@ -329,7 +343,8 @@ def _resources() -> list[dict]:
         {
             "type": "aws:sagemaker/model:Model",
             "name": "model",
-            "inputs": {"executionRoleArn": ROLE_ARN, "primaryContainer": {"image": "x"}, "tags": dict(TAGS)},
+            "inputs": {"executionRoleArn": ROLE_ARN, "primaryContainer": {"image": "x"}, "tags": dict(TAGS),
+                       "enableNetworkIsolation": True, "vpcConfig": {"subnets": SUBNETS, "securityGroupIds": GROUPS}},
         },
         {
             "type": "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
@@ -431,7 +446,8 @@ def _resources() -> list[dict]:
                     "input": json.dumps({"AppSpecification": {
                         "ImageUri": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{REPO}:abc",
                         "ContainerEntrypoint": ["python", "-m", "model_code", "drift"],
-                        "ContainerArguments": ["--endpoint", ENDPOINT, "--output", "/opt/ml/processing/output"]}}),
+                        "ContainerArguments": ["--endpoint", ENDPOINT, "--output", "/opt/ml/processing/output"]},
+                        "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "VpcConfig": JOB_VPC}}),
                 },
             },
         },

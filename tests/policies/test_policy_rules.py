@@ -836,7 +836,8 @@ CASES = [
     ),
     Case(
         "sm-step-processing-icte",
-        put_json("pipeline", "pipelineDefinition", "Steps.0.Arguments.NetworkConfig", DELETE),
+        put_json("pipeline", "pipelineDefinition", "Steps.0.Arguments.NetworkConfig"
+                 ".EnableInterContainerTrafficEncryption", DELETE),
         one(
             "sagemaker-pipeline-steps-inter-container",
             "pipeline",
@@ -1138,6 +1139,85 @@ CASES = [
             '({"Service": "events.amazonaws.com"}); a bus admits one account'),
     ),
 ]
+
+
+PROTECTED_TAIL = ": a stack with protected resources (protectResources) runs its model and jobs in a VPC (vpcCreate or " \
+    "vpcSubnetIds)"
+CASES += [
+    # --- network ---
+    Case(
+        "network-model-outside-the-vpc",
+        put("model", "vpcConfig", DELETE),
+        one("network-vpc-when-protected", "model", "vpcConfig sets no subnets and securityGroupIds" + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-model-without-groups",
+        put("model", "vpcConfig.securityGroupIds", []),
+        one("network-vpc-when-protected", "model",
+            'vpcConfig has subnets ["subnet-0a1b2c3d4e5f60718", "subnet-1a1b2c3d4e5f60718"] and securityGroupIds []'
+            + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-processing-step-outside-the-vpc",
+        put_json("pipeline", "pipelineDefinition", "Steps.0.Arguments.NetworkConfig.VpcConfig", DELETE),
+        one("network-vpc-when-protected", "pipeline", 'pipelineDefinition step "preprocess" (Processing): '
+            "Arguments.NetworkConfig.VpcConfig sets no Subnets and SecurityGroupIds" + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-nested-step-outside-the-vpc",
+        put_json("pipeline", "pipelineDefinition", f"{EVALUATE_STEP}.NetworkConfig.VpcConfig", DELETE),
+        one("network-vpc-when-protected", "pipeline", 'pipelineDefinition step "evaluate" (Processing): '
+            "Arguments.NetworkConfig.VpcConfig sets no Subnets and SecurityGroupIds" + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-training-step-outside-the-vpc",
+        put_json("pipeline", "pipelineDefinition", f"{TRAIN_STEP}.VpcConfig", DELETE),
+        one("network-vpc-when-protected", "pipeline", 'pipelineDefinition step "train" (Training): '
+            "Arguments.VpcConfig sets no Subnets and SecurityGroupIds" + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-scheduled-job-outside-the-vpc",
+        put_json("drift-schedule", "target.input", "NetworkConfig.VpcConfig", DELETE),
+        one("network-vpc-when-protected", "drift-schedule",
+            "target.input's NetworkConfig.VpcConfig sets no Subnets and SecurityGroupIds" + PROTECTED_TAIL),
+    ),
+    Case(
+        "network-group-open-to-the-internet",
+        put("workload", "egress.0.cidrBlocks", ["0.0.0.0/0"]),
+        one("network-security-groups-not-open", "workload",
+            "egress rule open to 0.0.0.0/0: name the VPC's range, a prefix list or a group"),
+    ),
+    Case(
+        "network-rule-open-to-the-internet",
+        add("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "ssh",
+            {"securityGroupId": "sg-0a1b2c3d4e5f60718", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
+             "cidrIpv6": "::/0"}),
+        one("network-security-groups-not-open", "ssh",
+            "rule open to ::/0: name the VPC's range, a prefix list or a group"),
+    ),
+    Case(
+        "network-nat-gateway",
+        add("aws:ec2/natGateway:NatGateway", "nat", {"subnetId": "subnet-0a1b2c3d4e5f60718", "tags": {
+            "project": "mlops-stack", "environment": "prod", "owner": "platform-team"}}),
+        one("network-no-internet-gateways", "nat",
+            "NatGateway: the stack's network reaches AWS through VPC endpoints only, never the internet"),
+    ),
+    Case(
+        "sm-model-not-isolated",
+        put("model", "enableNetworkIsolation", False),
+        one("sagemaker-model-network-isolation", "model", "enableNetworkIsolation is not true: the serving container "
+            "calls nothing (data capture is SageMaker's), so it gets no network"),
+    ),
+]
+
+
+def test_a_stack_without_protected_resources_may_run_outside_a_vpc() -> None:
+    """dev: no protectResources, no VPC needed (its jobs are still encrypted and its model isolated)."""
+    resources = baseline()
+    _find(resources, "platform-key")["protect"] = False
+    put("model", "vpcConfig", DELETE)(resources)
+    put_json("drift-schedule", "target.input", "NetworkConfig.VpcConfig", DELETE)(resources)
+    assert evaluate(resources) == []
 
 
 def test_baseline_is_compliant() -> None:
