@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.components.access import Access, AccessArgs
+from infra.components.audit import Audit, AuditArgs
 from infra.components.grafana import Grafana, GrafanaArgs, workspace_url
 from infra.components.images import Images, ImagesArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
@@ -39,8 +40,11 @@ def build_platform(settings: StackSettings) -> None:
             capture_retention_days=settings.capture_retention_days,
             access_log_retention_days=settings.access_log_retention_days,
             model_consumers=tuple(settings.model_consumers),
+            trail_arn="" if settings.existing_trail_arn else Arns(names).trail,
         ),
     )
+    audit = Audit("audit", AuditArgs(settings, names, tags, storage.key_arn, storage.bucket_names["logs"],
+                                     storage.bucket_policies["logs"]))
     images = Images(
         "images",
         ImagesArgs(
@@ -75,6 +79,8 @@ def build_platform(settings: StackSettings) -> None:
             grafana_workspace_id=settings.grafana_workspace_id,
             in_vpc=settings.in_vpc,
             creates_vpc=settings.vpc_create,
+            creates_trail=not settings.existing_trail_arn,
+            job_log_groups=settings.sagemaker_job_log_groups,
         ),
     )
 
@@ -129,6 +135,8 @@ def build_platform(settings: StackSettings) -> None:
                 tags=tags,
                 monitoring=panels,
                 network=network,
+                log_retention_days=settings.log_retention_days,
+                protect=settings.protect_resources,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)
@@ -182,6 +190,7 @@ def build_platform(settings: StackSettings) -> None:
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)
     pulumi.export("kmsKeyArn", storage.key_arn)
+    pulumi.export("auditTrailArn", audit.trail_arn)
     for kind, bucket in storage.bucket_names.items():
         pulumi.export(f"{kind}Bucket", bucket)
     pulumi.export("ecrRepositoryUrl", images.repository_url)

@@ -40,6 +40,7 @@ LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     "events": (64, re.compile(r"^[.\-_A-Za-z0-9]+$")),
     "scheduler": (64, re.compile(r"^[0-9a-zA-Z\-_.]+$")),
     "autoscaling-policy": (256, re.compile(r"^[^:/]+$")),
+    "cloudtrail": (128, re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$")),
     # EC2 security group names and Name tags: 255 characters, no "sg-" prefix.
     "ec2": (255, re.compile(r"^(?!sg-)[\w .:/()#,@\[\]+=&;{}!$*-]+$")),
     # Scheduler appends "-<execution id>" (37 characters) to make processing job names (63 at most).
@@ -202,6 +203,16 @@ class Names:
     def alarm_topic(self) -> str:
         return fit(f"{self.prefix}-alarms", "sns")
 
+    @property
+    def trail(self) -> str:
+        """The stack's CloudTrail trail (infra/components/audit.py)."""
+        return fit(f"{self.prefix}-audit", "cloudtrail")
+
+    @property
+    def endpoint_log_group(self) -> str:
+        """Where SageMaker writes the endpoint's container logs (it names the group after the endpoint)."""
+        return f"/aws/sagemaker/Endpoints/{self.endpoint}"
+
 
 _PACKAGE_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
@@ -254,6 +265,10 @@ class Arns:
     @property
     def log_groups(self) -> str:
         return f"arn:aws:logs:{self._region_account}:log-group:/aws/sagemaker/*"
+
+    @property
+    def trail(self) -> str:
+        return f"arn:aws:cloudtrail:{self._region_account}:trail/{self.names.trail}"
 
     def role(self, name: str) -> str:
         return f"arn:aws:iam::{self.names.account_id}:role/{name}"

@@ -180,6 +180,10 @@ def _cached_problem(folder: Path) -> Problem:
     return load_problem(folder)
 
 
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+"""The retention periods CloudWatch Logs accepts (PutRetentionPolicy)."""
+
 RENAMED = {"evaluationMinAuc": "evaluationMinMetric"}
 """Keys that were renamed: a stack file that still has the old one is refused with the new name."""
 
@@ -486,6 +490,28 @@ class StackSettings:
         doc="Security groups (comma-separated sg ids) of the jobs and the endpoint in vpcSubnetIds; they must allow "
         "HTTPS to the AWS services and all traffic among themselves (distributed training).",
         check=_optional(_matches(_id_list("sg"), "comma-separated security group ids (sg-0123abcd)")),
+    )
+
+    log_retention_days: int = _setting(
+        90,
+        doc="Days the stack's SageMaker log groups (/aws/sagemaker/...: its endpoint's, and the account's jobs' when "
+        "sagemakerJobLogGroups) keep events; one of CloudWatch Logs' retention periods. They are encrypted with the "
+        "stack key.",
+        check=lambda value: None if value in LOG_RETENTION_DAYS else
+        f"{value} is not a CloudWatch Logs retention period ({', '.join(map(str, LOG_RETENTION_DAYS))})",
+    )
+    sagemaker_job_log_groups: bool = _setting(
+        True,
+        doc="Declare /aws/sagemaker/ProcessingJobs and /aws/sagemaker/TrainingJobs, where every SageMaker job of the "
+        "account and region logs: exactly one stack per account and region may (a second one sets false). An "
+        "account that already ran SageMaker jobs has them: import them first (README, Audit).",
+    )
+    existing_trail_arn: str = _setting(
+        "",
+        doc="A CloudTrail trail that already records this account (an organization trail): no trail is created. It "
+        "must log S3 data events of the data and artifacts buckets; the stack cannot check it. Empty: the stack's "
+        "own multi-region trail, encrypted with the stack key, with log-file validation.",
+        check=_optional(_arn_of("cloudtrail", "trail/")),
     )
 
     @property

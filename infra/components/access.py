@@ -51,6 +51,8 @@ class AccessArgs:
     grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
     in_vpc: bool = False  # the jobs and endpoint run in subnets: the execution role attaches them (network.py)
     creates_vpc: bool = False  # the deploy role declares the VPC (infra/components/network.py)
+    creates_trail: bool = True  # ... and the stack's trail (infra/components/audit.py)
+    job_log_groups: bool = True  # ... and the account's SageMaker job log groups
     # The account whose packages this stack serves (settings: modelSourceAccountId).
     model_source_account_id: str = ""
 
@@ -174,6 +176,8 @@ class Access(pulumi.ComponentResource):
                 source_account_id=args.model_source_account_id,
                 grafana_workspace_id=args.grafana_workspace_id,
                 creates_vpc=args.creates_vpc,
+                creates_trail=args.creates_trail,
+                job_log_groups=args.job_log_groups,
             )
         )
         for purpose in DEPLOY_POLICY_PURPOSES:

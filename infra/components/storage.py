@@ -62,9 +62,10 @@ def consumer_principals(accounts: list[str]) -> dict:
     return {"AWS": [f"arn:aws:iam::{account}:root" for account in accounts]}
 
 
-def key_policy(account_id: str, region: str = "", consumers: list[str] | None = None) -> dict:
-    """Account administration, alarm/event publishing and, for consumer accounts (prod deploying dev's
-    models), decryption of model artifacts and image layers through S3 and ECR only."""
+def key_policy(account_id: str, region: str = "", consumers: list[str] | None = None, trail_arn: str = "") -> dict:
+    """Account administration, alarm/event publishing, the SageMaker log groups' encryption, the stack trail's log
+    files (`trail_arn`, when the stack has its own) and, for consumer accounts (prod deploying dev's models),
+    decryption of model artifacts and image layers through S3 and ECR only."""
     statements: list[dict] = [
         {
             "Sid": "AccountAdministersAndDelegatesToIam",
@@ -82,7 +83,35 @@ def key_policy(account_id: str, region: str = "", consumers: list[str] | None = 
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         },
+        {
+            # CloudWatch Logs encrypts the stack's /aws/sagemaker/* groups (infra/components/audit.py, serving.py):
+            # each use carries the group's ARN as encryption context, so the key serves those groups only.
+            "Sid": "LogsEncryptSageMakerLogGroups",
+            "Effect": "Allow",
+            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+                       "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"],
+            "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                      f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/*"}},
+        },
     ]
+    if trail_arn:
+        # CloudTrail's documented key policy for a trail's log files, confined to this trail (aws:SourceArn).
+        statements.append(
+            {
+                "Sid": "CloudTrailEncryptsStackTrail",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": ["kms:DescribeKey", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceArn": trail_arn},
+                    "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                   f"arn:aws:cloudtrail:*:{account_id}:trail/*"},
+                },
+            }
+        )
     if consumers:
         statements.append(
             {
@@ -110,10 +139,20 @@ def tls_only_statement(bucket: str) -> dict:
     }
 
 
-def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str], consumers: list[str] | None = None) -> dict:
-    """TLS-only for every bucket; the logs bucket also lets S3's log delivery write (ACLs are off);
-    the artifacts bucket lets consumer accounts read model artifacts."""
+def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str], consumers: list[str] | None = None,
+                  trail_arn: str = "") -> dict:
+    """TLS-only for every bucket; the logs bucket also lets S3's log delivery write (ACLs are off), and the stack's
+    trail (`trail_arn`) deliver under cloudtrail/; the artifacts bucket lets consumer accounts read model artifacts."""
     statements = [tls_only_statement(bucket)]
+    if trail_arn:
+        from_trail = {"StringEquals": {"aws:SourceArn": trail_arn}}
+        statements += [
+            {"Sid": "CloudTrailChecksBucket", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "s3:GetBucketAcl", "Resource": f"arn:aws:s3:::{bucket}", "Condition": from_trail},
+            {"Sid": "CloudTrailDelivers", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/cloudtrail/AWSLogs/{account_id}/*",
+             "Condition": {"StringEquals": {"aws:SourceArn": trail_arn, "s3:x-amz-acl": "bucket-owner-full-control"}}},
+        ]
     if consumers:
         statements.append(
             {
@@ -152,6 +191,7 @@ class StorageArgs:
     capture_retention_days: int
     access_log_retention_days: int
     model_consumers: tuple[str, ...] = ()
+    trail_arn: str = ""  # the stack's own trail, which writes into the logs bucket with the key (audit.py)
 
 
 class Storage(pulumi.ComponentResource):
@@ -171,7 +211,8 @@ class Storage(pulumi.ComponentResource):
             description=f"{names.prefix}: data, artifacts, capture, images, topics",
             enable_key_rotation=True,
             deletion_window_in_days=args.kms_deletion_window_days,
-            policy=pulumi.Output.json_dumps(key_policy(names.account_id, names.region, list(args.model_consumers))),
+            policy=pulumi.Output.json_dumps(key_policy(names.account_id, names.region, list(args.model_consumers),
+                                                       args.trail_arn)),
             tags=args.tags,
             opts=stateful,
         )
@@ -180,6 +221,7 @@ class Storage(pulumi.ComponentResource):
         self.bucket_names = {kind: names.bucket(kind) for kind in BUCKET_KINDS}
         logs_bucket = self.bucket_names["logs"]
         buckets: dict[str, aws.s3.Bucket] = {}
+        self.bucket_policies: dict[str, aws.s3.BucketPolicy] = {}
         for kind, bucket_name in self.bucket_names.items():
             bucket = aws.s3.Bucket(
                 f"{name}-{kind}",
@@ -234,7 +276,7 @@ class Storage(pulumi.ComponentResource):
                 opts=on_bucket,
             )
             log_sources = [self.bucket_names[k] for k in ENCRYPTED_BUCKET_KINDS] if kind == "logs" else []
-            aws.s3.BucketPolicy(
+            self.bucket_policies[kind] = aws.s3.BucketPolicy(
                 f"{name}-{kind}-policy",
                 bucket=bucket.bucket,
                 policy=pulumi.Output.json_dumps(
@@ -243,6 +285,7 @@ class Storage(pulumi.ComponentResource):
                         account_id=names.account_id,
                         log_sources=log_sources,
                         consumers=list(args.model_consumers) if kind == "artifacts" else None,
+                        trail_arn=args.trail_arn if kind == "logs" else "",
                     )
                 ),
                 opts=on_bucket,

@@ -2,7 +2,7 @@
 
 from pulumi_policy import EnforcementLevel, Policy
 
-from . import ecr, iam, kms, monitoring, network, operations, s3, sagemaker, stack, tags
+from . import audit, ecr, iam, kms, monitoring, network, operations, s3, sagemaker, stack, tags
 
 PACK_NAME = "mlops-stack-policies"
 PACK_ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
@@ -17,6 +17,7 @@ ALL_POLICIES: list[Policy] = [
     *operations.POLICIES,
     *monitoring.POLICIES,
     *network.POLICIES,
+    *audit.POLICIES,
     *tags.POLICIES,
     *stack.POLICIES,
 ]

@@ -560,6 +560,25 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
         Target(("route53:AssociateVPCWithHostedZone",), _route53_zone, "private DNS of an interface endpoint",
                only_with="privateDnsEnabled"),
     ],
+    # cloudtrail/trail.go: CreateTrail (TagsList), PutEventSelectors, StartLogging; Read: DescribeTrails,
+    # GetTrailStatus, GetEventSelectors, GetInsightSelectors, ListTags; UpdateTrail; DeleteTrail.
+    "aws:cloudtrail/trail:Trail": [
+        Target(("cloudtrail:CreateTrail", "cloudtrail:AddTags", "cloudtrail:PutEventSelectors",
+                "cloudtrail:StartLogging", "cloudtrail:StopLogging", "cloudtrail:DescribeTrails",
+                "cloudtrail:GetTrail", "cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors",
+                "cloudtrail:GetInsightSelectors", "cloudtrail:ListTags", "cloudtrail:RemoveTags",
+                "cloudtrail:UpdateTrail", "cloudtrail:DeleteTrail"),
+               lambda r, n: f"arn:aws:cloudtrail:{_ra(n)}:trail/{r.inputs['name']}", "cloudtrail/trail.go"),
+    ],
+    # logs/group.go: CreateLogGroup (KmsKeyId, Tags), PutRetentionPolicy; Read: DescribeLogGroups by prefix, tags;
+    # update: AssociateKmsKey / DisassociateKmsKey, PutRetentionPolicy / DeleteRetentionPolicy; DeleteLogGroup.
+    "aws:cloudwatch/logGroup:LogGroup": [
+        Target(("logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy", "logs:ListTagsForResource",
+                "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:DeleteRetentionPolicy",
+                "logs:UntagResource", "logs:DeleteLogGroup"),
+               lambda r, n: f"arn:aws:logs:{_ra(n)}:log-group:{r.inputs['name']}", "logs/group.go"),
+        Target(("logs:DescribeLogGroups",), _star, "Read (DescribeLogGroups by name prefix)"),
+    ],
     "aws:appautoscaling/target:Target": [
         Target(("application-autoscaling:RegisterScalableTarget", "application-autoscaling:TagResource",
                 "application-autoscaling:ListTagsForResource", "application-autoscaling:UntagResource",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops.naming import BUCKET_KINDS, Names
+from mlops.naming import BUCKET_KINDS, Arns, Names
 from mlops.plan import Plan
 from mlops.settings import StackSettings
 from tests.infra.helpers import as_list, by_bucket, document, statements
@@ -37,6 +37,12 @@ def test_key_policy_is_scoped_to_the_account(plan: Plan, settings: StackSettings
                 f"s3.{settings.region}.amazonaws.com", f"ecr.{settings.region}.amazonaws.com"]
         elif "AWS" in principal:
             assert principal["AWS"] == f"arn:aws:iam::{settings.account_id}:root"
+        elif statement["Sid"] == "LogsEncryptSageMakerLogGroups":  # these groups only, by encryption context
+            assert principal == {"Service": f"logs.{settings.region}.amazonaws.com"}
+            assert statement["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:/aws/sagemaker/*"}}
+        elif statement["Sid"] == "CloudTrailEncryptsStackTrail":  # the stack's trail only
+            assert statement["Condition"]["StringEquals"] == {"aws:SourceArn": Arns(Names.of(settings)).trail}
         else:
             assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
     sids = {s["Sid"] for s in statements(key.inputs["policy"])}
@@ -104,6 +110,10 @@ def test_tls_only_bucket_policies(plan: Plan, settings: StackSettings) -> None:
                 assert allow["Principal"] == {"AWS": [f"arn:aws:iam::{a}:root" for a in settings.model_consumers]}
                 assert (allow["Action"], allow["Resource"]) == ("s3:GetObject", f"arn:aws:s3:::{bucket}/pipelines/*")
                 continue
+            if allow["Principal"] == {"Service": "cloudtrail.amazonaws.com"}:  # the stack's trail, into logs/
+                assert bucket == Names.of(settings).bucket("logs")
+                assert allow["Condition"]["StringEquals"]["aws:SourceArn"] == Arns(Names.of(settings)).trail
+                continue
             assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"}
             assert allow["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
 
@@ -116,7 +126,7 @@ def test_access_logging_into_the_logs_bucket(plan: Plan, settings: StackSettings
         assert resource.inputs["targetBucket"] == names["logs"]
         assert resource.inputs["targetPrefix"] == f"{bucket}/"
     log_policy = by_bucket(plan, f"{S3}bucketPolicy:BucketPolicy")[names["logs"]]
-    [delivery] = [s for s in statements(log_policy.inputs["policy"]) if s["Effect"] == "Allow"]
+    [delivery] = [s for s in statements(log_policy.inputs["policy"]) if s["Sid"] == "S3ServerAccessLogDelivery"]
     assert sorted(document(delivery)["Condition"]["ArnLike"]["aws:SourceArn"]) == sorted(
         f"arn:aws:s3:::{b}" for b in logging
     )

@@ -32,12 +32,13 @@ def test_outputs_name_everything_ci_and_the_cli_need(plan, settings: StackSettin
     assert outputs["kmsKeyArn"].startswith(f"arn:aws:kms:{settings.region}:{settings.account_id}:key/")
 
 
-STATEFUL = {"aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:ecr/repository:Repository"}
+STATEFUL = {"aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:ecr/repository:Repository",
+            "aws:cloudtrail/trail:Trail", "aws:cloudwatch/logGroup:LogGroup"}  # the audit record is kept too
 
 
 def test_stateful_resources_protected_by_settings(plan, settings: StackSettings) -> None:
     stateful = [r for r in plan.resources if r.type in STATEFUL]
-    assert len(stateful) == 6
+    assert len(stateful) == 6 + 1 + 2  # key, 4 buckets, repository; the trail; the 2 job log groups
     assert all(r.protect is settings.protect_resources for r in stateful)
     assert not any(r.protect for r in plan.resources if r.type not in STATEFUL)
 

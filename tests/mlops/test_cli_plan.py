@@ -95,6 +95,31 @@ def _bad_root(tmp_path: Path, key: str, value) -> Path:
             "cron(0 */6 * * *)",
             "error: Pulumi.prod.yaml: line {line}: mlops-stack:driftSchedule: 'cron(0 */6 * * *)' has 5 fields; AWS cron expressions have 6",
         ),
+        (
+            "mlops-stack:vpcSubnetIds",
+            "subnet-0123abcd",
+            "error: Pulumi.prod.yaml: mlops-stack:vpcCreate: true, and mlops-stack:vpcSubnetIds names an existing "
+            "network: set one of them",
+        ),
+        (
+            "mlops-stack:vpcCidr",
+            "10.40.0.0/12",
+            "error: Pulumi.prod.yaml: line {line}: mlops-stack:vpcCidr: '10.40.0.0/12' is not an IPv4 network like "
+            "10.40.0.0/16 (10.40.0.0/12 has host bits set)",
+        ),
+        (
+            "mlops-stack:logRetentionDays",
+            45,
+            "error: Pulumi.prod.yaml: line {line}: mlops-stack:logRetentionDays: 45 is not a CloudWatch Logs retention "
+            "period (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, "
+            "3288, 3653)",
+        ),
+        (
+            "mlops-stack:existingTrailArn",
+            "arn:aws:s3:::trail",
+            "error: Pulumi.prod.yaml: line {line}: mlops-stack:existingTrailArn: 'arn:aws:s3:::trail' is not an ARN "
+            "of a cloudtrail trail",
+        ),
     ],
 )
 def test_bad_stack_file_prints_one_line_and_nothing_else(capsys, tmp_path: Path, key, value, message) -> None:

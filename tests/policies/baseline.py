@@ -50,7 +50,7 @@ def tls_policy(bucket: str, *extra: dict[str, Any]) -> str:
 
 def bucket_resources(key: str, bucket: str, *, sse: dict[str, Any], logging_to: str | None) -> list[dict]:
     out = [
-        {"type": "aws:s3/bucket:Bucket", "name": key, "inputs": {"bucket": bucket, "tags": dict(TAGS)}},
+        {"type": "aws:s3/bucket:Bucket", "name": key, "inputs": {"bucket": bucket, "tags": {**TAGS, "purpose": key}}},
         {
             "type": "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
             "name": f"{key}-sse",
@@ -261,6 +261,23 @@ def _resources() -> list[dict]:
             },
             logging_to=LOGS,
         ),
+        {
+            "type": "aws:cloudtrail/trail:Trail",
+            "name": "trail",
+            "inputs": {
+                "name": "mlops-stack-prod-audit", "s3BucketName": LOGS, "s3KeyPrefix": "cloudtrail",
+                "kmsKeyId": KEY_ARN, "enableLogFileValidation": True, "isMultiRegionTrail": True,
+                "includeGlobalServiceEvents": True, "tags": dict(TAGS),
+                "eventSelectors": [{"readWriteType": "All", "includeManagementEvents": True, "dataResources": [
+                    {"type": "AWS::S3::Object", "values": [f"arn:aws:s3:::{ARTIFACTS}/"]}]}],
+            },
+        },
+        {
+            "type": "aws:cloudwatch/logGroup:LogGroup",
+            "name": "endpoint-logs",
+            "inputs": {"name": f"/aws/sagemaker/Endpoints/{ENDPOINT}", "retentionInDays": 90, "kmsKeyId": KEY_ARN,
+                       "tags": dict(TAGS)},
+        },
         *bucket_resources(
             "access-logs",
             LOGS,

@@ -1211,6 +1211,54 @@ CASES += [
 ]
 
 
+CASES += [
+    # --- audit ---
+    Case(
+        "cloudtrail-unencrypted",
+        put("trail", "kmsKeyId", DELETE),
+        one("cloudtrail-trail-protected", "trail",
+            "kmsKeyId is not set: log files are encrypted with a customer-managed key"),
+    ),
+    Case(
+        "cloudtrail-unvalidated",
+        put("trail", "enableLogFileValidation", False),
+        one("cloudtrail-trail-protected", "trail",
+            "enableLogFileValidation is false; must be true: digests prove no log file was changed or removed"),
+    ),
+    Case(
+        "cloudtrail-one-region",
+        put("trail", "isMultiRegionTrail", DELETE),
+        one("cloudtrail-trail-protected", "trail",
+            "isMultiRegionTrail is null; must be true: a call in another region is recorded too"),
+    ),
+    Case(
+        "cloudtrail-misses-the-artifacts",
+        put("trail", "eventSelectors.0.dataResources.0.values", [f"arn:aws:s3:::{LOGS}/"]),
+        one("cloudtrail-records-stack-data", "trail",
+            f'trail records no S3 object events of bucket "{ARTIFACTS}" (eventSelectors dataResources '
+            f'AWS::S3::Object "arn:aws:s3:::{ARTIFACTS}/")'),
+    ),
+    Case(
+        "logs-group-unencrypted",
+        put("endpoint-logs", "kmsKeyId", DELETE),
+        one("logs-group-encrypted-and-expiring", "endpoint-logs",
+            "kmsKeyId is not set: log events are encrypted with a customer-managed key"),
+    ),
+    Case(
+        "logs-group-forever",
+        put("endpoint-logs", "retentionInDays", DELETE),
+        one("logs-group-encrypted-and-expiring", "endpoint-logs",
+            "retentionInDays is null; set the days events are kept (never: forever)"),
+    ),
+]
+
+
+def test_every_bucket_of_the_account_recorded_at_once_counts() -> None:
+    resources = baseline()
+    put("trail", "eventSelectors.0.dataResources.0.values", ["arn:aws:s3"])(resources)
+    assert evaluate(resources) == []
+
+
 def test_a_stack_without_protected_resources_may_run_outside_a_vpc() -> None:
     """dev: no protectResources, no VPC needed (its jobs are still encrypted and its model isolated)."""
     resources = baseline()
