@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -25,11 +24,37 @@ from pathlib import Path
 from typing import Any
 
 from mlops import stack_yaml
+from mlops.setting_checks import (
+    ACCOUNT,
+    ARN,
+    BRANCH,
+    EMAIL,
+    IMAGE_URI,
+    INSTANCE_TYPE,
+    LOG_RETENTION_DAYS,
+    MAINTENANCE_WINDOW,
+    PROJECT_PATH,
+    REGION,
+    REPO_ROOT,
+    STACK_NAME,
+    TAG_PATTERN,
+    TAG_VALUE,
+    arn_of,
+    between,
+    cached_problem,
+    check_cron,
+    cidr_error,
+    id_list,
+    matches,
+    number_error,
+    one_of,
+    optional,
+    problem_error,
+)
 from model_code import metrics
-from model_code.problem import Problem, load_problem
+from model_code.problem import Problem
 
 PROJECT = "mlops-stack"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _REQUIRED = dataclasses.MISSING
 
@@ -42,147 +67,6 @@ class SettingsError(ValueError):
         self.problems = problems
         super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
 
-
-# --- value checks: each returns an error text or None --------------------------------------------
-
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge)$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
-_IMAGE_URI = re.compile(
-    r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
-)
-_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]{12}|):(?P<resource>.+)$"
-)
-_PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
-_BRANCH = re.compile(r"^[A-Za-z0-9._/-]+$")
-_TAG_PATTERN = re.compile(r"^[A-Za-z0-9._/-]+\*$")  # a literal prefix then `*`: what the OIDC trust rule accepts
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-_TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,256}$")
-_MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
-_STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
-
-
-def _id_list(kind: str) -> re.Pattern[str]:
-    """Comma-separated EC2 ids of one kind: `subnet-0123abcd,subnet-...` (8 or 17 hex digits)."""
-    one = rf"{kind}-([0-9a-f]{{8}}|[0-9a-f]{{17}})"
-    return re.compile(rf"^{one}(,{one})*$")
-
-
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if low <= value <= high else f"{value} is outside {low}..{high}"
-
-    return check
-
-
-def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if pattern.match(value) else f"{value!r} is not {what}"
-
-    return check
-
-
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"{value!r} is not one of {', '.join(choices)}"
-
-    return check
-
-
-def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    return lambda value: None if value == "" else check(value)
-
-
-def _arn_of(service: str, resource_prefix: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        match = _ARN.match(value)
-        if not match:
-            return f"{value!r} is not an ARN (arn:aws:{service}:...:{resource_prefix}...)"
-        if match["service"] != service or not match["resource"].startswith(resource_prefix):
-            return f"{value!r} is not an ARN of a {service} {resource_prefix.rstrip('/:')}"
-        return None
-
-    return check
-
-
-_CRON_FIELDS = (
-    ("minutes", r"[0-5]?[0-9]"),
-    ("hours", r"(1?[0-9]|2[0-3])"),
-    ("day-of-month", r"([1-9]|[12][0-9]|3[01])W?|L|LW"),
-    ("month", r"(0?[1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)"),
-    ("day-of-week", r"([1-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(L|#[1-5])?"),
-    ("year", r"(19[7-9][0-9]|2[01][0-9][0-9])"),
-)
-
-
-def check_cron(value: Any) -> str | None:
-    """An AWS cron expression, as EventBridge and SageMaker schedules take it: cron(m h dom mon dow y)."""
-    match = re.fullmatch(r"cron\((.+)\)", value.strip())
-    if not match:
-        return (
-            f"{value!r} is not an AWS cron expression: expected cron(minutes hours day-of-month month day-of-week year)"
-        )
-    parts = match[1].split()
-    if len(parts) != 6:
-        return f"{value!r} has {len(parts)} fields; AWS cron expressions have 6"
-    for part, (name, atom) in zip(parts, _CRON_FIELDS, strict=True):
-        if (
-            part in ("*", "?")
-            or re.fullmatch(rf"({atom})(-({atom}))?(/[0-9]+)?(,({atom})(-({atom}))?(/[0-9]+)?)*", part)
-            or re.fullmatch(r"\*/[0-9]+", part)
-        ):
-            continue
-        return f"{value!r}: {name} field {part!r} is malformed"
-    if (parts[2] == "?") == (parts[4] == "?"):
-        return f"{value!r}: exactly one of day-of-month and day-of-week must be '?'"
-    return None
-
-
-def _number_error(value: Any) -> str | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return f"{value!r} is not a number"
-    return None if number == number and abs(number) != float("inf") else f"{value!r} is not a finite number"
-
-
-def _cidr_error(value: Any) -> str | None:
-    import ipaddress
-
-    try:
-        network = ipaddress.IPv4Network(value)
-    except ValueError as error:
-        return f"{value!r} is not an IPv4 network like 10.40.0.0/16 ({error})"
-    if not 16 <= network.prefixlen <= 24:
-        return f"{value!r}: a VPC's range is /16 to /24 (its subnets are 4 bits smaller, at least /28)"
-    if not network.is_private:
-        return f"{value!r} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
-    return None
-
-
-def _problem_error(value: Any) -> str | None:
-    from model_code.problem import ProblemError
-
-    folder = REPO_ROOT / value
-    if folder.is_file():  # load_problem reads a file too, but the code bundle ships the whole folder
-        return f"{value!r} is a file: name the problem's folder ({Path(value).parent.as_posix() or '.'})"
-    try:
-        _cached_problem(folder)
-    except ProblemError as error:
-        return "; ".join(error.problems) + f" ({error.source})"
-    return None
-
-
-@functools.cache
-def _cached_problem(folder: Path) -> Problem:
-    return load_problem(folder)
-
-
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)
-"""The retention periods CloudWatch Logs accepts (PutRetentionPolicy)."""
 
 RENAMED = {"evaluationMinAuc": "evaluationMinMetric"}
 """Keys that were renamed: a stack file that still has the old one is refused with the new name."""
@@ -206,43 +90,43 @@ class StackSettings:
 
     owner: str = _setting(
         doc="Team that owns this stack; tagged on every resource as `owner`.",
-        check=_matches(_TAG_VALUE, "a valid tag value"),
+        check=matches(TAG_VALUE, "a valid tag value"),
     )
     gitlab_project_path: str = _setting(
         doc="GitLab project allowed to deploy this stack, e.g. `acme/ml/mlops-stack`.",
-        check=_matches(_PROJECT_PATH, "a GitLab project path (group/project)"),
+        check=matches(PROJECT_PATH, "a GitLab project path (group/project)"),
     )
     gitlab_url: str = _setting(
         "https://gitlab.com",
         doc="GitLab instance that issues CI ID tokens (OIDC issuer).",
-        check=_matches(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL without a path"),
+        check=matches(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL without a path"),
     )
     ci_protected_branch: str = _setting(
         "main",
         doc="Protected branch whose CI jobs may assume the deploy role (pinned in the OIDC `sub` claim).",
-        check=_matches(_BRANCH, "a branch name"),
+        check=matches(BRANCH, "a branch name"),
     )
     ci_protected_tag: str = _setting(
         "",
         doc="Protected tag pattern (e.g. `prod-*`) whose pipelines alone may assume the deploy role instead of "
         "ciProtectedBranch's; empty trusts the branch.",
-        check=_optional(_matches(_TAG_PATTERN, "a literal tag prefix followed by `*`, e.g. prod-*")),
+        check=optional(matches(TAG_PATTERN, "a literal tag prefix followed by `*`, e.g. prod-*")),
     )
     gitlab_oidc_provider_arn: str = _setting(
         "",
         doc="Existing GitLab OIDC provider to reuse (one per account and URL); empty creates one.",
-        check=_optional(_arn_of("iam", "oidc-provider/")),
+        check=optional(arn_of("iam", "oidc-provider/")),
     )
 
     pulumi_state_bucket: str = _setting(
         "",
         doc="S3 bucket of the Pulumi state backend (bootstrapped once, outside any stack); the deploy role may use it.",
-        check=_optional(_matches(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name")),
+        check=optional(matches(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name")),
     )
     pulumi_secrets_key_arn: str = _setting(
         "",
         doc="KMS key of the Pulumi secrets provider (awskms://); the deploy role may use it.",
-        check=_optional(_arn_of("kms", "key/")),
+        check=optional(arn_of("kms", "key/")),
     )
 
     protect_resources: bool = _setting(
@@ -257,211 +141,211 @@ class StackSettings:
         False, doc="Allow deleting non-empty buckets and repositories on destroy (dev convenience; never prod)."
     )
     kms_deletion_window_days: int = _setting(
-        30, doc="Waiting period before a scheduled KMS key deletion takes effect.", check=_between(7, 30)
+        30, doc="Waiting period before a scheduled KMS key deletion takes effect.", check=between(7, 30)
     )
     noncurrent_version_expiry_days: int = _setting(
-        30, doc="Days a noncurrent S3 object version is kept before expiry.", check=_between(1, 3650)
+        30, doc="Days a noncurrent S3 object version is kept before expiry.", check=between(1, 3650)
     )
     capture_retention_days: int = _setting(
-        30, doc="Days endpoint data-capture records are kept.", check=_between(1, 3650)
+        30, doc="Days endpoint data-capture records are kept.", check=between(1, 3650)
     )
-    access_log_retention_days: int = _setting(90, doc="Days S3 server access logs are kept.", check=_between(1, 3650))
+    access_log_retention_days: int = _setting(90, doc="Days S3 server access logs are kept.", check=between(1, 3650))
 
     ecr_keep_tagged_images: int = _setting(
-        20, doc="ECR keeps this many most recent tagged images.", check=_between(1, 1000)
+        20, doc="ECR keeps this many most recent tagged images.", check=between(1, 1000)
     )
     ecr_untagged_expiry_days: int = _setting(
-        7, doc="ECR expires untagged images after this many days.", check=_between(1, 365)
+        7, doc="ECR expires untagged images after this many days.", check=between(1, 365)
     )
 
     mlflow_enabled: bool = _setting(True, doc="Create a SageMaker managed MLflow tracking server for this stack.")
     mlflow_server_size: str = _setting(
-        "Small", doc="Managed MLflow tracking server size.", check=_one_of("Small", "Medium", "Large")
+        "Small", doc="Managed MLflow tracking server size.", check=one_of("Small", "Medium", "Large")
     )
     mlflow_version: str = _setting(
         "3.0",
         doc="Managed MLflow version.",
-        check=_matches(re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), "a version like 3.0"),
+        check=matches(re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), "a version like 3.0"),
     )
     mlflow_maintenance_window: str = _setting(
         "Sun:03:00",
         doc="Weekly maintenance window start of the MLflow server (Ddd:HH:MM, UTC).",
-        check=_matches(_MAINTENANCE_WINDOW, "a window start like Sun:03:00"),
+        check=matches(MAINTENANCE_WINDOW, "a window start like Sun:03:00"),
     )
 
     image_tag: str = _setting(
         "",
         doc="Tag of the model image in this stack's ECR repository (CI sets the git sha it pushed); "
         "empty declares no pipeline.",
-        check=_optional(_matches(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "a Docker image tag")),
+        check=optional(matches(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "a Docker image tag")),
     )
     processing_instance_type: str = _setting(
         "ml.m5.large",
         doc="Instance type of processing steps (validate, preprocess, evaluate, drift).",
-        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+        check=matches(INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
     )
     training_instance_type: str = _setting(
         "ml.m5.xlarge",
         doc="Instance type of the training step.",
-        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+        check=matches(INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
     )
     problem: str = _setting(
         "problems/adult",
         doc="Folder of the stack's problem declaration (problem.yaml: data, task, metrics, candidates), relative to "
         "the project; the code bundle carries it to every pipeline step.",
-        check=lambda value: _problem_error(value),
+        check=lambda value: problem_error(value),
     )
     evaluation_min_metric: str = _setting(
         "",
         doc="The pipeline registers a model only if its test value of the problem's primary metric clears this, in "
         "the metric's direction (at least it when higher is better, at most when lower); empty: the problem's own "
         "metrics.threshold.",
-        check=_optional(lambda value: _number_error(value)),
+        check=optional(lambda value: number_error(value)),
     )
     promotion_min_improvement: str = _setting(
         "0",
         doc="How much better than the current champion a model must be, on the primary metric scored on the same "
         "test split, to be registered by the pipeline and promoted by `mlops release promote` (0: at least as good).",
-        check=lambda value: _number_error(value) or (f"{value!r} is negative" if float(value) < 0 else None),
+        check=lambda value: number_error(value) or (f"{value!r} is negative" if float(value) < 0 else None),
     )
 
     tuning_max_jobs: int = _setting(
         0,
         doc="Training jobs of a SageMaker hyperparameter tuning step over the problem's candidates and their search "
         "spaces, instead of one training job that cross-validates the candidates; 0 is off.",
-        check=_between(0, 500),
+        check=between(0, 500),
     )
     tuning_parallel_jobs: int = _setting(
-        2, doc="Training jobs of the tuning step at once (at most tuningMaxJobs).", check=_between(1, 100)
+        2, doc="Training jobs of the tuning step at once (at most tuningMaxJobs).", check=between(1, 100)
     )
 
     endpoint_instance_type: str = _setting(
         "ml.m5.large",
         doc="Instance type of the real-time endpoint.",
-        check=_matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+        check=matches(INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
     )
     endpoint_min_capacity: int = _setting(
-        1, doc="Autoscaling lower bound of endpoint instances.", check=_between(1, 100)
+        1, doc="Autoscaling lower bound of endpoint instances.", check=between(1, 100)
     )
     endpoint_max_capacity: int = _setting(
-        2, doc="Autoscaling upper bound of endpoint instances (>= endpointMinCapacity).", check=_between(1, 100)
+        2, doc="Autoscaling upper bound of endpoint instances (>= endpointMinCapacity).", check=between(1, 100)
     )
     endpoint_target_invocations: int = _setting(
-        100, doc="Target invocations per instance per minute for target-tracking scaling.", check=_between(1, 100000)
+        100, doc="Target invocations per instance per minute for target-tracking scaling.", check=between(1, 100000)
     )
     data_capture_percent: int = _setting(
-        100, doc="Share of endpoint requests captured for drift monitoring.", check=_between(1, 100)
+        100, doc="Share of endpoint requests captured for drift monitoring.", check=between(1, 100)
     )
     approved_model_package_arn: str = _setting(
         "",
         doc="Model package pinned on this stack's endpoint; empty follows the latest approved package.",
-        check=_optional(_arn_of("sagemaker", "model-package/")),
+        check=optional(arn_of("sagemaker", "model-package/")),
     )
     approved_model_image_uri: str = _setting(
         "",
         doc="Container image of the pinned package (its InferenceSpecification's), written with the pin by "
         "`mlops release promote` and `rollback`: the drift and quality jobs of a stack without imageTag run it.",
-        check=_optional(_matches(_IMAGE_URI, "an ECR image URI like <account>.dkr.ecr.<region>.amazonaws.com/"
+        check=optional(matches(IMAGE_URI, "an ECR image URI like <account>.dkr.ecr.<region>.amazonaws.com/"
                                               "<repository>:<tag> (or @sha256:<digest>)")),
     )
 
     canary_traffic_percent: int = _setting(
-        10, doc="Share of capacity the new model gets first in a blue/green canary deployment.", check=_between(1, 50)
+        10, doc="Share of capacity the new model gets first in a blue/green canary deployment.", check=between(1, 50)
     )
     canary_wait_seconds: int = _setting(
-        600, doc="Baking time of the canary before the rest of the traffic shifts.", check=_between(0, 3600)
+        600, doc="Baking time of the canary before the rest of the traffic shifts.", check=between(0, 3600)
     )
     endpoint_cpu_target_percent: int = _setting(
-        70, doc="Target CPU utilization of the second (CPU) scaling policy.", check=_between(10, 95)
+        70, doc="Target CPU utilization of the second (CPU) scaling policy.", check=between(10, 95)
     )
     latency_alarm_p99_ms: int = _setting(
         500, doc="ModelLatency p99 above this (ms) for 2 of 3 minutes raises the latency alarm.",
-        check=_between(1, 60000),
+        check=between(1, 60000),
     )
     overhead_latency_alarm_p99_ms: int = _setting(
-        100, doc="OverheadLatency p99 above this (ms) for 2 of 3 minutes raises its alarm.", check=_between(1, 60000)
+        100, doc="OverheadLatency p99 above this (ms) for 2 of 3 minutes raises its alarm.", check=between(1, 60000)
     )
     error_5xx_alarm_count: int = _setting(
         1, doc="Invocation5XXErrors per minute at or above this for 2 of 3 minutes raises the 5xx alarm.",
-        check=_between(1, 100000),
+        check=between(1, 100000),
     )
     error_4xx_alarm_count: int = _setting(
         50, doc="Invocation4XXErrors per minute at or above this for 2 of 3 minutes raises the 4xx alarm.",
-        check=_between(1, 100000),
+        check=between(1, 100000),
     )
     model_consumer_account_ids: str = _setting(
         "",
         doc="Comma-separated accounts (e.g. prod's) allowed to deploy this stack's registered models: they may "
         "read the model packages, artifacts and image, and decrypt them with the stack key.",
-        check=_optional(_matches(re.compile(r"^[0-9]{12}(,[0-9]{12})*$"), "comma-separated 12-digit account ids")),
+        check=optional(matches(re.compile(r"^[0-9]{12}(,[0-9]{12})*$"), "comma-separated 12-digit account ids")),
     )
     model_source_account_id: str = _setting(
         "",
         doc="Account of the stack whose registered models this one serves (prod: dev's); its model packages are "
         "readable by this stack's deploy role from the first deploy, before any pin.",
-        check=_optional(_matches(_ACCOUNT, "a 12-digit account id")),
+        check=optional(matches(ACCOUNT, "a 12-digit account id")),
     )
     drift_schedule: str = _setting(
         "cron(0 * ? * * *)", doc="When the drift job runs (AWS cron expression).", check=check_cron
     )
     drift_window_hours: int = _setting(
         1, doc="Hours of captured traffic each drift run compares (match the driftSchedule cadence).",
-        check=_between(1, 168),
+        check=between(1, 168),
     )
     drift_alarm_datapoints: int = _setting(
         2,
         doc="The drift alarm fires when this many (M) of the last driftAlarmEvaluationPeriods drift runs flag drift.",
-        check=_between(1, 24),
+        check=between(1, 24),
     )
     drift_alarm_evaluation_periods: int = _setting(
-        3, doc="Drift runs (N) the drift alarm looks back on (M of N).", check=_between(1, 24)
+        3, doc="Drift runs (N) the drift alarm looks back on (M of N).", check=between(1, 24)
     )
     quality_schedule: str = _setting(
         "cron(15 * ? * * *)",
         doc="When the quality job joins ground truth (s3://<data>/ground-truth/yyyy/mm/dd/hh/) to the captured "
         "predictions and publishes the primary metric (AWS cron expression; empty: off).",
-        check=_optional(check_cron),
+        check=optional(check_cron),
     )
     quality_window_hours: int = _setting(
         1, doc="Hours of captured predictions each quality run scores (match the qualitySchedule cadence).",
-        check=_between(1, 168),
+        check=between(1, 168),
     )
     quality_label_delay_hours: int = _setting(
         24, doc="Labels of a window are on time until this many hours after it ends; the quality run scores the "
-        "window whose labels are due.", check=_between(0, 720),
+        "window whose labels are due.", check=between(0, 720),
     )
     quality_min_metric: str = _setting(
         "",
         doc="The quality alarm's bar on the primary metric of labelled production traffic, in the metric's "
         "direction; empty: the registration threshold (evaluationMinMetric, else the problem's).",
-        check=_optional(lambda value: _number_error(value)),
+        check=optional(lambda value: number_error(value)),
     )
     quality_alarm_datapoints: int = _setting(
         2, doc="The quality alarm fires when this many (M) of the last qualityAlarmEvaluationPeriods quality runs "
-        "score worse than the bar.", check=_between(1, 24),
+        "score worse than the bar.", check=between(1, 24),
     )
     quality_alarm_evaluation_periods: int = _setting(
-        3, doc="Quality runs (N) the quality alarm looks back on (M of N).", check=_between(1, 24)
+        3, doc="Quality runs (N) the quality alarm looks back on (M of N).", check=between(1, 24)
     )
     retrain_schedule: str = _setting(
         "", doc="When the pipeline retrains on a clock, on the data under its default input (AWS cron expression; "
-        "empty: off); behind the same cooldown as the alarms.", check=_optional(check_cron),
+        "empty: off); behind the same cooldown as the alarms.", check=optional(check_cron),
     )
     retrain_cooldown_hours: int = _setting(
         24, doc="At most one automatic retrain (drift, quality, schedule or new data) per this many hours.",
-        check=_between(1, 720)
+        check=between(1, 720)
     )
     grafana_workspace_id: str = _setting(
         "",
         doc="Amazon Managed Grafana workspace (g-..., in this stack's account and region) that gets the stack's "
         "serving, drift and quality dashboards and a CloudWatch data source (its workspace IAM role reads "
         "CloudWatch); empty: none.",
-        check=_optional(_matches(re.compile(r"^g-[0-9a-f]{10}$"), "a Grafana workspace id like g-0123456789")),
+        check=optional(matches(re.compile(r"^g-[0-9a-f]{10}$"), "a Grafana workspace id like g-0123456789")),
     )
     alarm_email: str = _setting(
         "",
         doc="Email subscribed to the stack's alarm topic; empty subscribes nobody.",
-        check=_optional(_matches(_EMAIL, "an email address")),
+        check=optional(matches(EMAIL, "an email address")),
     )
 
     vpc_create: bool = _setting(
@@ -473,23 +357,23 @@ class StackSettings:
     vpc_cidr: str = _setting(
         "10.40.0.0/16",
         doc="Private IPv4 range of the created VPC (/16 to /24); its subnets are /4 smaller.",
-        check=lambda value: _cidr_error(value),
+        check=lambda value: cidr_error(value),
     )
     vpc_availability_zones: int = _setting(
         2, doc="Availability zones of the created VPC: one private subnet and one endpoint interface in each.",
-        check=_between(2, 6),
+        check=between(2, 6),
     )
     vpc_subnet_ids: str = _setting(
         "",
         doc="Existing private subnets (comma-separated subnet ids) the jobs and the endpoint run in, instead of a "
         "created VPC. Their VPC must reach the same AWS services (endpoints or a NAT): the stack cannot check it.",
-        check=_optional(_matches(_id_list("subnet"), "comma-separated subnet ids (subnet-0123abcd)")),
+        check=optional(matches(id_list("subnet"), "comma-separated subnet ids (subnet-0123abcd)")),
     )
     vpc_security_group_ids: str = _setting(
         "",
         doc="Security groups (comma-separated sg ids) of the jobs and the endpoint in vpcSubnetIds; they must allow "
         "HTTPS to the AWS services and all traffic among themselves (distributed training).",
-        check=_optional(_matches(_id_list("sg"), "comma-separated security group ids (sg-0123abcd)")),
+        check=optional(matches(id_list("sg"), "comma-separated security group ids (sg-0123abcd)")),
     )
 
     log_retention_days: int = _setting(
@@ -511,7 +395,7 @@ class StackSettings:
         doc="A CloudTrail trail that already records this account (an organization trail): no trail is created. It "
         "must log S3 data events of the data and artifacts buckets; the stack cannot check it. Empty: the stack's "
         "own multi-region trail, encrypted with the stack key, with log-file validation.",
-        check=_optional(_arn_of("cloudtrail", "trail/")),
+        check=optional(arn_of("cloudtrail", "trail/")),
     )
 
     @property
@@ -520,7 +404,7 @@ class StackSettings:
 
     def problem_declaration(self) -> Problem:
         """The stack's problem (model_code/problem.py), read once per folder."""
-        return _cached_problem(self.problem_dir)
+        return cached_problem(self.problem_dir)
 
     @property
     def min_test_metric(self) -> float:
@@ -547,7 +431,7 @@ class StackSettings:
         problem_ok = not any(p.startswith(config_key("problem")) for p in problems)
         for key in ("evaluation_min_metric", "quality_min_metric"):
             value = getattr(self, key)
-            if problem_ok and value and not _number_error(value):
+            if problem_ok and value and not number_error(value):
                 declared = self.problem_declaration()
                 spec = metrics.spec(declared.task, declared.primary_metric)
                 if error := spec.check_threshold(float(value)):
@@ -573,7 +457,7 @@ class StackSettings:
             )
         # The pin's region and account, once the pin is a well-formed package ARN (else its own problem says so).
         pin_ok = not any(p.startswith(config_key("approved_model_package_arn")) for p in problems)
-        pin = _ARN.match(self.approved_model_package_arn) if pin_ok else None
+        pin = ARN.match(self.approved_model_package_arn) if pin_ok else None
         if pin and (pinned := pin["region"]) != self.region:
             # SageMaker's CreateModel needs the artifacts in the endpoint's region, and the image in its ECR.
             problems.append(
@@ -739,7 +623,7 @@ def _account_id(value: Any) -> str:
     if not isinstance(ids, list) or len(ids) != 1:
         raise ValueError(f"{value!r} must list exactly one account id, the stack's account")
     account = str(ids[0])
-    if not _ACCOUNT.match(account):
+    if not ACCOUNT.match(account):
         raise ValueError(f"{account!r} is not a 12-digit AWS account id")
     return account
 
@@ -786,7 +670,7 @@ def from_config_map(
     values: dict[str, Any] = {}
     at = lambda key: f"line {lines[key]}: " if lines and key in lines else ""  # noqa: E731
 
-    if not _STACK_NAME.match(stack):
+    if not STACK_NAME.match(stack):
         problems.append(f"stack name {stack!r} must be 1-16 lowercase letters, digits or '-', starting with a letter")
     meant = set()  # keys a misspelled one was likely meant as: their absence is that one problem, not a second
     for key in config:
@@ -810,7 +694,7 @@ def from_config_map(
     if region is None:
         if "aws:region" not in meant:
             problems.append("aws:region: required key is missing")
-    elif not isinstance(region, str) or not _REGION.match(region):
+    elif not isinstance(region, str) or not REGION.match(region):
         problems.append(f"{at('aws:region')}aws:region: {region!r} is not an AWS region like eu-west-1")
     try:
         account = _account_id(config["aws:allowedAccountIds"]) if "aws:allowedAccountIds" in config else None

@@ -80,30 +80,35 @@ def test_the_scheduled_drift_job_in_the_image_matches_the_one_in_the_requirement
     assert image_job.report["summary"] == venv_job.report["summary"]
 
 
-def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str, tmp_path: Path):
-    """The job network: 127.0.0.1:<port> of a service on this machine answers; no other route exists."""
+def _probe_in_a_job(tmp_path: Path, probe: str, *, isolated: bool = False) -> tuple[int | None, str]:
+    """Run `probe` (Python, `{port}`: a service's port on this machine) as a job in the image; (exit code, output)."""
     import http.server
     import threading
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    probe = (
+    log = tmp_path / f"log-{isolated}.txt"
+    try:
+        with open_runner("always", ports=[port], mounts=[], owner=tmp_path) as runner:
+            assert runner.mode == "container"
+            code = runner.run(tmp_path / "job", ["python", "-c", probe.format(port=port)], [], {}, log,
+                              isolated=isolated)
+    finally:
+        server.shutdown()
+    return code, log.read_text()
+
+
+def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str, tmp_path: Path):
+    """The job network: 127.0.0.1:<port> of a service on this machine answers; no other route exists."""
+    code, output = _probe_in_a_job(tmp_path, (
         "import socket, urllib.request, sys\n"
-        f"print(urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=5).status)\n"
+        "print(urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=5).status)\n"
         "try:\n"
         "    socket.create_connection(('10.0.2.2', 80), timeout=2)\n"
         "except OSError as error:\n"
         "    print('no route:', type(error).__name__)\n"
-    )
-    try:
-        with open_runner("always", ports=[port], mounts=[], owner=tmp_path) as runner:
-            assert runner.mode == "container"
-            log = tmp_path / "log.txt"
-            code = runner.run(tmp_path / "job", ["python", "-c", probe], [], {}, log)
-    finally:
-        server.shutdown()
-    output = log.read_text()
+    ))
     assert code == 0, output
     assert output.splitlines()[0] == "200"
     assert "no route: OSError" in output
@@ -111,27 +116,14 @@ def test_a_job_reaches_the_embedded_services_and_nothing_else(engine, image: str
 
 def test_a_job_declared_network_isolated_reaches_nothing(engine, image: str, tmp_path: Path):
     """EnableNetworkIsolation (Validate, Preprocess): the container has no network, not even the embedded services."""
-    import http.server
-    import threading
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    probe = (
+    code, output = _probe_in_a_job(tmp_path, (
         "import socket, urllib.request\n"
         "try:\n"
-        f"    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=5)\n"
+        "    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=5)\n"
         "    print('reached')\n"
         "except OSError as error:\n"
         "    print('cut off:', type(error).__name__)\n"
         "print(sorted(name for _, name in socket.if_nameindex()))\n"
-    )
-    try:
-        with open_runner("always", ports=[port], mounts=[], owner=tmp_path) as runner:
-            log = tmp_path / "log.txt"
-            code = runner.run(tmp_path / "job", ["python", "-c", probe], [], {}, log, isolated=True)
-    finally:
-        server.shutdown()
-    output = log.read_text()
+    ), isolated=True)
     assert code == 0, output
     assert output.splitlines() == ["cut off: URLError", "['lo']"]
