@@ -39,6 +39,7 @@ def build_platform(settings: StackSettings) -> None:
             noncurrent_version_expiry_days=settings.noncurrent_version_expiry_days,
             capture_retention_days=settings.capture_retention_days,
             access_log_retention_days=settings.access_log_retention_days,
+            audit_log_retention_days=settings.audit_log_retention_days,
             model_consumers=tuple(settings.model_consumers),
             trail_arn="" if settings.existing_trail_arn else Arns(names).trail,
         ),

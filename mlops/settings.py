@@ -150,6 +150,10 @@ class StackSettings:
         30, doc="Days endpoint data-capture records are kept.", check=between(1, 3650)
     )
     access_log_retention_days: int = _setting(90, doc="Days S3 server access logs are kept.", check=between(1, 3650))
+    audit_log_retention_days: int = _setting(
+        365, doc="Days the stack trail's log and digest files (s3://<logs bucket>/cloudtrail/) are kept.",
+        check=between(1, 3650),
+    )
 
     ecr_keep_tagged_images: int = _setting(
         20, doc="ECR keeps this many most recent tagged images.", check=between(1, 1000)

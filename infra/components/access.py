@@ -176,6 +176,7 @@ class Access(pulumi.ComponentResource):
                 source_account_id=args.model_source_account_id,
                 grafana_workspace_id=args.grafana_workspace_id,
                 creates_vpc=args.creates_vpc,
+                in_vpc=args.in_vpc,
                 creates_trail=args.creates_trail,
                 job_log_groups=args.job_log_groups,
             )

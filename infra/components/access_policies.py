@@ -55,6 +55,15 @@ def oidc_trust_policy(provider_arn: str, gitlab_host: str, project_path: str, br
     )
 
 
+IN_A_VPC = {"Null": {"sagemaker:VpcSubnets": "false"}}
+"""A job or model created with this condition names subnets: in a VPC stack nobody creates one outside it (the
+policy pack checks the plan's requests; this holds for every request the role makes at run time)."""
+
+
+def in_vpc_only(in_vpc: bool) -> dict | None:
+    return IN_A_VPC if in_vpc else None
+
+
 def vpc_job_statements(names: Names) -> list[dict]:
     """What SageMaker does with the execution role to put a job's or an endpoint's instances in the stack's subnets
     (SageMaker developer guide, "Give SageMaker access to resources in your Amazon VPC"): network interfaces of
@@ -114,12 +123,12 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
         ),
         # Blue/green deployments with auto-rollback read the stack's alarms with the endpoint's role.
         statement("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [arns.scoped("cloudwatch", "alarm")]),
+        statement("CreatePipelineJobs", ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"], arns.jobs(),
+                  in_vpc_only(in_vpc)),
         statement(
             "RunPipelineJobs",
             [
                 "sagemaker:AddTags",
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:CreateTrainingJob",
                 "sagemaker:DescribeProcessingJob",
                 "sagemaker:DescribeTrainingJob",
                 "sagemaker:StopProcessingJob",
@@ -239,10 +248,11 @@ def forwarder_policy(bus_arn: str) -> dict:
     return document(statement("ForwardAlarmsToRetrainBus", ["events:PutEvents"], [bus_arn]))
 
 
-def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str) -> dict:
+def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str, in_vpc: bool = False) -> dict:
     """The schedules' role: start the monitoring jobs with the execution role, read their encrypted schedules."""
     return document(
-        statement("StartMonitoringJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], jobs),
+        statement("StartMonitoringJobs", ["sagemaker:CreateProcessingJob"], jobs, in_vpc_only(in_vpc)),
+        statement("TagMonitoringJobs", ["sagemaker:AddTags"], jobs),
         statement(
             "PassExecutionRole",
             ["iam:PassRole"],

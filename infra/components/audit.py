@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.storage import TRAIL_LOG_PREFIX
 from mlops.naming import Names
 from mlops.settings import StackSettings
 
 JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
-TRAIL_PREFIX = "cloudtrail"
 RECORDED_BUCKET_KINDS = ("data", "artifacts")  # the S3 object events the trail records
 
 
@@ -62,7 +62,7 @@ class Audit(pulumi.ComponentResource):
                 f"{name}-trail",
                 name=names.trail,
                 s3_bucket_name=args.logs_bucket,
-                s3_key_prefix=TRAIL_PREFIX,
+                s3_key_prefix=TRAIL_LOG_PREFIX,
                 kms_key_id=args.key_arn,
                 enable_log_file_validation=True,
                 is_multi_region_trail=True,

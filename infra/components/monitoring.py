@@ -324,7 +324,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
             policy=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1]))
+                lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1], settings.in_vpc))
             ),
             opts=child,
         )

@@ -76,7 +76,11 @@ class Network(pulumi.ComponentResource):
 
         vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=settings.vpc_cidr, enable_dns_support=True,
                           enable_dns_hostnames=True, tags=tagged("vpc"), opts=child)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        # Regular zones only: an opted-in Local or Wavelength zone offers neither SageMaker nor interface endpoints.
+        zones = aws.get_availability_zones_output(
+            state="available", filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                                           values=["opt-in-not-required"])],
+            opts=pulumi.InvokeOutputOptions(parent=self))
         route_table = aws.ec2.RouteTable(f"{name}-private-routes", vpc_id=vpc.id, tags=tagged("private"), opts=child)
         subnets = []
         for index, cidr in enumerate(subnet_ranges(settings)):

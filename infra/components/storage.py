@@ -54,6 +54,8 @@ _KEY_ACCOUNT_ACTIONS = [
 _KEY_SERVICE_PRINCIPALS = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
 
 
+# Where the stack's trail writes in the logs bucket (infra/components/audit.py).
+TRAIL_LOG_PREFIX = "cloudtrail"
 # Where the pipeline writes model artifacts in the artifacts bucket (pipelines/training.py).
 MODEL_ARTIFACTS_PREFIX = "pipelines/"
 
@@ -97,21 +99,18 @@ def key_policy(account_id: str, region: str = "", consumers: list[str] | None = 
         },
     ]
     if trail_arn:
-        # CloudTrail's documented key policy for a trail's log files, confined to this trail (aws:SourceArn).
-        statements.append(
-            {
-                "Sid": "CloudTrailEncryptsStackTrail",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudtrail.amazonaws.com"},
-                "Action": ["kms:DescribeKey", "kms:GenerateDataKey"],
-                "Resource": "*",
-                "Condition": {
-                    "StringEquals": {"aws:SourceArn": trail_arn},
-                    "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
-                                   f"arn:aws:cloudtrail:*:{account_id}:trail/*"},
-                },
-            }
-        )
+        # CloudTrail's documented key policy for a trail's log files, confined to this trail (aws:SourceArn). Two
+        # statements: DescribeKey carries no encryption context, so under the context condition it would be
+        # denied and CreateTrail would fail (InsufficientEncryptionPolicyException).
+        cloudtrail = {"Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Resource": "*"}
+        statements += [
+            {"Sid": "CloudTrailEncryptsStackTrail", **cloudtrail, "Action": "kms:GenerateDataKey",
+             "Condition": {"StringEquals": {"aws:SourceArn": trail_arn},
+                           "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                          f"arn:aws:cloudtrail:*:{account_id}:trail/*"}}},
+            {"Sid": "CloudTrailDescribesKey", **cloudtrail, "Action": "kms:DescribeKey",
+             "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}},
+        ]
     if consumers:
         statements.append(
             {
@@ -150,7 +149,7 @@ def bucket_policy(bucket: str, *, account_id: str, log_sources: list[str], consu
             {"Sid": "CloudTrailChecksBucket", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
              "Action": "s3:GetBucketAcl", "Resource": f"arn:aws:s3:::{bucket}", "Condition": from_trail},
             {"Sid": "CloudTrailDelivers", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
-             "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/cloudtrail/AWSLogs/{account_id}/*",
+             "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/{TRAIL_LOG_PREFIX}/AWSLogs/{account_id}/*",
              "Condition": {"StringEquals": {"aws:SourceArn": trail_arn, "s3:x-amz-acl": "bucket-owner-full-control"}}},
         ]
     if consumers:
@@ -190,6 +189,7 @@ class StorageArgs:
     noncurrent_version_expiry_days: int
     capture_retention_days: int
     access_log_retention_days: int
+    audit_log_retention_days: int = 365
     model_consumers: tuple[str, ...] = ()
     trail_arn: str = ""  # the stack's own trail, which writes into the logs bucket with the key (audit.py)
 
@@ -318,8 +318,11 @@ class Storage(pulumi.ComponentResource):
 
     @staticmethod
     def _lifecycle_rules(kind: str, args: StorageArgs) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-        retention = {"capture": args.capture_retention_days, "logs": args.access_log_retention_days}.get(kind)
-        return [
+        """One rule over the whole bucket (noncurrent versions, uploads, the capture's retention); in the logs
+        bucket each source bucket's access logs expire on their own, and the trail's files (cloudtrail/) after
+        the audit retention: one rule over the bucket would delete the audit record with the access logs."""
+        retention = {"capture": args.capture_retention_days}.get(kind)
+        rules = [
             aws.s3.BucketLifecycleConfigurationRuleArgs(
                 id="retention",
                 status="Enabled",
@@ -333,3 +336,16 @@ class Storage(pulumi.ComponentResource):
                 ),
             )
         ]
+        if kind == "logs":
+            expiring = {f"{args.names.bucket(source)}/": args.access_log_retention_days
+                        for source in ENCRYPTED_BUCKET_KINDS}
+            if args.trail_arn:
+                expiring[f"{TRAIL_LOG_PREFIX}/"] = args.audit_log_retention_days
+            rules += [
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id=f"expire-{prefix.rstrip('/')}"[:255], status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days))
+                for prefix, days in expiring.items()
+            ]
+        return rules

@@ -37,6 +37,8 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, An
                 holds = any(any(_like(w, v) for w in wanted) for v in as_list(actual or []))
             elif operator == "ForAllValues:StringEquals":  # every value in the request is listed (none: holds)
                 holds = all(value in wanted for value in as_list(actual or []))
+            elif operator == "Bool":
+                holds = actual is not None and str(actual).lower() in [str(w).lower() for w in wanted]
             elif operator == "Null":  # "true": the request has no such key; "false": it has
                 holds = (actual is None) == (str(expected).lower() == "true")
             else:

@@ -222,10 +222,19 @@ _SAGEMAKER_TAGS_READ = ("sagemaker:ListTags",)  # tags interceptor, Read
 _SAGEMAKER_TAGS_WRITE = ("sagemaker:AddTags", "sagemaker:DeleteTags")  # AddTags also at create (Tags in input)
 
 
-def _sagemaker(kind: str, key: str, create: str, describe: str, update: tuple[str, ...], delete: str) -> Target:
+def _sagemaker(kind: str, key: str, create: str, describe: str, update: tuple[str, ...], delete: str,
+               context: Context | None = None) -> Target:
     actions = (f"sagemaker:{create}", f"sagemaker:{describe}", *update, f"sagemaker:{delete}")
     why = f"sagemaker/{kind}: {create}+AddTags, {describe} (waiters and Read), ListTags, {delete}"
-    return Target((*actions, *_SAGEMAKER_TAGS_READ, *_SAGEMAKER_TAGS_WRITE), _sm(kind, key), why)
+    return Target((*actions, *_SAGEMAKER_TAGS_READ, *_SAGEMAKER_TAGS_WRITE), _sm(kind, key), why, context)
+
+
+def _model_request(r: Resource, n: Names) -> dict[str, Any]:
+    """CreateModel's condition keys (Service Authorization Reference): network isolation and the VPC's subnets."""
+    context: dict[str, Any] = {"sagemaker:NetworkIsolation": str(r.inputs.get("enableNetworkIsolation", False)).lower()}
+    if r.inputs.get("vpcConfig"):
+        context["sagemaker:VpcSubnets"] = r.inputs["vpcConfig"]["subnets"]
+    return context
 
 
 def _bucket_config(put: str, get: str, why: str) -> list[Target]:
@@ -468,7 +477,7 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
                "read, update, delete of the subscription"),
     ],
     "aws:sagemaker/model:Model": [
-        _sagemaker("model", "name", "CreateModel", "DescribeModel", (), "DeleteModel"),
+        _sagemaker("model", "name", "CreateModel", "DescribeModel", (), "DeleteModel", _model_request),
         Target(("iam:PassRole",), _arn_input("executionRoleArn"), "CreateModel passes ExecutionRoleArn",
                _passed_to("sagemaker")),
         # Not provider code, not verified: SageMaker resolves PrimaryContainer.ModelPackageName on the caller's
@@ -573,10 +582,13 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
     # logs/group.go: CreateLogGroup (KmsKeyId, Tags), PutRetentionPolicy; Read: DescribeLogGroups by prefix, tags;
     # update: AssociateKmsKey / DisassociateKmsKey, PutRetentionPolicy / DeleteRetentionPolicy; DeleteLogGroup.
     "aws:cloudwatch/logGroup:LogGroup": [
-        Target(("logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy", "logs:ListTagsForResource",
-                "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:DeleteRetentionPolicy",
-                "logs:UntagResource", "logs:DeleteLogGroup"),
-               lambda r, n: f"arn:aws:logs:{_ra(n)}:log-group:{r.inputs['name']}", "logs/group.go"),
+        # CreateLogGroup and the older calls are authorized on `<group>:log-stream:` (AccessDenied messages of
+        # terraform-provider-aws#8804 name that resource); the tagging calls on the group's ARN.
+        Target(("logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:DisassociateKmsKey",
+                "logs:DeleteRetentionPolicy", "logs:DeleteLogGroup"),
+               lambda r, n: f"arn:aws:logs:{_ra(n)}:log-group:{r.inputs['name']}:log-stream:", "logs/group.go"),
+        Target(("logs:TagResource", "logs:ListTagsForResource", "logs:UntagResource"),
+               lambda r, n: f"arn:aws:logs:{_ra(n)}:log-group:{r.inputs['name']}", "logs/group.go, tags"),
         Target(("logs:DescribeLogGroups",), _star, "Read (DescribeLogGroups by name prefix)"),
     ],
     "aws:appautoscaling/target:Target": [

@@ -48,9 +48,14 @@ def test_cloudtrail_may_write_where_the_trail_writes_and_encrypt_for_this_trail_
     assert delivers["Resource"] == (f"arn:aws:s3:::{trail['s3BucketName']}/{trail['s3KeyPrefix']}/AWSLogs/"
                                     f"{settings.account_id}/*")  # where CloudTrail puts a trail's files
     assert delivers["Condition"]["StringEquals"]["aws:SourceArn"] == plan.outputs["auditTrailArn"]
-    key = _key_statements(plan)["CloudTrailEncryptsStackTrail"]
-    assert key["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
-    assert key["Condition"]["StringEquals"] == {"aws:SourceArn": Arns(names).trail}
+    key = _key_statements(plan)
+    for sid in ("CloudTrailEncryptsStackTrail", "CloudTrailDescribesKey"):
+        assert key[sid]["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+        assert key[sid]["Condition"]["StringEquals"] == {"aws:SourceArn": Arns(names).trail}
+    # DescribeKey carries no encryption context: under the context condition CreateTrail would be refused
+    assert "StringLike" not in key["CloudTrailDescribesKey"]["Condition"]
+    assert key["CloudTrailEncryptsStackTrail"]["Condition"]["StringLike"] == {
+        "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{settings.account_id}:trail/*"}
 
 
 def test_sagemaker_log_groups_expire_and_use_the_stack_key(settings: StackSettings) -> None:
@@ -67,7 +72,8 @@ def test_sagemaker_log_groups_expire_and_use_the_stack_key(settings: StackSettin
     deploy = role_policies(plan)[Names.of(settings).deploy_role]
     (managed,) = [s for s in deploy["Statement"] if s["Sid"] == "ManageSageMakerLogGroups"]
     assert sorted(managed["Resource"]) == sorted(
-        f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:{name}" for name in groups)
+        f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:{name}{tail}" for name in groups
+        for tail in ("", ":*"))
 
 
 def test_an_organization_trail_replaces_the_stacks_and_its_rights() -> None:
@@ -87,8 +93,8 @@ def test_a_second_stack_of_the_account_leaves_the_job_log_groups_to_the_first() 
     assert not plan.of_type("aws:cloudwatch/logGroup:LogGroup")  # dev serves nothing yet: no endpoint group
     deploy = role_policies(plan)["mlops-stack-dev-ci-deploy"]
     (managed,) = [s for s in deploy["Statement"] if s["Sid"] == "ManageSageMakerLogGroups"]
-    assert managed["Resource"] == [f"arn:aws:logs:eu-west-1:111111111111:log-group:/aws/sagemaker/Endpoints/"
-                                   f"{Names.of(load_stack('dev')).endpoint}"]
+    group = f"arn:aws:logs:eu-west-1:111111111111:log-group:/aws/sagemaker/Endpoints/{Names.of(load_stack('dev')).endpoint}"
+    assert managed["Resource"] == [group, f"{group}:*"]
 
 
 @pytest.mark.parametrize("stack_name", ["dev", "prod"])

@@ -213,8 +213,11 @@ def test_pmapper_finds_no_path_from_the_deploy_role_beyond_the_bounded_roles(sta
     edges = [edge for module in (iam_edges, sts_edges, sagemaker_edges, ec2_edges, ssm_edges)
              for edge in module.generate_edges_locally(nodes)]
     reached = {edge.destination.arn for edge in edges if edge.source is attacker.node}
-    assert attacker.may("sagemaker:CreateProcessingJob",
-                        f"{attacker.arns.comparison_jobs.removesuffix('*')}e1")  # the designed path, asked exactly
+    comparison = f"{attacker.arns.comparison_jobs.removesuffix('*')}e1"
+    in_vpc = {"sagemaker:VpcSubnets": stack[1].outputs["vpcSubnetIds"]} if attacker.settings.in_vpc else {}
+    assert attacker.may("sagemaker:CreateProcessingJob", comparison, in_vpc)  # the designed path, asked exactly
+    if attacker.settings.in_vpc:  # ... and only inside the stack's VPC
+        assert not attacker.may("sagemaker:CreateProcessingJob", comparison)
     boundaries = role_boundaries(stack[1])
     for arn in reached:
         assert boundaries[arn.rsplit("/", 1)[1]] is not None, f"the deploy role reaches {arn}, which has no boundary"

@@ -159,3 +159,26 @@ def test_only_the_execution_role_attaches_network_interfaces(prod: Plan) -> None
     boundary = role_boundaries(prod)[n.execution_role]
     assert boundary is not None
     assert any("ec2:CreateNetworkInterface" in s["Action"] for s in boundary["Statement"])
+
+
+def test_no_role_creates_a_job_or_model_outside_the_vpc(prod: Plan) -> None:
+    """IAM, not only the plan: in a VPC stack every role that creates jobs or models names subnets, and the model is
+    network-isolated in every stack (sagemaker:VpcSubnets, sagemaker:NetworkIsolation)."""
+    from tests.infra.iam import allows
+
+    n, policies = Names.of(load_stack("prod")), role_policies(prod)
+    sm = f"arn:aws:sagemaker:{n.region}:{n.account_id}"
+    subnets = {"sagemaker:VpcSubnets": prod.outputs["vpcSubnetIds"]}
+    for role, action, resource in (
+            (n.execution_role, "sagemaker:CreateProcessingJob", f"{sm}:processing-job/pipelines-x1y2-validate"),
+            (n.execution_role, "sagemaker:CreateTrainingJob", f"{sm}:training-job/pipelines-x1y2-train"),
+            (n.role("monitor-scheduler"), "sagemaker:CreateProcessingJob", f"{sm}:processing-job/{n.drift_job_prefix}-e1"),
+            (n.deploy_role, "sagemaker:CreateProcessingJob", f"{sm}:processing-job/{n.comparison_job_prefix}-e1")):
+        assert allows(policies[role], action, resource, subnets), (role, action)
+        assert not allows(policies[role], action, resource, {}), (role, action)
+    model = f"{sm}:model/{n.prefix}-abcd1234"
+    assert allows(policies[n.deploy_role], "sagemaker:CreateModel", model,
+                  {**subnets, "sagemaker:NetworkIsolation": "true"})
+    assert not allows(policies[n.deploy_role], "sagemaker:CreateModel", model,
+                      {**subnets, "sagemaker:NetworkIsolation": "false"})
+    assert not allows(policies[n.deploy_role], "sagemaker:CreateModel", model, {"sagemaker:NetworkIsolation": "true"})

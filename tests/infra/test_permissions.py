@@ -87,6 +87,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
     own_package = arns.model_package(7)
     bucket = lambda kind: f"arn:aws:s3:::{names.bucket(kind)}"  # noqa: E731
     pass_to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    in_vpc = {"sagemaker:VpcSubnets": plan.outputs["vpcSubnetIds"]} if settings.in_vpc else {}  # a job's request
     rollback_alarm = next(iter(plan.of_type("aws:sagemaker/endpoint:Endpoint"))).inputs["deploymentConfig"][
         "autoRollbackConfiguration"]["alarms"][0]["alarmName"]
     found = [
@@ -106,7 +107,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(deploy, "iam:PassRole", names.execution_role_arn, "pipeline upsert: the pipeline's role",
              pass_to_sagemaker),
         *(Call(deploy, f"sagemaker:{action}", f"{sm}:processing-job/{names.comparison_job_prefix}-e1",
-               "release promote: the same-data comparison job")
+               "release promote: the same-data comparison job", in_vpc)
           for action in ("CreateProcessingJob", "AddTags", "DescribeProcessingJob", "StopProcessingJob")),
         Call(deploy, "iam:PassRole", names.execution_role_arn, "release promote: the comparison job's role",
              pass_to_sagemaker),
@@ -132,7 +133,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(deploy, "sns:GetSubscriptionAttributes", "*", "refresh of the alarm e-mail subscription"),
         Call(deploy, "sns:Unsubscribe", "*", "replacing the alarm e-mail subscription"),
         # SageMaker pipeline steps with the execution role, and model_code/ inside them
-        *(Call(execution, f"sagemaker:{verb}{kind}Job", f"{sm}:{job}", "a pipeline step")
+        *(Call(execution, f"sagemaker:{verb}{kind}Job", f"{sm}:{job}", "a pipeline step", in_vpc)
           for kind, job in (("Processing", "processing-job/pipelines-x1y2-validate"),
                             ("Training", "training-job/pipelines-x1y2-train"))
           for verb in ("Create", "Describe")),
@@ -195,7 +196,7 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
              "release promote's comparison job writes its report"),
         # the drift and quality schedules and the retrain rules
         *(Call(scheduler, f"sagemaker:{action}", f"{sm}:processing-job/{prefix}-e1",
-               "the schedules start the drift and quality jobs")
+               "the schedules start the drift and quality jobs", in_vpc)
           for action in ("CreateProcessingJob", "AddTags") for prefix in (names.drift_job_prefix,
                                                                           names.quality_job_prefix)),
         Call(scheduler, "iam:PassRole", names.execution_role_arn, "the drift job's role", pass_to_sagemaker),
@@ -348,7 +349,8 @@ def test_prod_serving_without_a_pipeline_deploys_and_monitors_with_its_roles() -
     scheduler, execution = names.role("monitor-scheduler"), names.execution_role
     to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
     runtime = [
-        *(Call(scheduler, "sagemaker:CreateProcessingJob", f"{sm}:processing-job/{prefix}-e1", "a schedule's job")
+        *(Call(scheduler, "sagemaker:CreateProcessingJob", f"{sm}:processing-job/{prefix}-e1", "a schedule's job",
+               {"sagemaker:VpcSubnets": plan.outputs["vpcSubnetIds"]} if prod.in_vpc else {})
           for prefix in (names.drift_job_prefix, names.quality_job_prefix)),
         Call(scheduler, "iam:PassRole", names.execution_role_arn, "the jobs' role", to_sagemaker),
         Call(execution, "ecr:BatchGetImage", f"arn:aws:ecr:{source.region}:{source.account_id}:repository/"

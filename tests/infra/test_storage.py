@@ -41,7 +41,7 @@ def test_key_policy_is_scoped_to_the_account(plan: Plan, settings: StackSettings
             assert principal == {"Service": f"logs.{settings.region}.amazonaws.com"}
             assert statement["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                 f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:/aws/sagemaker/*"}}
-        elif statement["Sid"] == "CloudTrailEncryptsStackTrail":  # the stack's trail only
+        elif statement["Sid"] in ("CloudTrailEncryptsStackTrail", "CloudTrailDescribesKey"):  # its trail only
             assert statement["Condition"]["StringEquals"] == {"aws:SourceArn": Arns(Names.of(settings)).trail}
         else:
             assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == settings.account_id
@@ -137,8 +137,12 @@ def test_lifecycle_rules_follow_settings(plan: Plan, settings: StackSettings) ->
     lifecycle = by_bucket(plan, f"{S3}bucketLifecycleConfiguration:BucketLifecycleConfiguration")
     assert set(lifecycle) == set(names.values())
     for kind, bucket in names.items():
-        [rule] = lifecycle[bucket].inputs["rules"]
-        assert rule["status"] == "Enabled"
+        rule, *by_prefix = lifecycle[bucket].inputs["rules"]
+        assert rule["status"] == "Enabled" and rule["filter"]["prefix"] == ""
         assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == settings.noncurrent_version_expiry_days
-        expected = {"capture": settings.capture_retention_days, "logs": settings.access_log_retention_days}.get(kind)
-        assert rule.get("expiration", {}).get("days") == expected
+        assert rule.get("expiration", {}).get("days") == {"capture": settings.capture_retention_days}.get(kind)
+        expiring = {r["filter"]["prefix"]: r["expiration"]["days"] for r in by_prefix}
+        # the logs bucket: each source's access logs after their retention, the trail's files after the audit's
+        assert expiring == ({**{f"{names[k]}/": settings.access_log_retention_days
+                                for k in ("data", "artifacts", "capture")},
+                             "cloudtrail/": settings.audit_log_retention_days} if kind == "logs" else {})
