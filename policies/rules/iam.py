@@ -265,6 +265,7 @@ def iam_passrole_to_named_service(args: ResourceValidationArgs, report_violation
             )
 
 
+_CUSTOMER_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:policy/[\w+=,.@/-]+$")
 # Role writes IAM conditions on the role's permissions boundary (iam:PermissionsBoundary).
 ROLE_WRITES = (
     "iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
@@ -280,10 +281,23 @@ def iam_role_writes_bounded(args: ResourceValidationArgs, report_violation: Repo
                 None,
             )
         written = [action for action in ROLE_WRITES if _grants(stmt, action)]
-        if written and _pinned_condition(stmt, "iam:PermissionsBoundary", ("ArnEquals", "StringEquals")) is False:
+        if not written:
+            continue
+        if _pinned_condition(stmt, "iam:PermissionsBoundary", ("ArnEquals", "StringEquals")) is False:
             report_violation(
                 f"{where} statement {label} allows {', '.join(written)} without ArnEquals on "
                 "iam:PermissionsBoundary; a role written without its boundary can be given any policy",
+                None,
+            )
+            continue
+        foreign = [arn for operator in ("ArnEquals", "StringEquals")
+                   for arn in as_list(dig(stmt, "Condition", operator, "iam:PermissionsBoundary"))
+                   if isinstance(arn, str) and not _CUSTOMER_POLICY.match(arn)]
+        if foreign:
+            report_violation(
+                f"{where} statement {label} allows {', '.join(written)} with the boundary {show(foreign[0])}, which is "
+                "not a customer-managed policy (arn:aws:iam::<account>:policy/...): an AWS managed policy as a "
+                "boundary (AdministratorAccess) bounds nothing",
                 None,
             )
 
@@ -298,6 +312,28 @@ def _trust_statements(args: ResourceValidationArgs) -> Iterator[tuple[str, dict[
         return  # iam-oidc-trust-pinned reports it
     for _index, label, stmt in allow_statements(doc):
         yield label, stmt
+
+
+_SOURCE_ARN_OPERATORS = ("arnequals", "arnlike", "stringequals", "stringlike")
+
+
+def _pins_the_source(condition: Any) -> bool:
+    """The condition names the calling account exactly: aws:SourceAccount with StringEquals and 12-digit values, or
+    aws:SourceArn whose every value names a 12-digit account (its fifth field). `StringLike "*"` pins nothing."""
+    for operator, block in (condition or {}).items() if isinstance(condition, dict) else ():
+        if not isinstance(block, dict):
+            continue
+        for key, values in block.items():
+            values = as_list(values)
+            if not values or any(not isinstance(v, str) for v in values):
+                continue
+            if key.lower() == "aws:sourceaccount" and operator.lower() == "stringequals" \
+                    and all(re.fullmatch(r"[0-9]{12}", v) for v in values):
+                return True
+            if key.lower() == "aws:sourcearn" and operator.lower() in _SOURCE_ARN_OPERATORS \
+                    and all(re.fullmatch(r"[0-9]{12}", (v.split(":") + [""] * 6)[4]) for v in values):
+                return True
+    return False
 
 
 def iam_trust_principals(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -319,14 +355,13 @@ def iam_trust_principals(args: ResourceValidationArgs, report_violation: ReportV
                 )
         services = as_list(dig(principal, "Service"))
         condition = stmt.get("Condition")
-        if services and not is_unknown(condition):
-            keys = {key.lower() for block in (condition or {}).values() if isinstance(block, dict) for key in block}
-            if not keys & {"aws:sourceaccount", "aws:sourcearn"}:
-                report_violation(
-                    f"assumeRolePolicy statement {label} trusts {show(services)} without aws:SourceAccount or "
-                    "aws:SourceArn; the service could assume it for another account (confused deputy)",
-                    None,
-                )
+        if services and not is_unknown(condition) and not _pins_the_source(condition):
+            report_violation(
+                f"assumeRolePolicy statement {label} trusts {show(services)} without pinning aws:SourceAccount (a "
+                "12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service could "
+                "assume it for another account (confused deputy)",
+                None,
+            )
 
 
 def iam_service_roles_bounded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

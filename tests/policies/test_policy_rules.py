@@ -402,6 +402,21 @@ CASES = [
         ),
     ),
     Case(
+        "iam-role-write-under-an-aws-managed-boundary",
+        put_json("ci-role-policy", "policy", "Statement.1",
+                 {"Sid": "Roles", "Effect": "Allow", "Action": "iam:CreateRole", "Resource": ROLE_ARN,
+                  "Condition": {"ArnEquals": {"iam:PermissionsBoundary":
+                                              "arn:aws:iam::aws:policy/AdministratorAccess"}}}),
+        one(
+            "iam-role-writes-bounded",
+            "ci-role-policy",
+            "policy statement 'Roles' allows iam:CreateRole with the boundary "
+            "\"arn:aws:iam::aws:policy/AdministratorAccess\", which is not a customer-managed policy "
+            "(arn:aws:iam::<account>:policy/...): an AWS managed policy as a boundary (AdministratorAccess) bounds "
+            "nothing",
+        ),
+    ),
+    Case(
         "iam-boundary-removal",
         put_json("ci-role-policy", "policy", "Statement.1",
                  {"Sid": "Lift", "Effect": "Allow", "Action": "iam:DeleteRolePermissionsBoundary",
@@ -442,10 +457,26 @@ CASES = [
         one(
             "iam-trust-principals",
             "sagemaker-role",
-            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without aws:SourceAccount or "
-            "aws:SourceArn; the service could assume it for another account (confused deputy)",
+            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without pinning aws:SourceAccount (a "
+            "12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service could assume "
+            "it for another account (confused deputy)",
         ),
     ),
+    *(Case(
+        f"iam-trust-service-{name}",
+        put("sagemaker-role", "assumeRolePolicy.Statement.Condition", condition),
+        one(
+            "iam-trust-principals",
+            "sagemaker-role",
+            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without pinning aws:SourceAccount (a "
+            "12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service could assume "
+            "it for another account (confused deputy)",
+        ),
+    ) for name, condition in (
+        ("any-account", {"StringLike": {"aws:SourceAccount": "*"}}),
+        ("not-this-account", {"StringNotEquals": {"aws:SourceAccount": "111122223333"}}),
+        ("any-source-arn", {"ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:*:*:*"}}),
+    )),
     Case(
         "iam-service-role-unbounded",
         put("sagemaker-role", "permissionsBoundary", ""),
