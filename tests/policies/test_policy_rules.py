@@ -1284,6 +1284,25 @@ CASES += [
 ]
 
 
+def _half_size_policy() -> str:
+    """An inline policy of about 7,000 characters (whitespace not counted): one fits a role, two do not."""
+    doc = json.loads(_find(baseline(), "sagemaker-policy")["inputs"]["policy"])
+    doc["Statement"] = [{**doc["Statement"][0], "Sid": "Big", "Resource": [
+        f"arn:aws:s3:::{ARTIFACTS}/p{i:03d}/*" for i in range(140)]}]
+    return json.dumps(doc)
+
+
+CASES.append(Case(
+    "iam-two-inline-policies-too-large-together",
+    lambda resources: [put("ci-role-policy", "policy", _half_size_policy())(resources),
+                       add("aws:iam/rolePolicy:RolePolicy", "ci-role-policy-2",
+                           {"role": "mlops-stack-prod-ci", "policy": _half_size_policy()})(resources)],
+    one("iam-role-inline-total-size", "ci-role-policy-2",
+        f'the inline policies of role "mlops-stack-prod-ci" total {2 * len("".join(_half_size_policy().split()))}'
+        " characters without whitespace; IAM refuses more than 10240 per role (use managed policies)"),
+))
+
+
 def test_every_bucket_of_the_account_recorded_at_once_counts() -> None:
     resources = baseline()
     put("trail", "eventSelectors.0.dataResources.0.values", ["arn:aws:s3"])(resources)
