@@ -69,6 +69,10 @@ def fit(name: str, service: str) -> str:
     return name
 
 
+SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
+"""Where SageMaker writes every processing and training job's logs: one group each per account and region."""
+
+
 @dataclass(frozen=True)
 class Names:
     """Physical names of one stack's resources."""

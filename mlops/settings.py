@@ -361,7 +361,7 @@ class StackSettings:
     vpc_cidr: str = _setting(
         "10.40.0.0/16",
         doc="Private IPv4 range of the created VPC (/16 to /24); its subnets are /4 smaller.",
-        check=lambda value: cidr_error(value),
+        check=cidr_error,
     )
     vpc_availability_zones: int = _setting(
         2, doc="Availability zones of the created VPC: one private subnet and one endpoint interface in each.",

@@ -33,6 +33,10 @@ class Vpc:
         """The VpcConfig of a CreateProcessingJob or CreateTrainingJob request."""
         return {"SecurityGroupIds": list(self.security_groups), "Subnets": list(self.subnets)}
 
+    def sdk_arguments(self) -> dict[str, list[str]]:
+        """The same, as the SDK's NetworkConfig (processing) and Networking (training) take it."""
+        return {"subnets": list(self.subnets), "security_group_ids": list(self.security_groups)}
+
 
 def existing_vpc(settings: StackSettings) -> Vpc | None:
     """The subnets and security groups a stack names (vpcSubnetIds); a created VPC's ids are infra's outputs."""
@@ -41,11 +45,10 @@ def existing_vpc(settings: StackSettings) -> Vpc | None:
     return Vpc.of(settings.vpc_subnet_ids.split(","), settings.vpc_security_group_ids.split(","))
 
 
-def processing_network(vpc: Vpc | None, *, isolated: bool = False) -> dict[str, Any]:
-    """The NetworkConfig of a CreateProcessingJob request: traffic between instances encrypted, in the VPC."""
+def processing_network(vpc: Vpc | None) -> dict[str, Any]:
+    """The NetworkConfig of a CreateProcessingJob request the platform builds itself (the monitoring and comparison
+    jobs, which call AWS APIs): traffic between instances encrypted, in the VPC."""
     config: dict[str, Any] = {"EnableInterContainerTrafficEncryption": True}
-    if isolated:
-        config["EnableNetworkIsolation"] = True
     if vpc is not None:
         config["VpcConfig"] = vpc.request()
     return config

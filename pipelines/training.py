@@ -478,8 +478,7 @@ class Build:
             env=provenance_environment(self.params, inputs),
             network_config=self.sdk.NetworkConfig(
                 encrypt_inter_container_traffic=True, enable_network_isolation=isolated or None,
-                subnets=list(vpc.subnets) if vpc else None,
-                security_group_ids=list(vpc.security_groups) if vpc else None,
+                **(vpc.sdk_arguments() if vpc else {}),
             ),
         )
 
@@ -606,7 +605,7 @@ def _trainer(b: Build, hyperparameters: dict[str, Any]) -> Any:
         ),
         networking=sdk.Networking(
             enable_inter_container_traffic_encryption=True, enable_network_isolation=inputs.calls_no_service or None,
-            subnets=list(vpc.subnets) if vpc else None, security_group_ids=list(vpc.security_groups) if vpc else None,
+            **(vpc.sdk_arguments() if vpc else {}),
         ),
         stopping_condition=sdk.StoppingCondition(max_runtime_in_seconds=3600),
         output_data_config=sdk.OutputDataConfig(

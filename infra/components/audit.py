@@ -19,10 +19,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.storage import TRAIL_LOG_PREFIX
-from mlops.naming import Names
+from mlops.naming import SAGEMAKER_JOB_LOG_GROUPS, Names
 from mlops.settings import StackSettings
 
-JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 RECORDED_BUCKET_KINDS = ("data", "artifacts")  # the S3 object events the trail records
 
 
@@ -51,7 +50,7 @@ class Audit(pulumi.ComponentResource):
         super().__init__("mlops-stack:audit:Audit", name, None, opts)
         settings, names = args.settings, args.names
         if settings.sagemaker_job_log_groups:
-            for group in JOB_LOG_GROUPS:
+            for group in SAGEMAKER_JOB_LOG_GROUPS:
                 log_group(group, f"{name}-{group.rsplit('/', 1)[1].lower()}-logs",
                           retention_days=settings.log_retention_days, protect=settings.protect_resources,
                           key_arn=args.key_arn, tags=args.tags, parent=self)

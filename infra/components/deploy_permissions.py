@@ -9,7 +9,7 @@ from __future__ import annotations
 from infra.components.access_policies import in_vpc_only
 from infra.components.network_permissions import network_statements
 from infra.components.policy_documents import document, statement
-from mlops.naming import Arns, Names
+from mlops.naming import SAGEMAKER_JOB_LOG_GROUPS, Arns, Names
 from mlops.settings import PROJECT
 
 # What `pulumi up` of this stack needs, per service. Reads are the provider's refresh calls.
@@ -287,9 +287,7 @@ _DEPLOY_LOG_GROUPS = [
 
 def log_group_arns(names: Names, job_groups: bool) -> list[str]:
     """The log groups the stack declares, by exact name (the job groups are the account's: one stack declares them)."""
-    from infra.components.audit import JOB_LOG_GROUPS
-
-    groups = [*(JOB_LOG_GROUPS if job_groups else ()), names.endpoint_log_group]
+    groups = [*(SAGEMAKER_JOB_LOG_GROUPS if job_groups else ()), names.endpoint_log_group]
     # Each group in both forms: CreateLogGroup and the older calls are authorized on `<group>:log-stream:`
     # (`:*` covers it), the tagging calls on the bare group ARN.
     return [f"arn:aws:logs:{names.region}:{names.account_id}:log-group:{group}{tail}" for group in groups

@@ -125,7 +125,6 @@ class Network(pulumi.ComponentResource):
                 private_dns_enabled=True, subnet_ids=[s.id for s in subnets], security_group_ids=[endpoints.id],
                 tags=tagged(short), opts=child)
 
-        self.vpc_id = vpc.id
         self.subnet_ids = pulumi.Output.all(*[s.id for s in subnets]).apply(list)
         self.security_group_ids = workload.id.apply(lambda group: [group])
         self.register_outputs({"vpcId": vpc.id, "subnetIds": self.subnet_ids,

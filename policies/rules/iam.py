@@ -332,6 +332,8 @@ def _pins_the_source(condition: Any) -> bool:
             continue
         for key, values in block.items():
             values = as_list(values)
+            if values and any(is_unknown(v) for v in values):
+                return True  # known only after deployment: never a violation (policies/rules/_common.py)
             if not values or any(not isinstance(v, str) for v in values):
                 continue
             if key.lower() == "aws:sourceaccount" and operator.lower() == "stringequals" \

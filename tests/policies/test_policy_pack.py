@@ -19,7 +19,12 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
+from pulumi_policy.proxy import (
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+)
 
 from policies.offline import STACK, Violation, describe, evaluate
 from policies.rules import ALL_POLICIES, PACK_NAME
@@ -125,6 +130,12 @@ def test_mutable_ecr_repository_is_refused_once() -> None:
         ("latency", "dimensions", UNKNOWN_OBJECT_VALUE),
         ("alerts", "kmsMasterKeyId", UNKNOWN_STRING_VALUE),
         ("endpoint-scaling-target", "resourceId", UNKNOWN_STRING_VALUE),
+        ("model", "vpcConfig", UNKNOWN_OBJECT_VALUE),
+        ("model", "enableNetworkIsolation", UNKNOWN_BOOLEAN_VALUE),
+        ("workload", "egress", UNKNOWN_OBJECT_VALUE),
+        ("trail", "kmsKeyId", UNKNOWN_STRING_VALUE),
+        ("trail", "eventSelectors", UNKNOWN_OBJECT_VALUE),
+        ("endpoint-logs", "retentionInDays", UNKNOWN_NUMBER_VALUE),
     ],
 )
 def test_unknown_values_are_never_violations(resource: str, prop: str, sentinel: str) -> None:
@@ -280,3 +291,10 @@ def test_policies_import_only_stdlib_pulumi_policy_and_themselves() -> None:
             else:
                 continue
             assert set(roots) <= allowed, f"{path.relative_to(REPO)} imports {roots}"
+
+
+def test_a_trust_pinned_to_a_source_known_only_after_deployment_is_no_violation() -> None:
+    resources = baseline()
+    _find(resources, "sagemaker-role")["inputs"]["assumeRolePolicy"]["Statement"]["Condition"] = {
+        "ArnEquals": {"aws:SourceArn": UNKNOWN_STRING_VALUE}}
+    assert evaluate(resources) == []
