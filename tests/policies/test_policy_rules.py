@@ -89,6 +89,9 @@ PINNED_SUB = ('without pinning "gitlab.com:sub" with StringEquals or StringLike 
               "(ref_type:tag:ref:<prefix>*) (other wildcards are not accepted)")
 OIDC = "assumeRolePolicy statement 'GitLabOidc' allows sts:AssumeRoleWithWebIdentity from \"gitlab.com\" "
 
+CONFUSED_DEPUTY = ('assumeRolePolicy statement #0 trusts ["sagemaker.amazonaws.com"] without pinning aws:SourceAccount '
+                   "(a 12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service "
+                   "could assume it for another account (confused deputy)")
 LONG_RESOURCES = [f"arn:aws:s3:::{ARTIFACTS}/prefix-{i:04d}/*" for i in range(120)]
 
 
@@ -457,9 +460,7 @@ CASES = [
         one(
             "iam-trust-principals",
             "sagemaker-role",
-            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without pinning aws:SourceAccount (a "
-            "12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service could assume "
-            "it for another account (confused deputy)",
+            CONFUSED_DEPUTY,
         ),
     ),
     *(Case(
@@ -468,9 +469,7 @@ CASES = [
         one(
             "iam-trust-principals",
             "sagemaker-role",
-            "assumeRolePolicy statement #0 trusts [\"sagemaker.amazonaws.com\"] without pinning aws:SourceAccount (a "
-            "12-digit account, StringEquals) or aws:SourceArn (an ARN naming the account); the service could assume "
-            "it for another account (confused deputy)",
+            CONFUSED_DEPUTY,
         ),
     ) for name, condition in (
         ("any-account", {"StringLike": {"aws:SourceAccount": "*"}}),
