@@ -10,6 +10,7 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.audit import Audit, AuditArgs
+from infra.components.batch import Batch, BatchArgs
 from infra.components.grafana import Grafana, GrafanaArgs, workspace_url
 from infra.components.images import Images, ImagesArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
@@ -158,6 +159,7 @@ def build_platform(settings: StackSettings) -> None:
     forwards_to = source if training.pipeline_arn is None and source and source.account_id != settings.account_id \
         else None
     retrain_bus_arn = Arns(forwards_to).retrain_bus(settings.account_id) if forwards_to else ""
+    monitoring = None
     if training.pipeline_arn is not None or serving is not None:
         monitoring = Monitoring(
             "monitoring",
@@ -187,6 +189,7 @@ def build_platform(settings: StackSettings) -> None:
         pulumi.export("driftAlarmName", monitoring.drift_alarm_name or "")
         pulumi.export("qualityAlarmName", monitoring.quality_alarm_name or "")
         pulumi.export("retrainEventBusArn", retrain_bus_arn)
+    _batch_schedule(settings, names, serving, monitoring, storage.key_arn, tags)
 
     pulumi.export("region", settings.region)
     pulumi.export("accountId", settings.account_id)
@@ -223,3 +226,18 @@ def build_platform(settings: StackSettings) -> None:
         )
         pulumi.export("mlflowTrackingServerArn", tracking.tracking_server_arn)
         pulumi.export("mlflowTrackingServerUrl", tracking.tracking_server_url)
+
+
+def _batch_schedule(settings: StackSettings, names: Names, serving: Serving | None, monitoring: Monitoring | None,
+                    key_arn: pulumi.Input[str], tags: dict[str, str]) -> None:
+    """The batch schedule runs the served model with the monitoring schedules' role: both must exist."""
+    if not settings.batch_transform_schedule:
+        pulumi.export("batchTransformSchedule", "")
+        return
+    if serving is None or monitoring is None or monitoring.scheduler_role_arn is None:
+        pulumi.export("batchTransformSchedule", "not declared: the stack serves no model yet (approvedModelPackageArn)")
+        return
+    batch = Batch("batch", BatchArgs(settings=settings, names=names, model_name=serving.model_name,
+                                     scheduler_role_arn=monitoring.scheduler_role_arn, kms_key_arn=key_arn,
+                                     alarm_topic_arn=serving.alarm_topic_arn, tags=tags))
+    pulumi.export("batchTransformSchedule", batch.schedule_name)

@@ -527,6 +527,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from mlops.batch_local import run_batch
+
+    settings = _stack_settings(args)
+    signal.signal(signal.SIGTERM, _raise_terminated)  # stop the model server too, as Ctrl-C does
+    try:
+        result = run_batch(settings, state_dir=_state_dir(), source=args.input, output=args.output, model=args.model,
+                           content_type=args.content_type, accept=args.accept, max_payload_mb=args.max_payload_mb,
+                           container=args.container)
+    except _Terminated:
+        print("stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    print(f"scored {result.records} records of {len(result.files)} file(s) in {result.mini_batches} mini-batch(es), "
+          f"{result.seconds:.1f} s, with {result.model_package_arn} in {_where(result.mode)}")
+    for done in result.files:
+        print(f"  {done.output}  ({done.records} lines)")
+    return EXIT_OK
+
+
 def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
     pairs = []
     for item in items:
@@ -708,6 +729,33 @@ def build_parser() -> argparse.ArgumentParser:
     _container_option(serve)
     serve.set_defaults(func=cmd_serve)
 
+    batch = commands.add_parser("batch", help="Batch Transform of a registered model").add_subparsers(
+        dest="action", required=True)
+    batch_run = batch.add_parser(
+        "run", help="score files as the stack's Batch Transform job does, locally",
+        description="A Batch Transform job on this machine: the image's serve with SAGEMAKER_BATCH=true, every file of "
+        "--input split by line into mini-batches of at most MaxPayloadInMB, one <input>.out per file under --output "
+        "with one line per record, written only when the whole file is scored. Needs the embedded AWS (the model "
+        "comes from the stack's registry).",
+    )
+    batch_run.add_argument("--local", action="store_true", required=True, help="locally (the only mode of `batch`)")
+    batch_run.add_argument("--input", type=Path, required=True, metavar="FILE|DIR",
+                           help="a file, or a folder whose every file is scored (no CSV header: one record per line)")
+    batch_run.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder of the .out files")
+    batch_run.add_argument("--stack", default="dev",
+                           help="stack whose registry and batch settings to use (default dev)")
+    batch_run.add_argument(
+        "--model", default="champion", help="champion (latest approved), latest, a version number or a package ARN"
+    )
+    batch_run.add_argument("--content-type", choices=("text/csv", "application/jsonlines"),
+                           help="format of the records (default: the stack's batchTransformContentType)")
+    batch_run.add_argument("--accept", choices=("text/csv", "application/jsonlines"),
+                           help="format of the output lines (default: the content type)")
+    batch_run.add_argument("--max-payload-mb", type=int,
+                           help="MaxPayloadInMB, 1-100 (default: the stack's batchTransformMaxPayloadMb)")
+    _container_option(batch_run)
+    batch_run.set_defaults(func=cmd_batch)
+
     monitor = commands.add_parser("monitor", help="drift and quality monitoring of the local endpoint (local mode)")
     monitor_actions = monitor.add_subparsers(dest="action", required=True)
     monitor_baseline = monitor_actions.add_parser(
@@ -778,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (
         bootstrap,
         serve,
+        batch_run,
         listing,
         promote,
         rollback,
@@ -797,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mlops.batch_local import BatchError
     from mlops.bootstrap import BootstrapError
     from mlops.local.aws import LocalAwsError
     from mlops.local.container import ContainerError
@@ -811,7 +861,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError, ContainerError,
-            TrackingServerError, BootstrapError) as error:
+            TrackingServerError, BootstrapError, BatchError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

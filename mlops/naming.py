@@ -23,6 +23,8 @@ CAPTURE_PREFIX = "datacapture"
 """Where an endpoint's data capture lands in the capture bucket: `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/`."""
 GROUND_TRUTH_PREFIX = "ground-truth"
 """Where labels land in the data bucket: `<prefix>/yyyy/mm/dd/hh/*.jsonl` (Model Monitor's ground-truth format)."""
+RAW_PREFIX = "raw/"
+"""The data bucket's folder whose new objects start the pipeline (Trigger=new-data)."""
 
 # service: (max length, allowed characters)
 LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
@@ -43,7 +45,7 @@ LIMITS: dict[str, tuple[int, re.Pattern[str]]] = {
     "cloudtrail": (128, re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$")),
     # EC2 security group names and Name tags: 255 characters, no "sg-" prefix.
     "ec2": (255, re.compile(r"^(?!sg-)[\w .:/()#,@\[\]+=&;{}!$*-]+$")),
-    # Scheduler appends "-<execution id>" (37 characters) to make processing job names (63 at most).
+    # Scheduler appends "-<execution id>" (37 characters) to make processing and transform job names (63 at most).
     "processing-job-prefix": (26, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
 }
 
@@ -120,6 +122,17 @@ class Names:
     def quality_job_prefix(self) -> str:
         """Processing jobs of the quality schedule are named `<this>-<scheduler execution id>`."""
         return fit(f"{self.prefix}-quality", "processing-job-prefix")
+
+    @property
+    def batch_job_prefix(self) -> str:
+        """Transform jobs of the batch schedule are named `<this>-<scheduler execution id>`."""
+        return fit(f"{self.prefix}-batch", "processing-job-prefix")
+
+    @property
+    def batch_capture_prefix(self) -> str:
+        """The batch schedule's capture in the capture bucket: SageMaker writes `input/` and `output/` manifests
+        under it, by the hour the job started (`input/yyyy/mm/dd/hh/<uuid>.json`)."""
+        return f"batch-{CAPTURE_PREFIX}/{self.endpoint}"  # beside the endpoint's, never under its prefix
 
     @property
     def comparison_job_prefix(self) -> str:
@@ -311,6 +324,10 @@ class Arns:
     @property
     def drift_jobs(self) -> str:
         return f"arn:aws:sagemaker:{self._region_account}:processing-job/{self.names.drift_job_prefix}-*"
+
+    @property
+    def batch_jobs(self) -> str:
+        return f"arn:aws:sagemaker:{self._region_account}:transform-job/{self.names.batch_job_prefix}-*"
 
     @property
     def comparison_jobs(self) -> str:

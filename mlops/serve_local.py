@@ -289,13 +289,17 @@ def serve_local(
     unknown_categories: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_S,
     container: str = "auto",
+    extra_environment: dict[str, str] | None = None,
+    purpose: str = "endpoint",
 ) -> LocalEndpoint:
     """Serve a registered model on 127.0.0.1:`port` (0: any free port) until `stop()`.
 
     `capture_rotate_seconds` closes capture files sooner than serve's 60 s default (the demo reads
     them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score);
     `container` is auto|always|never, as for the pipeline's jobs (`mlops/local/runners.py`); `workers` defaults
-    to $SAGEMAKER_MODEL_SERVER_WORKERS as SageMaker passes it (0: one per CPU), else one.
+    to $SAGEMAKER_MODEL_SERVER_WORKERS as SageMaker passes it (0: one per CPU), else one; `extra_environment` adds the
+    variables SageMaker would set (a Batch Transform job's, mlops/batch_local.py) and `purpose` names its log,
+    record and container apart from the endpoint's (`batch`), so both may run at once.
     """
     workers = _workers(workers)
     if port != 0 and port_in_use(port):
@@ -308,7 +312,7 @@ def serve_local(
     names = Names.of(settings)
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"endpoint-{package.group}-v{package.version}.log"
+    log_path = logs / f"{purpose}-{package.group}-v{package.version}.log"
     capture_dir = (state_dir / "capture").resolve() if capture else None
     # the serve entrypoint's variables, by their declarations in model_code.env (a renamed one fails here)
     environment = {
@@ -320,6 +324,7 @@ def serve_local(
         env.MLOPS_SERVE_SHUTDOWN_TIMEOUT.name: str(min(STOP_TIMEOUT_S - 2, 10.0)),
     }
     environment.pop(env.MLOPS_CAPTURE_DIR.name, None)
+    environment.update(extra_environment or {})
     if capture_dir is not None:
         environment[env.MLOPS_CAPTURE_DIR.name] = str(capture_dir)
         environment[env.MLOPS_CAPTURE_SAMPLING_PERCENTAGE.name] = str(float(settings.data_capture_percent))
@@ -327,7 +332,7 @@ def serve_local(
             environment[env.MLOPS_CAPTURE_ROTATE_SECONDS.name] = str(capture_rotate_seconds)
     if unknown_categories is not None:
         environment[env.MLOPS_SERVE_UNKNOWN_CATEGORIES.name] = unknown_categories
-    container_name = f"mlops-endpoint-{names.endpoint}-{uuid.uuid4().hex[:8]}"
+    container_name = f"mlops-{purpose}-{names.endpoint}-{uuid.uuid4().hex[:8]}"
     command, engine = _serve_command(container, container_name, state_dir.resolve(), model_path, capture_dir, port,
                                      workers, environment)
     mode = "container" if engine else "process"
@@ -336,7 +341,8 @@ def serve_local(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT, env=environment, start_new_session=True,
         )
-    record_path = state_dir / "endpoints" / f"{names.endpoint}.json"
+    record = names.endpoint if purpose == "endpoint" else f"{names.endpoint}-{purpose}-{process.pid}"
+    record_path = state_dir / "endpoints" / f"{record}.json"
     endpoint = LocalEndpoint(
         url="", port=port, pid=process.pid, package=package, model_path=model_path, capture_dir=capture_dir,
         endpoint_name=names.endpoint, variant=VARIANT, log_path=log_path, record_path=record_path,

@@ -31,6 +31,8 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,256}$")
 MAINTENANCE_WINDOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+S3_PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)+$")
+"""Folders of a bucket: S3's safe key characters, ending in `/`, no empty or leading `/`."""
 
 
 def id_list(kind: str) -> re.Pattern[str]:

@@ -36,6 +36,7 @@ from mlops.setting_checks import (
     PROJECT_PATH,
     REGION,
     REPO_ROOT,
+    S3_PREFIX,
     STACK_NAME,
     TAG_PATTERN,
     TAG_VALUE,
@@ -352,6 +353,37 @@ class StackSettings:
         check=optional(matches(EMAIL, "an email address")),
     )
 
+    batch_transform_schedule: str = _setting(
+        "",
+        doc="When a Batch Transform job scores every object under the data bucket's batchTransformInputPrefix with "
+        "the stack's served model (AWS cron expression; empty: off). Its inputs feed the drift job.",
+        check=optional(check_cron),
+    )
+    batch_transform_input_prefix: str = _setting(
+        "batch/input/", doc="Folder of the data bucket the scheduled Batch Transform job reads (one record per line).",
+        check=matches(S3_PREFIX, "a folder like batch/input/"),
+    )
+    batch_transform_output_prefix: str = _setting(
+        "batch/output/",
+        doc="Folder of the data bucket where the job writes <input key>.out, one line per input record.",
+        check=matches(S3_PREFIX, "a folder like batch/output/"),
+    )
+    batch_transform_instance_type: str = _setting(
+        "ml.m5.large", doc="Instance type of the Batch Transform job.",
+        check=matches(INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large"),
+    )
+    batch_transform_instance_count: int = _setting(
+        1, doc="Instances of the Batch Transform job (input objects are spread over them).", check=between(1, 100)
+    )
+    batch_transform_max_payload_mb: int = _setting(
+        6, doc="Largest mini-batch (MaxPayloadInMB) the job sends the model: as many records as fit (MultiRecord).",
+        check=between(1, 100),
+    )
+    batch_transform_content_type: str = _setting(
+        "text/csv", doc="Format of the input records and of the output lines.",
+        check=one_of("text/csv", "application/jsonlines"),
+    )
+
     vpc_create: bool = _setting(
         False,
         doc="Create a VPC for the stack's jobs and endpoint: private subnets with no NAT and no internet gateway, "
@@ -454,6 +486,7 @@ class StackSettings:
                 f"{config_key('quality_alarm_evaluation_periods')} ({self.quality_alarm_evaluation_periods})"
             )
         problems.extend(self._network_problems())
+        problems.extend(self._batch_problems())
         if self.drift_alarm_datapoints > self.drift_alarm_evaluation_periods:
             problems.append(
                 f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
@@ -481,6 +514,21 @@ class StackSettings:
             problems.extend(self._monitoring_image_problems(pin))  # one line per fault: format problems say theirs
         if problems:
             raise SettingsError(f"stack {self.stack}", problems)
+
+    def _batch_problems(self) -> list[str]:
+        """The batch folders apart from each other and from the data bucket's folders that start jobs or feed them:
+        output under raw/ would retrain on every batch, and a job would read its own output."""
+        from mlops.naming import GROUND_TRUTH_PREFIX, RAW_PREFIX  # naming imports this module: read at call time
+
+        taken = {config_key("batch_transform_input_prefix"): self.batch_transform_input_prefix,
+                 config_key("batch_transform_output_prefix"): self.batch_transform_output_prefix}
+        reserved = {"the pipeline's trigger folder": RAW_PREFIX, "the ground truth folder": f"{GROUND_TRUTH_PREFIX}/"}
+        problems = []
+        for key, prefix in taken.items():
+            for what, folder in [*reserved.items(), *((k, v) for k, v in taken.items() if k < key)]:
+                if prefix.startswith(folder) or folder.startswith(prefix):
+                    problems.append(f"{key}: {prefix!r} overlaps {what} ({folder!r}); batch folders stand apart")
+        return problems
 
     def _network_problems(self) -> list[str]:
         """A VPC is created, or named by both its subnets and its security groups, never both ways."""

@@ -204,6 +204,28 @@ MLOPS_SERVE_SHUTDOWN_TIMEOUT: EnvVar[float] = EnvVar(
     "MLOPS_SERVE_SHUTDOWN_TIMEOUT", 30.0, _float_within(0.0, 3600.0),
     "Seconds serve waits, after SIGTERM, for in-flight requests and the capture flush before exiting.",
 )
+SAGEMAKER_BATCH: EnvVar[bool] = EnvVar(
+    "SAGEMAKER_BATCH", False, _bool,
+    "Set to true by SageMaker when the container serves a Batch Transform job. serve then takes its payload "
+    "limit from SAGEMAKER_MAX_PAYLOAD_IN_MB and captures nothing itself (the transform job's DataCaptureConfig "
+    "does).",
+)
+SAGEMAKER_MAX_PAYLOAD_IN_MB: EnvVar[int | None] = EnvVar(
+    "SAGEMAKER_MAX_PAYLOAD_IN_MB", None, _int_at_least(0),
+    "Set by Batch Transform from the job's MaxPayloadInMB: the largest mini-batch it sends. In a batch job serve "
+    "reads bodies up to it (0, chunked bodies of any size: up to 100 MB, the service's maximum), unless "
+    "MLOPS_SERVE_MAX_PAYLOAD_BYTES is set.",
+)
+SAGEMAKER_BATCH_STRATEGY: EnvVar[str | None] = EnvVar(
+    "SAGEMAKER_BATCH_STRATEGY", None, _choice("single_record", "multi_record"),
+    "Set by Batch Transform from the job's BatchStrategy (SINGLE_RECORD or MULTI_RECORD). serve scores both: a "
+    "request holds one record per line either way.",
+)
+SAGEMAKER_MAX_CONCURRENT_TRANSFORMS: EnvVar[int | None] = EnvVar(
+    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", None, _int_at_least(0),
+    "Set by Batch Transform from the job's MaxConcurrentTransforms: the /invocations requests it keeps open at "
+    "once. Unset, it asks GET /execution-parameters, which answers the worker count.",
+)
 PROMETHEUS_MULTIPROC_DIR: EnvVar[Path | None] = EnvVar(
     "PROMETHEUS_MULTIPROC_DIR", None, _path,
     "Read by prometheus_client: the folder of its multiprocess mode's metric files. serve sets it to a new "
@@ -282,6 +304,10 @@ ALL: tuple[EnvVar, ...] = (
     MLOPS_SERVE_MAX_PAYLOAD_BYTES,
     MLOPS_SERVE_UNKNOWN_CATEGORIES,
     MLOPS_SERVE_SHUTDOWN_TIMEOUT,
+    SAGEMAKER_BATCH,
+    SAGEMAKER_MAX_PAYLOAD_IN_MB,
+    SAGEMAKER_BATCH_STRATEGY,
+    SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
     MLOPS_CAPTURE_DIR,
     MLOPS_CAPTURE_SAMPLING_PERCENTAGE,
     MLOPS_CAPTURE_ENDPOINT_NAME,

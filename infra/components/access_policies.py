@@ -248,11 +248,19 @@ def forwarder_policy(bus_arn: str) -> dict:
     return document(statement("ForwardAlarmsToRetrainBus", ["events:PutEvents"], [bus_arn]))
 
 
-def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str, in_vpc: bool = False) -> dict:
-    """The schedules' role: start the monitoring jobs with the execution role, read their encrypted schedules."""
+def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str, in_vpc: bool = False,
+                     transform_jobs: list[str] | None = None) -> dict:
+    """The schedules' role: start the monitoring jobs with the execution role and (with a batch schedule) the batch
+    transform jobs, their output and volume under the stack key; read their encrypted schedules. A transform job
+    takes no role (it runs as the model's), so there is nothing to pass for it."""
+    transforms = [
+        statement("StartBatchTransforms", ["sagemaker:CreateTransformJob"], transform_jobs,
+                  {"ArnEquals": {"sagemaker:OutputKmsKey": key_arn, "sagemaker:VolumeKmsKey": key_arn}}),
+    ] if transform_jobs else []
     return document(
         statement("StartMonitoringJobs", ["sagemaker:CreateProcessingJob"], jobs, in_vpc_only(in_vpc)),
-        statement("TagMonitoringJobs", ["sagemaker:AddTags"], jobs),
+        *transforms,
+        statement("TagMonitoringJobs", ["sagemaker:AddTags"], jobs + (transform_jobs or [])),
         statement(
             "PassExecutionRole",
             ["iam:PassRole"],

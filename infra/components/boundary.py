@@ -125,7 +125,8 @@ def workload_boundary(arns: Arns, key_arn: str, metrics_namespace: str, source_a
     documents = [
         execution_policy(arns, key_arn, metrics_namespace, in_vpc=in_vpc),
         mlflow_policy(arns, key_arn),
-        scheduler_policy([arns.drift_jobs, arns.quality_jobs], names.execution_role_arn, key_arn),
+        scheduler_policy([arns.drift_jobs, arns.quality_jobs], names.execution_role_arn, key_arn,
+                         transform_jobs=[arns.batch_jobs]),
         trigger_policy(pipeline),
     ]
     if source_account_id and source_account_id != names.account_id:

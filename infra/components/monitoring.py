@@ -40,11 +40,10 @@ from infra.components.access_policies import (
     trigger_policy,
 )
 from infra.components.network import Network, vpc_of
-from mlops.naming import Arns, Names
+from mlops.naming import RAW_PREFIX, Arns, Names
 from mlops.settings import StackSettings
 from pipelines.monitoring import drift_job_request, quality_job_request
 
-RAW_PREFIX = "raw/"
 DRIFT, QUALITY = "drift", "quality"  # the alarm kinds, also the pipeline's Trigger values they start
 ALARM_EVENT = ("aws.cloudwatch", "CloudWatch Alarm State Change")
 DRIFT_METRIC = "DriftDetected"
@@ -120,11 +119,42 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("mlops-stack:monitoring:Monitoring", name, None, opts)
         self.drift_alarm_name = None
         self.quality_alarm_name = None
+        self.scheduler_role_arn: pulumi.Output[str] | None = None  # with the scheduled jobs (the batch schedule's too)
+        if args.alarm_topic_arn is not None:
+            self._topic_policy(name, args, args.alarm_topic_arn)
         self._retrain = self._forward_to_bus(name, args) if args.pipeline_arn is None else \
             self._pipeline_triggers(name, args, args.pipeline_arn)
         if args.endpoint_name and args.settings.monitoring_image_uri and args.alarm_topic_arn is not None:
             self._scheduled_jobs(name, args)
         self.register_outputs({"driftAlarmName": self.drift_alarm_name, "qualityAlarmName": self.quality_alarm_name})
+
+    def _topic_policy(self, name: str, args: MonitoringArgs, topic_arn: pulumi.Input[str]) -> None:
+        """CloudWatch alarms and EventBridge rules of this account may publish to the alarm topic (EventBridge
+        needs the topic policy's leave: approval changes, failed batch jobs), in every serving stack."""
+        child = pulumi.ResourceOptions(parent=self)
+        account = args.names.account_id
+        aws.sns.TopicPolicy(
+            f"{name}-topic-policy",
+            arn=topic_arn,
+            policy=pulumi.Output.from_input(topic_arn).apply(
+                lambda topic: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "AlarmsAndEventsPublish",
+                                "Effect": "Allow",
+                                "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                                "Action": "sns:Publish",
+                                "Resource": topic,
+                                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
 
     def _pipeline_triggers(self, name: str, args: MonitoringArgs, pipeline_arn: pulumi.Input[str]):
         """The rules that start this stack's pipeline (new data, clock, other accounts' alarms through their
@@ -219,28 +249,6 @@ class Monitoring(pulumi.ComponentResource):
             aws.cloudwatch.EventTarget(
                 f"{name}-approval-target", rule=approvals.name, arn=args.alarm_topic_arn, opts=child
             )
-            aws.sns.TopicPolicy(
-                f"{name}-topic-policy",
-                arn=args.alarm_topic_arn,
-                policy=pulumi.Output.from_input(args.alarm_topic_arn).apply(
-                    lambda topic: json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Sid": "AlarmsAndEventsPublish",
-                                    "Effect": "Allow",
-                                    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
-                                    "Action": "sns:Publish",
-                                    "Resource": topic,
-                                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                                }
-                            ],
-                        }
-                    )
-                ),
-                opts=child,
-            )
 
         for consumer in args.retrain_event_accounts:
             self._retrain_bus(name, args, consumer, start_pipeline)
@@ -320,14 +328,17 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         jobs = [Arns(names).drift_jobs] + ([Arns(names).quality_jobs] if settings.quality_schedule else [])
+        transforms = [Arns(names).batch_jobs] if settings.batch_transform_schedule else None
         aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.name,
             policy=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
-                lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1], settings.in_vpc))
+                lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1], settings.in_vpc,
+                                                           transform_jobs=transforms))
             ),
             opts=child,
         )
+        self.scheduler_role_arn = scheduler_role.arn
 
         def schedule(kind: str, expression: str, request, description: str) -> None:
             aws.scheduler.Schedule(

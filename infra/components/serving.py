@@ -123,6 +123,7 @@ class ServingArgs:
 class Serving(pulumi.ComponentResource):
     endpoint_name: str
     endpoint_config_name: str
+    model_name: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
@@ -306,6 +307,7 @@ class Serving(pulumi.ComponentResource):
 
         self.endpoint_name = endpoint_name
         self.endpoint_config_name = versioned
+        self.model_name = model.name  # the batch schedule's transform jobs run it too
         self.alarm_topic_arn = topic.arn
         self.register_outputs(
             {"endpointName": self.endpoint_name, "endpointConfigName": versioned, "alarmTopicArn": self.alarm_topic_arn}

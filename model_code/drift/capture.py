@@ -28,14 +28,16 @@ def decode_payload(obj: Any, side: str, source: str, line: int) -> tuple[str, st
         except (ValueError, UnicodeDecodeError) as exc:
             raise CaptureError(f"{source} line {line}: captureData.{side}.data is not base64 "
                                f"UTF-8 text: {exc}") from None
-        encoding = "JSON" if ctype.endswith("json") else "CSV" if ctype.endswith("csv") else ""
+        encoding = "JSON" if ctype.endswith(("json", "jsonlines")) else "CSV" if ctype.endswith("csv") else ""
     if encoding == "CSV":
         return "csv", data
+    if encoding == "JSON" and ctype.endswith("jsonlines"):  # one JSON row or prediction per line: a JSON list
+        return "json", "[" + ",".join(row for row in data.splitlines() if row.strip()) + "]"
     if encoding == "JSON":
         return "json", data
     raise CaptureError(f"{source} line {line}: captureData.{side}: cannot read encoding "
                        f"{obj.get('encoding')!r} with content type {ctype!r}; expected CSV, JSON, or "
-                       "BASE64 of text/csv or application/json")
+                       "BASE64 of text/csv, application/json or application/jsonlines")
 
 
 def _general_blocks(lines: Iterable[tuple[int, bytes]], source: str, window: Window, acc: CaptureData,

@@ -15,12 +15,13 @@ import numpy as np
 from model_code.capture import CaptureWriter
 from model_code.schema import Schema
 from model_code.serve import metrics
-from model_code.serve.config import ServeConfig, log
+from model_code.serve.config import MIB, ServeConfig, log
 from model_code.serve.metrics import Metrics
 from model_code.serve.protocol import (
     CSV,
     INFERENCE_ID_HEADER,
     JSON,
+    JSONLINES,
     SUPPORTED,
     RequestError,
     inference_id,
@@ -28,6 +29,7 @@ from model_code.serve.protocol import (
     negotiate,
     parse_csv,
     parse_json,
+    parse_jsonlines,
     validate,
 )
 from model_code.serve.scorer import Scorer
@@ -48,7 +50,8 @@ def render(output: np.ndarray, scorer: Scorer, schema: Schema, response_type: st
     """The response body per task. CSV: one line per row, the positive class's probability (binary),
     the predicted class (multiclass) or the value (regression). JSON ``{"predictions": [...]}``:
     ``{"score": p, "label": class}`` (binary), ``{"label": class, "score": p of that class,
-    "probabilities": {class: p}}`` (multiclass), ``{"value": v}`` (regression)."""
+    "probabilities": {class: p}}`` (multiclass), ``{"value": v}`` (regression). JSON Lines: those objects,
+    one per line."""
     task = scorer.task
     if task == "multiclass":
         best = output.argmax(axis=1)
@@ -56,18 +59,20 @@ def render(output: np.ndarray, scorer: Scorer, schema: Schema, response_type: st
         if response_type == CSV:
             return ("\n".join(map(str, labels)) + "\n").encode()
         names = [str(v) for v in schema.label_values]
-        return json.dumps({"predictions": [
+        predictions: list[dict[str, Any]] = [
             {"label": label, "score": row[i], "probabilities": dict(zip(names, row, strict=True))}
-            for label, i, row in zip(labels, best.tolist(), output.tolist(), strict=True)]}).encode()
-    if response_type == CSV:
+            for label, i, row in zip(labels, best.tolist(), output.tolist(), strict=True)]
+    elif response_type == CSV:
         return ("\n".join(map(repr, output.tolist())) + "\n").encode()
-    if task == "regression":
-        return json.dumps({"predictions": [{"value": v} for v in output.tolist()]}).encode()
-    negative, positive = schema.label_values
-    threshold = scorer.threshold
-    return json.dumps(
-        {"predictions": [{"score": s, "label": positive if s >= threshold else negative} for s in output.tolist()]}
-    ).encode()
+    elif task == "regression":
+        predictions = [{"value": v} for v in output.tolist()]
+    else:
+        negative, positive = schema.label_values
+        threshold = scorer.threshold
+        predictions = [{"score": s, "label": positive if s >= threshold else negative} for s in output.tolist()]
+    if response_type == JSONLINES:
+        return "".join(json.dumps(p) + "\n" for p in predictions).encode()
+    return json.dumps({"predictions": predictions}).encode()
 
 
 def _json_response(status: int, doc: Any) -> Response:
@@ -163,6 +168,15 @@ class App:
             return _json_response(503, {"status": "loading"})
         return _json_response(200, {"status": "ok", **self.info})
 
+    def execution_parameters(self) -> Response:
+        """Batch Transform asks this before its first mini-batch when the job leaves them unset: as many
+        concurrent requests as workers, as many records per request as fit the payload limit."""
+        return _json_response(200, {
+            "MaxConcurrentTransforms": self.config.workers,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": max(1, self.config.max_payload_bytes // MIB),
+        })
+
     def metrics_text(self) -> Response:
         return Response(200, self.metrics.content_type, self.metrics.render())
 
@@ -189,7 +203,8 @@ class App:
                 raise RequestError(406, "not_acceptable", f"Accept {accept!r} matches none of {list(SUPPORTED)}")
             if not body.strip():
                 raise RequestError(400, "empty_body", "request body is empty")
-            batch = parse_csv(body, schema) if request_type == CSV else parse_json(body, schema)
+            parse = {CSV: parse_csv, JSON: parse_json, JSONLINES: parse_jsonlines}[request_type]
+            batch = parse(body, schema)
             features = validate(batch, schema, self.config.unknown_categories == "reject")
         except RequestError as exc:
             return error_response(exc)

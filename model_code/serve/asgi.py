@@ -15,8 +15,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-ROUTES = {"/ping": "GET", "/invocations": "POST", "/metrics": "GET"}
-ROUTE_LIST = "GET /ping, POST /invocations, GET /metrics"
+ROUTES = {"/ping": "GET", "/invocations": "POST", "/metrics": "GET", "/execution-parameters": "GET"}
+ROUTE_LIST = ", ".join(f"{method} {path}" for path, method in ROUTES.items())
 _INFERENCE_ID = INFERENCE_ID_HEADER.lower().encode()
 
 
@@ -69,6 +69,8 @@ class AsgiApp:
             response = self.app.ping()
         elif path == "/metrics":
             response = self.app.metrics_text()
+        elif path == "/execution-parameters":
+            response = self.app.execution_parameters()
         else:
             try:
                 body = await self._read_body(headers, receive)

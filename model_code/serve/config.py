@@ -27,12 +27,16 @@ class ServeConfig:
     unknown_categories: str = "reject"
     shutdown_timeout: float = 30.0
     capture: CaptureConfig | None = None
+    batch: bool = False
+    """A Batch Transform job's container (SAGEMAKER_BATCH): the job captures, serve does not."""
 
     @classmethod
     def from_env(cls, environ: Any = None, **overrides: Any) -> ServeConfig:
+        batch = env.SAGEMAKER_BATCH.get(environ)
+        env.SAGEMAKER_BATCH_STRATEGY.get(environ)  # a value Batch Transform never sends fails at startup
         capture_dir = env.MLOPS_CAPTURE_DIR.get(environ)
         capture = None
-        if capture_dir is not None:
+        if capture_dir is not None and not batch:
             capture = CaptureConfig(
                 directory=capture_dir,
                 sampling_percentage=env.MLOPS_CAPTURE_SAMPLING_PERCENTAGE.get(environ),
@@ -46,13 +50,27 @@ class ServeConfig:
             "host": env.MLOPS_SERVE_HOST.get(environ),
             "port": env.SAGEMAKER_BIND_TO_PORT.get(environ),
             "workers": workers or env.cpu_count(),
-            "max_payload_bytes": env.MLOPS_SERVE_MAX_PAYLOAD_BYTES.get(environ),
+            "max_payload_bytes": _max_payload_bytes(environ, batch),
             "unknown_categories": env.MLOPS_SERVE_UNKNOWN_CATEGORIES.get(environ),
             "shutdown_timeout": env.MLOPS_SERVE_SHUTDOWN_TIMEOUT.get(environ),
             "capture": capture,
+            "batch": batch,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+MIB = 1024 * 1024
+BATCH_PAYLOAD_CEILING_MB = 100
+"""Batch Transform's largest MaxPayloadInMB; also serve's limit for its chunked bodies (MaxPayloadInMB 0)."""
+
+
+def _max_payload_bytes(environ: Any, batch: bool) -> int:
+    """MLOPS_SERVE_MAX_PAYLOAD_BYTES when set; in a batch job the mini-batch size SageMaker announces; else 6 MiB."""
+    declared_mb = env.SAGEMAKER_MAX_PAYLOAD_IN_MB.get(environ)
+    if env.MLOPS_SERVE_MAX_PAYLOAD_BYTES.is_set(environ) or not batch or declared_mb is None:
+        return env.MLOPS_SERVE_MAX_PAYLOAD_BYTES.get(environ)
+    return (declared_mb or BATCH_PAYLOAD_CEILING_MB) * MIB
 
 
 # --- structured logs ----------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from model_code.schema import CategoricalFeature, NumericFeature, Schema
 
 CSV = "text/csv"
 JSON = "application/json"
-SUPPORTED = (CSV, JSON)
+JSONLINES = "application/jsonlines"
+"""One JSON row per line: what Batch Transform splits with SplitType Line, and a line-per-row answer to it."""
+SUPPORTED = (CSV, JSON, JSONLINES)
 MAX_ROWS_SHOWN = 10
 
 
@@ -86,7 +88,8 @@ def negotiate(accept: str | None, request_type: str) -> str | None:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        choice = {"*/*": request_type, "text/*": CSV, "application/*": JSON, CSV: CSV, JSON: JSON}.get(media)
+        choice = {"*/*": request_type, "text/*": CSV, "application/*": JSON, CSV: CSV, JSON: JSON,
+                  JSONLINES: JSONLINES}.get(media)
         if choice is None or q <= 0:
             continue
         if best is None or q > best[0]:
@@ -168,21 +171,40 @@ def _not_json(constant: str) -> Any:
     raise RequestError(400, "bad_json", f"invalid JSON: {constant} is not JSON (send null for a missing value)")
 
 
-def parse_json(body: bytes, schema: Schema) -> Batch:
-    features = schema.feature_names
+def _load_json(text: str, where: str = "") -> Any:
     try:
-        doc = json.loads(_decode(body), parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
-        raise RequestError(400, "bad_json", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        at = where or f"line {exc.lineno} "
+        raise RequestError(400, "bad_json", f"invalid JSON at {at}column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:
-        raise RequestError(400, "bad_json", "invalid JSON: nested too deeply") from exc
+        raise RequestError(400, "bad_json", f"invalid JSON{' at ' + where.strip() if where else ''}: "
+                                            "nested too deeply") from exc
     except ValueError as exc:  # an integer past Python's digit limit (sys.set_int_max_str_digits)
-        raise RequestError(400, "bad_json", f"invalid JSON: {exc}") from exc
+        raise RequestError(400, "bad_json", f"invalid JSON{' at ' + where.strip() if where else ''}: {exc}") from exc
+
+
+def parse_json(body: bytes, schema: Schema) -> Batch:
+    doc = _load_json(_decode(body))
     instances = doc.get("instances") if isinstance(doc, dict) else doc
     if not isinstance(instances, list):
         raise RequestError(400, "bad_json", 'JSON body must be {"instances": [row, ...]} with rows as lists or objects')
     if not instances:
         raise RequestError(400, "empty_body", '"instances" is empty')
+    return _instances_batch(instances, schema)
+
+
+def parse_jsonlines(body: bytes, schema: Schema) -> Batch:
+    """One row per non-blank line (a list in schema order or an object keyed by feature); row i is the i-th
+    non-blank line."""
+    lines = [line for line in _decode(body).splitlines() if line.strip()]
+    if not lines:
+        raise RequestError(400, "empty_body", "request body holds no JSON Lines rows")
+    return _instances_batch([_load_json(line, f"row {i} ") for i, line in enumerate(lines)], schema)
+
+
+def _instances_batch(instances: list[Any], schema: Schema) -> Batch:
+    features = schema.feature_names
     width, known, allowed = len(features), set(features), set(features) | {schema.label}
     rows: list[Sequence[Any]] = []
     for i, inst in enumerate(instances):

@@ -2,7 +2,7 @@
 
 from pulumi_policy import EnforcementLevel, Policy
 
-from . import audit, ecr, iam, kms, monitoring, network, operations, s3, sagemaker, stack, tags
+from . import audit, ecr, iam, inference, kms, monitoring, network, operations, s3, sagemaker, stack, tags
 
 PACK_NAME = "mlops-stack-policies"
 PACK_ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
@@ -16,6 +16,7 @@ ALL_POLICIES: list[Policy] = [
     *sagemaker.POLICIES,
     *operations.POLICIES,
     *monitoring.POLICIES,
+    *inference.POLICIES,
     *network.POLICIES,
     *audit.POLICIES,
     *tags.POLICIES,

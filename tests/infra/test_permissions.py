@@ -38,11 +38,12 @@ def pin_of(settings: StackSettings) -> str:
 
 @pytest.fixture(scope="module")
 def full_plans() -> dict[str, Plan]:
-    """Every stack with everything declared: an image, a served package, dashboards in Grafana."""
+    """Every stack with everything declared: an image, a served package, dashboards in Grafana, a batch schedule."""
     return {
         name: plan_stack_file(stack_file(name), {"mlops-stack:imageTag": IMAGE_TAG,
                                                  "mlops-stack:approvedModelPackageArn": pin_of(load_stack(name)),
-                                                 "mlops-stack:grafanaWorkspaceId": "g-0123456789"})
+                                                 "mlops-stack:grafanaWorkspaceId": "g-0123456789",
+                                                 "mlops-stack:batchTransformSchedule": "cron(0 2 * * ? *)"})
         for name in stack_names()
     }
 
@@ -201,6 +202,17 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
                                                                           names.quality_job_prefix)),
         Call(scheduler, "iam:PassRole", names.execution_role_arn, "the drift job's role", pass_to_sagemaker),
         Call(scheduler, "kms:Decrypt", key, "Scheduler decrypts the schedule encrypted with the stack's key"),
+        # the batch schedule (pipelines/batch.py) and its job, which runs as the model's role
+        Call(scheduler, "sagemaker:CreateTransformJob", f"{sm}:transform-job/{names.batch_job_prefix}-e1",
+             "the batch schedule starts the transform job", {"sagemaker:OutputKmsKey": key,
+                                                            "sagemaker:VolumeKmsKey": key}),
+        Call(scheduler, "sagemaker:AddTags", f"{sm}:transform-job/{names.batch_job_prefix}-e1", "its tags"),
+        Call(execution, "s3:GetObject", f"{bucket('data')}/{settings.batch_transform_input_prefix}day/part-1.csv",
+             "the transform job reads the batch input"),
+        Call(execution, "s3:PutObject", f"{bucket('data')}/{settings.batch_transform_output_prefix}day/part-1.csv.out",
+             "and writes its output"),
+        Call(execution, "s3:PutObject", f"{bucket('capture')}/{names.batch_capture_prefix}/input/2026/12/03/02/m.json",
+             "and its capture manifests"),
         Call(events, "sagemaker:StartPipelineExecution", pipeline,
              "the drift and quality alarms and new data start the pipeline"),
     ]

@@ -469,6 +469,26 @@ def _resources() -> list[dict]:
             },
         },
         {
+            "type": "aws:scheduler/schedule:Schedule",
+            "name": "batch-schedule",
+            "inputs": {
+                "scheduleExpression": "cron(0 2 * * ? *)",
+                "flexibleTimeWindow": {"mode": "OFF"},
+                "kmsKeyArn": KEY_ARN,
+                "target": {
+                    "arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createTransformJob",
+                    "roleArn": ROLE_ARN,
+                    "input": json.dumps({
+                        "ModelName": "mlops-stack-prod-0123abcd",
+                        "TransformOutput": {"S3OutputPath": "s3://data/batch/output/", "KmsKeyId": KEY_ARN},
+                        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                               "VolumeKmsKeyId": KEY_ARN},
+                        "DataCaptureConfig": {"DestinationS3Uri": "s3://capture/batch-datacapture/x",
+                                              "KmsKeyId": KEY_ARN}}),
+                },
+            },
+        },
+        {
             "type": "aws:cloudwatch/metricAlarm:MetricAlarm",
             "name": "drift-alarm",
             "inputs": {

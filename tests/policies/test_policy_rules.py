@@ -1283,6 +1283,46 @@ CASES += [
 ]
 
 
+BATCH_KEY_TAIL = ("; a batch job's output, volume and capture are encrypted with the stack's customer-managed key "
+                  "(arn:aws:kms:<region>:<account>:key/<id>)")
+OTHER_KEY = KEY_ARN.replace("0d7e1c3a", "99999999")
+CASES += [
+    # --- inference: batch ---
+    Case(
+        "batch-output-unencrypted",
+        put_json("batch-schedule", "target.input", "TransformOutput.KmsKeyId", DELETE),
+        one("batch-transform-encrypted", "batch-schedule", "TransformOutput.KmsKeyId is null" + BATCH_KEY_TAIL),
+    ),
+    Case(
+        "batch-volume-aws-managed-key",
+        put_json("batch-schedule", "target.input", "TransformResources.VolumeKmsKeyId", "alias/aws/sagemaker"),
+        one("batch-transform-encrypted", "batch-schedule",
+            'TransformResources.VolumeKmsKeyId is "alias/aws/sagemaker"' + BATCH_KEY_TAIL),
+    ),
+    Case(
+        "batch-capture-under-another-key",
+        put_json("batch-schedule", "target.input", "DataCaptureConfig.KmsKeyId", OTHER_KEY),
+        one("batch-transform-encrypted", "batch-schedule",
+            f"the job encrypts with 2 different keys ({', '.join(sorted({KEY_ARN, OTHER_KEY}))}); one stack key "
+            "encrypts them all"),
+    ),
+    Case(
+        "batch-schedule-unencrypted",
+        put("batch-schedule", "kmsKeyArn", DELETE),
+        one("batch-transform-encrypted", "batch-schedule",
+            "kmsKeyArn is not set: the schedule holds the job's request, encrypt it with the stack key"),
+    ),
+    Case(
+        "batch-uncaptured",
+        put_json("batch-schedule", "target.input", "DataCaptureConfig", DELETE),
+        one("batch-transform-captured", "batch-schedule",
+            "DataCaptureConfig.DestinationS3Uri is null; a batch job captures what it scores (s3://<capture "
+            "bucket>/...), where the drift job reads it")
+        + one("batch-transform-encrypted", "batch-schedule", "DataCaptureConfig.KmsKeyId is null" + BATCH_KEY_TAIL),
+    ),
+]
+
+
 def _half_size_policy() -> str:
     """An inline policy of about 7,000 characters (whitespace not counted): one fits a role, two do not."""
     doc = json.loads(_find(baseline(), "sagemaker-policy")["inputs"]["policy"])
