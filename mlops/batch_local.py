@@ -10,7 +10,11 @@ What the transform job does with the model's container, done here against the sa
    MaxPayloadInMB (BatchStrategy MultiRecord), at most MaxConcurrentTransforms in flight;
 4. join the answers line by line (AssembleWith Line) into `<output>/<relative path>.out`: one line per record, in
    input order. A file's `.out` appears only once the whole file is scored (Batch Transform uploads no partial
-   object), and a failed file fails the job, naming the file, its lines and the model's error.
+   object), and a failed file fails the job, naming the file, its lines and the model's error;
+5. capture the job as its DataCaptureConfig does, in the embedded AWS: the inputs and outputs under the data
+   bucket's batch prefixes (where the scheduled job reads and writes them) and SageMaker's manifests of both under
+   the capture bucket's `batch-datacapture/<endpoint>/{input,output}/yyyy/mm/dd/hh/`, where the drift job reads
+   them (`mlops monitor run`, when the stack has a batchTransformSchedule).
 
 Why by hand: the SageMaker SDK's local transform needs a Docker daemon, compose and S3; local mode already runs the
 image's serve, so only the client side of the contract is written here (about as long as its description).
@@ -21,11 +25,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
+
+from mlops.local import aws as local_aws
+from mlops.naming import Names
 from mlops.serve_local import LocalEndpoint, serve_local
 from mlops.settings import StackSettings
 from model_code import env
@@ -42,6 +52,7 @@ class BatchError(ValueError):
 @dataclass(frozen=True)
 class BatchFile:
     source: Path
+    relative: Path
     output: Path
     records: int
 
@@ -53,6 +64,7 @@ class BatchResult:
     seconds: float
     model_package_arn: str
     mode: str  # container or process, as for the endpoint
+    capture_uri: str  # the job's capture in the embedded AWS
 
     @property
     def records(self) -> int:
@@ -152,7 +164,7 @@ def run_batch(settings: StackSettings, *, state_dir: Path, source: Path, output:
     files = input_files(source)
     if output.resolve().is_relative_to(source.resolve()) and source.is_dir():
         raise BatchError(f"--output {output} is inside --input {source}: a second run would score its own output")
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     job_environment = {env.SAGEMAKER_BATCH.name: "true", env.SAGEMAKER_MAX_PAYLOAD_IN_MB.name: str(payload_mb),
                        env.SAGEMAKER_BATCH_STRATEGY.name: {"MultiRecord": "MULTI_RECORD"}[job["BatchStrategy"]]}
     with serve_local(settings, state_dir=state_dir, model=model, port=0, capture=False, container=container,
@@ -166,7 +178,30 @@ def run_batch(settings: StackSettings, *, state_dir: Path, source: Path, output:
             records, batches = transform(endpoint, path, target, content_type=content_type,
                                          accept=accept or content_type, max_payload_bytes=payload_mb * MIB,
                                          concurrency=concurrency)
-            done.append(BatchFile(path, target, records))
+            done.append(BatchFile(path, relative, target, records))
             total_batches += batches
+        capture_uri = capture(settings, state_dir, done, started_at)
         return BatchResult(tuple(done), total_batches, time.monotonic() - started, endpoint.package_arn,
-                           endpoint.mode)
+                           endpoint.mode, capture_uri)
+
+
+def capture(settings: StackSettings, state_dir: Path, files: list[BatchFile], started_at: datetime) -> str:
+    """The job's data capture in the embedded AWS (see the module's step 5); the capture's S3 URI."""
+    server = local_aws.running(state_dir)
+    if server is None:
+        raise BatchError(f"the embedded AWS of {state_dir} stopped during the batch run")
+    names = Names.of(settings)
+    data, bucket = names.bucket("data"), names.bucket("capture")
+    hour = started_at.strftime("%Y/%m/%d/%H")
+    sides = {"input": (settings.batch_transform_input_prefix, lambda f: f.source, lambda f: f.relative.as_posix()),
+             "output": (settings.batch_transform_output_prefix, lambda f: f.output,
+                        lambda f: f.relative.as_posix() + ".out")}
+    with local_aws.environment(server):
+        s3 = boto3.client("s3", region_name=settings.region)
+        for side, (prefix, local, key) in sides.items():
+            for done in files:
+                s3.upload_file(str(local(done)), data, prefix + key(done))
+            manifest = [{"prefix": f"s3://{data}/{prefix}"}, *(key(done) for done in files)]
+            s3.put_object(Bucket=bucket, Key=f"{names.batch_capture_prefix}/{side}/{hour}/{uuid.uuid4()}.json",
+                          Body=json.dumps(manifest).encode())
+    return f"s3://{bucket}/{names.batch_capture_prefix}"

@@ -527,6 +527,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def cmd_infra_cost(args: argparse.Namespace) -> int:
+    from mlops.cost import Assumptions, CostError, estimate, render
+    from mlops.plan import plan_stack_file
+
+    overrides = _config_overrides(args.config)
+    path = stack_file(args.stack, args.root)
+    try:
+        settings = load_stack_file(path, overrides)
+        assumptions = Assumptions().with_overrides(_pairs(args.assume, "--assume"))
+        result = estimate(plan_stack_file(path, overrides), settings.region, assumptions)
+    except CostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(result.as_json(), indent=2) if args.json else render(result))
+    return EXIT_OK
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from mlops.batch_local import run_batch
 
@@ -545,6 +562,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
           f"{result.seconds:.1f} s, with {result.model_package_arn} in {_where(result.mode)}")
     for done in result.files:
         print(f"  {done.output}  ({done.records} lines)")
+    print(f"captured in {result.capture_uri} (the embedded AWS)")
     return EXIT_OK
 
 
@@ -597,6 +615,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     plan.set_defaults(func=cmd_infra_plan)
+    cost = infra.add_parser(
+        "cost", help="estimate a stack's monthly cost from its offline plan",
+        description="The stack's offline plan priced with the bundled on-demand price table (mlops/prices.json, "
+        "dated): the endpoint at its minimum capacity around the clock, each schedule's jobs (runs a month from its "
+        "cron x a typical duration), the pipeline's runs, the MLflow server, interface endpoints, keys, alarms, "
+        "storage. Every assumption is printed with what it costs; --assume changes it.",
+    )
+    cost.add_argument("--stack", required=True, help="stack name: prices Pulumi.<stack>.yaml")
+    cost.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    cost.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, as for `infra plan` (e.g. approvedModelPackageArn=...)")
+    cost.add_argument("--assume", action="append", default=[], metavar="NAME=VALUE",
+                      help="change an assumption (e.g. pipeline_runs_per_month=8); repeatable")
+    cost.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    cost.set_defaults(func=cmd_infra_cost)
 
     policy = commands.add_parser("policy", help="the policy pack").add_subparsers(dest="action", required=True)
     policy.add_parser("list", help="print every policy with its level and description").set_defaults(

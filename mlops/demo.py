@@ -9,7 +9,8 @@ Stages (each printed with its timing):
                             are held out (traffic, retrain data, comparison)
  4. approve champion        `registry.approve`: the package becomes the stack's champion
  5. serve champion          `serve_local`: the image's `serve` entrypoint on a free port, data capture on;
-                            `monitor.baseline` fetches the champion's drift baseline
+                            `monitor.baseline` fetches the champion's drift baseline; a Batch Transform
+                            (`mlops batch run --local`) scores 2,000 rows, line for line the endpoint's answers
  6. held-out traffic        requests of 1-20 held-out real rows, each with an inference id; one drift job
                             run (a datapoint: no drift); the requests' labels arrive in Model Monitor's
                             ground-truth format and one quality job run scores them (clears the bar)
@@ -406,6 +407,25 @@ SMALL: dict[str, int] = {"train_rows": 4000, "challenger_rows": 4000, "heldout_r
 """Sizes of a reduced demo (`--small`, tests): the same stages on less data."""
 
 
+def _score_a_batch(settings: StackSettings, run_dir: Path, rows: pd.DataFrame, endpoint: Any, container: str,
+                   say: Callable[[str], None]) -> None:
+    """Batch Transform of the champion (mlops/batch_local.py) on `rows`, checked against the endpoint's answers."""
+    from mlops.batch_local import run_batch
+
+    source = run_dir / "batch" / "input" / "rows.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    body = rows.to_csv(index=False, header=False, lineterminator="\n")
+    source.write_text(body)
+    batch = run_batch(settings, state_dir=run_dir, source=source, output=run_dir / "batch" / "output",
+                      model="champion", container=container)
+    status, online = endpoint.invoke(body.encode(), timeout=120)
+    same = status == 200 and batch.files[0].output.read_bytes().splitlines() == online.splitlines()
+    if not same:
+        raise DemoError(f"the batch scores of {source} differ from the endpoint's (status {status})")
+    say(f"batch transform: {batch.records:,} rows in {batch.mini_batches} mini-batch(es), {batch.seconds:.1f} s -> "
+        f"{batch.files[0].output.name}, line for line the endpoint's answers; captured in {batch.capture_uri}")
+
+
 def run_demo(
     *,
     state_dir: Path,
@@ -569,6 +589,7 @@ def _lifecycle(settings: StackSettings, run_dir: Path, result: DemoResult, progr
         monitored = monitor.baseline(settings, run_dir)
         line(s, f"monitor baseline: v{monitored.version} ({monitored.selected_because}); alarm rule: "
                 f"{monitor.AlarmRule.of(settings).describe()}")
+        _score_a_batch(settings, run_dir, train[features].head(2000), endpoint, container, lambda t: line(s, t))
     capture_root, capture_dir = endpoint.capture_root, endpoint.capture_dir
     if capture_root is None or capture_dir is None:
         raise DemoError("the local endpoint does not capture")

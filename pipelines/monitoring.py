@@ -69,8 +69,9 @@ def _processing_job(settings: StackSettings, *, name: str, step: str, arguments:
 def drift_job_request(
     settings: StackSettings, *, role_arn: str, key_arn: str, execution_id: str = EXECUTION_ID, vpc: Vpc | None = None
 ) -> dict:
-    """Drift of the last `driftWindowHours` of the stack endpoint's capture against the baseline of what it serves
-    now, in the stack's monitoring image; `execution_id` is Scheduler's placeholder, or a local run's id."""
+    """Drift of the last `driftWindowHours` of the stack endpoint's capture (and, with a batch schedule, of the rows its
+    transform jobs scored: pipelines/batch.py) against the baseline of what it serves now, in the stack's monitoring
+    image; `execution_id` is Scheduler's placeholder, or a local run's id."""
     names = Names.of(settings)
     return _processing_job(
         settings,
@@ -78,6 +79,8 @@ def drift_job_request(
         step="drift",
         arguments=[
             "--input", f"s3://{names.bucket('capture')}/{names.capture_prefix}",
+            *(["--batch-capture", f"s3://{names.bucket('capture')}/{names.batch_capture_prefix}"]
+              if settings.batch_transform_schedule else []),
             "--baseline-from-endpoint", "--endpoint", names.endpoint,
             "--hours", str(settings.drift_window_hours),
             "--namespace", names.metrics_namespace,

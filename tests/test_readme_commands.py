@@ -28,6 +28,7 @@ README = REPO_ROOT / "README.md"
 # README command (its words up to the first option or placeholder) -> the test that runs it
 COVERED = {
     "infra plan": "test_infra_and_policy_commands",
+    "infra cost": "tests/mlops/test_cost.py::test_the_command_prints_the_estimate_and_refuses_bad_input",
     "policy list": "test_infra_and_policy_commands",
     "pipeline run": "test_the_local_lifecycle_commands",
     "pipeline runs": "test_the_local_lifecycle_commands",
@@ -44,6 +45,7 @@ COVERED = {
     "release rollback": "test_the_local_lifecycle_commands",
     "release verify": "test_the_local_lifecycle_commands",
     "serve": "test_the_local_lifecycle_commands",
+    "batch run": "tests/local/test_batch_local.py (2,500 rows equal to the endpoint's, bad rows, a header, bad arguments)",
     "monitor baseline": "test_the_local_lifecycle_commands",
     "monitor status": "test_the_local_lifecycle_commands",
     "monitor quality": "test_the_local_lifecycle_commands (labels of the requests `serve --local` answered)",

@@ -8,6 +8,7 @@ self-contained HTML report and, when a namespace is given, CloudWatch metrics.
 Command line (a SageMaker processing job, or locally)::
 
     python -m model_code drift --input DIR|s3://bucket/prefix --baseline baseline.json
+        [--batch-capture DIR|s3://bucket/prefix]           # a Batch Transform job's capture (drift/batch.py)
         [--model model.tar.gz|model.joblib|DIR] [--prediction-baseline prediction_baseline.json]
         [--start 2024-05-01T12:00:00Z] [--end 2024-05-01T13:00:00Z] [--hours N]
         [--output /opt/ml/processing/output/drift]

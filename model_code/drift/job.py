@@ -14,6 +14,7 @@ from typing import Any
 
 from model_code import baseline as bl
 from model_code import env
+from model_code.drift.batch import read_batch_capture
 from model_code.drift.compare import compare
 from model_code.drift.core import (
     DEFAULT_OUTPUT,
@@ -52,6 +53,8 @@ class DriftConfig:
     """The problem folder whose schema to use when neither `schema` nor a model gives one."""
     package_arn: str | None = None
     """The model package the baseline came from (--baseline-from-endpoint); None for a baseline file."""
+    batch_capture: str | None = None
+    """A batch schedule's capture (model_code/drift/batch.py): its scored rows join the endpoint's."""
 
 
 @dataclass
@@ -97,6 +100,9 @@ def run_drift(config: DriftConfig) -> DriftResult:
         raise CaptureError(f"baseline {config.baseline} is for schema {baseline.get('schema')!r}, "
                            f"the model/schema is {schema.name!r}")
     capture = read_capture(config.input, schema, config.window, config.workers)
+    batch = read_batch_capture(config.batch_capture, schema, config.window) if config.batch_capture else None
+    if batch is not None:
+        capture.merge(batch)
     source = baseline.get("source") or {}
     report: dict[str, Any] = {
         "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
@@ -105,7 +111,9 @@ def run_drift(config: DriftConfig) -> DriftResult:
         "window": config.window.to_dict(),
         "input": {"uri": config.input, "files": capture.files, "records": capture.records,
                   "records_outside_window": capture.outside_window, "rows": capture.rows,
-                  "predictions": int(capture.predictions)},
+                  "predictions": int(capture.predictions),
+                  "batch": None if batch is None else {"uri": config.batch_capture, "objects": batch.files,
+                                                       "rows": batch.rows, "predictions": int(batch.predictions)}},
         "baseline": {"path": str(config.baseline), "schema": baseline.get("schema"),
                      "rows": source.get("rows"), "sha256": source.get("sha256"),
                      "package_arn": config.package_arn},
@@ -139,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_code.drift",
                                 description="Compare captured endpoint traffic with the training baseline.")
     p.add_argument("--input", required=True, help="capture folder/file or s3://bucket/prefix")
+    p.add_argument("--batch-capture", default=None,
+                   help="a Batch Transform job's DataCaptureConfig destination (folder or s3://...): the rows its "
+                        "jobs of the window scored count with the endpoint's")
     p.add_argument("--baseline", type=Path, help="baseline.json written by preprocess (or --baseline-from-endpoint)")
     p.add_argument("--baseline-from-endpoint", action="store_true",
                    help="use the baseline and model of the package --endpoint serves now (the scheduled job)")
@@ -230,7 +241,7 @@ def _main(args: argparse.Namespace, served: Path) -> int:
             prediction_baseline=args.prediction_baseline, window=window, thresholds=th,
             namespace=args.namespace or env.MLOPS_DRIFT_METRICS_NAMESPACE.get(),
             endpoint=args.endpoint or env.MLOPS_DRIFT_ENDPOINT_NAME.get(), workers=args.workers,
-            package_arn=package_arn,
+            package_arn=package_arn, batch_capture=args.batch_capture,
         )
     except (UsageError, env.EnvError) as exc:
         print(f"drift: {exc}", file=sys.stderr)

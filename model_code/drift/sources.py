@@ -42,7 +42,7 @@ def list_local(root: Path, window: Window) -> list[Path]:
     return files
 
 
-def _s3_split(uri: str) -> tuple[str, str]:
+def s3_split(uri: str) -> tuple[str, str]:
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     if not bucket:
         raise UsageError(f"{uri!r} is not an s3://bucket/prefix URI")
@@ -57,7 +57,7 @@ def aws_client(service: str) -> Any:
                         region_name=env.AWS_DEFAULT_REGION.get())
 
 
-def _s3_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
+def s3_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield obj["Key"]
@@ -77,16 +77,16 @@ def _s3_hour_roots(client: Any, bucket: str, prefix: str, depth: int = 0) -> lis
 
 def list_s3(uri: str, window: Window, client: Any = None) -> list[str]:
     client = client or aws_client("s3")
-    bucket, prefix = _s3_split(uri)
+    bucket, prefix = s3_split(uri)
     hours = window.hours()
     keys: list[str] = []
     if hours is None:
-        keys = [k for k in _s3_keys(client, bucket, prefix)
+        keys = [k for k in s3_keys(client, bucket, prefix)
                 if k.endswith(".jsonl") and ((h := hour_of(k[len(prefix):])) is None or window.contains_hour(h))]
     else:
         for root in _s3_hour_roots(client, bucket, prefix):
             for h in hours:
-                keys += [k for k in _s3_keys(client, bucket, f"{root}{h:%Y/%m/%d/%H}/") if k.endswith(".jsonl")]
+                keys += [k for k in s3_keys(client, bucket, f"{root}{h:%Y/%m/%d/%H}/") if k.endswith(".jsonl")]
     return [f"s3://{bucket}/{k}" for k in sorted(keys)]
 
 

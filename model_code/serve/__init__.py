@@ -24,6 +24,9 @@ API
       4,300-digit limit is ``bad_json``. ``"nan"`` (CSV or a JSON string) is a ``type`` error: a missing
       value is an empty CSV field or JSON ``null``.
 
+    * ``application/jsonlines``: one row per non-blank line, a list in schema order or an object keyed by
+      feature name (what Batch Transform sends with SplitType Line); row i is the i-th non-blank line.
+
     ``X-Amzn-SageMaker-Inference-Id`` (InvokeEndpoint's InferenceId, 1-64 printable ASCII characters;
     a new UUID when absent) is echoed in the response and kept in the capture record
     (``eventMetadata.inferenceId``), where ground truth joins on it.
@@ -33,12 +36,19 @@ API
     * ``text/csv``: one positive-class probability per line, in request order.
     * ``application/json``: ``{"predictions": [{"score": p, "label": 0|1}, ...]}`` with
       ``label = score >= threshold`` (the threshold stored in the model artifact).
+    * ``application/jsonlines``: the same prediction objects, one per line (Batch Transform's AssembleWith Line
+      then gives one output line per input record).
 
     Validation (the schema embedded in the model; rows are 0-based data rows, header excluded):
     wrong field count, unknown or absent columns, non-numeric values, fractional values of integer
     features, values outside the schema's range, and categories the model never saw are rejected
     with 400 (``MLOPS_SERVE_UNKNOWN_CATEGORIES=score`` scores unknown categories as missing instead,
     like ``LoadedModel.predict_proba``). Missing values are scored (the model handles them).
+``GET /execution-parameters``
+    What Batch Transform asks before its first mini-batch when the job leaves them unset:
+    ``{"MaxConcurrentTransforms": <workers>, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": <limit>}``. In a
+    transform job (``SAGEMAKER_BATCH=true``) the payload limit is the job's ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` and serve
+    captures nothing itself: the job's DataCaptureConfig does.
 ``GET /metrics``
     Prometheus text (``prometheus_client``, multiprocess mode: the sum over live and past workers):
     ``mlops_serve_requests_total{handler,code}``, ``mlops_serve_request_duration_seconds{handler,code}``

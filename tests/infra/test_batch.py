@@ -109,3 +109,18 @@ def test_a_bad_batch_setting_fails_before_any_resource(key: str, value: str, mes
     with pytest.raises(SettingsError, match="mlops-stack:batchTransform") as error:
         plan_stack_file(stack_file("dev"), {f"mlops-stack:{key}": value})
     assert message in str(error.value)
+
+
+def test_the_drift_job_reads_the_batch_capture_only_with_a_batch_schedule(plan: tuple[str, Plan]) -> None:
+    stack, planned = plan
+    names = Names.of(load_stack(stack))
+
+    def drift_arguments(of: Plan) -> list[str]:
+        (schedule,) = [r for r in of.of_type("aws:scheduler/schedule:Schedule") if r.name == "monitoring-drift-schedule"]
+        return json.loads(schedule.inputs["target"]["input"])["AppSpecification"]["ContainerArguments"]
+
+    with_batch = drift_arguments(planned)
+    assert with_batch[with_batch.index("--batch-capture") + 1] == \
+        _request(planned)["DataCaptureConfig"]["DestinationS3Uri"] == \
+        f"s3://{names.bucket('capture')}/{names.batch_capture_prefix}"
+    assert "--batch-capture" not in drift_arguments(plan_stack_file(stack_file(stack), SERVING))

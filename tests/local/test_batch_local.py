@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 
 from mlops.batch_local import MIB, BatchError, mini_batches
+from mlops.local import aws as local_aws
+from mlops.naming import Names
 from mlops.serve_local import serve_local
+from model_code.drift.batch import read_batch_capture
 from problems.adult.synthetic import ADULT, synthesize
 from tests.local.test_serve_local import registry, settings  # noqa: F401 -- the module's registered packages
 
@@ -52,6 +55,13 @@ def test_a_batch_of_2500_rows_scores_as_the_endpoint_row_for_row(registry, setti
     for offline, served in zip(batch, online, strict=True):
         assert offline.shape == served.shape
         np.testing.assert_array_equal(offline, served)
+    # captured as the transform job's DataCaptureConfig does: what the drift job reads beside the endpoint's capture
+    capture_uri = done.stdout.rsplit("captured in ", 1)[1].split()[0]
+    assert capture_uri == f"s3://{Names.of(settings).bucket('capture')}/{Names.of(settings).batch_capture_prefix}"
+    with local_aws.environment(registry.server):
+        captured = read_batch_capture(capture_uri, settings.problem_declaration().schema)
+    assert (captured.rows, captured.files, captured.predictions) == (2500, 2, 2500)
+    np.testing.assert_array_equal(np.sort(captured.score_values()), np.sort(np.concatenate(online)))
 
 
 def test_json_lines_in_and_out(registry, tmp_path: Path):  # noqa: F811
