@@ -80,6 +80,7 @@ def build_platform(settings: StackSettings) -> None:
             served_model_package_arn=settings.approved_model_package_arn,
             grafana_workspace_id=settings.grafana_workspace_id,
             in_vpc=settings.in_vpc,
+            serverless=settings.endpoint_mode == "serverless",
             creates_vpc=settings.vpc_create,
             creates_trail=not settings.existing_trail_arn,
             job_log_groups=settings.sagemaker_job_log_groups,
@@ -139,9 +140,16 @@ def build_platform(settings: StackSettings) -> None:
                 network=network,
                 log_retention_days=settings.log_retention_days,
                 protect=settings.protect_resources,
+                mode=settings.endpoint_mode,
+                serverless_memory_mb=settings.serverless_memory_mb,
+                serverless_max_concurrency=settings.serverless_max_concurrency,
+                async_max_concurrent_invocations=settings.async_max_concurrent_invocations,
+                async_backlog_per_instance=settings.async_backlog_per_instance,
+                data_bucket=names.bucket("data"),
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)
+        pulumi.export("endpointMode", settings.endpoint_mode)
         pulumi.export("endpointConfigName", serving.endpoint_config_name)
         pulumi.export("alarmTopicArn", serving.alarm_topic_arn)
         if settings.grafana_workspace_id:

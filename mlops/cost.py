@@ -44,6 +44,8 @@ class Assumptions:
     pipeline_processing_step_minutes: float = 6.0
     pipeline_training_minutes: float = 15.0
     endpoint_extra_instance_hours: float = 0.0  # scale-out above the minimum capacity, in instance-hours a month
+    serverless_busy_seconds_per_day: float = 200.0  # a serverless endpoint's compute: e.g. 10,000 requests of 20 ms
+    async_instance_hours: float = 60.0  # an async endpoint's instances while requests wait (it idles at zero)
     stored_gb: float = 50.0  # all buckets: data, artifacts (models, reports), capture, logs
     log_ingested_gb: float = 5.0
     s3_data_events_millions: float = 1.0  # the trail's object events on the data and artifacts buckets
@@ -72,6 +74,7 @@ class Line:
     quantity: str
     monthly_usd: float
     assumption: str = ""
+    traffic: bool = False  # billed by the requests served: nothing while the stack is idle
 
 
 @dataclass
@@ -89,8 +92,9 @@ class Estimate:
 
     @property
     def idle_daily_usd(self) -> float:
-        """What the stack costs a day with no traffic and no job running: the lines that bill by the hour."""
-        return sum(line.monthly_usd for line in self.lines if not line.assumption) * 12 / 365
+        """What the stack costs a day with no traffic: everything but what the requests served bill (the schedules
+        still run, the storage stays)."""
+        return sum(line.monthly_usd for line in self.lines if not line.traffic) * 12 / 365
 
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "region": self.region, "prices_as_of": self.prices_as_of,
@@ -205,6 +209,30 @@ def _pipeline_line(plan: Plan, prices: Prices, assume: Assumptions) -> Line | No
                 f"${per_run:.2f} a run", assume.pipeline_runs_per_month * per_run, "pipeline_runs_per_month")
 
 
+def _endpoint_lines(config: dict[str, Any], variant: dict[str, Any], prices: Prices, assume: Assumptions) -> list[Line]:
+    """Realtime: the minimum capacity around the clock (+ assumed scale-out); serverless: the compute its requests
+    use; async: the instance-hours its backlog keeps running (it idles at zero)."""
+    if serverless := variant.get("serverlessConfig"):
+        gb = int(serverless["memorySizeInMb"]) / 1024
+        seconds = assume.serverless_busy_seconds_per_day * 30
+        return [Line("serverless endpoint", f"{seconds:,.0f} s of compute at {gb:g} GB (nothing while idle)",
+                     seconds * gb * prices("sagemaker", "serverless_gb_second"), "serverless_busy_seconds_per_day",
+                     traffic=True)]
+    instance = variant["instanceType"]
+    price = prices("sagemaker", "hosting", instance)
+    if config.get("asyncInferenceConfig"):
+        return [Line("async endpoint", f"{assume.async_instance_hours:g} instance-hours of {instance} while requests "
+                     "wait (zero instances while idle)", assume.async_instance_hours * price, "async_instance_hours",
+                     traffic=True)]
+    count = int(variant["initialInstanceCount"])
+    lines = [Line("endpoint", f"{count} x {instance} around the clock (the minimum capacity)",
+                  count * HOURS_PER_MONTH * price)]
+    if assume.endpoint_extra_instance_hours:
+        lines.append(Line("endpoint scale-out", f"{assume.endpoint_extra_instance_hours:g} instance-hours of {instance}",
+                          assume.endpoint_extra_instance_hours * price, "endpoint_extra_instance_hours", traffic=True))
+    return lines
+
+
 def estimate(plan: Plan, region: str, assume: Assumptions = Assumptions(), prices_path: Path = PRICES) -> Estimate:
     prices = Prices(region, prices_path)
     result = Estimate(plan.stack, region, prices.as_of, assumptions=assume)
@@ -212,13 +240,7 @@ def estimate(plan: Plan, region: str, assume: Assumptions = Assumptions(), price
     hourly = HOURS_PER_MONTH
     for config in _resources(plan, "sagemaker/endpointConfiguration:EndpointConfiguration"):
         for variant in config["productionVariants"]:
-            instance, count = variant["instanceType"], int(variant["initialInstanceCount"])
-            price = prices("sagemaker", "hosting", instance)
-            add(Line("endpoint", f"{count} x {instance} around the clock (the minimum capacity)",
-                     count * hourly * price))
-            if assume.endpoint_extra_instance_hours:
-                add(Line("endpoint scale-out", f"{assume.endpoint_extra_instance_hours:g} instance-hours of {instance}",
-                         assume.endpoint_extra_instance_hours * price, "endpoint_extra_instance_hours"))
+            result.lines.extend(_endpoint_lines(config, variant, prices, assume))
     if not _resources(plan, "sagemaker/endpointConfiguration:EndpointConfiguration"):
         result.notes.append("no endpoint: the plan serves no model (approvedModelPackageArn); plan with a pin "
                             "(-c approvedModelPackageArn=...) to price it")
@@ -260,10 +282,10 @@ def estimate(plan: Plan, region: str, assume: Assumptions = Assumptions(), price
 def render(result: Estimate) -> str:
     width = max(len(line.component) for line in result.lines) if result.lines else 10
     out = [f"Stack {result.stack} ({result.region}): about ${result.monthly_usd:,.2f} a month "
-           f"(${result.monthly_usd * 12 / 365:,.2f} a day; idle ${result.idle_daily_usd:,.2f} a day), on-demand prices "
-           f"of {result.prices_as_of}"]
+           f"(${result.monthly_usd * 12 / 365:,.2f} a day; with no traffic ${result.idle_daily_usd:,.2f} a day), "
+           f"on-demand prices of {result.prices_as_of}"]
     for line in sorted(result.lines, key=lambda item: -item.monthly_usd):
-        tag = f"  [assumes {line.assumption}]" if line.assumption else ""
+        tag = f"  [assumes {line.assumption}{'; traffic' if line.traffic else ''}]" if line.assumption else ""
         out.append(f"  {line.component:<{width}}  ${line.monthly_usd:>9,.2f}  {line.quantity}{tag}")
     out += [f"note: {note}" for note in result.notes]
     assumed = ", ".join(f"{k}={v:g}" for k, v in vars(result.assumptions).items())

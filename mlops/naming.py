@@ -23,6 +23,9 @@ CAPTURE_PREFIX = "datacapture"
 """Where an endpoint's data capture lands in the capture bucket: `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/`."""
 GROUND_TRUTH_PREFIX = "ground-truth"
 """Where labels land in the data bucket: `<prefix>/yyyy/mm/dd/hh/*.jsonl` (Model Monitor's ground-truth format)."""
+ASYNC_PREFIX = "async/"
+"""The data bucket's folder of an async endpoint: callers upload requests under `input/`, answers land under
+`output/`, failures under `failures/`."""
 RAW_PREFIX = "raw/"
 """The data bucket's folder whose new objects start the pipeline (Trigger=new-data)."""
 
@@ -219,6 +222,10 @@ class Names:
     @property
     def alarm_topic(self) -> str:
         return fit(f"{self.prefix}-alarms", "sns")
+
+    def async_topic(self, outcome: str) -> str:
+        """Where an async endpoint announces each answer: `success` or `errors`."""
+        return fit(f"{self.prefix}-async-{outcome}", "sns")
 
     @property
     def trail(self) -> str:

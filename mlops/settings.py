@@ -224,6 +224,29 @@ class StackSettings:
         2, doc="Training jobs of the tuning step at once (at most tuningMaxJobs).", check=between(1, 100)
     )
 
+    endpoint_mode: str = _setting(
+        "realtime",
+        doc="How the endpoint serves: realtime (instances around the clock, autoscaled), serverless (memory and "
+        "concurrency, no instances, no VPC; the container delivers its own capture) or async (requests queued in S3, "
+        "answers in S3 with SNS notifications, scaled to zero instances on the backlog).",
+        check=one_of("realtime", "serverless", "async"),
+    )
+    serverless_memory_mb: int = _setting(
+        2048, doc="Memory of a serverless endpoint (1024 to 6144, in steps of 1024); its vCPUs grow with it.",
+        check=lambda value: None if value in range(1024, 6145, 1024) else f"{value} is not one of 1024, 2048, ..., "
+        "6144",
+    )
+    serverless_max_concurrency: int = _setting(
+        5, doc="Concurrent invocations a serverless endpoint serves before it throttles.", check=between(1, 200)
+    )
+    async_max_concurrent_invocations: int = _setting(
+        4, doc="Requests an async endpoint's instance works on at once (the rest wait in its queue).",
+        check=between(1, 1000),
+    )
+    async_backlog_per_instance: int = _setting(
+        5, doc="Queued requests per instance the async endpoint's autoscaling aims at (ApproximateBacklogSizePer"
+        "Instance); with no backlog it scales to zero instances.", check=between(1, 1000),
+    )
     endpoint_instance_type: str = _setting(
         "ml.m5.large",
         doc="Instance type of the real-time endpoint.",
@@ -487,6 +510,10 @@ class StackSettings:
             )
         problems.extend(self._network_problems())
         problems.extend(self._batch_problems())
+        if self.endpoint_mode == "serverless" and self.in_vpc:
+            problems.append(f"{config_key('endpoint_mode')}: serverless endpoints run in no VPC and without network "
+                            f"isolation, and this stack runs its model in one ({config_key('vpc_create')} or "
+                            f"{config_key('vpc_subnet_ids')}): use realtime or async")
         if self.drift_alarm_datapoints > self.drift_alarm_evaluation_periods:
             problems.append(
                 f"{config_key('drift_alarm_datapoints')}: {self.drift_alarm_datapoints} is above "
@@ -518,11 +545,12 @@ class StackSettings:
     def _batch_problems(self) -> list[str]:
         """The batch folders apart from each other and from the data bucket's folders that start jobs or feed them:
         output under raw/ would retrain on every batch, and a job would read its own output."""
-        from mlops.naming import GROUND_TRUTH_PREFIX, RAW_PREFIX  # naming imports this module: read at call time
+        from mlops.naming import ASYNC_PREFIX, GROUND_TRUTH_PREFIX, RAW_PREFIX  # naming imports this module
 
         taken = {config_key("batch_transform_input_prefix"): self.batch_transform_input_prefix,
                  config_key("batch_transform_output_prefix"): self.batch_transform_output_prefix}
-        reserved = {"the pipeline's trigger folder": RAW_PREFIX, "the ground truth folder": f"{GROUND_TRUTH_PREFIX}/"}
+        reserved = {"the pipeline's trigger folder": RAW_PREFIX, "the ground truth folder": f"{GROUND_TRUTH_PREFIX}/",
+                    "the async endpoint's folder": ASYNC_PREFIX}
         problems = []
         for key, prefix in taken.items():
             for what, folder in [*reserved.items(), *((k, v) for k, v in taken.items() if k < key)]:

@@ -26,6 +26,11 @@ errors are counted and logged, never raised into a request. Counts are exact: a 
 ``written`` once the ``.jsonl`` holding it is renamed into place, else ``failed`` (a failed write
 is cut back to the file's last complete record; a file with none is removed), so no ``.partial``
 file outlives the writer and ``close`` returns False once any record has failed.
+
+Where SageMaker captures nothing (a serverless endpoint), ``s3_uri`` makes the writer deliver each closed file
+itself, to ``<s3_uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<name>.jsonl``, SageMaker's own layout, so the drift and
+quality jobs read it unchanged: a record is then ``written`` once its file is uploaded (and removed here). An upload
+that fails is retried at every later rotation; what is still not uploaded when the writer closes is ``failed``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ class CaptureConfig:
     endpoint: str = "local-endpoint"
     variant: str = "AllTraffic"
     rotate_seconds: float = 60.0
+    s3_uri: str | None = None
+    """s3://bucket/prefix the writer uploads closed files to (MLOPS_CAPTURE_S3_URI); None: they stay local."""
 
 
 def encoding_of(content_type: str) -> str:
@@ -112,6 +119,8 @@ class CaptureWriter:
         self._opened_at = 0.0
         self._hour: tuple[int, int, int, int] | None = None
         self._all_ok = True
+        self._unpublished: list[tuple[Path, int]] = []  # closed files not yet uploaded (s3_uri), with their records
+        self._s3: Any = None
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
@@ -158,6 +167,8 @@ class CaptureWriter:
                 self._write(records)
             if stop:
                 self._close_file()
+                for path, records in self._unpublished:  # what the last attempt could not deliver
+                    self._fail(records, f"capture file {path.name} was not uploaded to {self.config.s3_uri}")
                 return
 
     @staticmethod
@@ -254,4 +265,34 @@ class CaptureWriter:
             self._abandon(f"closing {path}: {type(exc).__name__}: {exc}")
             return
         self._path, self._records, self._size = None, 0, 0
-        self._on_written(records)
+        if self.config.s3_uri is None:
+            self._on_written(records)
+            return
+        self._unpublished.append((path, records))
+        self._publish()
+
+    def _publish(self) -> None:
+        """Upload every closed file not yet delivered, oldest first; keep those that fail for the next rotation."""
+        import boto3
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from model_code import env
+
+        assert self.config.s3_uri is not None
+        bucket, _, prefix = self.config.s3_uri.removeprefix("s3://").partition("/")
+        if self._s3 is None:
+            self._s3 = boto3.client("s3", endpoint_url=env.AWS_ENDPOINT_URL.get(),
+                                    region_name=env.AWS_DEFAULT_REGION.get())
+        left = []
+        for path, records in self._unpublished:
+            key = "/".join(p for p in (prefix.strip("/"), path.relative_to(self.config.directory).as_posix()) if p)
+            try:
+                self._s3.upload_file(str(path), bucket, key)
+            except (Boto3Error, BotoCoreError, ClientError, OSError):  # retried at the next rotation
+                left.append((path, records))
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+            self._on_written(records)
+        self._unpublished = left

@@ -89,6 +89,10 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _not_s3() -> str:
+    raise ValueError("expected s3://bucket/prefix")
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -237,6 +241,11 @@ MLOPS_CAPTURE_DIR: EnvVar[Path | None] = EnvVar(
     "When set, serve writes data-capture records (SageMaker's JSONL format) under "
     "<dir>/<endpoint>/<variant>/yyyy/mm/dd/hh/. Unset: capture is off.",
 )
+MLOPS_CAPTURE_S3_URI: EnvVar[str | None] = EnvVar(
+    "MLOPS_CAPTURE_S3_URI", None, lambda raw: raw if raw.startswith("s3://") and len(raw) > 5 else _not_s3(),
+    "s3://bucket/prefix where serve uploads its closed capture files itself, in SageMaker's layout (a serverless "
+    "endpoint, where SageMaker captures nothing). Unset: they stay under MLOPS_CAPTURE_DIR.",
+)
 MLOPS_CAPTURE_SAMPLING_PERCENTAGE: EnvVar[float] = EnvVar(
     "MLOPS_CAPTURE_SAMPLING_PERCENTAGE", 100.0, _float_within(0.0, 100.0),
     "Share of successful invocations captured, in percent (SageMaker's InitialSamplingPercentage).",
@@ -309,6 +318,7 @@ ALL: tuple[EnvVar, ...] = (
     SAGEMAKER_BATCH_STRATEGY,
     SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
     MLOPS_CAPTURE_DIR,
+    MLOPS_CAPTURE_S3_URI,
     MLOPS_CAPTURE_SAMPLING_PERCENTAGE,
     MLOPS_CAPTURE_ENDPOINT_NAME,
     MLOPS_CAPTURE_VARIANT_NAME,

@@ -50,6 +50,7 @@ class AccessArgs:
     served_model_package_arn: str = ""
     grafana_workspace_id: str = ""  # the deploy role provisions dashboards there (infra/components/grafana.py)
     in_vpc: bool = False  # the jobs and endpoint run in subnets: the execution role attaches them (network.py)
+    serverless: bool = False  # endpointMode serverless: its model is not network-isolated (endpoint_modes.py)
     creates_vpc: bool = False  # the deploy role declares the VPC (infra/components/network.py)
     creates_trail: bool = True  # ... and the stack's trail (infra/components/audit.py)
     job_log_groups: bool = True  # ... and the account's SageMaker job log groups
@@ -177,6 +178,7 @@ class Access(pulumi.ComponentResource):
                 grafana_workspace_id=args.grafana_workspace_id,
                 creates_vpc=args.creates_vpc,
                 in_vpc=args.in_vpc,
+                serverless=args.serverless,
                 creates_trail=args.creates_trail,
                 job_log_groups=args.job_log_groups,
             )

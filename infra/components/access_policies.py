@@ -101,6 +101,9 @@ def execution_policy(arns: Arns, key_arn: str, metrics_namespace: str, extra: tu
             ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
             [key_arn],
         ),
+        # An async endpoint announces its answers with the model's role (endpointMode async).
+        statement("NotifyAsyncAnswers", ["sns:Publish"],
+                  [f"arn:aws:sns:{names.region}:{names.account_id}:{names.prefix}-async-*"]),  # names.async_topic's
         # GetAuthorizationToken is account-wide by design: it has no resource to scope to.
         statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         statement(
@@ -249,13 +252,14 @@ def forwarder_policy(bus_arn: str) -> dict:
 
 
 def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str, in_vpc: bool = False,
-                     transform_jobs: list[str] | None = None) -> dict:
+                     transform_jobs: list[str] | None = None, pin_transform_keys: bool = True) -> dict:
     """The schedules' role: start the monitoring jobs with the execution role and (with a batch schedule) the batch
     transform jobs, their output and volume under the stack key; read their encrypted schedules. A transform job
     takes no role (it runs as the model's), so there is nothing to pass for it."""
     transforms = [
         statement("StartBatchTransforms", ["sagemaker:CreateTransformJob"], transform_jobs,
-                  {"ArnEquals": {"sagemaker:OutputKmsKey": key_arn, "sagemaker:VolumeKmsKey": key_arn}}),
+                  {"ArnEquals": {"sagemaker:OutputKmsKey": key_arn, "sagemaker:VolumeKmsKey": key_arn}}
+                  if pin_transform_keys else None),
     ] if transform_jobs else []
     return document(
         statement("StartMonitoringJobs", ["sagemaker:CreateProcessingJob"], jobs, in_vpc_only(in_vpc)),

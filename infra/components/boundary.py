@@ -125,8 +125,10 @@ def workload_boundary(arns: Arns, key_arn: str, metrics_namespace: str, source_a
     documents = [
         execution_policy(arns, key_arn, metrics_namespace, in_vpc=in_vpc),
         mlflow_policy(arns, key_arn),
+        # The ceiling names the batch jobs; the scheduler's own policy pins their keys (the boundary's room is IAM's
+        # 6,144 characters, and the buckets' default encryption is the stack key either way).
         scheduler_policy([arns.drift_jobs, arns.quality_jobs], names.execution_role_arn, key_arn,
-                         transform_jobs=[arns.batch_jobs]),
+                         transform_jobs=[arns.batch_jobs], pin_transform_keys=False),
         trigger_policy(pipeline),
     ]
     if source_account_id and source_account_id != names.account_id:

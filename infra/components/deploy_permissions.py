@@ -308,6 +308,7 @@ def deploy_policies(
     in_vpc: bool = False,
     creates_trail: bool = True,
     job_log_groups: bool = True,
+    serverless: bool = False,
 ) -> dict:
     """The deploy role's managed policies by purpose (DEPLOY_POLICY_PURPOSES): what `pulumi up`, `release` and the
     pipeline start of this stack need, and explicit Denies on everything that would widen the role or its ceiling."""
@@ -402,7 +403,11 @@ def deploy_policies(
         statement("FollowPromotionComparisons",
                   ["sagemaker:AddTags", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
                   [arns.comparison_jobs]),
-        # The model serves without a network (infra/components/serving.py), and in the stack's subnets in a VPC.
+        # The model serves without a network (infra/components/serving.py), and in the stack's subnets in a VPC;
+        # SageMaker isolates no serverless endpoint, so a serverless stack (never in a VPC: settings) creates its
+        # model unisolated.
+        statement("CreateServerlessModels", ["sagemaker:CreateModel"], arns.sagemaker("model"))
+        if serverless else
         statement("CreateIsolatedModels", ["sagemaker:CreateModel"], arns.sagemaker("model"),
                   {"Bool": {"sagemaker:NetworkIsolation": "true"}, **(in_vpc_only(in_vpc) or {})}),
     ]

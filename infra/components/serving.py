@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.audit import log_group
+from infra.components.endpoint_modes import async_config, async_topics, model_environment, production_variant, scaling
 from infra.components.network import Network
 from infra.panels import PERIOD_S, MonitoringPanels, cloudwatch_dashboard
 from mlops.naming import CAPTURE_PREFIX, VARIANT, Names
@@ -69,6 +70,12 @@ class ServingArgs:
     network: Network | None = None  # the stack's VPC: the model's instances run in it
     log_retention_days: int = 90  # of the endpoint's log group (settings: logRetentionDays)
     protect: bool = False
+    mode: str = "realtime"  # endpointMode: realtime | serverless | async (infra/components/endpoint_modes.py)
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 5
+    async_max_concurrent_invocations: int = 4
+    async_backlog_per_instance: int = 5
+    data_bucket: str = ""  # where an async endpoint's answers land
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
@@ -79,6 +86,9 @@ class ServingArgs:
             self.data_capture_percent,
             self.capture_bucket,
         ]
+        if self.mode != "realtime":  # realtime stacks keep the names they had before the modes
+            decisive += [self.mode, self.serverless_memory_mb, self.serverless_max_concurrency,
+                         self.async_max_concurrent_invocations]
         if self.network is not None:  # a model's VpcConfig cannot change in place: a new network is a new model
             decisive.append(self.network.key)
         return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:8]
@@ -145,43 +155,44 @@ class Serving(pulumi.ComponentResource):
                 f"{name}-alarm-email", topic=topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
             )
 
+        serverless = args.mode == "serverless"  # no VPC, no network isolation, no SageMaker capture there
         model = aws.sagemaker.Model(
             f"{name}-model",
             name=versioned,
             execution_role_arn=args.execution_role_arn,
-            primary_container=aws.sagemaker.ModelPrimaryContainerArgs(model_package_name=args.model_package_arn),
-            enable_network_isolation=True,
+            primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
+                model_package_name=args.model_package_arn,
+                environment=model_environment(args.mode, names, args.capture_bucket, args.data_capture_percent)),
+            enable_network_isolation=not serverless,
             vpc_config=aws.sagemaker.ModelVpcConfigArgs(subnets=args.network.subnet_ids,
                                                         security_group_ids=args.network.security_group_ids)
             if args.network is not None else None,
             tags=args.tags,
             opts=child,
         )
+        capture = aws.sagemaker.EndpointConfigurationDataCaptureConfigArgs(
+            enable_capture=True,
+            initial_sampling_percentage=args.data_capture_percent,
+            destination_s3_uri=f"s3://{args.capture_bucket}/{CAPTURE_PREFIX}",
+            kms_key_id=args.kms_key_arn,
+            capture_options=[
+                aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Input"),
+                aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Output"),
+            ],
+            capture_content_type_header=aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureContentTypeHeaderArgs(
+                csv_content_types=["text/csv"], json_content_types=["application/json"]
+            ),
+        )
+        topics = async_topics(name, names, args.kms_key_arn, args.tags, self) if args.mode == "async" else None
         config = aws.sagemaker.EndpointConfiguration(
             f"{name}-endpoint-config",
             name=versioned,
-            kms_key_arn=args.kms_key_arn,
-            production_variants=[
-                aws.sagemaker.EndpointConfigurationProductionVariantArgs(
-                    variant_name=VARIANT,
-                    model_name=model.name,
-                    instance_type=args.instance_type,
-                    initial_instance_count=args.min_capacity,
-                )
-            ],
-            data_capture_config=aws.sagemaker.EndpointConfigurationDataCaptureConfigArgs(
-                enable_capture=True,
-                initial_sampling_percentage=args.data_capture_percent,
-                destination_s3_uri=f"s3://{args.capture_bucket}/{CAPTURE_PREFIX}",
-                kms_key_id=args.kms_key_arn,
-                capture_options=[
-                    aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Input"),
-                    aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureOptionArgs(capture_mode="Output"),
-                ],
-                capture_content_type_header=aws.sagemaker.EndpointConfigurationDataCaptureConfigCaptureContentTypeHeaderArgs(
-                    csv_content_types=["text/csv"], json_content_types=["application/json"]
-                ),
-            ),
+            kms_key_arn=None if serverless else args.kms_key_arn,  # serverless has no instance storage to encrypt
+            production_variants=[production_variant(args.mode, model.name, args.instance_type, args.min_capacity,
+                                                    args.serverless_memory_mb, args.serverless_max_concurrency)],
+            data_capture_config=None if serverless else capture,
+            async_inference_config=async_config(args.data_bucket, args.kms_key_arn, topics,
+                                                args.async_max_concurrent_invocations) if topics else None,
             tags=args.tags,
             opts=child,
         )
@@ -244,60 +255,10 @@ class Serving(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
         )
 
-        resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
-        target = aws.appautoscaling.Target(
-            f"{name}-scaling-target",
-            service_namespace="sagemaker",
-            resource_id=resource_id,
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=args.min_capacity,
-            max_capacity=args.max_capacity,
-            tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[endpoint]),
-        )
-        scaling = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
-        aws.appautoscaling.Policy(
-            f"{name}-scale-on-invocations",
-            name=names.resource("invocations", "autoscaling-policy"),
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            target_tracking_scaling_policy_configuration=scaling(
-                target_value=float(args.target_invocations),
-                predefined_metric_specification=(
-                    aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type="SageMakerVariantInvocationsPerInstance"
-                    )
-                ),
-                scale_in_cooldown=300,
-                scale_out_cooldown=60,
-            ),
-            opts=child,
-        )
-        autoscaling = aws.appautoscaling
-        metric = autoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs
-        dimension = autoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs
-        aws.appautoscaling.Policy(
-            f"{name}-scale-on-cpu",
-            name=names.resource("cpu", "autoscaling-policy"),
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            target_tracking_scaling_policy_configuration=scaling(
-                target_value=float(args.cpu_target_percent),
-                customized_metric_specification=metric(
-                    metric_name="CPUUtilization",
-                    namespace="/aws/sagemaker/Endpoints",
-                    statistic="Average",
-                    dimensions=[dimension(name=k, value=v) for k, v in dimensions.items()],
-                ),
-                scale_in_cooldown=300,
-                scale_out_cooldown=60,
-            ),
-            opts=child,
-        )
+        scaling(name, args.mode, names, endpoint, min_capacity=args.min_capacity, max_capacity=args.max_capacity,
+                target_invocations=args.target_invocations, cpu_target_percent=args.cpu_target_percent,
+                backlog_per_instance=args.async_backlog_per_instance, tags=args.tags, parent=self)
+
         aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=endpoint_name,

@@ -43,6 +43,7 @@ class ServeConfig:
                 endpoint=env.MLOPS_CAPTURE_ENDPOINT_NAME.get(environ),
                 variant=env.MLOPS_CAPTURE_VARIANT_NAME.get(environ),
                 rotate_seconds=env.MLOPS_CAPTURE_ROTATE_SECONDS.get(environ),
+                s3_uri=env.MLOPS_CAPTURE_S3_URI.get(environ),
             )
         workers = env.SAGEMAKER_MODEL_SERVER_WORKERS.get(environ)
         values: dict[str, Any] = {

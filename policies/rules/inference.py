@@ -1,4 +1,8 @@
-"""Inference beyond the real-time endpoint: scheduled Batch Transform jobs.
+"""Inference beyond the real-time endpoint: scheduled Batch Transform jobs, serverless and async endpoints.
+
+An async endpoint configuration (asyncInferenceConfig) writes its answers and failures to S3 under a customer-managed
+key and announces them on SNS topics. A serverless variant gets no data capture from SageMaker, so its model's
+container delivers its own (MLOPS_CAPTURE_S3_URI, model_code/capture.py), where drift monitoring reads it.
 
 A batch schedule is an EventBridge Scheduler schedule whose target is SageMaker's CreateTransformJob, its request
 (the target's input) written the way `pipelines/batch.py` builds it. Its output and volume are encrypted with one
@@ -12,9 +16,15 @@ import json
 import re
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
-from ._common import dig, inputs, is_blank, is_unknown, show
+from ._common import as_list, dig, inputs, is_blank, is_unknown, plain, show
 
 SCHEDULE = frozenset({"aws:scheduler/schedule:Schedule"})
 CREATE_TRANSFORM_JOB = "arn:aws:scheduler:::aws-sdk:sagemaker:createTransformJob"
@@ -68,7 +78,57 @@ def batch_transform_captured(args: ResourceValidationArgs, report_violation: Rep
                          "scores (s3://<capture bucket>/...), where the drift job reads it", None)
 
 
+ENDPOINT_CONFIG = frozenset({"aws:sagemaker/endpointConfiguration:EndpointConfiguration"})
+MODEL = frozenset({"aws:sagemaker/model:Model"})
+
+
+def async_output_encrypted(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props = inputs(args, ENDPOINT_CONFIG)
+    output = dig(props, "asyncInferenceConfig", "outputConfig") if props is not None else None
+    if output is None or is_unknown(output):
+        return
+    key = dig(output, "kmsKeyId")
+    if not is_unknown(key) and (not isinstance(key, str) or not KEY_ARN.match(key)):
+        report_violation(f"asyncInferenceConfig.outputConfig.kmsKeyId is {show(key)}; an async endpoint's answers "
+                         "are encrypted with the stack's customer-managed key (arn:aws:kms:...:key/<id>)", None)
+    for topic in ("successTopic", "errorTopic"):
+        if is_blank(dig(output, "notificationConfig", topic)):
+            report_violation(f"asyncInferenceConfig.outputConfig.notificationConfig.{topic} is not set: every answer "
+                             "and every failure is announced", None)
+
+
+def serverless_models_capture(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    served: set[Any] = set()
+    for resource in args.resources:
+        if resource.resource_type in ENDPOINT_CONFIG:
+            variants = plain(resource.props).get("productionVariants")
+            if is_unknown(variants):
+                return
+            served |= {dig(v, "modelName") for v in as_list(variants) if dig(v, "serverlessConfig")}
+    for resource in args.resources:
+        props = plain(resource.props) if resource.resource_type in MODEL else None
+        if props is None or props.get("name") not in served:
+            continue
+        uri = dig(props, "primaryContainer", "environment", "MLOPS_CAPTURE_S3_URI")
+        if not is_unknown(uri) and not (isinstance(uri, str) and uri.startswith("s3://")):
+            report_violation(f'model "{props.get("name")}" serves a serverless variant, which SageMaker captures '
+                             f"nothing of, and its container's MLOPS_CAPTURE_S3_URI is {show(uri)}: drift "
+                             "monitoring would see no traffic", resource.urn)
+
+
 POLICIES = [
+    ResourceValidationPolicy(
+        name="async-output-encrypted",
+        description="An async endpoint configuration writes its answers under a customer-managed key "
+        "(outputConfig.kmsKeyId) and announces successes and errors on SNS topics.",
+        validate=async_output_encrypted,
+    ),
+    StackValidationPolicy(
+        name="serverless-models-capture",
+        description="A model a serverless variant serves delivers its own data capture (MLOPS_CAPTURE_S3_URI), since "
+        "SageMaker captures nothing there.",
+        validate=serverless_models_capture,
+    ),
     ResourceValidationPolicy(
         name="batch-transform-encrypted",
         description="A scheduled Batch Transform job (CreateTransformJob target) encrypts its output, volume and "

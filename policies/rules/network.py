@@ -22,7 +22,7 @@ from pulumi_policy import (
 
 from ._common import InvalidDocument, as_list, dig, inputs, is_blank, is_unknown, parse_document, plain
 from .monitoring import CREATE_PROCESSING_JOB, SCHEDULE
-from .sagemaker import PIPELINE, pipeline_steps
+from .sagemaker import ENDPOINT_CONFIG, PIPELINE, pipeline_steps
 
 MODEL = frozenset({"aws:sagemaker/model:Model"})
 SECURITY_GROUP = frozenset({"aws:ec2/securityGroup:SecurityGroup"})
@@ -122,12 +122,32 @@ def no_internet_gateways(args: ResourceValidationArgs, report_violation: ReportV
                          "endpoints only, never the internet", None)
 
 
-def model_network_isolation(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    props = inputs(args, MODEL)
-    if props is not None and not is_unknown(props.get("enableNetworkIsolation")) \
-            and props.get("enableNetworkIsolation") is not True:
-        report_violation("enableNetworkIsolation is not true: the serving container calls nothing (data capture "
-                         "is SageMaker's), so it gets no network", None)
+def _serverless_only_models(args: StackValidationArgs) -> set[str] | None:
+    """Names of the models only serverless variants serve (SageMaker gives those no network isolation); None when
+    a configuration's variants are unknown."""
+    serverless, instance = set(), set()
+    for resource in args.resources:
+        if resource.resource_type not in ENDPOINT_CONFIG:
+            continue
+        variants = plain(resource.props).get("productionVariants")
+        if is_unknown(variants):
+            return None
+        for variant in as_list(variants):
+            (serverless if dig(variant, "serverlessConfig") else instance).add(dig(variant, "modelName"))
+    return serverless - instance
+
+
+def model_network_isolation(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    exempt = _serverless_only_models(args)
+    if exempt is None:
+        return
+    for resource in args.resources:
+        props = plain(resource.props) if resource.resource_type in MODEL else None
+        if props is None or is_unknown(props.get("enableNetworkIsolation")) or props.get("name") in exempt:
+            continue
+        if props.get("enableNetworkIsolation") is not True:
+            report_violation("enableNetworkIsolation is not true: the serving container calls nothing (data capture "
+                             "is SageMaker's), so it gets no network", resource.urn)
 
 
 POLICIES = [
@@ -148,9 +168,10 @@ POLICIES = [
         description="No internet, egress-only or NAT gateway: the stack's VPC reaches AWS through VPC endpoints.",
         validate=no_internet_gateways,
     ),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="sagemaker-model-network-isolation",
-        description="SageMaker models run network-isolated (enableNetworkIsolation true).",
+        description="SageMaker models run network-isolated (enableNetworkIsolation true), except a model only "
+        "serverless variants serve (SageMaker isolates no serverless endpoint).",
         validate=model_network_isolation,
     ),
 ]

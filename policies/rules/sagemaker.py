@@ -57,7 +57,10 @@ def sagemaker_endpoint_explicit_name(args: ResourceValidationArgs, report_violat
 
 def sagemaker_endpoint_config_kms(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     props = inputs(args, ENDPOINT_CONFIG)
-    if props is not None and is_blank(props.get("kmsKeyArn")):
+    if props is None:
+        return
+    variants = realtime_variants(props)  # serverless variants have no instance storage to encrypt
+    if not is_unknown(variants) and variants and is_blank(props.get("kmsKeyArn")):
         report_violation(
             "kmsKeyArn is not set; endpoint storage must be encrypted with a customer-managed KMS key", None
         )
@@ -226,7 +229,8 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="sagemaker-endpoint-config-kms",
-        description="Endpoint configurations encrypt the instance storage with a customer-managed KMS key (kmsKeyArn).",
+        description="Endpoint configurations with an instance variant encrypt the instance storage with a "
+        "customer-managed KMS key (kmsKeyArn); serverless variants have none.",
         validate=sagemaker_endpoint_config_kms,
     ),
     ResourceValidationPolicy(

@@ -490,7 +490,7 @@ PROVIDER_ACTIONS: dict[str, list[Target]] = {
                    "DeleteEndpointConfig"),
         # SageMaker API permissions reference: CreateEndpoint needs kms:CreateGrant when the config has KmsKeyId.
         Target(("kms:CreateGrant",), _key("kmsKeyArn"), "Create/UpdateEndpoint with this config grants on its key",
-               _stack_key_tags),
+               _stack_key_tags, only_with="kmsKeyArn"),  # a serverless configuration has no instance storage key
     ],
     # sagemaker/endpoint.go: CreateEndpoint (DeploymentConfig, Tags), waitEndpointInService; UpdateEndpoint on a
     # new config + waiter; DeleteEndpoint + waiter.

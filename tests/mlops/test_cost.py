@@ -110,3 +110,27 @@ def test_the_command_prints_the_estimate_and_refuses_bad_input() -> None:
     assert gpu.returncode == 2 and "error: no price for sagemaker hosting ml.g5.xlarge" in gpu.stderr, gpu.stderr
     bad = run("--stack", "dev", "--assume", "stored_gb=-1")
     assert bad.returncode == 2 and "stored_gb=-1: must be >= 0" in bad.stderr
+
+
+def test_serverless_and_async_bill_their_traffic_and_nothing_while_idle() -> None:
+    prices = Prices("eu-west-1")
+    for mode, component in (("serverless", "serverless endpoint"), ("async", "async endpoint")):
+        plan = plan_stack_file(stack_file("dev"), {**SERVED, "mlops-stack:endpointMode": mode})
+        result = estimate(plan, "eu-west-1")
+        lines = {line.component: line for line in result.lines}
+        assert "endpoint" not in lines and lines[component].traffic
+        assert result.idle_daily_usd == pytest.approx((result.monthly_usd - lines[component].monthly_usd) * 12 / 365)
+    sls = estimate(plan_stack_file(stack_file("dev"), {**SERVED, "mlops-stack:endpointMode": "serverless",
+                                                        "mlops-stack:serverlessMemoryMb": "4096"}), "eu-west-1")
+    (line,) = [x for x in sls.lines if x.component == "serverless endpoint"]
+    assert line.monthly_usd == pytest.approx(Assumptions().serverless_busy_seconds_per_day * 30 * 4
+                                             * prices("sagemaker", "serverless_gb_second"))
+
+
+def test_a_serverless_dev_stack_idles_under_a_dollar_a_day() -> None:
+    """The README's serverless dev configuration: no MLflow server, drift and quality every three hours."""
+    plan = plan_stack_file(stack_file("dev"), {
+        **SERVED, "mlops-stack:endpointMode": "serverless", "mlops-stack:mlflowEnabled": "false",
+        "mlops-stack:driftSchedule": "cron(0 */3 ? * * *)", "mlops-stack:driftWindowHours": "3",
+        "mlops-stack:qualitySchedule": "cron(15 */3 ? * * *)", "mlops-stack:qualityWindowHours": "3"})
+    assert estimate(plan, "eu-west-1").idle_daily_usd <= 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,3 +120,44 @@ def test_a_final_flush_that_fails_is_reported_by_close(tmp_path: Path) -> None:
     assert writer.close(10) is False
     assert (counts.written, counts.failed) == (0, 10)
     assert not [p for p in (tmp_path / "capture").rglob("*") if p.is_file()]
+
+
+# --- delivering its own files to S3 (a serverless endpoint: SageMaker captures nothing there) ------------------
+def _s3_writer(tmp_path: Path, counts: Counts, uri: str) -> CaptureWriter:
+    config = CaptureConfig(tmp_path / "capture", endpoint="e", variant="v", s3_uri=uri)
+    return CaptureWriter(config, counts.on_written, counts.on_failed, counts.on_dropped)
+
+
+def test_closed_files_are_uploaded_in_sagemakers_layout_and_removed_here(tmp_path: Path, monkeypatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket="cap", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        counts = Counts()
+        writer = _s3_writer(tmp_path, counts, "s3://cap/datacapture")
+        for record in _records(0, 5):
+            writer.offer(*record[:4], inference_id=record[6])
+        assert writer.close(10)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="cap")["Contents"]]
+        assert len(keys) == 1 and re.fullmatch(r"datacapture/e/v/\d{4}/\d\d/\d\d/\d\d/[^/]+\.jsonl", keys[0]), keys
+        lines = s3.get_object(Bucket="cap", Key=keys[0])["Body"].read().decode().splitlines()
+        assert [json.loads(line)["eventMetadata"]["inferenceId"] for line in lines] == [f"id-{i}" for i in range(5)]
+        assert (counts.written, counts.failed) == (5, 0)
+        assert not list((tmp_path / "capture").rglob("*.jsonl*"))
+
+
+def test_an_upload_that_never_succeeds_is_failed_at_close_and_kept_here(tmp_path: Path, monkeypatch) -> None:
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():  # no bucket: every upload fails
+        counts = Counts()
+        writer = _s3_writer(tmp_path, counts, "s3://missing/datacapture")
+        for record in _records(0, 3):
+            writer.offer(*record[:4])
+        assert writer.close(10) is False
+    assert (counts.written, counts.failed) == (0, 3) and "was not uploaded to s3://missing" in counts.reasons[0]
+    assert len(_published(tmp_path)) == 3  # the records are still on disk: nothing lost silently

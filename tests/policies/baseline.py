@@ -384,6 +384,10 @@ def _resources() -> list[dict]:
                     "kmsKeyId": KEY_ARN,
                     "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
                 },
+                "asyncInferenceConfig": {"outputConfig": {
+                    "s3OutputPath": "s3://data/async/output/", "kmsKeyId": KEY_ARN,
+                    "notificationConfig": {"successTopic": f"{TOPIC_ARN}-async-success",
+                                           "errorTopic": f"{TOPIC_ARN}-async-errors"}}},
                 "tags": dict(TAGS),
             },
         },

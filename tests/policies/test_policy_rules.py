@@ -1323,6 +1323,70 @@ CASES += [
 ]
 
 
+SERVERLESS_CONFIG = {"name": "mlops-stack-prod-sls", "tags": {"project": "mlops-stack", "environment": "prod",
+                                                              "owner": "platform-team"},
+                     "productionVariants": [{"variantName": "primary", "modelName": "mlops-stack-prod-sls",
+                                             "serverlessConfig": {"memorySizeInMb": 2048, "maxConcurrency": 5}}]}
+
+
+def serverless_model(environment: dict[str, str]) -> dict[str, Any]:
+    from tests.policies.baseline import TAGS
+
+    return {"name": "mlops-stack-prod-sls", "executionRoleArn": ROLE_ARN, "tags": dict(TAGS),
+            "primaryContainer": {"modelPackageName": "p", "environment": environment},
+            "enableNetworkIsolation": False, "vpcConfig": {"subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]}}
+
+
+def with_serverless(environment: dict[str, str], instance_too: bool = False) -> Mutation:
+    def mutate(resources: list[dict]) -> None:
+        config = json.loads(json.dumps(SERVERLESS_CONFIG))
+        if instance_too:  # the same model also behind an instance variant: it must be isolated there
+            config["productionVariants"].append({"variantName": "b", "modelName": "mlops-stack-prod-sls",
+                                                 "instanceType": "ml.m5.large", "initialInstanceCount": 1,
+                                                 "serverlessConfig": None})
+            config.update(kmsKeyArn=KEY_ARN, dataCaptureConfig={"enableCapture": True, "kmsKeyId": KEY_ARN})
+        add("aws:sagemaker/endpointConfiguration:EndpointConfiguration", "sls-config", config)(resources)
+        add("aws:sagemaker/model:Model", "sls-model", serverless_model(environment))(resources)
+    return mutate
+
+
+CASES += [
+    # --- inference: async and serverless ---
+    Case(
+        "async-output-aws-managed-key",
+        put("endpoint-config", "asyncInferenceConfig.outputConfig.kmsKeyId", "alias/aws/s3"),
+        one("async-output-encrypted", "endpoint-config",
+            'asyncInferenceConfig.outputConfig.kmsKeyId is "alias/aws/s3"; an async endpoint\'s answers are encrypted '
+            "with the stack's customer-managed key (arn:aws:kms:...:key/<id>)"),
+    ),
+    Case(
+        "async-errors-unannounced",
+        put("endpoint-config", "asyncInferenceConfig.outputConfig.notificationConfig.errorTopic", DELETE),
+        one("async-output-encrypted", "endpoint-config", "asyncInferenceConfig.outputConfig.notificationConfig."
+            "errorTopic is not set: every answer and every failure is announced"),
+    ),
+    Case(
+        "serverless-model-without-capture",
+        with_serverless({}),
+        one("serverless-models-capture", "sls-model",
+            'model "mlops-stack-prod-sls" serves a serverless variant, which SageMaker captures nothing of, and its '
+            "container's MLOPS_CAPTURE_S3_URI is null: drift monitoring would see no traffic"),
+    ),
+    Case(
+        "model-behind-an-instance-variant-too-not-isolated",
+        with_serverless({"MLOPS_CAPTURE_S3_URI": "s3://capture/datacapture"}, instance_too=True),
+        one("sagemaker-model-network-isolation", "sls-model", "enableNetworkIsolation is not true: the serving "
+            "container calls nothing (data capture is SageMaker's), so it gets no network"),
+    ),
+]
+
+
+def test_a_serverless_model_that_captures_itself_needs_no_isolation_and_no_instance_storage_key() -> None:
+    resources = baseline()
+    with_serverless({"MLOPS_CAPTURE_S3_URI": "s3://capture/datacapture"})(resources)
+    assert evaluate(resources) == []
+
+
 def _half_size_policy() -> str:
     """An inline policy of about 7,000 characters (whitespace not counted): one fits a role, two do not."""
     doc = json.loads(_find(baseline(), "sagemaker-policy")["inputs"]["policy"])
