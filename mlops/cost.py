@@ -209,7 +209,8 @@ def _pipeline_line(plan: Plan, prices: Prices, assume: Assumptions) -> Line | No
                 f"${per_run:.2f} a run", assume.pipeline_runs_per_month * per_run, "pipeline_runs_per_month")
 
 
-def _endpoint_lines(config: dict[str, Any], variant: dict[str, Any], prices: Prices, assume: Assumptions) -> list[Line]:
+def _endpoint_lines(config: dict[str, Any], variant: dict[str, Any], prices: Prices,
+                    assume: Assumptions) -> list[Line]:
     """Realtime: the minimum capacity around the clock (+ assumed scale-out); serverless: the compute its requests
     use; async: the instance-hours its backlog keeps running (it idles at zero)."""
     if serverless := variant.get("serverlessConfig"):
@@ -227,9 +228,9 @@ def _endpoint_lines(config: dict[str, Any], variant: dict[str, Any], prices: Pri
     count = int(variant["initialInstanceCount"])
     lines = [Line("endpoint", f"{count} x {instance} around the clock (the minimum capacity)",
                   count * HOURS_PER_MONTH * price)]
-    if assume.endpoint_extra_instance_hours:
-        lines.append(Line("endpoint scale-out", f"{assume.endpoint_extra_instance_hours:g} instance-hours of {instance}",
-                          assume.endpoint_extra_instance_hours * price, "endpoint_extra_instance_hours", traffic=True))
+    if extra := assume.endpoint_extra_instance_hours:
+        lines.append(Line("endpoint scale-out", f"{extra:g} instance-hours of {instance}", extra * price,
+                          "endpoint_extra_instance_hours", traffic=True))
     return lines
 
 
