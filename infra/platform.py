@@ -242,8 +242,12 @@ def _batch_schedule(settings: StackSettings, names: Names, serving: Serving | No
     if not settings.batch_transform_schedule:
         pulumi.export("batchTransformSchedule", "")
         return
-    if serving is None or monitoring is None or monitoring.scheduler_role_arn is None:
+    if serving is None:
         pulumi.export("batchTransformSchedule", "not declared: the stack serves no model yet (approvedModelPackageArn)")
+        return
+    if monitoring is None or monitoring.scheduler_role_arn is None:
+        pulumi.export("batchTransformSchedule", "not declared: the stack has no image for its scheduled jobs "
+                                                "(approvedModelImageUri or imageTag)")
         return
     batch = Batch("batch", BatchArgs(settings=settings, names=names, model_name=serving.model_name,
                                      scheduler_role_arn=monitoring.scheduler_role_arn, kms_key_arn=key_arn,

@@ -26,7 +26,7 @@ from mlops.plan import Plan
 
 PRICES = Path(__file__).with_name("prices.json")
 HOURS_PER_MONTH = 730  # AWS's own monthly figure (8,760 / 12)
-_MONTH_START = datetime(2026, 1, 1, tzinfo=UTC)  # a 31-day month: a cron's runs are counted over 30 days of it
+_YEAR = 2026  # a schedule's runs are counted over this year and divided by 12: every day of a month counts
 
 
 class CostError(ValueError):
@@ -105,11 +105,12 @@ class Estimate:
 
 
 def runs_per_month(expression: str) -> float:
-    """Runs in 30 days of an EventBridge schedule: `cron(m h dom mon dow year)` or `rate(N unit)`."""
+    """Runs in an average month (a year's runs / 12) of an EventBridge schedule: `cron(m h dom mon dow year)` or
+    `rate(N unit)`."""
     rate = re.fullmatch(r"rate\((\d+) (minutes?|hours?|days?)\)", expression.strip())
     if rate:
         minutes = int(rate[1]) * {"m": 1, "h": 60, "d": 1440}[rate[2][0]]
-        return 30 * 1440 / minutes
+        return HOURS_PER_MONTH * 60 / minutes
     match = re.fullmatch(r"cron\((.+)\)", expression.strip())
     if not match or len(parts := match[1].split()) != 6:
         raise CostError(f"schedule {expression!r} is neither cron(6 fields) nor rate(N unit)")
@@ -117,16 +118,17 @@ def runs_per_month(expression: str) -> float:
     # AWS numbers days of the week 1-7 from Sunday, cron 0-6; `?` is cron's `*`. Steps and `#n` keep their numbers.
     dow = re.sub(r"(?<![#/\d])([1-7])(?!\d)", lambda m: str(int(m[1]) - 1), dow)
     standard = " ".join("*" if f == "?" else f for f in (minute, hour, dom, month, dow))
+    start, end = datetime(_YEAR, 1, 1, tzinfo=UTC), datetime(_YEAR + 1, 1, 1, tzinfo=UTC)
     try:
-        runs = CronSim(standard, _MONTH_START - timedelta(seconds=1))
+        runs = CronSim(standard, start - timedelta(seconds=1))
     except CronSimError as error:
         raise CostError(f"schedule {expression!r}: {error}") from None
-    end, count = _MONTH_START + timedelta(days=30), 0
+    count = 0
     for when in runs:
         if when >= end:
             break
         count += 1
-    return float(count)
+    return count / 12
 
 
 class Prices:
@@ -173,7 +175,7 @@ def _job_lines(plan: Plan, prices: Prices, assume: Assumptions) -> list[Line]:
             what = f"{what} job"
         count, instance = int(resources["InstanceCount"]), resources["InstanceType"]
         cost = runs * minutes / 60 * count * prices("sagemaker", kind, instance)
-        quantity = f"{runs:g} runs x {minutes:g} min x {count} {instance} ({schedule['scheduleExpression']})"
+        quantity = f"{runs:.0f} runs x {minutes:g} min x {count} {instance} ({schedule['scheduleExpression']})"
         lines.append(Line(what, quantity, cost, assumed))
     return lines
 
@@ -199,7 +201,8 @@ def _pipeline_line(plan: Plan, prices: Prices, assume: Assumptions) -> Line | No
         elif kind in ("Training", "Tuning"):
             definition = arguments.get("TrainingJobDefinition", arguments)
             cluster, price_kind, minutes = definition["ResourceConfig"], "training", assume.pipeline_training_minutes
-            jobs = int(value(arguments.get("ResourceLimits", {}).get("MaxNumberOfTrainingJobs", 1)))
+            limits = arguments.get("HyperParameterTuningJobConfig", {}).get("ResourceLimits", {})
+            jobs = int(value(limits.get("MaxNumberOfTrainingJobs", 1)))
         else:
             continue
         instance, count = str(value(cluster["InstanceType"])), int(value(cluster["InstanceCount"]))

@@ -30,7 +30,8 @@ file outlives the writer and ``close`` returns False once any record has failed.
 Where SageMaker captures nothing (a serverless endpoint), ``s3_uri`` makes the writer deliver each closed file
 itself, to ``<s3_uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<name>.jsonl``, SageMaker's own layout, so the drift and
 quality jobs read it unchanged: a record is then ``written`` once its file is uploaded (and removed here). An upload
-that fails is retried at every later rotation; what is still not uploaded when the writer closes is ``failed``.
+that fails is retried at every later rotation and while idle; what is still not uploaded when the writer closes
+(after a last attempt) is ``failed``.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class CaptureWriter:
                 item = self._queue.get(timeout=min(1.0, self.config.rotate_seconds))
             except queue.Empty:
                 self._rotate_if_due(datetime.now(UTC))
+                if self._unpublished:  # an upload that failed is retried while idle too
+                    self._publish()
                 continue
             batch = [item]
             while len(batch) < 1000:  # drain what is already queued: one write per batch
@@ -167,6 +170,8 @@ class CaptureWriter:
                 self._write(records)
             if stop:
                 self._close_file()
+                if self._unpublished:
+                    self._publish()  # the last attempt
                 for path, records in self._unpublished:  # what the last attempt could not deliver
                     self._fail(records, f"capture file {path.name} was not uploaded to {self.config.s3_uri}")
                 return
@@ -275,6 +280,7 @@ class CaptureWriter:
         """Upload every closed file not yet delivered, oldest first; keep those that fail for the next rotation."""
         import boto3
         from boto3.exceptions import Boto3Error
+        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
         from model_code import env
@@ -282,8 +288,11 @@ class CaptureWriter:
         assert self.config.s3_uri is not None
         bucket, _, prefix = self.config.s3_uri.removeprefix("s3://").partition("/")
         if self._s3 is None:
+            # bounded: an upload must not outlast serve's shutdown timeout, which would leave its records uncounted
             self._s3 = boto3.client("s3", endpoint_url=env.AWS_ENDPOINT_URL.get(),
-                                    region_name=env.AWS_DEFAULT_REGION.get())
+                                    region_name=env.AWS_DEFAULT_REGION.get(),
+                                    config=Config(connect_timeout=5, read_timeout=10,
+                                                  retries={"max_attempts": 2, "mode": "standard"}))
         left = []
         for path, records in self._unpublished:
             key = "/".join(p for p in (prefix.strip("/"), path.relative_to(self.config.directory).as_posix()) if p)

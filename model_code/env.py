@@ -225,11 +225,6 @@ SAGEMAKER_BATCH_STRATEGY: EnvVar[str | None] = EnvVar(
     "Set by Batch Transform from the job's BatchStrategy (SINGLE_RECORD or MULTI_RECORD). serve scores both: a "
     "request holds one record per line either way.",
 )
-SAGEMAKER_MAX_CONCURRENT_TRANSFORMS: EnvVar[int | None] = EnvVar(
-    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", None, _int_at_least(0),
-    "Set by Batch Transform from the job's MaxConcurrentTransforms: the /invocations requests it keeps open at "
-    "once. Unset, it asks GET /execution-parameters, which answers the worker count.",
-)
 PROMETHEUS_MULTIPROC_DIR: EnvVar[Path | None] = EnvVar(
     "PROMETHEUS_MULTIPROC_DIR", None, _path,
     "Read by prometheus_client: the folder of its multiprocess mode's metric files. serve sets it to a new "
@@ -316,7 +311,6 @@ ALL: tuple[EnvVar, ...] = (
     SAGEMAKER_BATCH,
     SAGEMAKER_MAX_PAYLOAD_IN_MB,
     SAGEMAKER_BATCH_STRATEGY,
-    SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
     MLOPS_CAPTURE_DIR,
     MLOPS_CAPTURE_S3_URI,
     MLOPS_CAPTURE_SAMPLING_PERCENTAGE,

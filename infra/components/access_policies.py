@@ -252,13 +252,15 @@ def forwarder_policy(bus_arn: str) -> dict:
 
 
 def scheduler_policy(jobs: list[str], execution_role_arn: str, key_arn: str, in_vpc: bool = False,
-                     transform_jobs: list[str] | None = None, pin_transform_keys: bool = True) -> dict:
+                     transform_jobs: list[str] | None = None, transform_models: list[str] | None = None,
+                     pin_transform_keys: bool = True) -> dict:
     """The schedules' role: start the monitoring jobs with the execution role and (with a batch schedule) the batch
     transform jobs, their output and volume under the stack key; read their encrypted schedules. A transform job
     takes no role (it runs as the model's), so there is nothing to pass for it."""
     transforms = [
         statement("StartBatchTransforms", ["sagemaker:CreateTransformJob"], transform_jobs,
-                  {"ArnEquals": {"sagemaker:OutputKmsKey": key_arn, "sagemaker:VolumeKmsKey": key_arn}}
+                  {"ArnEquals": {"sagemaker:OutputKmsKey": key_arn, "sagemaker:VolumeKmsKey": key_arn},
+                   "ArnLike": {"sagemaker:ModelArn": transform_models}}  # the stack's own models only
                   if pin_transform_keys else None),
     ] if transform_jobs else []
     return document(

@@ -334,7 +334,8 @@ class Monitoring(pulumi.ComponentResource):
             role=scheduler_role.name,
             policy=pulumi.Output.all(args.execution_role_arn, args.kms_key_arn).apply(
                 lambda values: json.dumps(scheduler_policy(jobs, values[0], values[1], settings.in_vpc,
-                                                           transform_jobs=transforms))
+                                                           transform_jobs=transforms,
+                                                           transform_models=Arns(names).sagemaker("model")))
             ),
             opts=child,
         )

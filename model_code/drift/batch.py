@@ -6,7 +6,8 @@ ManifestFile JSON array ``[{"prefix": P}, "relative/key", ...]`` naming the obje
 relative key: P is the object itself). That is the layout AWS's developer guide and its Model Monitor batch examples
 show. The input objects give the feature rows (one record per non-blank line, CSV in the schema's order or JSON
 Lines); an input's output is the object named ``<input name>.out`` (one prediction per line, in input order). An
-input whose output is missing (its file failed) gives its rows without predictions.
+input whose output is missing (its file failed) gives its rows without predictions. Each job of the window counts
+what it scored: objects two jobs scored count twice, as they were scored twice.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model_code.drift.capture import jsonlines_as_list, text_lines
 from model_code.drift.core import Block, CaptureData, CaptureError, Window
 from model_code.drift.payloads import parse_block
 from model_code.drift.sources import aws_client, hour_of, s3_keys, s3_split
@@ -49,8 +51,9 @@ def _in_window(relative: str, window: Window) -> bool:
     return hour is not None and window.contains_hour(hour)
 
 
-def _objects(manifest: str) -> list[str]:
-    """The object URIs a ManifestFile array names."""
+def _objects(manifest: str) -> list[tuple[str, str]]:
+    """(object URI, its name relative to the manifest's prefix) of every object a ManifestFile array names; an empty
+    relative key names the prefix itself, known by its file name."""
     try:
         doc: Any = json.loads(_read(manifest))
         prefix = doc[0]["prefix"]
@@ -60,31 +63,32 @@ def _objects(manifest: str) -> list[str]:
     except (ValueError, TypeError, KeyError, IndexError):
         raise CaptureError(f'{manifest}: not a batch capture manifest ([{{"prefix": "s3://..."}}, "key", ...])') \
             from None
-    return [prefix + relative for relative in relatives]
+    return [(prefix + relative, relative or prefix.rstrip("/").rsplit("/", 1)[-1]) for relative in relatives]
 
 
-def _lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
+def _lines(uri: str) -> list[str]:
+    return text_lines(_read(uri).decode("utf-8", "replace"))
 
 
 def _payload(lines: list[str]) -> tuple[str, str]:
     """(kind, text) of a chunk of records: JSON Lines as one JSON list, else CSV."""
     if lines and lines[0].lstrip()[:1] in ("[", "{"):
-        return "json", "[" + ",".join(lines) + "]"
+        return "json", jsonlines_as_list(lines)
     return "csv", "\n".join(lines)
 
 
 def read_batch_capture(uri: str, schema: Schema, window: Window = Window()) -> CaptureData:
     """Every input object the window's batch jobs scored, with its predictions where its output exists."""
     acc = CaptureData(schema)
-    outputs = {obj.rsplit("/", 1)[-1]: obj for manifest in _manifests(uri, "output", window)
-               for obj in _objects(manifest)}
+    # an output is `<input's relative key>.out` under the output prefix: paired by that relative key, which two inputs
+    # of one job never share (their file names may)
+    outputs = {relative: obj for manifest in _manifests(uri, "output", window) for obj, relative in _objects(manifest)}
     for manifest in _manifests(uri, "input", window):
-        for obj in _objects(manifest):
+        for obj, relative in _objects(manifest):
             acc.files += 1
-            rows = _lines(_read(obj).decode("utf-8", "replace"))
-            scored = outputs.get(f"{obj.rstrip('/').rsplit('/', 1)[-1]}.out")
-            predictions = _lines(_read(scored).decode("utf-8", "replace")) if scored else None
+            rows = _lines(obj)
+            scored = outputs.get(f"{relative}.out")
+            predictions = _lines(scored) if scored else None
             if predictions is not None and len(predictions) != len(rows):
                 raise CaptureError(f"{obj}: {len(rows)} records but {len(predictions)} lines in {scored}")
             for at in range(0, len(rows), CHUNK_LINES):

@@ -15,6 +15,17 @@ from model_code.drift.payloads import parse_block
 from model_code.schema import Schema
 
 
+def text_lines(text: str) -> list[str]:
+    """The non-blank lines of a text, split on newlines only (str.splitlines also splits on U+2028, form feeds and
+    other separators a JSON string or a CSV field may hold)."""
+    return [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+
+
+def jsonlines_as_list(lines: list[str]) -> str:
+    """JSON Lines (one row or prediction per line) as one JSON list, which the payload parsers read."""
+    return "[" + ",".join(lines) + "]"
+
+
 def decode_payload(obj: Any, side: str, source: str, line: int) -> tuple[str, str]:
     if not isinstance(obj, dict):
         raise CaptureError(f"{source} line {line}: captureData.{side} is missing or not an object")
@@ -31,8 +42,8 @@ def decode_payload(obj: Any, side: str, source: str, line: int) -> tuple[str, st
         encoding = "JSON" if ctype.endswith(("json", "jsonlines")) else "CSV" if ctype.endswith("csv") else ""
     if encoding == "CSV":
         return "csv", data
-    if encoding == "JSON" and ctype.endswith("jsonlines"):  # one JSON row or prediction per line: a JSON list
-        return "json", "[" + ",".join(row for row in data.splitlines() if row.strip()) + "]"
+    if encoding == "JSON" and ctype.endswith("jsonlines"):
+        return "json", jsonlines_as_list(text_lines(data))
     if encoding == "JSON":
         return "json", data
     raise CaptureError(f"{source} line {line}: captureData.{side}: cannot read encoding "

@@ -197,10 +197,17 @@ def parse_json(body: bytes, schema: Schema) -> Batch:
 def parse_jsonlines(body: bytes, schema: Schema) -> Batch:
     """One row per non-blank line (a list in schema order or an object keyed by feature); row i is the i-th
     non-blank line."""
-    lines = [line for line in _decode(body).splitlines() if line.strip()]
+    # newlines only: str.splitlines would also split on U+2028 and other separators a JSON string may hold
+    lines = [line for line in _decode(body).split("\n") if line.strip()]
     if not lines:
         raise RequestError(400, "empty_body", "request body holds no JSON Lines rows")
-    return _instances_batch([_load_json(line, f"row {i} ") for i, line in enumerate(lines)], schema)
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(_load_json(line, f"row {i} "))
+        except RequestError as exc:  # the row, so a caller (a batch job) can name its own line
+            raise RequestError(400, exc.code, exc.message, [_field_error(exc.code, "*", [i], exc.message)]) from None
+    return _instances_batch(rows, schema)
 
 
 def _instances_batch(instances: list[Any], schema: Schema) -> Batch:

@@ -24,7 +24,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from ._common import as_list, dig, inputs, is_blank, is_unknown, plain, show
+from ._common import dig, inputs, is_blank, is_unknown, plain, show
+from .sagemaker import ENDPOINT_CONFIG, models_by_variant_kind
 
 SCHEDULE = frozenset({"aws:scheduler/schedule:Schedule"})
 CREATE_TRANSFORM_JOB = "arn:aws:scheduler:::aws-sdk:sagemaker:createTransformJob"
@@ -78,7 +79,6 @@ def batch_transform_captured(args: ResourceValidationArgs, report_violation: Rep
                          "scores (s3://<capture bucket>/...), where the drift job reads it", None)
 
 
-ENDPOINT_CONFIG = frozenset({"aws:sagemaker/endpointConfiguration:EndpointConfiguration"})
 MODEL = frozenset({"aws:sagemaker/model:Model"})
 
 
@@ -98,13 +98,10 @@ def async_output_encrypted(args: ResourceValidationArgs, report_violation: Repor
 
 
 def serverless_models_capture(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    served: set[Any] = set()
-    for resource in args.resources:
-        if resource.resource_type in ENDPOINT_CONFIG:
-            variants = plain(resource.props).get("productionVariants")
-            if is_unknown(variants):
-                return
-            served |= {dig(v, "modelName") for v in as_list(variants) if dig(v, "serverlessConfig")}
+    kinds = models_by_variant_kind(args.resources)
+    if kinds is None:
+        return
+    served = kinds[0]
     for resource in args.resources:
         props = plain(resource.props) if resource.resource_type in MODEL else None
         if props is None or props.get("name") not in served:

@@ -22,7 +22,7 @@ from pulumi_policy import (
 
 from ._common import InvalidDocument, as_list, dig, inputs, is_blank, is_unknown, parse_document, plain
 from .monitoring import CREATE_PROCESSING_JOB, SCHEDULE
-from .sagemaker import ENDPOINT_CONFIG, PIPELINE, pipeline_steps
+from .sagemaker import PIPELINE, models_by_variant_kind, pipeline_steps
 
 MODEL = frozenset({"aws:sagemaker/model:Model"})
 SECURITY_GROUP = frozenset({"aws:ec2/securityGroup:SecurityGroup"})
@@ -122,28 +122,15 @@ def no_internet_gateways(args: ResourceValidationArgs, report_violation: ReportV
                          "endpoints only, never the internet", None)
 
 
-def _serverless_only_models(args: StackValidationArgs) -> set[str] | None:
-    """Names of the models only serverless variants serve (SageMaker gives those no network isolation); None when
-    a configuration's variants are unknown."""
-    serverless, instance = set(), set()
-    for resource in args.resources:
-        if resource.resource_type not in ENDPOINT_CONFIG:
-            continue
-        variants = plain(resource.props).get("productionVariants")
-        if is_unknown(variants):
-            return None
-        for variant in as_list(variants):
-            (serverless if dig(variant, "serverlessConfig") else instance).add(dig(variant, "modelName"))
-    return serverless - instance
-
-
 def model_network_isolation(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    exempt = _serverless_only_models(args)
-    if exempt is None:
+    served = models_by_variant_kind(args.resources)
+    if served is None:
         return
+    exempt = served[0] - served[1]  # SageMaker isolates no serverless endpoint
     for resource in args.resources:
         props = plain(resource.props) if resource.resource_type in MODEL else None
-        if props is None or is_unknown(props.get("enableNetworkIsolation")) or props.get("name") in exempt:
+        if props is None or is_unknown(props.get("enableNetworkIsolation")) or is_unknown(props.get("name")) \
+                or props.get("name") in exempt:
             continue
         if props.get("enableNetworkIsolation") is not True:
             report_violation("enableNetworkIsolation is not true: the serving container calls nothing (data capture "

@@ -7,7 +7,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from ._common import InvalidDocument, as_list, dig, inputs, is_blank, is_unknown, parse_document, show
+from ._common import InvalidDocument, as_list, dig, inputs, is_blank, is_unknown, parse_document, plain, show
 
 ENDPOINT_CONFIG = frozenset({"aws:sagemaker/endpointConfiguration:EndpointConfiguration"})
 ENDPOINT = frozenset({"aws:sagemaker/endpoint:Endpoint"})
@@ -43,6 +43,25 @@ def realtime_variants(config_props: dict[str, Any]) -> Any:
     if is_unknown(variants):
         return variants
     return [v for v in as_list(variants) if is_blank(dig(v, "serverlessConfig"))]
+
+
+def models_by_variant_kind(resources: Any) -> tuple[set[str], set[str]] | None:
+    """(models serverless variants serve, models instance variants serve) over the stack's endpoint configurations;
+    None while a variant, its model name or its kind is unknown (preview)."""
+    serverless: set[str] = set()
+    instance: set[str] = set()
+    for resource in resources:
+        if resource.resource_type not in ENDPOINT_CONFIG:
+            continue
+        variants = plain(resource.props).get("productionVariants")
+        if is_unknown(variants):
+            return None
+        for variant in as_list(variants):
+            model, kind = dig(variant, "modelName"), dig(variant, "serverlessConfig")
+            if is_unknown(model) or is_unknown(kind):
+                return None
+            (serverless if kind else instance).add(model)
+    return serverless, instance
 
 
 def sagemaker_endpoint_explicit_name(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

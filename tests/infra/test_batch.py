@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlops.naming import Names
+from mlops.naming import Arns, Names
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import load_stack, stack_file
 from policies.offline import evaluate
@@ -64,7 +64,8 @@ def test_the_scheduler_may_create_only_the_stacks_batch_jobs_under_its_key(plan:
     assert grant["Resource"] == [f"arn:aws:sagemaker:{names.region}:{names.account_id}:transform-job/"
                                  f"{names.batch_job_prefix}-*"]
     key = planned.outputs["kmsKeyArn"]
-    assert grant["Condition"] == {"ArnEquals": {"sagemaker:OutputKmsKey": key, "sagemaker:VolumeKmsKey": key}}
+    assert grant["Condition"] == {"ArnEquals": {"sagemaker:OutputKmsKey": key, "sagemaker:VolumeKmsKey": key},
+                                  "ArnLike": {"sagemaker:ModelArn": Arns(names).sagemaker("model")}}
 
 
 def test_a_failed_job_notifies_the_alarm_topic(plan: tuple[str, Plan]) -> None:

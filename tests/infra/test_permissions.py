@@ -204,8 +204,8 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(scheduler, "kms:Decrypt", key, "Scheduler decrypts the schedule encrypted with the stack's key"),
         # the batch schedule (pipelines/batch.py) and its job, which runs as the model's role
         Call(scheduler, "sagemaker:CreateTransformJob", f"{sm}:transform-job/{names.batch_job_prefix}-e1",
-             "the batch schedule starts the transform job", {"sagemaker:OutputKmsKey": key,
-                                                            "sagemaker:VolumeKmsKey": key}),
+             "the batch schedule starts the transform job",
+             {"sagemaker:OutputKmsKey": key, "sagemaker:VolumeKmsKey": key, "sagemaker:ModelArn": model}),
         Call(scheduler, "sagemaker:AddTags", f"{sm}:transform-job/{names.batch_job_prefix}-e1", "its tags"),
         Call(execution, "sns:Publish", f"arn:aws:sns:{region}:{account}:{names.async_topic('success')}",
              "an async endpoint announces an answer (endpointMode async)"),

@@ -114,3 +114,19 @@ def test_mini_batches_hold_as_many_records_as_fit_in_order():
     assert [n for b in batches for n, _ in b] == list(range(1, 26))
     with pytest.raises(BatchError, match="f.csv line 3: one record of 2000000 bytes exceeds MaxPayloadInMB"):
         list(mini_batches([(3, b"y" * 2_000_000)], MIB, Path("f.csv")))
+
+
+def test_a_bad_record_in_a_later_mini_batch_is_named_by_its_file_line(registry, tmp_path: Path):  # noqa: F811
+    lines = csv_text(features(12000, 46)).splitlines()  # about 1.2 MB: two mini-batches of at most 1 MB
+    lines[11000] = lines[11000].replace(lines[11000].split(",")[0], "-5", 1)
+    body = lines[:100] + ["", ""] + lines[100:]  # blank lines are no records, yet they count as file lines
+    (tmp_path / "big.csv").write_text("\n".join(body) + "\n")
+    (tmp_path / "bad.jsonl").write_text('[1, 2]\n\n{"age": \n')
+    failed = run("--input", str(tmp_path / "big.csv"), "--output", str(tmp_path / "out"), "--max-payload-mb", "1",
+                 state=registry.state)
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    first = failed.stderr.split("big.csv lines ", 1)[1].split(":", 1)[0]
+    assert int(first.split("-")[0]) > 1 and "file lines [11003]" in failed.stderr, failed.stderr
+    jsonl = run("--input", str(tmp_path / "bad.jsonl"), "--output", str(tmp_path / "out"),
+                "--content-type", "application/jsonlines", state=registry.state)
+    assert jsonl.returncode == 2 and "file lines [3]" in jsonl.stderr, jsonl.stderr

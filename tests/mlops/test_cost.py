@@ -19,17 +19,19 @@ SERVED = {"mlops-stack:imageTag": "0123abc", "mlops-stack:approvedModelPackageAr
 
 
 @pytest.mark.parametrize(("expression", "runs"), [
-    ("cron(0 * ? * * *)", 720),  # hourly
-    ("cron(0 2 * * ? *)", 30),  # nightly
-    ("cron(0 */6 ? * * *)", 120),
-    ("cron(0 9 ? * MON-FRI *)", 22),  # 30 days from Thursday 2026-01-01: 4 weeks and a Thursday and a Friday
-    ("cron(0 9 ? * 2-6 *)", 22),  # the same days in AWS's numbers (1 is Sunday)
-    ("cron(0 9 ? * 1 *)", 4),  # Sundays
-    ("rate(6 hours)", 120),
-    ("rate(1 day)", 30),
+    ("cron(0 * ? * * *)", 8760 / 12),  # hourly: 730 a month, as the instance-hours
+    ("cron(0 2 * * ? *)", 365 / 12),  # nightly
+    ("cron(0 */6 ? * * *)", 4 * 365 / 12),
+    ("cron(0 9 L * ? *)", 1),  # the last day of every month
+    ("cron(0 9 31 * ? *)", 7 / 12),  # the seven months with a 31st
+    ("cron(0 9 ? * MON-FRI *)", 261 / 12),  # the weekdays of 2026
+    ("cron(0 9 ? * 2-6 *)", 261 / 12),  # the same days in AWS's numbers (1 is Sunday)
+    ("cron(0 9 ? * 4 *)", 52 / 12),  # Wednesdays (2026 has 53 Thursdays: cron's own 4)
+    ("rate(6 hours)", 4 * 365 / 12),
+    ("rate(1 day)", 365 / 12),
 ])
-def test_runs_a_month_of_a_schedule(expression: str, runs: int) -> None:
-    assert runs_per_month(expression) == runs
+def test_runs_a_month_of_a_schedule(expression: str, runs: float) -> None:
+    assert runs_per_month(expression) == pytest.approx(runs)
 
 
 def test_a_schedule_it_cannot_read_is_named() -> None:
@@ -83,7 +85,18 @@ def test_a_batch_schedule_is_priced_on_its_instances() -> None:
                                                "mlops-stack:batchTransformInstanceCount": "2"})
     (batch,) = [line for line in estimate(plan, "eu-west-1").lines if line.component == "batch transform"]
     price = Prices("eu-west-1")("sagemaker", "transform", "ml.m5.large")
-    assert batch.monthly_usd == pytest.approx(30 * 20 / 60 * 2 * price) and batch.assumption == "batch_job_minutes"
+    assert batch.monthly_usd == pytest.approx(365 / 12 * 20 / 60 * 2 * price) and batch.assumption == "batch_job_minutes"
+
+
+def test_a_tuning_step_is_priced_as_its_training_jobs() -> None:
+    def pipeline(jobs: str) -> float:
+        plan = plan_stack_file(stack_file("dev"), {**SERVED, "mlops-stack:tuningMaxJobs": jobs})
+        (line,) = [x for x in estimate(plan, "eu-west-1").lines if x.component == "training pipeline"]
+        return line.monthly_usd
+
+    training = Prices("eu-west-1")("sagemaker", "training", load_stack("dev").training_instance_type)
+    runs, minutes = Assumptions().pipeline_runs_per_month, Assumptions().pipeline_training_minutes
+    assert pipeline("8") - pipeline("4") == pytest.approx(runs * 4 * minutes / 60 * training)
 
 
 def test_what_the_table_lacks_is_an_error_naming_it() -> None:

@@ -136,6 +136,10 @@ def test_mutable_ecr_repository_is_refused_once() -> None:
         ("trail", "kmsKeyId", UNKNOWN_STRING_VALUE),
         ("trail", "eventSelectors", UNKNOWN_OBJECT_VALUE),
         ("endpoint-logs", "retentionInDays", UNKNOWN_NUMBER_VALUE),
+        ("model", "name", UNKNOWN_STRING_VALUE),
+        ("endpoint-config", "asyncInferenceConfig", UNKNOWN_OBJECT_VALUE),
+        ("batch-schedule", "target", UNKNOWN_OBJECT_VALUE),
+        ("batch-schedule", "kmsKeyArn", UNKNOWN_STRING_VALUE),
     ],
 )
 def test_unknown_values_are_never_violations(resource: str, prop: str, sentinel: str) -> None:

@@ -1480,3 +1480,12 @@ def test_blue_green_is_required_whatever_the_stack_is_called(environment: str) -
     put("endpoint", "tags.environment", environment)(resources)
     put("endpoint", "deploymentConfig.blueGreenUpdatePolicy", DELETE)(resources)
     assert [v.policy for v in evaluate(resources)] == ["endpoint-blue-green"]
+
+
+def test_a_serverless_variant_whose_model_is_unknown_in_preview_is_no_violation() -> None:
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    resources = baseline()
+    with_serverless({})(resources)  # would break both rules once known
+    _find(resources, "sls-config")["inputs"]["productionVariants"][0]["modelName"] = UNKNOWN_STRING_VALUE
+    assert evaluate(resources) == []
