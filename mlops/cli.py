@@ -902,6 +902,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What a command started stops with it (context managers); the user gets one line, no traceback.
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `mlops ... | head`: the reader went away. Quietly, as a Unix tool; stdout's last flush must not fail again
+        # (Python's documented way: point stdout at devnull). SIGPIPE stays ignored: a socket write fails in Python.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

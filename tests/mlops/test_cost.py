@@ -147,3 +147,13 @@ def test_a_serverless_dev_stack_idles_under_a_dollar_a_day() -> None:
         "mlops-stack:driftSchedule": "cron(0 */3 ? * * *)", "mlops-stack:driftWindowHours": "3",
         "mlops-stack:qualitySchedule": "cron(15 */3 ? * * *)", "mlops-stack:qualityWindowHours": "3"})
     assert estimate(plan, "eu-west-1").idle_daily_usd <= 1.0
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`mlops infra cost ... | head -1`: no traceback when the pipe closes before the estimate is printed."""
+    process = subprocess.Popen([MLOPS, "infra", "cost", "--stack", "prod", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()  # before the plan is done: its print meets a closed pipe
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
