@@ -411,6 +411,7 @@ def _score_a_batch(settings: StackSettings, run_dir: Path, rows: pd.DataFrame, e
                    say: Callable[[str], None]) -> None:
     """Batch Transform of the champion (mlops/batch_local.py) on `rows`, checked against the endpoint's answers."""
     from mlops.batch_local import run_batch
+    from mlops.serve_local import serve_local
 
     source = run_dir / "batch" / "input" / "rows.csv"
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -418,7 +419,11 @@ def _score_a_batch(settings: StackSettings, run_dir: Path, rows: pd.DataFrame, e
     source.write_text(body)
     batch = run_batch(settings, state_dir=run_dir, source=source, output=run_dir / "batch" / "output",
                       model="champion", container=container)
-    status, online = endpoint.invoke(body.encode(), timeout=120)
+    # the endpoint's answers from a second server of the same package without capture: the demo's endpoint would
+    # capture these rows into the first traffic window's drift and quality runs
+    with serve_local(settings, state_dir=run_dir, model=f"{endpoint.package.version}", port=0, capture=False,
+                     container=container, purpose="batch-check") as reference:
+        status, online = reference.invoke(body.encode(), timeout=120)
     same = status == 200 and batch.files[0].output.read_bytes().splitlines() == online.splitlines()
     if not same:
         raise DemoError(f"the batch scores of {source} differ from the endpoint's (status {status})")
