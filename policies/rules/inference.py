@@ -25,6 +25,7 @@ from pulumi_policy import (
 )
 
 from ._common import dig, inputs, is_blank, is_unknown, plain, show
+from .network import MODEL
 from .sagemaker import ENDPOINT_CONFIG, models_by_variant_kind
 
 SCHEDULE = frozenset({"aws:scheduler/schedule:Schedule"})
@@ -79,7 +80,6 @@ def batch_transform_captured(args: ResourceValidationArgs, report_violation: Rep
                          "scores (s3://<capture bucket>/...), where the drift job reads it", None)
 
 
-MODEL = frozenset({"aws:sagemaker/model:Model"})
 
 
 def async_output_encrypted(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -11,6 +11,7 @@ import pytest
 from mlops.naming import ASYNC_PREFIX, CAPTURE_PREFIX, Names
 from mlops.plan import Plan, plan_stack_file
 from mlops.settings import SettingsError, load_stack, stack_file
+from model_code import env
 from policies.offline import evaluate
 from tests.infra.helpers import image_of
 from tests.infra.test_permissions import provider_calls_denied
@@ -53,6 +54,7 @@ def test_a_serverless_model_captures_for_itself_where_the_drift_job_reads(server
     model = _one(serverless, "aws:sagemaker/model:Model")
     assert model.get("enableNetworkIsolation") is False and "vpcConfig" not in model
     environment = model["primaryContainer"]["environment"]
+    assert set(environment) <= env.NAMES  # infra names them as text: model_code.env must declare each (a rename)
     assert environment["MLOPS_CAPTURE_S3_URI"] == f"s3://{names.bucket('capture')}/{CAPTURE_PREFIX}"
     assert (environment["MLOPS_CAPTURE_ENDPOINT_NAME"], environment["MLOPS_CAPTURE_VARIANT_NAME"]) == \
         (names.endpoint, "primary")
