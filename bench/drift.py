@@ -50,9 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model_code import baseline as bl  # noqa: E402
-from model_code.data import Drift, synthesize  # noqa: E402
+from model_code.data import Drift  # noqa: E402
 from model_code.preprocess import to_csv_bytes  # noqa: E402
-from model_code.schema import ADULT  # noqa: E402
+from problems.adult.synthetic import ADULT, synthesize  # noqa: E402
 
 DRIFT = Drift(mean_shift={"age": 6.0}, variance_scale={"hours_per_week": 1.6},
               new_category={"workclass": ("Gig-economy", 0.12)}, missing_surge={"occupation": 0.25})

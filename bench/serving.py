@@ -13,7 +13,9 @@ Servers, each started on 127.0.0.1 with ``OMP_NUM_THREADS=1`` for every worker c
 * ``floor``: a bare ASGI app on uvicorn scoring the row with the same scorer (the model's
   ``predict_proba`` on its checked fast path) and nothing else (``bench/peers/floor_app.py``): the
   floor of a Python server, which ours (validation, metrics, logs, gunicorn) should stay near;
-* ``mlflow``: MLflow's scoring server on the same model (``mlflow models serve``).
+* ``mlflow``: MLflow's scoring server on the same model (``mlflow models serve``);
+* ``ours-onnx``: ours with ``MLOPS_SERVE_RUNTIME=onnx``: onnxruntime scores the model's ONNX export
+  (model_code/edge/) instead of scikit-learn; its latency is printed beside ours (the ratios).
 
 Phases: single-row CSV requests from wrk at 4 and 16 keep-alive connections for ``--seconds`` each
 (requests/s, p50, p99 as wrk reports them), every configuration in turn for ``--rounds`` rounds, each
@@ -21,7 +23,8 @@ keeping its best round; a server's best worker count is the one with the most re
 connections, and ratios compare bests. Then, on ours at its best: 1,000-row requests
 (time per row against ``predict_proba`` in-process on the same rows, the limit); 20,000 single-row
 requests from 16 keep-alive clients, each response checked (errors counted); wrk's p99 at 4
-connections with and without 500 idle connections open. Not a test: figures depend on the machine.
+connections with and without 500 idle connections open; in process, one row and 1,000 rows through
+scikit-learn (serve's fast path) and through onnxruntime. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model_code.data import synthesize, write_csv  # noqa: E402
+from model_code.data import write_csv  # noqa: E402
 from model_code.model import load_model  # noqa: E402
 from model_code.train import TrainPaths, resolve_hyperparameters, train  # noqa: E402
+from problems.adult.synthetic import synthesize  # noqa: E402
 
 BIG_ROWS = 1000
 
@@ -81,6 +85,8 @@ def command(name: str, workers: int, port: int, work: Path) -> list[str]:
     addr = ["--host", "127.0.0.1", "--port", str(port)]
     return {
         "ours": [py, "-m", "model_code", "serve", "--model", str(work / "model"), *addr, "--workers", str(workers)],
+        "ours-onnx": [py, "-m", "model_code", "serve", "--model", str(work / "model"), *addr, "--workers",
+                      str(workers)],
         "ours-gthread": [str(venv_bin / "gunicorn"), "-k", "gthread", "--threads", "8", "-w", str(workers),
                          "-b", f"127.0.0.1:{port}", "--keep-alive", "75", "--no-control-socket",
                          "bench.peers.wsgi_app:application"],
@@ -91,12 +97,16 @@ def command(name: str, workers: int, port: int, work: Path) -> list[str]:
     }[name]
 
 
+ENVIRONMENT = {"ours-onnx": {"MLOPS_SERVE_RUNTIME": "onnx"}}
+"""What a server's name adds to the shared environment."""
+
+
 def start(name: str, workers: int, env: dict[str, str], work: Path) -> Server:
     port = free_port()
     log = work / f"{name}-w{workers}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(command(name, workers, port, work), env=env, cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command(name, workers, port, work), env={**env, **ENVIRONMENT.get(name, {})},
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(name, workers, proc, port, log)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -212,11 +222,38 @@ def best_of(fn, repeat: int) -> float:  # noqa: ANN001 -- a timing helper
     return min(times)
 
 
+def in_process(model, rows) -> None:  # noqa: ANN001 -- a LoadedModel and a frame
+    """scikit-learn (serve's scorer, on its fast path) against onnxruntime on the ONNX export, in this process."""
+    from model_code import edge
+    from model_code.serve.protocol import Features
+    from model_code.serve.scorer import OnnxScorer, Scorer
+
+    def features(frame) -> Features:  # noqa: ANN001
+        schema = model.schema
+        return Features({f.name: frame[f.name].to_numpy(float) for f in schema.numeric},
+                        {f.name: [None if v != v else v for v in frame[f.name]] for f in schema.categorical},
+                        len(frame))
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # as serve scores (one OpenMP thread per worker): scikit-learn's best for small batches
+    sklearn_scorer, onnx_scorer = Scorer(model), OnnxScorer(model)
+    print(f"\nin process (best of 200; onnxruntime {model.artifact['onnx']['versions']['onnxruntime']}, "
+          f"parity {model.artifact['onnx']['parity']['max_abs_difference']:.1e} on "
+          f"{model.artifact['onnx']['parity']['rows']} rows):")
+    for n in (1, BIG_ROWS):
+        x = features(rows.iloc[:n])
+        assert abs(sklearn_scorer.score(x) - onnx_scorer.score(x)).max() <= edge.PARITY_TOLERANCE
+        ours, theirs = best_of(lambda x=x: sklearn_scorer.score(x), 200), best_of(lambda x=x: onnx_scorer.score(x), 200)
+        print(f"  {n:>5} row(s): scikit-learn {ours * 1e6:8.1f} us, onnxruntime {theirs * 1e6:8.1f} us "
+              f"(onnxruntime/scikit-learn {theirs / ours:.2f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/serving.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5, help="seconds of wrk load per measurement")
     ap.add_argument("--workers", default="1,2", help="worker counts tried for every server")
-    ap.add_argument("--servers", default="ours,ours-gthread,floor,mlflow")
+    ap.add_argument("--servers", default="ours,ours-gthread,floor,mlflow,ours-onnx")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of measurement; each configuration keeps its best")
     args = ap.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
@@ -309,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{BIG_ROWS}-row requests: ours {ours_big * 1e6:.2f} us/row, predict_proba in-process "
               f"{limit * 1e6:.2f} us/row: {ours_big / limit:.2f}x the limit (best of 20 each)")
         check(f"{BIG_ROWS}-row requests: time per row <= 1.3x predict_proba in-process", ours_big <= 1.3 * limit)
+        in_process(model, rows)
 
         valid, errors, seconds = checked_requests(server.port, single, 16, 1250)
         print(f"20,000 single-row requests, 16 keep-alive clients: {valid} valid, {errors} errors, {seconds:.1f} s")

@@ -204,6 +204,12 @@ MLOPS_SERVE_UNKNOWN_CATEGORIES: EnvVar[str] = EnvVar(
     "What serve does with a categorical value outside the schema's categories: 'reject' (400 naming "
     "the field and rows) or 'score' (as missing, like LoadedModel.predict_proba).",
 )
+MLOPS_SERVE_RUNTIME: EnvVar[str] = EnvVar(
+    "MLOPS_SERVE_RUNTIME", "sklearn", _choice("sklearn", "onnx"),
+    "What scores requests: 'sklearn' (the fitted pipeline in model.joblib) or 'onnx' (onnxruntime on the "
+    "model.onnx train exported beside it, checked against its recorded sha256; serve refuses to start, "
+    "saying why, when the model has none).",
+)
 MLOPS_SERVE_SHUTDOWN_TIMEOUT: EnvVar[float] = EnvVar(
     "MLOPS_SERVE_SHUTDOWN_TIMEOUT", 30.0, _float_within(0.0, 3600.0),
     "Seconds serve waits, after SIGTERM, for in-flight requests and the capture flush before exiting.",
@@ -307,6 +313,7 @@ ALL: tuple[EnvVar, ...] = (
     SAGEMAKER_MODEL_SERVER_WORKERS,
     MLOPS_SERVE_MAX_PAYLOAD_BYTES,
     MLOPS_SERVE_UNKNOWN_CATEGORIES,
+    MLOPS_SERVE_RUNTIME,
     MLOPS_SERVE_SHUTDOWN_TIMEOUT,
     SAGEMAKER_BATCH,
     SAGEMAKER_MAX_PAYLOAD_IN_MB,

@@ -17,6 +17,8 @@ The artifact is a joblib file holding one plain dict (format ``mlops-stack/model
       "permutation_importance": {"split": "validation", "scoring": "roc_auc", "n_repeats": 5,
                                  "features": {name: {"mean": ..., "std": ...}}},
       "prediction_baseline": {...},     # baseline.prediction_stats of validation scores
+      "onnx": {"exported": true, "file": "model.onnx", "sha256": ..., "parity": {...}, ...}
+              | {"exported": false, "reason": ...},   # the edge export beside this file (model_code/edge/)
       "data": {"train": {"files": {name: sha256}, "rows": n}, "validation": {...}},
       "versions": {"python": ..., "sklearn": ..., "numpy": ..., "pandas": ..., "joblib": ...},
       "provenance": {"MLOPS_GIT_SHA": ..., ...},   # whichever were set

@@ -44,7 +44,7 @@ from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from model_code import env, estimators, metrics
+from model_code import edge, env, estimators, metrics
 from model_code.baseline import prediction_stats
 from model_code.data import read_split, sha256_file
 from model_code.estimators import Param, parse_bool
@@ -281,6 +281,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
         validation["iterations"] = float(np.max(iterations))
 
     importance = importances(estimator, problem, x_val, y_val, hp, "validation") if hp["importance"] else None
+    onnx_export = edge.export(estimator, schema, paths.model_dir, x_val)
     used = {k: v for k, v in hp.items() if k != "candidates"} | {"estimator": chosen.estimator,
                                                                 "candidate": chosen.name} | params
     artifact: dict[str, Any] = {
@@ -299,6 +300,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
         "metrics": {"validation": validation},
         "permutation_importance": importance,
         "prediction_baseline": prediction_stats(output, schema.task, threshold, schema.label_values),
+        "onnx": onnx_export,
         "data": {"train": train_digest, "validation": val_digest},
         "versions": versions(),
         "provenance": env.provenance(environ),
@@ -324,6 +326,7 @@ def train(paths: TrainPaths, hp: Mapping[str, Any], problem: Problem | None = No
                   "content_sha256": artifact["content_sha256"]},
         "mlflow": artifact["mlflow"],
         "permutation_importance": importance,
+        "onnx": onnx_export,
     }
     paths.output_data_dir.mkdir(parents=True, exist_ok=True)
     (paths.output_data_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -383,6 +386,8 @@ def _log_run(mlflow: Any, artifact: dict[str, Any], model_dir: Path, x_val: pd.D
                 cloudpickle.unregister_pickle_by_value(module)
         path = save_artifact(artifact, model_dir)
         mlflow.log_artifact(str(path), artifact_path="artifact")
+        if (artifact.get("onnx") or {}).get("exported"):
+            mlflow.log_artifact(str(model_dir / artifact["onnx"]["file"]), artifact_path="artifact")
     return path
 
 

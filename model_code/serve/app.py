@@ -32,7 +32,7 @@ from model_code.serve.protocol import (
     parse_jsonlines,
     validate,
 )
-from model_code.serve.scorer import Scorer
+from model_code.serve.scorer import OnnxScorer, Scorer
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def render(output: np.ndarray, scorer: Scorer, schema: Schema, response_type: str) -> bytes:
+def render(output: np.ndarray, scorer: Scorer | OnnxScorer, schema: Schema, response_type: str) -> bytes:
     """The response body per task. CSV: one line per row, the positive class's probability (binary),
     the predicted class (multiclass) or the value (regression). JSON ``{"predictions": [...]}``:
     ``{"score": p, "label": class}`` (binary), ``{"label": class, "score": p of that class,
@@ -90,7 +90,7 @@ class App:
     def __init__(self, config: ServeConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self.scorer: Scorer | None = None
+        self.scorer: Scorer | OnnxScorer | None = None
         self.schema: Schema | None = None
         self.info: dict[str, str] = {}
         self.capture: CaptureWriter | None = None
@@ -150,13 +150,14 @@ class App:
         }
         if artifact.get("content_sha256"):  # the estimator's digest, equal for equal models
             self.info["content_sha256"] = str(artifact["content_sha256"])
-        scorer = Scorer(model)
+        scorer = OnnxScorer(model) if self.config.runtime == "onnx" else Scorer(model)
         self.schema = model.schema
         self.scorer = scorer  # set last: scores from here on
         log(
             "model_loaded",
             path=str(model.path),
             seconds=round(time.perf_counter() - started, 3),
+            runtime=self.config.runtime,
             fast_path=scorer.fast,
             threshold=scorer.threshold,
             **self.info,

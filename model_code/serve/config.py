@@ -25,6 +25,8 @@ class ServeConfig:
     workers: int = 1
     max_payload_bytes: int = 6 * 1024 * 1024
     unknown_categories: str = "reject"
+    runtime: str = "sklearn"
+    """What scores: the scikit-learn pipeline or onnxruntime on the model's ONNX export (MLOPS_SERVE_RUNTIME)."""
     shutdown_timeout: float = 30.0
     capture: CaptureConfig | None = None
     batch: bool = False
@@ -53,6 +55,7 @@ class ServeConfig:
             "workers": workers or env.cpu_count(),
             "max_payload_bytes": _max_payload_bytes(environ, batch),
             "unknown_categories": env.MLOPS_SERVE_UNKNOWN_CATEGORIES.get(environ),
+            "runtime": env.MLOPS_SERVE_RUNTIME.get(environ),
             "shutdown_timeout": env.MLOPS_SERVE_SHUTDOWN_TIMEOUT.get(environ),
             "capture": capture,
             "batch": batch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -153,3 +154,33 @@ class Scorer:
                 cycle = [*f.categories, None, "<unknown>"]
                 categorical[f.name] = [cycle[i % len(cycle)] for i in range(n)]
         return Features(numeric, categorical, n)  # type: ignore[arg-type]
+
+
+class OnnxScorer:
+    """Scores as ``Scorer`` does, with onnxruntime on the model's ONNX export (MLOPS_SERVE_RUNTIME=onnx).
+
+    The session is opened in each worker at its first request, not before the server forks: an
+    onnxruntime session's threads and allocator are not shared across fork. Opening it once at load
+    proves the file (present, the recorded sha256, a graph onnxruntime runs) before serving starts.
+    """
+
+    fast = False
+
+    def __init__(self, model: LoadedModel) -> None:
+        from model_code import edge
+
+        self.schema = model.schema
+        self.threshold = model.threshold
+        self.task = model.task
+        self._load = lambda: edge.load(model.path, model.artifact, self.schema)
+        self._load()  # fails at startup, saying why, rather than at the first request
+        self._session: Any = None
+        self._pid = 0
+
+    def score(self, x: Features) -> np.ndarray:
+        from model_code import edge
+
+        if self._session is None or self._pid != os.getpid():
+            self._session, self._pid = self._load(), os.getpid()
+        output = self._session.run(edge.feeds(self.schema, x.numeric, x.categorical))
+        return output[:, 1] if self.task == "binary" else output

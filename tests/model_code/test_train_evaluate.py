@@ -209,7 +209,8 @@ def test_mlflow_run_logs_params_metrics_digests_importance_and_model(tmp_path, m
     assert run.data.tags["provenance.MLOPS_GIT_SHA"] == "0123abc"
     logged = {a.path for a in client.list_artifacts(run_id)}
     assert {"permutation_importance.json", "prediction_baseline.json", "schema.json", "artifact"} <= logged
-    assert [a.path for a in client.list_artifacts(run_id, "artifact")] == ["artifact/model.joblib"]
+    assert [a.path for a in client.list_artifacts(run_id, "artifact")] == ["artifact/model.joblib",
+                                                                          "artifact/model.onnx"]
     assert client.get_experiment(run.info.experiment_id).name == "test-exp"
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert [m.source_run_id for m in models] == [run_id]
