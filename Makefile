@@ -24,7 +24,7 @@ report-screenshot: $(STAMP)
 test: $(STAMP)
 	# --dist loadfile: a module's tests share one worker, so a module fixture (the demo run of
 	# tests/local/test_demo.py) is built once, not once per worker.
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -146,6 +146,7 @@ def build_platform(settings: StackSettings) -> None:
                 async_max_concurrent_invocations=settings.async_max_concurrent_invocations,
                 async_backlog_per_instance=settings.async_backlog_per_instance,
                 data_bucket=names.bucket("data"),
+                runtime=settings.serve_runtime,
             ),
         )
         pulumi.export("endpointName", serving.endpoint_name)

@@ -512,7 +512,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with serve_local(
             settings, state_dir=_state_dir(), model=args.model, port=args.port, workers=args.workers,
-            container=args.container,
+            container=args.container, runtime=args.runtime,
         ) as endpoint:
             print(f"serving {endpoint.package_arn} on {endpoint.url} in {_where(endpoint.mode)} (Ctrl-C stops it)")
             print(f"  curl -s {endpoint.url}/ping; capture in {endpoint.capture_root}", flush=True)
@@ -758,6 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=None,
         help="server worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS, 0 = one per CPU; else 1)",
+    )
+    serve.add_argument(
+        "--runtime", choices=("sklearn", "onnx"), default=None,
+        help="what scores: the scikit-learn pipeline (default) or onnxruntime on the model's ONNX export "
+        "(MLOPS_SERVE_RUNTIME)",
     )
     _container_option(serve)
     serve.set_defaults(func=cmd_serve)

@@ -62,6 +62,7 @@ from mlops.registry import (
 )
 from mlops.settings import SettingsError, StackSettings, config_key, load_stack_file
 from mlops.stack_files import StackFileError, write_settings
+from pipelines.training import ONNX_EXPORT_KEY
 
 PIN_KEY = config_key("approved_model_package_arn")  # mlops-stack:approvedModelPackageArn
 IMAGE_KEY = config_key("approved_model_image_uri")  # mlops-stack:approvedModelImageUri, written with the pin
@@ -189,6 +190,7 @@ def promote(
             "is between stacks of one region"
         )
     package = _source_package(from_settings, package_arn, aws)
+    _check_runtime(package, target, target_file)
     old_arn = target.approved_model_package_arn
     new_metric = package.primary_metric
     metric = package.primary_metric_name
@@ -235,6 +237,17 @@ def promote(
         diff=_diff(target_file, old_text, new_text),
         same_data=same_data,
     )
+
+
+def _check_runtime(package: ModelPackage, target: StackSettings, target_file: Path) -> None:
+    """A stack serving with onnxruntime takes only packages with an ONNX export: its container would not start
+    on another (no force: this is not a judgement of quality)."""
+    if target.serve_runtime == "onnx" and package.metadata.get(ONNX_EXPORT_KEY) != "exported":
+        recorded = package.metadata.get(ONNX_EXPORT_KEY)
+        raise ReleaseError(
+            f"stack {target.stack} serves with onnxruntime (serveRuntime: onnx, {target_file.name}), and model "
+            f"package {package.arn} has no ONNX export ({ONNX_EXPORT_KEY}: "
+            f"{recorded if recorded is not None else 'not recorded'}); its training job's artifact says why")
 
 
 def _check_same_data(package: ModelPackage, target: StackSettings, old_arn: str, same: SameData) -> None:

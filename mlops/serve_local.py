@@ -287,6 +287,7 @@ def serve_local(
     workers: int | None = None,
     capture_rotate_seconds: float | None = None,
     unknown_categories: str | None = None,
+    runtime: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_S,
     container: str = "auto",
     extra_environment: dict[str, str] | None = None,
@@ -295,7 +296,8 @@ def serve_local(
     """Serve a registered model on 127.0.0.1:`port` (0: any free port) until `stop()`.
 
     `capture_rotate_seconds` closes capture files sooner than serve's 60 s default (the demo reads
-    them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score);
+    them within seconds); `unknown_categories` is MLOPS_SERVE_UNKNOWN_CATEGORIES (reject|score), `runtime`
+    MLOPS_SERVE_RUNTIME (sklearn|onnx);
     `container` is auto|always|never, as for the pipeline's jobs (`mlops/local/runners.py`); `workers` defaults
     to $SAGEMAKER_MODEL_SERVER_WORKERS as SageMaker passes it (0: one per CPU), else one; `extra_environment` adds the
     variables SageMaker would set (a Batch Transform job's, mlops/batch_local.py) and `purpose` names its log,
@@ -332,6 +334,8 @@ def serve_local(
             environment[env.MLOPS_CAPTURE_ROTATE_SECONDS.name] = str(capture_rotate_seconds)
     if unknown_categories is not None:
         environment[env.MLOPS_SERVE_UNKNOWN_CATEGORIES.name] = unknown_categories
+    if runtime is not None:
+        environment[env.MLOPS_SERVE_RUNTIME.name] = runtime
     container_name = f"mlops-{purpose}-{names.endpoint}-{uuid.uuid4().hex[:8]}"
     command, engine = _serve_command(container, container_name, state_dir.resolve(), model_path, capture_dir, port,
                                      workers, environment)

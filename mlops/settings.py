@@ -231,6 +231,13 @@ class StackSettings:
         "answers in S3 with SNS notifications, scaled to zero instances on the backlog).",
         check=one_of("realtime", "serverless", "async"),
     )
+    serve_runtime: str = _setting(
+        "sklearn",
+        doc="What scores the endpoint's requests: sklearn (the fitted pipeline) or onnx (onnxruntime on the ONNX file "
+        "train exports beside it; the container refuses to start on a model without one, and `mlops release promote` "
+        "refuses such a package).",
+        check=one_of("sklearn", "onnx"),
+    )
     serverless_memory_mb: int = _setting(
         2048, doc="Memory of a serverless endpoint (1024 to 6144, in steps of 1024); its vCPUs grow with it.",
         check=lambda value: None if value in range(1024, 6145, 1024) else f"{value} is not one of 1024, 2048, ..., "

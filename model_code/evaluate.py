@@ -187,7 +187,9 @@ def evaluate(model: LoadedModel, test_path: Path, output: Path) -> dict[str, Any
         "confusion_matrix": confusion,
         "threshold": threshold,
         "model": {"sha256": sha256_file(model.path), "content_sha256": model.artifact.get("content_sha256"),
-                  "mlflow_run_id": mlflow_info.get("run_id")},
+                  "mlflow_run_id": mlflow_info.get("run_id"),
+                  # what a stack with serveRuntime=onnx asks of a package it is promoted (mlops/release.py)
+                  "onnx": "exported" if (model.artifact.get("onnx") or {}).get("exported") else "none"},
         "test_data": digest,
         "plots": plots,
         "permutation_importance": importance,

@@ -117,6 +117,10 @@ EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
 PRIMARY_JSON_PATH = "primary_metric.value"
 MLFLOW_RUN_ID_JSON_PATH = "model.mlflow_run_id"
+ONNX_JSON_PATH = "model.onnx"
+ONNX_EXPORT_KEY = "onnx_export"
+"""CustomerMetadataProperties key: "exported" when the package's model.tar.gz holds a checked model.onnx, else
+"none" (model_code/edge/); `release promote` reads it for a target with serveRuntime=onnx."""
 TEST_DATA_URI_KEY = "test_data_uri"
 
 
@@ -689,6 +693,7 @@ def customer_metadata(b: Build, report: Any, preprocess: Any, comparison: Any) -
     metadata["problem"] = inputs.problem.name
     metadata["git_sha"] = b.params.git_sha
     metadata["code_bundle_sha256"] = inputs.code_sha256
+    metadata[ONNX_EXPORT_KEY] = sdk.Join(on="", values=[b.evaluation_value(report, ONNX_JSON_PATH)])
     metadata["drift_baseline_uri"] = sdk.Join(on="/", values=[_split_uri(preprocess, BASELINE_OUTPUT), BASELINE_FILE])
     # `release promote` re-scores the target's model on it (the same data as this package's test metric)
     metadata[TEST_DATA_URI_KEY] = sdk.Join(on="", values=[_split_uri(preprocess, "test")])

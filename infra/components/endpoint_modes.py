@@ -26,11 +26,14 @@ from mlops.naming import ASYNC_PREFIX, CAPTURE_PREFIX, VARIANT, Names
 SERVERLESS_CAPTURE_DIR = "/tmp/capture"  # the container's writable disk; files leave it once uploaded
 
 
-def model_environment(mode: str, names: Names, capture_bucket: str, capture_percent: int) -> dict[str, str] | None:
-    """The serving container's variables: a serverless one delivers its own data capture."""
+def model_environment(mode: str, names: Names, capture_bucket: str, capture_percent: int,
+                      runtime: str = "sklearn") -> dict[str, str] | None:
+    """The serving container's variables: its runtime when not scikit-learn's; a serverless one delivers its own
+    data capture."""
+    environment = {"MLOPS_SERVE_RUNTIME": runtime} if runtime != "sklearn" else {}
     if mode != "serverless":
-        return None
-    return {
+        return environment or None
+    return environment | {
         "MLOPS_CAPTURE_DIR": SERVERLESS_CAPTURE_DIR,
         "MLOPS_CAPTURE_S3_URI": f"s3://{capture_bucket}/{CAPTURE_PREFIX}",
         "MLOPS_CAPTURE_ENDPOINT_NAME": names.endpoint,

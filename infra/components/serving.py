@@ -76,6 +76,7 @@ class ServingArgs:
     async_max_concurrent_invocations: int = 4
     async_backlog_per_instance: int = 5
     data_bucket: str = ""  # where an async endpoint's answers land
+    runtime: str = "sklearn"  # serveRuntime: what the container scores with (MLOPS_SERVE_RUNTIME)
 
     def content_hash(self) -> str:
         """Names of model and config change exactly when what they contain changes."""
@@ -89,6 +90,8 @@ class ServingArgs:
         if self.mode != "realtime":  # realtime stacks keep the names they had before the modes
             decisive += [self.mode, self.serverless_memory_mb, self.serverless_max_concurrency,
                          self.async_max_concurrent_invocations]
+        if self.runtime != "sklearn":  # a model's environment cannot change in place either
+            decisive.append(self.runtime)
         if self.network is not None:  # a model's VpcConfig cannot change in place: a new network is a new model
             decisive.append(self.network.key)
         return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:8]
@@ -162,7 +165,8 @@ class Serving(pulumi.ComponentResource):
             execution_role_arn=args.execution_role_arn,
             primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
                 model_package_name=args.model_package_arn,
-                environment=model_environment(args.mode, names, args.capture_bucket, args.data_capture_percent)),
+                environment=model_environment(args.mode, names, args.capture_bucket, args.data_capture_percent,
+                                              args.runtime)),
             enable_network_isolation=not serverless,
             vpc_config=aws.sagemaker.ModelVpcConfigArgs(subnets=args.network.subnet_ids,
                                                         security_group_ids=args.network.security_group_ids)

@@ -37,7 +37,7 @@ PARITY_TOLERANCE = 1e-5
 """The largest absolute difference from scikit-learn's output that the export accepts."""
 OUTPUTS = ("label", "probabilities", "variable")
 OPSET = 18
-"""The default domain's opset: onnxruntime 1.16 and later run it."""
+"""The default domain's opset (ai.onnx.ml is 5, for TreeEnsemble: edge/trees.py)."""
 
 
 class NotExportable(ValueError):
@@ -72,6 +72,7 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
     columns, model = steps["columns"], steps["model"]
     types = _input_types(schema, [d.name for d in derived])
     ml_opset = 3
+    proto: Any  # convert_sklearn's declared union: a ModelProto when given a fitted estimator
     try:
         if trees.is_hgb(model) or trees.is_forest(model):
             proto = convert_sklearn(columns, initial_types=types, target_opset={"": OPSET, "ai.onnx.ml": 3})
@@ -82,9 +83,12 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
             proto.graph.output.extend(trees.append_trees(proto.graph, "encoded", model))
             ml_opset = trees.ML_OPSET
         else:
+            from sklearn.impute import SimpleImputer
+
             options = None if schema.task == "regression" else {id(model): {"zipmap": False}}
             proto = convert_sklearn(Pipeline([("columns", columns), ("model", model)]), initial_types=types,
-                                    options=options, target_opset={"": OPSET, "ai.onnx.ml": 3})
+                                    options=options, target_opset={"": OPSET, "ai.onnx.ml": 3},
+                                    custom_conversion_functions={SimpleImputer: _convert_imputer})
         derive.prepend_derived(proto.graph, derived)
     except derive.Unsupported as exc:
         raise NotExportable(str(exc)) from None
@@ -96,6 +100,34 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
     _outputs_in_double(proto)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
+    """SimpleImputer as ``Where(missing, statistics, x)``: skl2onnx's converter refuses string columns whose
+    missing value is NaN (the graph's is ``MISSING``), and answers doubles with ai.onnx.ml's Imputer, which
+    onnxruntime runs for float32 only."""
+    from onnx import TensorProto, helper
+    from skl2onnx.common.data_types import StringTensorType
+
+    imputer = operator.raw_operator
+    name = scope.get_unique_variable_name
+    (x,) = [i.full_name for i in operator.inputs] if len(operator.inputs) == 1 else [None]
+    if x is None:
+        x = name("imputer_input")
+        container.add_node("Concat", [i.full_name for i in operator.inputs], [x], axis=1)
+    statistics, missing = name("imputer_statistics"), name("imputer_missing")
+    if isinstance(operator.inputs[0].type, StringTensorType):
+        values = [str(v).encode() for v in imputer.statistics_]
+        container.add_initializer(statistics, TensorProto.STRING, [1, len(values)], values)
+        flags = name("imputer_flags")  # Equal takes strings from opset 19 only: a lookup instead
+        container.add_node("LabelEncoder", [x], [flags], op_domain="ai.onnx.ml", op_version=2,
+                           keys_strings=[MISSING], values_int64s=[1], default_int64=0)
+        container.add_node("Cast", [flags], [missing], to=TensorProto.BOOL)
+    else:
+        container.add_initializer(statistics, TensorProto.DOUBLE, [1, len(imputer.statistics_)],
+                                  np.asarray(imputer.statistics_, dtype=np.float64).tolist())
+        container.nodes.append(helper.make_node("IsNaN", [x], [missing], name=scope.get_unique_operator_name("IsNaN")))
+    container.add_node("Where", [missing, statistics, x], [operator.outputs[0].full_name])
 
 
 def _rename(graph: Any, old: str, new: str) -> None:
@@ -151,6 +183,7 @@ class OnnxModel:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         (out,) = self.session.run([self.output_name], dict(inputs))
+        out = np.asarray(out)
         return np.asarray(out, dtype=np.float64).reshape(-1) if self.schema.task == "regression" else out
 
     def output(self, frame: pd.DataFrame) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -39,7 +40,7 @@ class _Compiler:
         self.count += 1
         return f"derive_{self.feature}_{what}{self.count}"
 
-    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], **attrs: Any) -> str:
         out = self.name(op.lower())
         self.graph.node.append(helper.make_node(op, inputs, [out], **attrs))
         return out

@@ -1,8 +1,12 @@
-"""HistGradientBoosting in ONNX, native categorical splits included: a converter skl2onnx lacks.
+"""Tree ensembles in ONNX, as scikit-learn walks them: the converters skl2onnx lacks.
+
+Random forests: skl2onnx drops the trees' missing-value routing (``missing_go_to_left``), which
+scikit-learn's trees learn since 1.3; here each split keeps it, on float32 inputs as scikit-learn
+compares them.
 
 skl2onnx converts a HistGradientBoosting model's categorical splits as numeric thresholds, so a
 model with ``categorical_features`` scores differently in ONNX (onnx/sklearn-onnx#1051, #1101;
-measured here: up to 0.975 in probability on the Adult census). ONNX's ``TreeEnsemble``
+measured here: up to 0.75 in probability on 10,000 rows of the Adult schema). ONNX's ``TreeEnsemble``
 (ai.onnx.ml opset 5) has set membership (``BRANCH_MEMBER``) and double precision, which is
 exactly what the trees need: this module writes each tree as scikit-learn's predictor walks it
 (``sklearn/ensemble/_hist_gradient_boosting/_predictor.pyx``) after the encoding skl2onnx
@@ -22,6 +26,7 @@ columns and codes the pipeline's encoder hands the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +56,20 @@ class _Ensemble:
     leaf_targets: list[int] = field(default_factory=list)
     leaf_weights: list[float] = field(default_factory=list)
 
+    def single_leaf(self, leaf: int) -> None:
+        """A tree that is one leaf: a split whose both branches reach it (TreeEnsemble's roots are nodes)."""
+        self.roots.append(len(self.features))
+        self.features.append(0)
+        self.modes.append(MODE_LEQ)
+        self.splits.append(0.0)
+        self.true_ids.append(leaf)
+        self.false_ids.append(leaf)
+        self.true_leaf.append(1)
+        self.false_leaf.append(1)
+        self.missing_true.append(0)
+
     def attributes(self, targets: int) -> dict[str, Any]:
-        def tensor(values: list[float], dtype: Any) -> Any:
+        def tensor(values: Sequence[float], dtype: Any) -> Any:
             return numpy_helper.from_array(np.asarray(values, dtype=dtype))
 
         attrs = {
@@ -117,14 +134,8 @@ def _add_tree(ensemble: _Ensemble, predictor: Any, target: int, columns: _Column
             ensemble.leaf_weights.append(float(node["value"]))
         else:
             internal[i] = first_node + len(internal)
-    if not internal:  # a single leaf: one split whose both branches reach it
-        ensemble.roots.append(first_node)
-        for column in (ensemble.features, ensemble.modes, ensemble.true_ids, ensemble.false_ids, ensemble.missing_true):
-            column.append(0)
-        ensemble.splits.append(0.0)
-        ensemble.true_ids[-1] = ensemble.false_ids[-1] = leaves[0]
-        ensemble.true_leaf.append(1)
-        ensemble.false_leaf.append(1)
+    if not internal:
+        ensemble.single_leaf(leaves[0])
         return
     ensemble.roots.append(internal[0])
     for node in nodes:
@@ -202,15 +213,7 @@ def _add_sklearn_tree(ensemble: _Ensemble, tree: Any, leaf_values: np.ndarray, t
         ensemble.leaf_targets.append(target)
         ensemble.leaf_weights.append(float(leaf_values[i]))
     if not internal:
-        ensemble.roots.append(first_node)
-        ensemble.features.append(0)
-        ensemble.modes.append(MODE_LEQ)
-        ensemble.splits.append(0.0)
-        ensemble.true_ids.append(leaves[0])
-        ensemble.false_ids.append(leaves[0])
-        ensemble.true_leaf.append(1)
-        ensemble.false_leaf.append(1)
-        ensemble.missing_true.append(0)
+        ensemble.single_leaf(leaves[0])
         return
     ensemble.roots.append(internal[0])
     missing_left = getattr(tree, "missing_go_to_left", np.zeros(len(left_of), dtype=np.uint8))

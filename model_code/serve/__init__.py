@@ -44,6 +44,10 @@ API
     features, values outside the schema's range, and categories the model never saw are rejected
     with 400 (``MLOPS_SERVE_UNKNOWN_CATEGORIES=score`` scores unknown categories as missing instead,
     like ``LoadedModel.predict_proba``). Missing values are scored (the model handles them).
+
+    What scores: the scikit-learn pipeline of model.joblib, or with ``MLOPS_SERVE_RUNTIME=onnx`` onnxruntime on
+    the model.onnx train exported beside it (model_code/edge/; the same answers within 1e-5). serve refuses to
+    start, saying why, when the artifact records no export or the file's sha256 is not the recorded one.
 ``GET /execution-parameters``
     What Batch Transform asks before its first mini-batch when the job leaves them unset:
     ``{"MaxConcurrentTransforms": <workers>, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": <limit>}``. In a

@@ -10,7 +10,7 @@ import pytest
 
 from mlops.naming import ASYNC_PREFIX, CAPTURE_PREFIX, Names
 from mlops.plan import Plan, plan_stack_file
-from mlops.settings import SettingsError, load_stack, stack_file
+from mlops.settings import SettingsError, load_stack, load_stack_file, stack_file
 from model_code import env
 from policies.offline import evaluate
 from tests.infra.helpers import image_of
@@ -138,3 +138,20 @@ def test_bad_mode_settings_fail_before_any_resource(key: str, value: str, messag
     with pytest.raises(SettingsError, match=f"mlops-stack:{key}") as error:
         plan_stack_file(stack_file("dev"), {f"mlops-stack:{key}": value})
     assert message in str(error.value)
+
+
+def test_serve_runtime_onnx_is_the_containers_variable_and_a_new_model(serverless: Plan) -> None:
+    """serveRuntime=onnx: the container scores with onnxruntime (MLOPS_SERVE_RUNTIME), under a new model name (a
+    model's environment cannot change in place); zero policy violations, in each mode."""
+    realtime = plan_stack_file(stack_file("dev"), SERVED)
+    assert "environment" not in _one(realtime, "aws:sagemaker/model:Model")["primaryContainer"]
+    for mode, before in (("realtime", realtime), ("serverless", serverless)):
+        plan = plan_stack_file(stack_file("dev"), {**SERVED, "mlops-stack:endpointMode": mode,
+                                                   "mlops-stack:serveRuntime": "onnx"})
+        model = _one(plan, "aws:sagemaker/model:Model")
+        environment = model["primaryContainer"]["environment"]
+        assert environment["MLOPS_SERVE_RUNTIME"] == "onnx" and set(environment) <= env.NAMES
+        assert model["name"] != _one(before, "aws:sagemaker/model:Model")["name"]
+        assert evaluate([r.as_json() for r in plan.resources]) == []
+    with pytest.raises(SettingsError, match="serveRuntime.*tensorflow"):
+        load_stack_file(stack_file("dev"), {"mlops-stack:serveRuntime": "tensorflow"})

@@ -31,6 +31,7 @@ def train_model(work: Path, *, max_iter: int) -> Path:
                        "--hyperparameters", str(work / "hp.json"), "--max-iter", str(max_iter),
                        "--permutation-repeats", "1")
     assert trained.returncode == 0, trained.stderr
-    with tarfile.open(work / "model.tar.gz", "w:gz") as tar:
-        tar.add(work / "model" / "model.joblib", arcname="model.joblib")
+    with tarfile.open(work / "model.tar.gz", "w:gz") as tar:  # the model folder, as SageMaker archives it
+        for path in sorted((work / "model").iterdir()):
+            tar.add(path, arcname=path.name)
     return work / "model.tar.gz"

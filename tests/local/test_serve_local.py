@@ -99,6 +99,18 @@ def test_serves_the_champion_and_captures_requests(registry: Registry, settings:
     assert not ep.record_path.exists()
 
 
+def test_serves_with_onnxruntime_the_same_scores(registry: Registry, settings: StackSettings) -> None:
+    """`mlops serve --local --runtime onnx`: the package's model.onnx, scored by onnxruntime in the image's serve."""
+    with serve_local(settings, state_dir=registry.state, port=0, capture=False) as ep:
+        expected = [float(x) for x in ep.invoke(ROW + ROW)[1].decode().split()]
+    with serve_local(settings, state_dir=registry.state, port=0, capture=False, runtime="onnx") as ep:
+        status, body = ep.invoke(ROW + ROW)
+        assert status == 200
+        assert [float(x) for x in body.decode().split()] == pytest.approx(expected, abs=1e-5)
+        loaded = [json.loads(line) for line in ep.log_path.read_text().splitlines() if '"model_loaded"' in line]
+        assert loaded and loaded[0]["runtime"] == "onnx"
+
+
 @pytest.mark.parametrize(("model", "expected"), [("latest", "second"), ("2", "second"), ("1", "first")])
 def test_model_selectors(registry: Registry, settings: StackSettings, model: str, expected: str) -> None:
     with serve_local(settings, state_dir=registry.state, model=model, port=0, capture=False) as ep:

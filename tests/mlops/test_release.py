@@ -205,6 +205,22 @@ def test_a_model_below_the_target_threshold_is_refused(
         release.promote(dev, files["prod"], aws=aws)
 
 
+def test_a_stack_serving_with_onnxruntime_takes_only_packages_with_an_onnx_export(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    write_setting(files["prod"], "mlops-stack:serveRuntime", "onnx")
+    before = files["prod"].read_text()
+    for recorded, shown in (({"onnx_export": "none"}, "none"), ({}, "not recorded")):
+        arn = reg.register(0.91, APPROVED, **recorded)
+        with pytest.raises(ReleaseError, match=f"stack prod serves with onnxruntime \\(serveRuntime: onnx, "
+                                               f"Pulumi.prod.yaml\\), and model package {arn} has no ONNX export "
+                                               f"\\(onnx_export: {shown}\\)"):
+            release.promote(dev, files["prod"], aws=aws, force=True)  # not a quality judgement: force does not pass
+        assert files["prod"].read_text() == before
+    exported = reg.register(0.92, APPROVED, onnx_export="exported")
+    assert release.promote(dev, files["prod"], aws=aws).new_arn == exported
+
+
 def test_a_model_without_the_metric_is_refused(files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry):
     arn = reg.register(None, APPROVED)
     with pytest.raises(ReleaseError, match=f"model package {arn} records no primary metric \\('primary_metric'\\) in "):
