@@ -323,6 +323,7 @@ def rollback(stack_file: Path, *, force: bool = False, aws: Aws | None = None) -
         previous = describe_package(previous_arn, aws=aws)
     except ReleaseError as error:
         raise ReleaseError(f"stack {target.stack}'s previous pin (recorded on {current_arn}): {error}") from None
+    _check_runtime(previous, target, path)
     if previous.status != APPROVED and not force:
         raise ReleaseError(
             f"stack {target.stack}'s previous pin {previous_arn} is {previous.status} now; "

@@ -8,7 +8,8 @@ sha256 and the measured difference, or why there is no file.
 The graph's contract (what an edge device feeds onnxruntime):
 - one input per feature, shape ``[rows, 1]``: ``double`` for a numeric feature (NaN when
   missing), ``string`` for a categorical one (``MISSING``, the empty string, when missing; a value
-  outside the declared categories scores as missing, as in scikit-learn);
+  outside the categories scores as scikit-learn scores it: as missing in the trees, with no one-hot
+  column in a linear model);
 - outputs ``probabilities`` (``double [rows, classes]``) and ``label`` for classification,
   ``variable`` (``double [rows, 1]``) for regression: before any decision threshold.
 
@@ -32,6 +33,8 @@ from model_code.schema import CategoricalFeature, NumericFeature, Schema
 ONNX_FILENAME = "model.onnx"
 MISSING = ""
 """A missing categorical value in the graph's string inputs (ONNX strings have no NaN)."""
+UNKNOWN = "\x00"
+"""What ``feeds`` sends for a present empty string: a value outside the categories, as scikit-learn sees it."""
 PARITY_ROWS = 10_000
 PARITY_TOLERANCE = 1e-5
 """The largest absolute difference from scikit-learn's output that the export accepts."""
@@ -69,7 +72,14 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
         if MISSING in f.categories:
             raise NotExportable(f"{f.name!r} declares the empty category, which the graph uses for a missing value")
     derived = tuple(steps["derive"].derived) if "derive" in steps else ()
-    columns, model = steps["columns"], steps["model"]
+    clash = sorted({*schema.feature_names, *(d.name for d in derived)} & set(OUTPUTS))
+    if clash:
+        raise NotExportable(f"feature {clash[0]!r} has the name of one of the graph's outputs {list(OUTPUTS)}")
+    columns, model = _without_nan_categories(steps["columns"]), steps["model"]
+    loss = getattr(model, "loss", None) if trees.is_hgb(model) else None
+    if loss not in (None, "squared_error", "log_loss"):
+        raise NotExportable(f"HistGradientBoosting's loss {loss!r}: the graph has the links of squared_error and "
+                            f"log_loss only")
     types = _input_types(schema, [d.name for d in derived])
     ml_opset = 3
     proto: Any  # convert_sklearn's declared union: a ModelProto when given a fitted estimator
@@ -100,6 +110,19 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
     _outputs_in_double(proto)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _without_nan_categories(columns: Any) -> Any:
+    """A copy of the encoding whose ordinal encoders list no NaN category. scikit-learn keeps NaN as the last
+    category when the training data had missing values (encoded as missing anyway), and skl2onnx would give it a
+    real code under the key "nan", a string scikit-learn treats as unknown."""
+    import copy
+
+    columns = copy.deepcopy(columns)
+    for _, transformer, _ in columns.transformers_:
+        if type(transformer).__name__ == "OrdinalEncoder" and hasattr(transformer, "categories_"):  # has columns
+            transformer.categories_ = [c[~pd.isna(c)] for c in transformer.categories_]
+    return columns
 
 
 def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
@@ -156,8 +179,8 @@ def feeds(schema: Schema, numeric: Mapping[str, np.ndarray], categorical: Mappin
         if isinstance(f, NumericFeature):
             out[f.name] = np.asarray(numeric[f.name], dtype=np.float64).reshape(-1, 1)
         else:
-            out[f.name] = np.array([MISSING if v is None or v != v else str(v) for v in categorical[f.name]],
-                                   dtype=object).reshape(-1, 1)
+            out[f.name] = np.array([MISSING if v is None or v != v else str(v) or UNKNOWN
+                                    for v in categorical[f.name]], dtype=object).reshape(-1, 1)
     return out
 
 
@@ -192,7 +215,8 @@ class OnnxModel:
 
 def parity_rows(schema: Schema, rows: int = PARITY_ROWS, seed: int = 0) -> pd.DataFrame:
     """Rows covering the schema: numerics across their ranges (integers where declared, bounds and
-    missing values included), every category, missing and unknown values."""
+    missing values included), every category, missing and unknown values (the strings "nan" and "" among them:
+    scikit-learn sees both as unknown)."""
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {}
     for f in schema.features:
@@ -204,7 +228,7 @@ def parity_rows(schema: Schema, rows: int = PARITY_ROWS, seed: int = 0) -> pd.Da
             values[:2] = [f.minimum, f.maximum]
             data[f.name] = values
         else:
-            choices = np.array([*f.categories, "<unknown>"], dtype=object)
+            choices = np.array([*f.categories, "<unknown>", "nan", ""], dtype=object)
             values = choices[rng.integers(0, len(choices), rows)]
             values[rng.random(rows) < 0.05] = np.nan
             data[f.name] = values
@@ -228,14 +252,18 @@ def export(estimator: Any, schema: Schema, model_dir: Path, check: pd.DataFrame 
     import onnxruntime
     import skl2onnx
 
+    target = model_dir / ONNX_FILENAME
+    target.unlink(missing_ok=True)  # a file from an earlier run must not sit beside a model it was not made from
+    frames = [parity_rows(schema)] + ([check] if check is not None and len(check) else [])
     try:
         proto = to_onnx(estimator, schema)
+        serialized = proto.SerializeToString()
+        session = OnnxModel(serialized, schema)
+        difference = max(parity(estimator, schema, session, frame) for frame in frames)
     except NotExportable as exc:
         return {"exported": False, "reason": str(exc)}
-    serialized = proto.SerializeToString()
-    session = OnnxModel(serialized, schema)
-    frames = [parity_rows(schema)] + ([check] if check is not None and len(check) else [])
-    difference = max(parity(estimator, schema, session, frame) for frame in frames)
+    except Exception as exc:  # noqa: BLE001 -- the export is an extra: any failure is recorded, the model trains
+        return {"exported": False, "reason": f"{type(exc).__name__}: {exc}"}
     rows = sum(len(frame) for frame in frames)
     measured = {"rows": rows, "max_abs_difference": difference, "tolerance": PARITY_TOLERANCE}
     if not difference <= PARITY_TOLERANCE:
@@ -243,7 +271,7 @@ def export(estimator: Any, schema: Schema, model_dir: Path, check: pd.DataFrame 
                 "reason": f"onnxruntime's output differs from scikit-learn's by up to {difference:.3g} on {rows} "
                           f"rows (the limit is {PARITY_TOLERANCE:g})"}
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / ONNX_FILENAME).write_bytes(serialized)
+    target.write_bytes(serialized)
     return {"exported": True, "file": ONNX_FILENAME, "sha256": hashlib.sha256(serialized).hexdigest(),
             "parity": measured, "opsets": {e.domain or "ai.onnx": e.version for e in proto.opset_import},
             "versions": {"skl2onnx": skl2onnx.__version__, "onnxruntime": onnxruntime.__version__}}

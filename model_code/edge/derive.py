@@ -23,6 +23,8 @@ from model_code.features import DerivedFeature
 _BINARY = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow"}
 _UNARY = {"sin": "Sin", "cos": "Cos", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh", "abs": "Abs"}
 """Functions with an ONNX operator onnxruntime runs in double precision."""
+_FUNCTION_NAMES = frozenset({*_UNARY, "log1p", "expm1", "log10", "sinh", "cosh", "arcsinh", "arccosh", "arctanh",
+                             "arcsin", "arccos", "arctan", "arctan2"})
 NO_DOUBLE_KERNEL = frozenset({"arcsin", "arccos", "arctan", "arctan2"})
 """Functions whose ONNX operators onnxruntime runs in float32 only (the rest of the hyperbolic family is
 computed from Exp, Log and Sqrt below), or that have no ONNX operator (arctan2)."""
@@ -74,9 +76,14 @@ class _Compiler:
         raise Unsupported(f"{type(tree).__name__}")
 
     def _floor_mod(self, left: str, right: str) -> str:
-        # x - floor(x / y) * y: numpy's remainder for floats (ONNX's Mod with fmod=0 is for integers only)
-        quotient = self.node("Floor", [self.node("Div", [left, right])])
-        return self.node("Sub", [left, self.node("Mul", [quotient, right])])
+        # numpy's remainder: C's fmod, moved by the divisor when its sign differs from the divisor's (ONNX's Mod
+        # with fmod=0 is for integers only; x - floor(x / y) * y rounds differently, e.g. 1 % 0.1)
+        rest = self.node("Mod", [left, right], fmod=1)
+        zero = self.constant(0.0)
+        moved = self.node("And", [self.node("Not", [self.node("Equal", [rest, zero])]),
+                                  self.node("Not", [self.node("Equal", [self.node("Sign", [rest]),
+                                                                        self.node("Sign", [right])])])])
+        return self.node("Where", [moved, self.node("Add", [rest, right]), rest])
 
     def _call(self, function: str, args: list[str]) -> str:
         if function in _UNARY and len(args) == 1:
@@ -118,8 +125,12 @@ def prepend_derived(graph: onnx.GraphProto, derived: Sequence[DerivedFeature]) -
             raise Unsupported(f"derived feature {feature.name!r} is the function {feature.function}() of the "
                               f"problem's module, which has no ONNX form")
         compiler = _Compiler(graph, feature.name)
+        tree = ast.parse(feature.expression, mode="eval")
+        if not any(isinstance(node, ast.Name) and node.id not in _FUNCTION_NAMES for node in ast.walk(tree)):
+            raise Unsupported(f"derived feature {feature.name!r} ({feature.expression}) is a constant, which the "
+                              f"graph would not repeat per row")
         try:
-            value = compiler.compile(ast.parse(feature.expression, mode="eval"))
+            value = compiler.compile(tree)
         except Unsupported as exc:
             raise Unsupported(f"derived feature {feature.name!r} ({feature.expression}): {exc} has no ONNX form") \
                 from None

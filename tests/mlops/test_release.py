@@ -295,6 +295,20 @@ def test_rollback_restores_the_previous_pin_then_runs_out(
         release.rollback(files["prod"], aws=aws)
 
 
+def test_rollback_of_an_onnx_stack_to_a_package_without_an_export_is_refused(
+    files: dict[str, Path], dev: StackSettings, aws: Aws, reg: Registry
+):
+    first = reg.register(0.85, APPROVED)  # before serveRuntime onnx: no export recorded
+    release.promote(dev, files["prod"], aws=aws)
+    reg.register(0.90, APPROVED, onnx_export="exported")
+    release.promote(dev, files["prod"], aws=aws)
+    write_setting(files["prod"], "mlops-stack:serveRuntime", "onnx")
+    before = files["prod"].read_text()
+    with pytest.raises(ReleaseError, match=f"model package {first} has no ONNX export"):
+        release.rollback(files["prod"], aws=aws, force=True)
+    assert files["prod"].read_text() == before
+
+
 def test_rollback_without_a_pin_is_refused(files: dict[str, Path], aws: Aws):
     with pytest.raises(ReleaseError, match=f"Pulumi.prod.yaml: {PIN_KEY} is empty: stack prod pins no package"):
         release.rollback(files["prod"], aws=aws)

@@ -101,7 +101,7 @@ def test_every_function_and_operator_of_the_expression_grammar_computes_as_panda
     from model_code.features import derive as pandas_derive
 
     expressions = {f"f_{name}": f"{name}(a)" for name in sorted(FUNCTIONS - derive.NO_DOUBLE_KERNEL)}
-    expressions |= {"ops": "(a + b) * 2 - b / a ** 2 % 3", "neg": "-a + +b", "mod": "a % -1.5", "zero": "b / (a - a)"}
+    expressions |= {"ops": "(a + b) * 2 - b / a ** 2 % 3", "neg": "-a + +b", "mod": "a % -1.5", "mod_inexact": "a % 0.1", "zero": "b / (a - a)"}
     derived = [DerivedFeature(name, expression) for name, expression in expressions.items()]
     proto = _graph_with(derived, ["a", "b"])
     onnx.checker.check_model(proto, full_check=True)
@@ -115,6 +115,8 @@ def test_every_function_and_operator_of_the_expression_grammar_computes_as_panda
         want = expected[feature.name].to_numpy()
         np.testing.assert_allclose(values.ravel(), want, rtol=1e-12, atol=1e-12, equal_nan=True,
                                    err_msg=feature.expression)
+    with pytest.raises(derive.Unsupported, match="'six' .* is a constant"):
+        _graph_with([DerivedFeature("six", "2 * sqrt(9)")], ["a"])
     for function in sorted(derive.NO_DOUBLE_KERNEL):  # refused, naming the feature and the function
         arguments = "a, b" if function == "arctan2" else "a"
         with pytest.raises(derive.Unsupported, match=rf"'angle' \({function}\({arguments}\)\): function {function}"):
@@ -135,6 +137,23 @@ def test_what_has_no_onnx_form_is_named():
     module_model, p, _ = fitted("wine", "module:nearest_neighbours")
     with pytest.raises(edge.NotExportable, match="problem's module"):
         edge.to_onnx(module_model, p.schema)
+
+
+def test_a_feature_named_like_an_output_is_not_exported_and_training_goes_on(tmp_path: Path):
+    from dataclasses import replace
+
+    pipeline, p, frame = fitted("diabetes", "random_forest", derived=False)
+    renamed = replace(p.schema, features=tuple(replace(f, name="variable") if f.name == "bmi" else f
+                                               for f in p.schema.features))
+    x = frame[p.schema.feature_names].rename(columns={"bmi": "variable"})
+    kind = estimators.kind_of("random_forest")
+    model = estimators.build(kind, renamed, estimators.resolve_params(kind, {"n_estimators": 3}), 0)
+    model.fit(x, frame[p.schema.label].to_numpy())
+    (tmp_path / "model.onnx").write_bytes(b"an earlier run's")
+    entry = edge.export(model, renamed, tmp_path)
+    assert entry == {"exported": False, "reason": "feature 'variable' has the name of one of the graph's outputs "
+                                                  "['label', 'probabilities', 'variable']"}
+    assert not (tmp_path / "model.onnx").exists()  # the earlier file is gone: it was not made from this model
 
 
 def test_train_writes_model_onnx_beside_the_artifact_with_its_parity(model_dir: Path):
