@@ -101,6 +101,11 @@ def _ordinal_columns(schema: Schema, derived: Sequence[DerivedFeature]) -> tuple
     return columns, len(cat)
 
 
+# The losses the builders fit with (scikit-learn's defaults): the ONNX export (model_code/edge) has the
+# link of each (identity, the sigmoid or the softmax of the raw score) and refuses any other.
+HGB_DEFAULT_LOSSES = frozenset({"squared_error", "log_loss"})
+
+
 def _hgb(schema: Schema, p: Mapping[str, Any], seed: int, derived: Sequence[DerivedFeature]) -> Pipeline:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.pipeline import Pipeline

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model_code.estimators import HGB_DEFAULT_LOSSES
 from model_code.schema import CategoricalFeature, NumericFeature, Schema
 
 ONNX_FILENAME = "model.onnx"
@@ -77,9 +78,9 @@ def to_onnx(estimator: Any, schema: Schema) -> Any:
         raise NotExportable(f"feature {clash[0]!r} has the name of one of the graph's outputs {list(OUTPUTS)}")
     columns, model = _without_nan_categories(steps["columns"]), steps["model"]
     loss = getattr(model, "loss", None) if trees.is_hgb(model) else None
-    if loss not in (None, "squared_error", "log_loss"):
-        raise NotExportable(f"HistGradientBoosting's loss {loss!r}: the graph has the links of squared_error and "
-                            f"log_loss only")
+    if loss is not None and loss not in HGB_DEFAULT_LOSSES:
+        raise NotExportable(f"HistGradientBoosting's loss {loss!r}: the graph has the links of "
+                            f"{sorted(HGB_DEFAULT_LOSSES)} only")
     types = _input_types(schema, [d.name for d in derived])
     ml_opset = 3
     proto: Any  # convert_sklearn's declared union: a ModelProto when given a fitted estimator

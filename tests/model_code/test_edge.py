@@ -228,3 +228,11 @@ def test_trees_that_are_one_leaf_convert(estimator):
     session = edge.OnnxModel(edge.to_onnx(pipeline, p.schema).SerializeToString(), p.schema)
     rows = edge.parity_rows(p.schema, 500)
     assert np.abs(session.output(rows) - 120.0).max() <= 1e-9
+
+
+def test_a_loss_whose_link_the_graph_lacks_is_named():
+    pipeline, p, frame = fitted("diabetes", "hist_gradient_boosting", derived=False)
+    pipeline.named_steps["model"].set_params(loss="poisson", max_iter=3)
+    pipeline.fit(frame[p.schema.feature_names], frame[p.schema.label].to_numpy())
+    with pytest.raises(edge.NotExportable, match="HistGradientBoosting's loss 'poisson'"):
+        edge.to_onnx(pipeline, p.schema)
