@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,11 @@ from mlops.plan import Plan, plan_stack_file
 from mlops.settings import StackSettings, load_stack, stack_file, stack_names
 
 STACKS = stack_names()
+
+# `make test` runs two workers on the machine's cores: OpenMP threads (the tests' own fits and every process they
+# start) spin briefly at barriers instead of starving the other worker's (mlops/local/runners.py measures it).
+# Set before any test module loads scikit-learn's OpenMP runtime.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 
 @pytest.fixture(scope="session")

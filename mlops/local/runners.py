@@ -48,7 +48,13 @@ IMAGE_ENTRYPOINT = ["python", "-m", "model_code"]
 # What the image's ENV gives every job (model_code/Dockerfile); process mode sets the same.
 IMAGE_ENVIRONMENT = {
     "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GIT_PYTHON_REFRESH": "quiet",
 }
+# SageMaker gives a job an instance; a local job shares this machine (with a tuning job's siblings, a test
+# worker's, a desktop), where OpenMP threads spinning 300,000 times at each barrier (libgomp's default) starve
+# the other process's threads. Adult's Train with 2 threads, 2 cores: alone 6.9 s, two at once 32.5 s; with a
+# spin count of 1,000, alone 7.1 s, two at once 11.4 s (passive waiting: 10.2 s alone, 10.5 s two at once).
+LOCAL_MACHINE_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000"}
 
 
 class StepRunner(Protocol):
@@ -84,7 +90,8 @@ class ProcessRunner:
         # PYTHONPATH: the repository's model_code/, as the image's PYTHONPATH=/opt/program holds it.
         env = {"PATH": f"{self.python.parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job_dir),
                "LANG": "C.UTF-8", "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "PYTHONPATH": str(REPO_ROOT),
-               **IMAGE_ENVIRONMENT, **{k: _map(job_dir, v) for k, v in environment.items()}}
+               **IMAGE_ENVIRONMENT, **LOCAL_MACHINE_ENVIRONMENT,
+               **{k: _map(job_dir, v) for k, v in environment.items()}}
         with log_path.open("w") as log:
             try:
                 return subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -115,7 +122,7 @@ class ContainerRunner:
         command = [self.engine.name, "run", "--rm", "--name", name, *self.labels,
                    "--network=none" if isolated else f"--network=container:{self.network.holder}",
                    "-v", f"{ml.resolve()}:/opt/ml", *[a for m in self.mounts for a in ("-v", f"{m}:{m}")],
-                   *[a for k, v in environment.items() for a in ("-e", f"{k}={v}")]]
+                   *[a for k, v in {**LOCAL_MACHINE_ENVIRONMENT, **environment}.items() for a in ("-e", f"{k}={v}")]]
         if entrypoint:
             command += ["--entrypoint", json.dumps(entrypoint)]
         command += [self.image, *arguments]

@@ -127,3 +127,21 @@ def test_a_job_declared_network_isolated_reaches_nothing(engine, image: str, tmp
     ), isolated=True)
     assert code == 0, output
     assert output.splitlines() == ["cut off: URLError", "['lo']"]
+
+
+def test_a_job_sees_the_images_environment_in_either_mode(engine, image: str, tmp_path: Path):
+    """IMAGE_ENVIRONMENT is what model_code/Dockerfile's ENV sets; process mode sets the same, and both modes
+    add the local machine's (OpenMP threads that spin briefly: the jobs share this machine's cores)."""
+    from mlops.local.runners import IMAGE_ENVIRONMENT, LOCAL_MACHINE_ENVIRONMENT
+
+    seen = {}
+    for mode in ("always", "never"):
+        log = tmp_path / f"env-{mode}.txt"
+        (tmp_path / mode).mkdir()
+        with open_runner(mode, ports=[], mounts=[], owner=tmp_path) as runner:
+            code = runner.run(tmp_path / mode, ["python", "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+                              [], {"STEP": mode}, log)
+        assert code == 0, log.read_text()
+        seen[mode] = json.loads(log.read_text().splitlines()[-1])
+    for mode, environment in seen.items():
+        assert {**IMAGE_ENVIRONMENT, **LOCAL_MACHINE_ENVIRONMENT, "STEP": mode}.items() <= environment.items()
