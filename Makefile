@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
 	$(BIN)/pip install --quiet -e '.[dev]' $(if $(wildcard model_code/requirements.txt),-r model_code/requirements.txt)
 	touch $(STAMP)
 
+# DVC (data versions, mlops/data_versions.py) in a venv of its own: dvc-s3's aiobotocore pins a botocore
+# older than the project's boto3 needs.
+DVC := .venv-dvc/.installed
+$(DVC):
+	$(PYTHON) -m venv .venv-dvc
+	.venv-dvc/bin/pip install --quiet "dvc[s3]==3.67.1"
+	touch $(DVC)
+
 run: $(STAMP)
 	$(BIN)/mlops demo
 
@@ -21,7 +29,7 @@ report-screenshot: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python scripts/screenshot_report.py
 
-test: $(STAMP)
+test: $(STAMP) $(DVC)
 	# --dist loadfile: a module's tests share one worker, so a module fixture (the demo run of
 	# tests/local/test_demo.py) is built once, not once per worker.
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlops.cli_problem import add_problem_commands
 from mlops.settings import PROJECT, REPO_ROOT, SettingsError, StackSettings, load_stack_file, stack_file, stack_names
@@ -326,8 +327,9 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         print(f"\r  {step.name:<18} {mark:<6} {step.seconds:6.1f} s{detail}")
 
     try:
+        revision = _data_revision(args, settings)
         run = run_local(settings, state_dir=_state_dir(), data=args.data, container=args.container,
-                        on_step=finished, on_start=started)
+                        on_step=finished, on_start=started, data_revision=revision)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -350,6 +352,40 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_VIOLATIONS
+    return EXIT_OK
+
+
+def _data_revision(args: argparse.Namespace, settings: Any) -> Any:
+    """`--data-rev REV` of `pipeline run|start`: the stack's dataset at that DVC revision (mlops/data_versions.py)."""
+    from mlops.data_versions import resolve
+
+    if not args.data_rev:
+        return None
+    if getattr(args, "data", None) is not None:
+        raise SettingsError("--data-rev", ["give --data or --data-rev, not both"])
+    return resolve(args.dvc_repo, args.data_rev, settings.problem_declaration().name, settings.stack)
+
+
+def _data_version_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-rev", metavar="REV",
+                        help="train on the stack's dataset (datasets/<problem>/, tracked by DVC) at this git revision: "
+                        "its S3 object versions, recorded on the model package as dvc_rev")
+    parser.add_argument("--dvc-repo", type=Path, default=REPO_ROOT, metavar="DIR",
+                        help="the DVC project (a git repository) holding datasets/ (default: this checkout)")
+
+
+def cmd_data_checkout(args: argparse.Namespace) -> int:
+    from mlops.data_versions import checkout_package
+    from mlops.registry import get_package
+
+    package = get_package(_stack_settings(args), args.package)
+    done = checkout_package(package, args.dvc_repo, args.output, {})
+    if done.sha256 != done.expected:
+        print(f"error: {done.folder}: data sha256 {done.sha256} differs from the package's data_sha256 "
+              f"{done.expected or '(none)'}", file=sys.stderr)
+        return EXIT_VIOLATIONS
+    print(f"{done.folder}: the data of {package.arn} (DVC revision {done.revision}), sha256 {done.sha256} as "
+          f"recorded by its Validate step")
     return EXIT_OK
 
 
@@ -394,6 +430,16 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
     if args.image_tag:
         print(f"pipeline {upsert(settings, args.image_tag)} updated for image tag {args.image_tag}")
     parameters = dict(_pairs(args.parameter, "--parameter"))
+    revision = _data_revision(args, settings)
+    if revision is not None:
+        from mlops.data_versions import stage
+        from mlops.naming import Names
+        from mlops.registry import Aws
+        from pipelines.training import DATA_REVISION_PARAMETER
+
+        uri = stage(Aws.from_env().client("s3", settings.region), Names.of(settings).bucket("data"), revision)
+        parameters |= {"InputDataUri": uri, DATA_REVISION_PARAMETER: revision.commit}
+        print(f"data: {uri} (DVC revision {revision.commit}, {len(revision.files)} file(s))")
     execution = start(
         settings, parameters=parameters, wait=args.wait, on_poll=lambda e: print(f"  {e.status}", flush=True)
     )
@@ -408,7 +454,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.action == "up":
         settings = _stack_settings(args)
         server = local_aws.start(state, account_id=settings.account_id, region=settings.region)
-        print(f"embedded AWS on {server.endpoint_url} (pid {server.pid}); use it with:")
+        _bootstrap_local(settings, server)
+        print(f"embedded AWS on {server.endpoint_url} (pid {server.pid}), with stack {settings.stack}'s buckets and "
+              f"model package group; use it with:")
         print(f"  export AWS_ENDPOINT_URL={server.endpoint_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
     elif args.action == "down":
         print("embedded AWS stopped" if local_aws.stop(state) else "embedded AWS was not running")
@@ -416,6 +464,18 @@ def cmd_local(args: argparse.Namespace) -> int:
         server = local_aws.running(state)
         print(f"embedded AWS on {server.endpoint_url} (pid {server.pid})" if server else "embedded AWS is not running")
     return EXIT_OK
+
+
+def _bootstrap_local(settings: Any, server: Any) -> None:
+    """What `pulumi up` provides, so `dvc push` (or any S3 client) finds the stack's buckets before a run."""
+    import boto3
+
+    from mlops.local import aws as local_aws
+    from mlops.local.pipeline import bootstrap
+
+    with local_aws.environment(server):
+        bootstrap(settings, boto3.client("s3", region_name=settings.region),
+                  boto3.client("sagemaker", region_name=settings.region))
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -713,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="problem declaration folder (default: the stack's mlops-stack:problem)")
     run.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE",
                      help="override a stack setting for this run, e.g. tuningMaxJobs=8; repeatable")
+    _data_version_options(run)
     _container_option(run)
     run.set_defaults(func=cmd_pipeline_run)
     runs = pipeline_actions.add_parser("runs", help="past local runs, newest first")
@@ -732,7 +793,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="pipeline parameter, e.g. InputDataUri=s3://...; repeatable",
     )
     start.add_argument("--wait", action="store_true", help="wait until the execution ends")
+    _data_version_options(start)
     start.set_defaults(func=cmd_pipeline_start)
+
+    data = commands.add_parser("data", help="data versions (DVC): a model version's training data").add_subparsers(
+        dest="action", required=True)
+    data_checkout = data.add_parser(
+        "checkout", help="check out the data a model package was trained on, by its DVC revision",
+        description="`dvc get` of the dataset at the package's dvc_rev into --output, then its sha256 against the "
+        "package's data_sha256 (what Validate read). Exit 0 the same, 1 different, 2 bad input. The embedded AWS "
+        "when AWS_ENDPOINT_URL points at it (`mlops local up`).")
+    data_checkout.add_argument("--stack", required=True)
+    data_checkout.add_argument("--package", required=True, metavar="ARN", help="model package ARN (mlops model list)")
+    data_checkout.add_argument("--output", type=Path, required=True, metavar="DIR", help="a new folder")
+    data_checkout.add_argument("--dvc-repo", type=Path, default=REPO_ROOT, metavar="DIR",
+                               help="the DVC project holding datasets/ (default: this checkout)")
+    data_checkout.set_defaults(func=cmd_data_checkout)
 
     demo = commands.add_parser(
         "demo",
@@ -873,6 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
         run,
         definition,
         start,
+        data_checkout,
         local_up,
         monitor_baseline,
         monitor_run,
@@ -886,6 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from mlops.batch_local import BatchError
     from mlops.bootstrap import BootstrapError
+    from mlops.data_versions import DataVersionError
     from mlops.local.aws import LocalAwsError
     from mlops.local.container import ContainerError
     from mlops.local.tracking import TrackingServerError
@@ -899,7 +977,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SettingsError, ReleaseError, LocalAwsError, MonitorError, ServeLocalError, ContainerError,
-            TrackingServerError, BootstrapError, BatchError) as error:
+            TrackingServerError, BootstrapError, BatchError, DataVersionError) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT

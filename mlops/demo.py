@@ -829,8 +829,7 @@ def _model_from_run(run_dir: Path, execution_id: str, role: str, description: st
     lineage["code_bundle_sha256"] = bundle[-2] if len(bundle) > 4 else ""
     report = next(folder.glob("steps/Validate/**/validation_report.json"), None)
     if report is not None:
-        files = json.loads(report.read_text()).get("input", {}).get("files", [])
-        lineage["data_sha256"] = ",".join(f["sha256"] for f in files if f.get("sha256"))
+        lineage["data_sha256"] = json.loads(report.read_text()).get("input", {}).get("sha256", "")  # as registered
     lineage["input_data_uri"] = record.get("input_data_uri", "")
     arn = record.get("package_arn", "")
     return ModelVersion(

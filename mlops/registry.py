@@ -20,7 +20,10 @@ values):
       "mlflow_run_id"  MLflow run of the training step
       "git_sha"        commit of model_code/ and pipelines/ (also the image tag)
       "image_digest"   sha256:... of the image the package's container runs
-      "code_bundle_sha256", "data_sha256"   content hashes of the code bundle and input data
+      "code_bundle_sha256", "data_sha256"   content hashes of the code bundle and input data (Validate's
+                       model_code.data.dataset_digest of the files it read)
+      "dvc_rev"        the DVC revision (git commit) of the input when the run was started from one
+                       (`--data-rev`, mlops/dvc.py), else "none"
     release bookkeeping (written by `mlops release promote`, see mlops/release.py):
       "previous_pin:<stack>"   the package `<stack>` pinned before this one was promoted there
 
@@ -61,7 +64,7 @@ or empty talks to AWS. boto3 reads it too; naming it here keeps the one place th
 
 METRIC_KEYS = tuple(dict.fromkeys(m.name for task in task_metrics.BY_TASK.values() for m in task))
 """Every metric of any task: the metadata keys read as numbers."""
-LINEAGE_KEYS = ("mlflow_run_id", "git_sha", "image_digest", "code_bundle_sha256", "data_sha256")
+LINEAGE_KEYS = ("mlflow_run_id", "git_sha", "image_digest", "code_bundle_sha256", "data_sha256", "dvc_rev")
 PREVIOUS_PIN_PREFIX = "previous_pin:"
 
 APPROVED = "Approved"

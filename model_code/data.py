@@ -44,6 +44,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def dataset_digest(digests: Mapping[str, str]) -> str:
+    """One sha256 for a dataset: over its files' names and sha256s (sorted by name), so the same files give the
+    same digest wherever they were read (Validate's input, a DVC checkout: `mlops data checkout`)."""
+    lines = "".join(f"{name} {digest}\n" for name, digest in sorted(digests.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def list_csv_files(path: Path) -> list[Path]:
     """A CSV file itself, or every ``*.csv``/``*.csv.gz`` in a folder (sorted, not recursive)."""
     path = Path(path)

@@ -16,7 +16,8 @@ Report ``<output>/validation_report.json`` (format ``mlops-stack/validation-repo
       "format": "mlops-stack/validation-report", "format_version": 1,
       "status": "passed" | "failed",
       "schema": "adult-income",
-      "input": {"rows": 48842, "files": [{"path": ..., "sha256": ..., "rows": ..., "first_row": 0}]},
+      "input": {"rows": 48842, "sha256": ...,        # model_code.data.dataset_digest of the files
+                "files": [{"path": ..., "sha256": ..., "rows": ..., "first_row": 0}]},
       "violations": [
         {"check": "range", "column": "age", "message": "...", "count": 3,
          "rows": [12, 40, 977],                      # global 0-based data rows (first 20)
@@ -53,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model_code.data import CsvInput, read_csv_input
+from model_code.data import CsvInput, dataset_digest, read_csv_input
 from model_code.problem import ProblemError, step_problem
 from model_code.schema import CategoricalFeature, DataError, NumericFeature, Schema
 
@@ -269,6 +270,7 @@ def validate_frame(inp: CsvInput, schema: Schema | None = None) -> ValidationRes
         "schema": schema.name,
         "input": {
             "rows": int(len(frame)),
+            "sha256": dataset_digest(inp.digests()),
             "files": [{"path": str(p), "sha256": d, "rows": int(_file_rows(inp, i)), "first_row": int(o)}
                       for i, (p, d, o) in enumerate(zip(inp.files, inp.digests().values(), inp.offsets,
                                                         strict=True))],

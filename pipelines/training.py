@@ -5,13 +5,15 @@
     Parameters: InputDataUri, ProcessingInstanceType, TrainingInstanceType, MinTestMetric,
                 PromotionMinImprovement, ModelApprovalStatus, GitSha, Seed,
                 Trigger (manual|drift|quality|schedule|new-data), CooldownHours,
-                Candidate (empty: cross-validate every candidate), and one per estimator parameter of
+                Candidate (empty: cross-validate every candidate), DataRevision (the DVC revision of the
+                input, `mlops pipeline run|start --data-rev`; "none"), and one per estimator parameter of
                 each candidate, <candidate>__<param>, defaulting to the problem's value
 
     CooldownGuard (processing)       an automatic Trigger within CooldownHours of another stops here
         |  depends_on
         v
-    Validate (processing)            InputDataUri -> validation_report.json; exit 1 stops the pipeline
+    Validate (processing)            InputDataUri -> validation_report.json (PropertyFile "ValidationReport": the
+                                     input's digest for Register); exit 1 stops the pipeline
         |  depends_on
         v
     Preprocess (processing)          InputDataUri -> train/ validation/ test/ baseline/
@@ -119,6 +121,15 @@ PRIMARY_JSON_PATH = "primary_metric.value"
 MLFLOW_RUN_ID_JSON_PATH = "model.mlflow_run_id"
 ONNX_JSON_PATH = "model.onnx"
 ONNX_EXPORT_KEY = "onnx_export"
+VALIDATION_PROPERTY_FILE = "ValidationReport"
+VALIDATION_FILE = "validation_report.json"  # model_code/validate.py writes it
+DATA_SHA256_JSON_PATH = "input.sha256"
+# Lineage of the input (mlops/registry.py LINEAGE_KEYS): the digest Validate read, the DVC revision the run was
+# started from (`--data-rev`; "none" otherwise: metadata values cannot be empty)
+DATA_SHA256_KEY = "data_sha256"
+DVC_REVISION_KEY = "dvc_rev"
+NO_DVC_REVISION = "none"
+DATA_REVISION_PARAMETER = "DataRevision"
 """CustomerMetadataProperties key: "exported" when the package's model.tar.gz holds a checked model.onnx, else
 "none" (model_code/edge/); `release promote` reads it for a target with serveRuntime=onnx."""
 TEST_DATA_URI_KEY = "test_data_uri"
@@ -410,6 +421,7 @@ def _parameters(sdk: SimpleNamespace, settings: StackSettings, inputs: PipelineI
         trigger=sdk.ParameterString("Trigger", TRIGGERS[0], enum_values=list(TRIGGERS)),
         cooldown_hours=sdk.ParameterInteger("CooldownHours", settings.retrain_cooldown_hours),
         candidate=sdk.ParameterString("Candidate", ""),
+        data_revision=sdk.ParameterString(DATA_REVISION_PARAMETER, NO_DVC_REVISION),
         **hyperparameters,
     )
 
@@ -553,7 +565,12 @@ def validate_step(b: Build, guard: Any) -> Any:
         arguments=["--input", data_dir, "--output", report_dir],
     )
     return b.sdk.ProcessingStep(name=VALIDATE, step_args=step_args, depends_on=[guard],
+                                property_files=[validation_property_file(b.sdk)],
                                 description="Check the raw data against the schema")
+
+
+def validation_property_file(sdk: SimpleNamespace) -> Any:
+    return sdk.PropertyFile(name=VALIDATION_PROPERTY_FILE, output_name="report", path=VALIDATION_FILE)
 
 
 def preprocess_step(b: Build, validate: Any) -> Any:
@@ -693,6 +710,9 @@ def customer_metadata(b: Build, report: Any, preprocess: Any, comparison: Any) -
     metadata["problem"] = inputs.problem.name
     metadata["git_sha"] = b.params.git_sha
     metadata["code_bundle_sha256"] = inputs.code_sha256
+    metadata[DATA_SHA256_KEY] = sdk.Join(on="", values=[sdk.JsonGet(
+        step_name=VALIDATE, property_file=validation_property_file(sdk), json_path=DATA_SHA256_JSON_PATH)])
+    metadata[DVC_REVISION_KEY] = b.params.data_revision
     metadata[ONNX_EXPORT_KEY] = sdk.Join(on="", values=[b.evaluation_value(report, ONNX_JSON_PATH)])
     metadata["drift_baseline_uri"] = sdk.Join(on="/", values=[_split_uri(preprocess, BASELINE_OUTPUT), BASELINE_FILE])
     # `release promote` re-scores the target's model on it (the same data as this package's test metric)

@@ -14,9 +14,11 @@ from mlops.settings import StackSettings, load_stack, stack_file, stack_names
 
 STACKS = stack_names()
 
-# `make test` runs two workers on the machine's cores: OpenMP threads (the tests' own fits and every process they
-# start) spin briefly at barriers instead of starving the other worker's (mlops/local/runners.py measures it).
-# Set before any test module loads scikit-learn's OpenMP runtime.
+# `make test` runs two workers on the machine's two cores: one OpenMP thread each (the tests' own fits and every
+# process and local job they start), and threads that spin briefly at barriers where a process sets more
+# (mlops/local/runners.py measures it). Two Adult Train jobs at once on 2 cores: 7.5 s wall with one thread each,
+# 11.4 s with two spinning briefly. Set before any test module loads scikit-learn's OpenMP runtime.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 

@@ -51,6 +51,8 @@ COVERED = {
     "monitor quality": "test_the_local_lifecycle_commands (labels of the requests `serve --local` answered)",
     "bootstrap": "test_the_bootstrap_command",
     "demo": "tests/local/test_demo.py::runs (`mlops demo --small`, interrupted, then run again)",
+    "data checkout": "tests/local/test_data_versions_local.py (two revisions pushed, the older trained on and checked "
+                     "out with its digest; refused revisions)",
     "problem init": "tests/local/test_bring_your_own_problem.py (init, check, pipeline run --problem, serve)",
     "problem check": "tests/local/test_bring_your_own_problem.py (init, check, pipeline run --problem, serve)",
 }

@@ -46,11 +46,13 @@ _DEPLOY_S3 = [
     "s3:PutEncryptionConfiguration",
     "s3:PutLifecycleConfiguration",
 ]
-# The code bundle is uploaded with tags: the provider writes and refreshes them.
+# The code bundle is uploaded with tags: the provider writes and refreshes them. GetObjectVersion: `mlops
+# pipeline start --data-rev` copies a DVC revision's object versions (mlops/data_versions.py).
 _DEPLOY_OBJECTS = [
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
     "s3:GetObject",
+    "s3:GetObjectVersion",
     "s3:GetObjectTagging",
     "s3:PutObject",
     "s3:PutObjectTagging",

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import boto3
 
+from mlops import data_versions
+from mlops.data_versions import DataRevision
 from mlops.local import aws as local_aws
 from mlops.local import tracking
 from mlops.local.aliases import sync_aliases
@@ -41,7 +43,14 @@ from mlops.naming import BUCKET_KINDS, Names
 from mlops.registry import Aws
 from mlops.settings import REPO_ROOT, StackSettings
 from model_code import env
-from pipelines.training import code_bundle, default_input_data_uri, default_input_location, definition, sample_data
+from pipelines.training import (
+    DATA_REVISION_PARAMETER,
+    code_bundle,
+    default_input_data_uri,
+    default_input_location,
+    definition,
+    sample_data,
+)
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".mlops"
 STATE_DIR_ENV = "MLOPS_STATE_DIR"
@@ -112,6 +121,8 @@ def bootstrap(settings: StackSettings, s3: Any, sagemaker: Any) -> str:
         bucket = names.bucket(kind)
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
+            # versioned, as infra/components/storage.py declares every bucket: DVC's version-aware remote needs it
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     bundle = code_bundle(settings)
     s3.put_object(Bucket=names.bucket("artifacts"), Key=bundle.key, Body=bundle.data)
     groups = sagemaker.list_model_package_groups(NameContains=names.model_package_group)
@@ -153,12 +164,14 @@ def run_local(
     on_step: Callable[[StepResult], None] | None = None,
     on_start: Callable[[str], None] | None = None,
     parameters: dict[str, str] | None = None,
+    data_revision: DataRevision | None = None,
 ) -> LocalRun:
     """Run the stack's pipeline locally and record the run. Never raises for a failed step.
 
     `trigger` is the pipeline's Trigger parameter (manual, drift, quality, schedule, new-data: what EventBridge passes);
     `container` is auto|always|never (`mlops/local/runners.py`); `parameters` are other pipeline parameters
-    (e.g. ``{"gbm__max_iter": "20"}``), as `StartPipelineExecution` takes them.
+    (e.g. ``{"gbm__max_iter": "20"}``), as `StartPipelineExecution` takes them; `data_revision` (instead of
+    `data`): a DVC revision pushed to the embedded AWS, staged as `mlops pipeline start --data-rev` stages it.
     """
     if data is not None and not data.exists():
         raise FileNotFoundError(f"--data {data}: no such file or folder")
@@ -179,7 +192,11 @@ def run_local(
         s3 = boto3.client("s3", region_name=settings.region)
         sagemaker = boto3.client("sagemaker", region_name=settings.region)
         bundle_uri = bootstrap(settings, s3, sagemaker)
-        input_uri = _upload_data(settings, s3, data, upload_id)
+        if data_revision is not None:
+            input_uri = data_versions.stage(s3, names.bucket("data"), data_revision)
+            parameters = {**(parameters or {}), DATA_REVISION_PARAMETER: data_revision.commit}
+        else:
+            input_uri = _upload_data(settings, s3, data, upload_id)
         git_sha = _git_sha()
         document = definition(
             settings,
@@ -200,6 +217,8 @@ def run_local(
         run_dir = state_dir / "runs" / execution_id
         run_dir.mkdir(parents=True)
         (run_dir / "definition.json").write_text(json.dumps(document, indent=1, sort_keys=True))
+        # an ml.m5.large's 2 vCPUs, unless the caller's OMP_NUM_THREADS says what this machine gives a job
+        job_threads = os.environ.get(env.OMP_NUM_THREADS.name, "2")
         executor = LocalExecutor(
             document,
             execution_id=execution_id,
@@ -208,7 +227,7 @@ def run_local(
             s3=s3,
             sagemaker=sagemaker,
             parameters=parameters,
-            environment={**server.environment(), env.OMP_NUM_THREADS.name: "2"},
+            environment={**server.environment(), env.OMP_NUM_THREADS.name: job_threads},
             runner=runner,
             on_step=on_step,
             on_start=on_start,

@@ -120,6 +120,10 @@ def calls(settings: StackSettings, plan: Plan) -> list[Call]:
         Call(deploy, "s3:PutObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "tagged bundle"),
         Call(deploy, "s3:GetObjectTagging", f"{bucket('artifacts')}/code/abc/model_code.tar.gz", "bundle refresh"),
         Call(deploy, "s3:PutObject", f"{bucket('data')}/datasets/adult-income/adult.csv.gz", "the seeded sample data"),
+        Call(deploy, "s3:GetObjectVersion", f"{bucket('data')}/datasets/adult-income/part-1.csv",
+             "pipeline start --data-rev: the DVC revision's object version"),
+        Call(deploy, "s3:PutObject", f"{bucket('data')}/revisions/adult-income/0123abc/part-1.csv",
+             "pipeline start --data-rev: the copy the run reads"),
         *(Call(deploy, f"application-autoscaling:{action}",
                f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/0ec4d2a1", "tagged scalable target")
           for action in ("RegisterScalableTarget", "TagResource", "ListTagsForResource", "PutScalingPolicy")),

@@ -165,6 +165,12 @@ def test_register_metadata_carries_metrics_and_lineage(document: dict[str, Any])
     assert metadata["code_bundle_sha256"] == CODE_SHA256
     assert metadata["image_digest"] == IMAGE_DIGEST
     assert metadata["git_sha"] == {"Get": "Parameters.GitSha"}
+    assert metadata["data_sha256"] == {"Std:Join": {"On": "", "Values": [{"Std:JsonGet": {
+        "PropertyFile": {"Get": "Steps.Validate.PropertyFiles.ValidationReport"}, "Path": "input.sha256"}}]}}
+    assert metadata["dvc_rev"] == {"Get": "Parameters.DataRevision"}
+    validate = step(document, VALIDATE)
+    assert validate["PropertyFiles"] == [{"PropertyFileName": "ValidationReport", "OutputName": "report",
+                                          "FilePath": "validation_report.json"}]
     assert metadata["drift_baseline_uri"] == {
         "Std:Join": {"On": "/", "Values": [output_ref(PREPROCESS, "baseline"), "baseline.json"]}
     }
@@ -175,6 +181,7 @@ def test_parameters_and_defaults_come_from_the_stack_file(document: dict[str, An
     parameters = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in document["Parameters"]}
     assert parameters == {
         "InputDataUri": ("String", f"s3://{Names.of(settings).bucket('data')}/datasets/adult-income/"),
+        "DataRevision": ("String", "none"),
         "ProcessingInstanceType": ("String", settings.processing_instance_type),
         "TrainingInstanceType": ("String", settings.training_instance_type),
         "MinTestMetric": ("Float", settings.min_test_metric),
