@@ -132,3 +132,30 @@ def test_a_revision_that_cannot_be_trained_on_is_refused_by_name(tmp_path: Path,
     assert both.returncode == 2 and "not both" in both.stderr
     for output in (unknown, untracked, early, both):
         assert "Traceback" not in output.stderr
+
+
+def test_dvc_repro_validates_a_dataset_before_it_is_pushed(tmp_path: Path):
+    """The project's dvc.yaml: the pipeline's Validate step on each dataset against its problem."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AWS_"))}
+    environment |= {"PATH": f"{Path(sys.executable).parent}:{environment['PATH']}", "PYTHONPATH": str(REPO_ROOT)}
+    repo = dvc_project(tmp_path, environment | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                                                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    shutil.copy(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "problems" / "adult").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "problems" / "adult" / "problem.yaml", repo / "problems" / "adult" / "problem.yaml")
+    folder = repo / "datasets" / DATASET
+    folder.mkdir(parents=True)
+    with gzip.open(REPO_ROOT / "problems" / "adult" / "data.csv.gz", "rt") as sample:
+        lines = sample.readlines()[:3001]
+    (folder / "part-1.csv").write_text("".join(lines))
+    good = run(*dvc_command(), "repro", cwd=repo, env=environment)
+    assert good.returncode == 0, good.stdout + good.stderr
+    report = json.loads((repo / "reports" / "datasets" / DATASET / "validation_report.json").read_text())
+    assert report["status"] == "passed" and report["input"]["sha256"] == folder_digest(folder)
+    age = lines[0].split(",").index("age")
+    bad = lines[1].split(",")
+    bad[age] = "500"
+    (folder / "part-1.csv").write_text("".join([*lines, ",".join(bad)]))
+    refused = run(*dvc_command(), "repro", cwd=repo, env=environment)
+    assert refused.returncode != 0
+    assert "violation [range] column 'age' must be within [16, 100]" in refused.stdout + refused.stderr
