@@ -13,12 +13,11 @@ $(STAMP): pyproject.toml $(wildcard model_code/requirements.txt)
 	$(BIN)/pip install --quiet -e '.[dev]' $(if $(wildcard model_code/requirements.txt),-r model_code/requirements.txt)
 	touch $(STAMP)
 
-# DVC (data versions, mlops/data_versions.py) in a venv of its own: dvc-s3's aiobotocore pins a botocore
-# older than the project's boto3 needs.
+# DVC (data versions) in a venv of its own: requirements-dvc.txt says why.
 DVC := .venv-dvc/.installed
-$(DVC):
+$(DVC): requirements-dvc.txt
 	$(PYTHON) -m venv .venv-dvc
-	.venv-dvc/bin/pip install --quiet "dvc[s3]==3.67.1"
+	.venv-dvc/bin/pip install --quiet -r requirements-dvc.txt
 	touch $(DVC)
 
 run: $(STAMP)

@@ -370,22 +370,29 @@ def _data_version_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-rev", metavar="REV",
                         help="train on the stack's dataset (datasets/<problem>/, tracked by DVC) at this git revision: "
                         "its S3 object versions, recorded on the model package as dvc_rev")
+    _dvc_repo_option(parser)
+
+
+def _dvc_repo_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dvc-repo", type=Path, default=REPO_ROOT, metavar="DIR",
                         help="the DVC project (a git repository) holding datasets/ (default: this checkout)")
 
 
 def cmd_data_checkout(args: argparse.Namespace) -> int:
     from mlops.data_versions import checkout_package
-    from mlops.registry import get_package
+    from mlops.naming import Names
+    from mlops.registry import Aws, get_package
 
-    package = get_package(_stack_settings(args), args.package)
-    done = checkout_package(package, args.dvc_repo, args.output, {})
+    settings = _stack_settings(args)
+    package = get_package(settings, args.package)
+    done = checkout_package(package, args.dvc_repo, args.output, Aws.from_env().client("s3", settings.region),
+                            Names.of(settings).bucket("data"))
     if done.sha256 != done.expected:
         print(f"error: {done.folder}: data sha256 {done.sha256} differs from the package's data_sha256 "
               f"{done.expected or '(none)'}", file=sys.stderr)
         return EXIT_VIOLATIONS
-    print(f"{done.folder}: the data of {package.arn} (DVC revision {done.revision}), sha256 {done.sha256} as "
-          f"recorded by its Validate step")
+    print(f"{done.folder}: the data of {package.arn} (DVC revision {done.revision}, from {done.source}), "
+          f"sha256 {done.sha256} as recorded by its Validate step")
     return EXIT_OK
 
 
@@ -430,8 +437,12 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
     if args.image_tag:
         print(f"pipeline {upsert(settings, args.image_tag)} updated for image tag {args.image_tag}")
     parameters = dict(_pairs(args.parameter, "--parameter"))
+    if "DataRevision" in parameters:  # the lineage the package records: only what --data-rev staged
+        raise SettingsError("--parameter", ["DataRevision is set by --data-rev, which stages that revision's data"])
     revision = _data_revision(args, settings)
     if revision is not None:
+        if "InputDataUri" in parameters:
+            raise SettingsError("--data-rev", ["give --data-rev or --parameter InputDataUri, not both"])
         from mlops.data_versions import stage
         from mlops.naming import Names
         from mlops.registry import Aws
@@ -806,8 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_checkout.add_argument("--stack", required=True)
     data_checkout.add_argument("--package", required=True, metavar="ARN", help="model package ARN (mlops model list)")
     data_checkout.add_argument("--output", type=Path, required=True, metavar="DIR", help="a new folder")
-    data_checkout.add_argument("--dvc-repo", type=Path, default=REPO_ROOT, metavar="DIR",
-                               help="the DVC project holding datasets/ (default: this checkout)")
+    _dvc_repo_option(data_checkout)
     data_checkout.set_defaults(func=cmd_data_checkout)
 
     demo = commands.add_parser(

@@ -1,23 +1,26 @@
 """Data versions with DVC: a pipeline run on a DVC revision of a dataset, and that data checked out again.
 
-The repository is a DVC project (`.dvc/config`) whose remote, named after the stack (`dev`), is the stack's
-data bucket with `version_aware = true`: `dvc push` uploads a tracked folder `datasets/<dataset>/` to the same
-keys, `s3://<data bucket>/datasets/<dataset>/<file>` (the pipeline's default input), and writes each file's S3
-VersionId into `datasets/<dataset>.dvc`, which is then committed. A revision is that commit: its `.dvc` file
-names every file by md5 and S3 version, so the data stays retrievable after newer pushes overwrite the keys.
+The repository is a DVC project (`.dvc/config`). Its remote `dev` is `s3://<dev data bucket>/dvc/`, and it
+has `version_aware = true`. `dvc push` uploads a tracked folder `datasets/<dataset>/` to
+`dvc/datasets/<dataset>/<file>`, under the remote's own prefix, so nothing lands in the pipeline's default input,
+`datasets/<dataset>/`. It writes each file's S3 VersionId into `datasets/<dataset>.dvc`, which is then committed.
+A revision is that commit: its `.dvc` file names every file by md5 and S3 version, and the run reads those
+versions even after newer pushes overwrite the keys.
 
 - `resolve` reads the `.dvc` file at a revision from git (no DVC needed): the commit and each file's version.
 - `stage` copies exactly those object versions, server-side, under `revisions/<dataset>/<commit>/` of the data
-  bucket: the run's InputDataUri. The dataset's own prefix may hold newer versions, or files a later revision
-  dropped (DVC never deletes from a remote), so the run does not read it.
-- The run records the commit (pipeline parameter DataRevision, the package's `dvc_rev`) and Validate the digest
-  of what it read (`data_sha256`, model_code.data.dataset_digest).
-- `checkout` gets a model version's data back with `dvc get --rev <dvc_rev>` and checks its digest against the
+  bucket: the run's InputDataUri. The remote's prefix holds the newest versions only, and keeps files a later
+  revision dropped (DVC never deletes from a remote), so the run does not read it.
+- The run records the commit (pipeline parameter DataRevision, the package's `dvc_rev`). Validate records the
+  digest of what it read (`data_sha256`, model_code.data.dataset_digest).
+- `checkout_package` gets a model version's data back with `dvc get --rev <dvc_rev>`. The bucket's lifecycle
+  expires noncurrent versions (`noncurrentVersionExpiryDays`), so when a version is gone it falls back to the
+  run's own copy under `revisions/`, which is current and kept. Either way it checks the digest against the
   package's `data_sha256`.
 
-The DVC CLI comes from `.venv-dvc/` (`make .venv-dvc/.installed`: dvc-s3's aiobotocore pins a botocore older
-than the project's boto3 needs, so DVC has a venv of its own), `$MLOPS_DVC`, or `dvc` on PATH. In local mode
-it reaches the embedded AWS through AWS_ENDPOINT_URL, which botocore reads.
+The DVC CLI comes from `.venv-dvc/` (`make .venv-dvc/.installed`; requirements-dvc.txt says why a venv of its
+own), `$MLOPS_DVC`, or `dvc` on PATH. In local mode it reaches the embedded AWS through AWS_ENDPOINT_URL, which
+botocore reads.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from mlops.settings import REPO_ROOT
 from model_code.data import CSV_SUFFIXES, dataset_digest, sha256_file  # what Validate reads of a folder, and its digest
 
 DATASETS_DIR = "datasets"
+REMOTE_PREFIX = "dvc/"  # the remote's URL in .dvc/config: s3://<data bucket>/dvc/
 REVISIONS_PREFIX = "revisions/"
 
 
@@ -57,8 +60,16 @@ class DataRevision:
     files: tuple[VersionedFile, ...]
 
     def key(self, file: VersionedFile) -> str:
-        """Where `dvc push` put the file: the remote is the bucket's root, the key the file's path in the repo."""
-        return f"{DATASETS_DIR}/{self.dataset}/{file.name}"
+        """Where `dvc push` put the file: a version-aware remote keeps the file's path in the repository."""
+        return f"{REMOTE_PREFIX}{DATASETS_DIR}/{self.dataset}/{file.name}"
+
+    @property
+    def staged_prefix(self) -> str:
+        return staged_prefix(self.dataset, self.commit)
+
+
+def staged_prefix(dataset: str, commit: str) -> str:
+    return f"{REVISIONS_PREFIX}{dataset}/{commit}/"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -98,7 +109,11 @@ def resolve(repo: Path, rev: str, dataset: str, remote: str) -> DataRevision:
         if "/" in name:
             raise DataVersionError(f"{dvc_file} at {commit[:12]}: {name} is in a subfolder; the pipeline reads the "
                                    f"CSV files at the top of {DATASETS_DIR}/{dataset}/")
-        version = ((entry.get("cloud") or {}).get(remote) or {}).get("version_id")
+        clouds = entry.get("cloud") or {}
+        version = (clouds.get(remote) or {}).get("version_id")
+        if not version and clouds:
+            raise DataVersionError(f"{dvc_file} at {commit[:12]}: {name} was pushed to remote "
+                                   f"{', '.join(f'`{r}`' for r in sorted(clouds))}, not to `{remote}` (the stack's)")
         if not version:
             raise DataVersionError(f"{dvc_file} at {commit[:12]}: {name} has no S3 version on remote `{remote}`: "
                                    f"{not_pushed}")
@@ -109,18 +124,21 @@ def resolve(repo: Path, rev: str, dataset: str, remote: str) -> DataRevision:
 
 
 def stage(s3: Any, bucket: str, revision: DataRevision) -> str:
-    """Copy the revision's object versions under `revisions/<dataset>/<commit>/`; that prefix's s3:// URI."""
-    prefix = f"{REVISIONS_PREFIX}{revision.dataset}/{revision.commit}/"
+    """Copy the revision's object versions under `revisions/<dataset>/<commit>/`; that prefix's s3:// URI. A
+    managed copy: multipart above CopyObject's 5 GB."""
+    from botocore.exceptions import ClientError
+
     for file in revision.files:
         source = {"Bucket": bucket, "Key": revision.key(file), "VersionId": file.version_id}
         try:
-            s3.copy_object(Bucket=bucket, Key=f"{prefix}{file.name}", CopySource=source)
-        except s3.exceptions.ClientError as error:
+            s3.copy(source, bucket, f"{revision.staged_prefix}{file.name}")
+        except ClientError as error:
             raise DataVersionError(
                 f"s3://{bucket}/{revision.key(file)} version {file.version_id} (revision {revision.commit[:12]}): "
-                f"{error.response.get('Error', {}).get('Code', error)}; was it pushed to this stack's data bucket?"
+                f"{error.response.get('Error', {}).get('Code', error)}; pushed to this stack's data bucket, and "
+                f"not yet expired (noncurrentVersionExpiryDays)?"
             ) from None
-    return f"s3://{bucket}/{prefix}"
+    return f"s3://{bucket}/{revision.staged_prefix}"
 
 
 def dvc_command() -> list[str]:
@@ -130,13 +148,11 @@ def dvc_command() -> list[str]:
     raise DataVersionError("dvc not found: `make .venv-dvc/.installed`, set MLOPS_DVC, or put dvc on PATH")
 
 
-def checkout(repo: Path, revision: str, dataset: str, output: Path, environment: Mapping[str, str]) -> Path:
+def checkout(repo: Path, revision: str, dataset: str, output: Path) -> Path:
     """`dvc get` of `datasets/<dataset>` at `revision` into `output` (which must not exist); the folder."""
-    if output.exists():
-        raise DataVersionError(f"--output {output}: exists; give a new folder")
     result = subprocess.run(
         [*dvc_command(), "get", str(repo), f"{DATASETS_DIR}/{dataset}", "--rev", revision, "-o", str(output)],
-        capture_output=True, text=True, check=False, env={**os.environ, **environment}, timeout=600,
+        capture_output=True, text=True, check=False, timeout=600,
     )
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
@@ -155,19 +171,38 @@ def folder_digest(folder: Path) -> str:
 class CheckedOut:
     folder: Path
     revision: str
+    source: str
     sha256: str
     expected: str
 
 
-def checkout_package(package: Any, repo: Path, output: Path, environment: Mapping[str, str]) -> CheckedOut:
-    """The data a registered model package (mlops.registry.ModelPackage) was trained on, by its `dvc_rev`; its
-    digest beside the package's `data_sha256`."""
+def checkout_package(package: Any, repo: Path, output: Path, s3: Any, bucket: str) -> CheckedOut:
+    """The data a registered model package (mlops.registry.ModelPackage) was trained on, by its `dvc_rev`: with
+    `dvc get`, else from the run's copy; its digest beside the package's `data_sha256`."""
     from pipelines.training import DATA_SHA256_KEY, DVC_REVISION_KEY, NO_DVC_REVISION
 
     revision = package.metadata.get(DVC_REVISION_KEY, NO_DVC_REVISION)
     if revision == NO_DVC_REVISION:
         raise DataVersionError(f"model package {package.arn} was not trained on a DVC revision (no {DVC_REVISION_KEY};"
                                f" its run was not started with --data-rev)")
+    if output.exists():
+        raise DataVersionError(f"--output {output}: exists; give a new folder")
     dataset = package.metadata.get("problem", "")
-    folder = checkout(repo, revision, dataset, output, environment)
-    return CheckedOut(folder, revision, folder_digest(folder), package.metadata.get(DATA_SHA256_KEY, ""))
+    expected = package.metadata.get(DATA_SHA256_KEY, "")
+    try:
+        folder, source = checkout(repo, revision, dataset, output), "dvc get"
+    except DataVersionError as dvc_failed:
+        shutil.rmtree(output, ignore_errors=True)  # what a failed dvc get left: the folder did not exist before
+        folder, source = _download_staged(s3, bucket, staged_prefix(dataset, revision), output, dvc_failed)
+    return CheckedOut(folder, revision, source, folder_digest(folder), expected)
+
+
+def _download_staged(s3: Any, bucket: str, prefix: str, output: Path, dvc_failed: Exception) -> tuple[Path, str]:
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    if not keys:
+        raise DataVersionError(f"{dvc_failed}; and s3://{bucket}/{prefix} (the run's copy) is empty") from None
+    output.mkdir(parents=True)
+    for key in keys:
+        s3.download_file(bucket, key, str(output / key.removeprefix(prefix)))
+    return output, f"the run's copy s3://{bucket}/{prefix} ({dvc_failed})"

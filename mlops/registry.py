@@ -23,7 +23,7 @@ values):
       "code_bundle_sha256", "data_sha256"   content hashes of the code bundle and input data (Validate's
                        model_code.data.dataset_digest of the files it read)
       "dvc_rev"        the DVC revision (git commit) of the input when the run was started from one
-                       (`--data-rev`, mlops/dvc.py), else "none"
+                       (`--data-rev`, mlops/data_versions.py), else "none"
     release bookkeeping (written by `mlops release promote`, see mlops/release.py):
       "previous_pin:<stack>"   the package `<stack>` pinned before this one was promoted there
 

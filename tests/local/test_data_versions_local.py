@@ -12,12 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
 from mlops.data_versions import dvc_command, folder_digest
 from mlops.local import aws as local_aws
-from mlops.settings import REPO_ROOT
+from mlops.naming import Names
+from mlops.settings import REPO_ROOT, load_stack
 
 MLOPS = Path(sys.executable).parent / "mlops"
 DATASET = "adult-income"  # the dev stack's problem: its dataset is datasets/adult-income/
@@ -95,13 +97,26 @@ def test_a_model_trained_on_a_dvc_revision_gets_that_data_back(tmp_path: Path, e
     assert package["lineage"]["dvc_rev"] == first
     assert package["lineage"]["data_sha256"] != newest  # the older revision's versions, not the keys' newest
 
+    shutil.rmtree(repo / ".dvc" / "cache")  # as on another machine: the data comes from the bucket
     out = tmp_path / "checked-out"
     checked = run(str(MLOPS), "data", "checkout", "--stack", "dev", "--package", package["arn"], "--output", str(out),
                   "--dvc-repo", str(repo), cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert folder_digest(out) == package["lineage"]["data_sha256"]
     assert (out / "part-1.csv").read_text() == "".join(lines[:6001])
-    assert f"(DVC revision {first})" in checked.stdout
+    assert f"(DVC revision {first}, from dvc get)" in checked.stdout
+
+    # the lifecycle expires the older version (noncurrentVersionExpiryDays): the run's own copy is kept
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    bucket = Names.of(load_stack("dev")).bucket("data")
+    s3.delete_object(Bucket=bucket, Key=f"dvc/datasets/{DATASET}/part-1.csv", VersionId=version_ids[0])
+    expired = tmp_path / "after-expiry"
+    fallback = run(str(MLOPS), "data", "checkout", "--stack", "dev", "--package", package["arn"], "--output",
+                   str(expired), "--dvc-repo", str(repo), cwd=tmp_path, env=env)
+    assert fallback.returncode == 0, fallback.stdout + fallback.stderr
+    assert f"from the run's copy s3://{bucket}/revisions/{DATASET}/{first}/" in fallback.stdout
+    assert folder_digest(expired) == package["lineage"]["data_sha256"]
 
     again = run(str(MLOPS), "data", "checkout", "--stack", "dev", "--package", package["arn"], "--output", str(out),
                 "--dvc-repo", str(repo), cwd=tmp_path, env=env)

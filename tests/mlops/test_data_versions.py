@@ -48,7 +48,7 @@ def test_the_projects_remote_is_the_dev_stacks_data_bucket_and_version_aware():
     section = re.search(r"\['remote \"dev\"'\]\n((?:\s+.+\n)+)", config)
     assert section, config
     options = dict(re.findall(r"^\s+(\S+) = (.+)$", section.group(1), re.M))
-    assert options == {"url": f"s3://{Names.of(load_stack('dev')).bucket('data')}/", "version_aware": "true"}
+    assert options == {"url": f"s3://{Names.of(load_stack('dev')).bucket('data')}/dvc/", "version_aware": "true"}
     assert re.search(r"^\s+remote = dev$", config, re.M)
 
 
@@ -58,13 +58,16 @@ def test_resolve_reads_each_files_s3_version_from_the_commit(tmp_path: Path):
     revision = resolve(tmp_path, "HEAD", "adult-income", "dev")
     assert revision.commit == commit
     assert [(f.name, f.version_id) for f in revision.files] == [("part-2.csv", "b2"), ("part-1.csv.gz", "a1")]
-    assert revision.key(revision.files[0]) == "datasets/adult-income/part-2.csv"
+    assert revision.key(revision.files[0]) == "dvc/datasets/adult-income/part-2.csv"
 
 
 @pytest.mark.parametrize(("files", "message"), [
     ([pushed("part-1.csv", None)], "part-1.csv has no S3 version on remote `dev`: the .dvc file was committed before"),
     ([pushed("2024/part-1.csv")], "2024/part-1.csv is in a subfolder"),
     ([pushed("notes.txt")], "no *.csv or *.csv.gz file"),
+    ([{**pushed("part-1.csv", None), "cloud": {"lab": {"version_id": "x"}}}],
+     "part-1.csv was pushed to remote `lab`, not to `dev` (the stack's)"),
+    ([], "no *.csv or *.csv.gz file"),
 ])
 def test_resolve_refuses_a_revision_the_pipeline_cannot_read(tmp_path: Path, files, message):
     commit_dvc_file(tmp_path, files)
@@ -86,8 +89,9 @@ def test_stage_copies_exactly_the_revisions_versions(monkeypatch: pytest.MonkeyP
         bucket = "data-bucket"
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        old = s3.put_object(Bucket=bucket, Key="datasets/adult-income/part-1.csv", Body=b"a\n1\n")["VersionId"]
-        s3.put_object(Bucket=bucket, Key="datasets/adult-income/part-1.csv", Body=b"a\n2\n")
+        key = "dvc/datasets/adult-income/part-1.csv"
+        old = s3.put_object(Bucket=bucket, Key=key, Body=b"a\n1\n")["VersionId"]
+        s3.put_object(Bucket=bucket, Key=key, Body=b"a\n2\n")
         commit_dvc_file(tmp_path, [pushed("part-1.csv", old)])
         revision = resolve(tmp_path, "HEAD", "adult-income", "dev")
         uri = stage(s3, bucket, revision)
@@ -95,7 +99,7 @@ def test_stage_copies_exactly_the_revisions_versions(monkeypatch: pytest.MonkeyP
         body = s3.get_object(Bucket=bucket, Key=f"revisions/adult-income/{revision.commit}/part-1.csv")["Body"].read()
         assert body == b"a\n1\n"
         commit_dvc_file(tmp_path, [pushed("part-1.csv", "no-such-version")])
-        with pytest.raises(DataVersionError, match="version no-such-version .* was it pushed to this stack"):
+        with pytest.raises(DataVersionError, match="version no-such-version .* pushed to this stack's data bucket"):
             stage(s3, bucket, resolve(tmp_path, "HEAD", "adult-income", "dev"))
 
 
