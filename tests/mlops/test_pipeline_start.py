@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import boto3
@@ -91,3 +92,35 @@ def test_cli_start_and_definition(capsys, aws: Aws, dev: StackSettings) -> None:
     assert "'Seed' is not NAME=VALUE" in capsys.readouterr().err
     assert main(["pipeline", "definition", "--stack", "dev", "--image-tag", "abc1234"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["Parameters"][0]["Name"] == "InputDataUri"
+
+
+def test_cli_start_on_a_dvc_revision_stages_its_versions_and_records_it(capsys, aws: Aws, dev: StackSettings,
+                                                                          tmp_path) -> None:
+    from tests.mlops.test_data_versions import commit_dvc_file, pushed
+
+    _stack_key(dev)
+    upsert(dev, "abc1234", aws=aws)
+    s3, bucket = aws.client("s3", dev.region), Names.of(dev).bucket("data")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": dev.region})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "dvc/datasets/adult-income/part-1.csv"
+    version = s3.put_object(Bucket=bucket, Key=key, Body=b"age\n39\n")["VersionId"]
+    s3.put_object(Bucket=bucket, Key=key, Body=b"age\n40\n")  # a newer push over the same key
+    commit = commit_dvc_file(tmp_path, [pushed("part-1.csv", version)])
+
+    args = ["pipeline", "start", "--stack", "dev", "--data-rev", "HEAD", "--dvc-repo", str(tmp_path)]
+    assert main(args) == EXIT_OK
+    out = capsys.readouterr().out
+    staged = f"s3://{bucket}/revisions/adult-income/{commit}/"
+    assert f"data: {staged} (DVC revision {commit}, 1 file(s))" in out
+    assert s3.get_object(Bucket=bucket, Key=f"revisions/adult-income/{commit}/part-1.csv")["Body"].read() == \
+        b"age\n39\n"
+    arn = re.search(r"^execution (arn:\S+): ", out, re.M).group(1)  # type: ignore[union-attr]
+    parameters = aws.sagemaker(dev.region).list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+    assert {p["Name"]: p["Value"] for p in parameters["PipelineParameters"]}.items() >= {
+        "InputDataUri": staged, "DataRevision": commit}.items()
+
+    assert main([*args, "--parameter", "InputDataUri=s3://elsewhere/"]) == EXIT_BAD_INPUT
+    assert "give --data-rev or --parameter InputDataUri, not both" in capsys.readouterr().err
+    assert main(["pipeline", "start", "--stack", "dev", "--parameter", f"DataRevision={commit}"]) == EXIT_BAD_INPUT
+    assert "DataRevision is set by --data-rev" in capsys.readouterr().err
