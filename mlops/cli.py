@@ -11,10 +11,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlops.cli_problem import add_problem_commands
 from mlops.settings import PROJECT, REPO_ROOT, SettingsError, StackSettings, load_stack_file, stack_file, stack_names
+
+if TYPE_CHECKING:
+    from mlops.data_versions import DataRevision
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -355,7 +358,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _data_revision(args: argparse.Namespace, settings: Any) -> Any:
+def _data_revision(args: argparse.Namespace, settings: StackSettings) -> DataRevision | None:
     """`--data-rev REV` of `pipeline run|start`: the stack's dataset at that DVC revision (mlops/data_versions.py)."""
     from mlops.data_versions import resolve
 
@@ -437,8 +440,11 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
     if args.image_tag:
         print(f"pipeline {upsert(settings, args.image_tag)} updated for image tag {args.image_tag}")
     parameters = dict(_pairs(args.parameter, "--parameter"))
-    if "DataRevision" in parameters:  # the lineage the package records: only what --data-rev staged
-        raise SettingsError("--parameter", ["DataRevision is set by --data-rev, which stages that revision's data"])
+    from pipelines.training import DATA_REVISION_PARAMETER
+
+    if DATA_REVISION_PARAMETER in parameters:  # the lineage the package records: only what --data-rev staged
+        raise SettingsError("--parameter", [f"{DATA_REVISION_PARAMETER} is set by --data-rev, which stages that "
+                                            f"revision's data"])
     revision = _data_revision(args, settings)
     if revision is not None:
         if "InputDataUri" in parameters:
@@ -446,7 +452,6 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
         from mlops.data_versions import stage
         from mlops.naming import Names
         from mlops.registry import Aws
-        from pipelines.training import DATA_REVISION_PARAMETER
 
         uri = stage(Aws.from_env().client("s3", settings.region), Names.of(settings).bucket("data"), revision)
         parameters |= {"InputDataUri": uri, DATA_REVISION_PARAMETER: revision.commit}
@@ -465,7 +470,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.action == "up":
         settings = _stack_settings(args)
         server = local_aws.start(state, account_id=settings.account_id, region=settings.region)
-        _bootstrap_local(settings, server)
+        from mlops.local.pipeline import bootstrap_embedded
+
+        bootstrap_embedded(settings, server)
         print(f"embedded AWS on {server.endpoint_url} (pid {server.pid}), with stack {settings.stack}'s buckets and "
               f"model package group; use it with:")
         print(f"  export AWS_ENDPOINT_URL={server.endpoint_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
@@ -475,18 +482,6 @@ def cmd_local(args: argparse.Namespace) -> int:
         server = local_aws.running(state)
         print(f"embedded AWS on {server.endpoint_url} (pid {server.pid})" if server else "embedded AWS is not running")
     return EXIT_OK
-
-
-def _bootstrap_local(settings: Any, server: Any) -> None:
-    """What `pulumi up` provides, so `dvc push` (or any S3 client) finds the stack's buckets before a run."""
-    import boto3
-
-    from mlops.local import aws as local_aws
-    from mlops.local.pipeline import bootstrap
-
-    with local_aws.environment(server):
-        bootstrap(settings, boto3.client("s3", region_name=settings.region),
-                  boto3.client("sagemaker", region_name=settings.region))
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

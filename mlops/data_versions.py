@@ -190,10 +190,14 @@ def checkout_package(package: Any, repo: Path, output: Path, s3: Any, bucket: st
     dataset = package.metadata.get("problem", "")
     expected = package.metadata.get(DATA_SHA256_KEY, "")
     try:
-        folder, source = checkout(repo, revision, dataset, output), "dvc get"
-    except DataVersionError as dvc_failed:
-        shutil.rmtree(output, ignore_errors=True)  # what a failed dvc get left: the folder did not exist before
-        folder, source = _download_staged(s3, bucket, staged_prefix(dataset, revision), output, dvc_failed)
+        try:
+            folder, source = checkout(repo, revision, dataset, output), "dvc get"
+        except DataVersionError as dvc_failed:
+            shutil.rmtree(output, ignore_errors=True)  # what a failed dvc get left: the folder did not exist before
+            folder, source = _download_staged(s3, bucket, staged_prefix(dataset, revision), output, dvc_failed)
+    except BaseException:  # failed or interrupted (Ctrl-C): no half-written folder for the next try to refuse
+        shutil.rmtree(output, ignore_errors=True)
+        raise
     return CheckedOut(folder, revision, source, folder_digest(folder), expected)
 
 

@@ -139,6 +139,14 @@ def bootstrap(settings: StackSettings, s3: Any, sagemaker: Any) -> str:
     return bundle.uri(names.bucket("artifacts"))
 
 
+def bootstrap_embedded(settings: StackSettings, server: local_aws.LocalAws) -> None:
+    """`bootstrap` in a running embedded AWS (`mlops local up`), so `dvc push` or any S3 client finds the stack's
+    buckets before a run."""
+    with local_aws.environment(server):
+        bootstrap(settings, boto3.client("s3", region_name=settings.region),
+                  boto3.client("sagemaker", region_name=settings.region))
+
+
 def _upload_data(settings: StackSettings, s3: Any, data: Path | None, execution_id: str) -> str:
     """The input data URI: the bundled sample at the pipeline's default URI, or `data` uploaded."""
     names = Names.of(settings)
